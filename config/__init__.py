@@ -1,0 +1,1 @@
+"""The Git-side schema: plans, regions, manifests; loading, validation and rendering."""

@@ -1,0 +1,1 @@
+"""Everything to run the controller in a cluster, and the local lab."""

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine: the project's virtual environment, the Debian packages the lab uses,
+# and the lab's Kubernetes binaries (built from pinned Go modules, cached per version).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet -e '.[test]'
+
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "setup: installing Debian's prometheus"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package starts a system service we do not want; the lab runs its own Prometheus.
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  $SUDO pkill -x prometheus >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,1 @@
+"""Region model, wave planning, smoke windows and global traffic (drain / restore)."""

@@ -1,0 +1,1 @@
+"""Release controller: release model, promotion, Git sync, analysis, CLI."""

@@ -1,0 +1,1 @@
+"""Per-region strategies (rolling, blue/green, canary) and in-region traffic routers."""
