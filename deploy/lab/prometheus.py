@@ -1,0 +1,230 @@
+"""The lab's Prometheus: Debian's binary on a free loopback port, scraping every second.
+
+Scrape targets live in file_sd files (`<state>/prometheus/targets/<job>.json`); Prometheus watches
+that folder, so adding a target (the simulator now, the controller's /metrics later) needs neither
+a restart nor a reload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import structlog
+
+log = structlog.get_logger(__name__)
+
+PIDFILE = "prometheus.pid"
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus could not be started or did not become ready."""
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    scrape_interval_s: float = 1.0
+    binary: str = "prometheus"
+    retention: str = "6h"
+    ready_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class PrometheusHandle:
+    url: str
+    port: int
+    pid: int
+    home: Path  # <state>/prometheus
+    config: PrometheusConfig = field(default_factory=PrometheusConfig)
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.home / "targets"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(round(seconds * 1000))}ms"
+
+
+def render_config(scrape_interval_s: float, targets_dir: Path) -> str:
+    """prometheus.yml: one file_sd job; each targets file sets its own `job` label."""
+    interval = _duration(scrape_interval_s)
+    # The timeout must not exceed the interval; leave a little room.
+    timeout = _duration(max(0.2, scrape_interval_s * 0.8))
+    cfg = {
+        "global": {"scrape_interval": interval, "scrape_timeout": timeout, "evaluation_interval": interval},
+        "scrape_configs": [
+            {
+                "job_name": "lab",
+                "file_sd_configs": [{"files": [str(targets_dir / "*.json")], "refresh_interval": "5s"}],
+            }
+        ],
+    }
+    # JSON is valid YAML and avoids a dependency on how pyyaml quotes things.
+    return json.dumps(cfg, indent=2)
+
+
+def write_targets(
+    targets_dir: Path, job: str, targets: list[str], labels: dict[str, str] | None = None
+) -> Path:
+    """Write (atomically) the file_sd file for `job`. An empty list removes the job's targets."""
+    targets_dir.mkdir(parents=True, exist_ok=True)
+    path = targets_dir / f"{job}.json"
+    group = {"targets": targets, "labels": {"job": job, **(labels or {})}}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps([group] if targets else []))
+    os.replace(tmp, path)  # rename is atomic, so Prometheus never reads half a file
+    return path
+
+
+def add_targets(
+    handle: PrometheusHandle, job: str, targets: list[str], labels: dict[str, str] | None = None
+) -> None:
+    write_targets(handle.targets_dir, job, targets, labels)
+    log.info("prometheus.targets", job=job, targets=targets)
+
+
+def start(
+    state_dir: Path, config: PrometheusConfig | None = None, targets: dict[str, list[str]] | None = None
+) -> PrometheusHandle:
+    """Start Prometheus in its own process group with storage under `state_dir/prometheus`.
+
+    `targets` ({job: [host:port]}) are written before start: targets added later wait for
+    Prometheus' discovery throttle (about 5 s) before the first scrape.
+    """
+    config = config or PrometheusConfig()
+    binary = shutil.which(config.binary)
+    if binary is None:
+        raise PrometheusError(f"{config.binary!r} not found: install Debian's prometheus (deploy/setup.sh)")
+    home = Path(state_dir) / "prometheus"
+    stop_from_state(state_dir)  # a crashed run may have left one behind
+    (home / "targets").mkdir(parents=True, exist_ok=True)
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    for stale in (home / "targets").glob("*.json"):
+        stale.unlink()
+    for job, addrs in (targets or {}).items():
+        write_targets(home / "targets", job, addrs)
+    (home / "prometheus.yml").write_text(render_config(config.scrape_interval_s, home / "targets"))
+    port = free_port()
+    args = [
+        binary,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--storage.tsdb.retention.time={config.retention}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
+    logf = open(home / "prometheus.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    logf.close()
+    (home / PIDFILE).write_text(str(proc.pid))
+    handle = PrometheusHandle(f"http://127.0.0.1:{port}", port, proc.pid, home, config)
+    try:
+        _wait_ready(handle, proc, config.ready_timeout_s)
+    except BaseException:
+        stop(handle)
+        raise
+    log.info("prometheus.started", url=handle.url, pid=proc.pid)
+    return handle
+
+
+def _wait_ready(handle: PrometheusHandle, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (handle.home / "prometheus.log").read_text(errors="replace")[-2000:]
+            raise PrometheusError(f"prometheus exited with {proc.returncode}: {tail}")
+        try:
+            if requests.get(f"{handle.url}/-/ready", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise PrometheusError(f"prometheus not ready at {handle.url} after {timeout_s}s")
+
+
+def _is_prometheus(pid: int) -> bool:
+    """Guard against a recycled pid: only signal a process that really is our Prometheus."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"prometheus" in cmdline.split(b"\0")[0]
+
+
+def _terminate_group(pid: int, timeout_s: float = 10.0) -> None:
+    if not _is_prometheus(pid):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop(handle: PrometheusHandle) -> None:
+    _terminate_group(handle.pid)
+    (handle.home / PIDFILE).unlink(missing_ok=True)
+    log.info("prometheus.stopped", pid=handle.pid)
+
+
+def stop_from_state(state_dir: Path) -> None:
+    """Stop a Prometheus recorded in `state_dir` (for `lab down` after a crash)."""
+    pidfile = Path(state_dir) / "prometheus" / PIDFILE
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    _terminate_group(pid)
+    pidfile.unlink(missing_ok=True)
+
+
+def query(url: str, promql: str, timeout_s: float = 5.0) -> list[dict[str, object]]:
+    """Instant query; returns Prometheus' `data.result` list."""
+    r = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=timeout_s)
+    r.raise_for_status()
+    body = r.json()
+    if body.get("status") != "success":
+        raise PrometheusError(f"query {promql!r} failed: {body}")
+    return list(body["data"]["result"])
