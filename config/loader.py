@@ -1,0 +1,137 @@
+"""Load and validate a rollout repository, reporting every problem of the repository at once.
+
+Layout (docs/repository.md):
+    regions/<region>.yaml          Region
+    apps/<app>/rollout.yaml        Plan
+    apps/<app>/values.yaml         AppValues
+    apps/<app>/manifests/*.yaml    templates rendered per region
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from config.errors import InvalidRepository, Issue, field_path, fix_for
+from config.identity import ReleaseIdentity
+from config.repository import AppSource, Repository
+from config.schema import AppValues, Plan, Region
+from config.templating import QUERY_VARIABLES, OutsideRepository, confined_path, undeclared_variables
+
+M = TypeVar("M", bound=BaseModel)
+VALIDATION_COMMIT = "0" * 40
+
+
+def load_repository(root: Path | str) -> Repository:
+    """Load `root` or raise InvalidRepository carrying every issue found."""
+    root = Path(root)
+    issues: list[Issue] = []
+    if not root.is_dir():
+        raise InvalidRepository([Issue(str(root), "", "is not a directory", "point at a rollout repository")])
+    regions = _load_regions(root, issues)
+    apps = _load_apps(root, issues)
+    repo = Repository(root=root, regions=regions, apps=apps)
+    from config.policies import repository_issues  # policies need the loaded repository
+
+    issues += repository_issues(repo)
+    if issues:
+        raise InvalidRepository(issues)
+    return repo
+
+
+def read_yaml(root: Path, path: Path, issues: list[Issue]) -> Any:
+    shown = str(path.relative_to(root))
+    try:
+        confined_path(root, shown)
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OutsideRepository:
+        issues.append(Issue(shown, "", "is a symlink leading outside the repository",
+                            "replace the symlink with the file itself"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        issues.append(Issue(shown, where, f"is not valid YAML ({getattr(exc, 'problem', exc)})",
+                            "check indentation and quoting"))
+    except (OSError, UnicodeDecodeError) as exc:
+        issues.append(Issue(shown, "", f"cannot be read ({exc.__class__.__name__})", "make it a UTF-8 file"))
+    return None
+
+
+def parse_model(model: type[M], data: Any, shown: str, issues: list[Issue]) -> M | None:
+    if not isinstance(data, dict):
+        issues.append(Issue(shown, "", "must be a YAML mapping", f"write the {model.__name__} fields as key: value"))
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            issues.append(Issue(shown, field_path(err["loc"]) or "(top level)", message,
+                                fix_for(err["type"], message)))
+        return None
+
+
+def _load_regions(root: Path, issues: list[Issue]) -> dict[str, Region]:
+    folder = root / "regions"
+    files = sorted(folder.glob("*.y*ml")) if folder.is_dir() else []
+    if not files:
+        issues.append(Issue("regions/", "", "no region files found", "add regions/<name>.yaml per region"))
+    regions: dict[str, Region] = {}
+    for path in files:
+        shown = str(path.relative_to(root))
+        region = parse_model(Region, read_yaml(root, path, issues), shown, issues)
+        if region is None:
+            continue
+        if region.name in regions:
+            issues.append(Issue(shown, "name", f"region {region.name!r} is declared twice",
+                                "give each region one file and a unique name"))
+        elif path.stem != region.name:
+            issues.append(Issue(shown, "name", f"{region.name!r} differs from the file name",
+                                f"rename the file to regions/{region.name}.yaml"))
+        regions[region.name] = region
+    return regions
+
+
+def _load_apps(root: Path, issues: list[Issue]) -> dict[str, AppSource]:
+    folder = root / "apps"
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not dirs:
+        issues.append(Issue("apps/", "", "no applications found", "add apps/<app>/rollout.yaml"))
+    apps: dict[str, AppSource] = {}
+    for directory in dirs:
+        plan = _load_file(root, directory / "rollout.yaml", Plan, issues)
+        values = _load_file(root, directory / "values.yaml", AppValues, issues)
+        if plan is not None and plan.app != directory.name:
+            issues.append(Issue(f"apps/{directory.name}/rollout.yaml", "app",
+                                f"{plan.app!r} differs from the folder name", f"set app: {directory.name}"))
+        elif plan is not None and values is not None:
+            apps[plan.app] = AppSource(plan.app, directory, plan, values)
+    return apps
+
+
+def _load_file(root: Path, path: Path, model: type[M], issues: list[Issue]) -> M | None:
+    shown = str(path.relative_to(root))
+    if not path.is_file():
+        issues.append(Issue(shown, "", "is missing", f"add it (see config/examples/shop/{shown.split('/', 2)[-1]})"))
+        return None
+    return parse_model(model, read_yaml(root, path, issues), shown, issues)
+
+
+def query_issues(shown: str, field: str, source: str) -> Iterator[Issue]:
+    try:
+        unknown = undeclared_variables(source) - QUERY_VARIABLES
+    except jinja2.TemplateSyntaxError as exc:
+        yield Issue(shown, field, f"template syntax error: {exc.message}", "close every {{ ... }}")
+        return
+    for name in sorted(unknown):
+        yield Issue(shown, field, f"unknown variable {name!r}",
+                    f"use only {', '.join(sorted(QUERY_VARIABLES))}")
+
+
+def validation_identity(values: AppValues) -> ReleaseIdentity:
+    return ReleaseIdentity(commit=VALIDATION_COMMIT, version=values.version)

@@ -1,0 +1,326 @@
+"""Typed models of the rollout repository: regions, app values and rollout plans.
+
+Field names follow Kubernetes conventions (camelCase in YAML). Unknown fields are errors, since a
+misspelt key silently ignored is a policy silently not applied.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.durations import parse_duration
+from config.expressions import parse_condition
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} has no unit; write e.g. {value}s or {value}m")
+    return parse_duration(str(value))
+
+
+def _condition(value: str) -> str:
+    parse_condition(value)
+    return value
+
+
+def _percent_or_count(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.fullmatch(r"\d{1,3}%", value):
+        raise ValueError(f"{value!r} must be a whole number or a percentage such as 25%")
+    return value
+
+
+Duration = Annotated[timedelta, Field(json_schema_extra={"format": "duration"})]
+Name = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+ConditionText = Annotated[str, AfterValidator(_condition)]
+IntOrPercent = Annotated[int | str, AfterValidator(_percent_or_count)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class DurationModel(Model):
+    """Base for models with duration fields: accepts `30s`-style strings."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, value: Any, info: Any) -> Any:
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and field.annotation in (timedelta, timedelta | None) and value is not None:
+            return _duration(value)
+        return value
+
+
+# --- regions/*.yaml -------------------------------------------------------------------------
+
+
+class Tier(StrEnum):
+    CANARY = "canary"
+    LOW = "low"
+    HIGH = "high"
+    STANDARD = "standard"
+
+
+class Region(Model):
+    name: Name
+    cluster: str = Field(min_length=1, description="kubeconfig context of the region's cluster")
+    tier: Tier
+    traffic_share: float = Field(alias="trafficShare", gt=0, le=1)
+    characteristics: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def character(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(self.characteristics.items()))
+
+
+# --- apps/<app>/values.yaml -----------------------------------------------------------------
+
+
+class Image(Model):
+    repository: str = Field(min_length=1)
+    tag: str | None = None
+    digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _pinned(self) -> Image:
+        if self.tag is None and self.digest is None:
+            raise ValueError("image needs a tag naming a build (e.g. 1.4.2) or a digest (sha256:...)")
+        if self.tag == "latest":
+            raise ValueError("the tag 'latest' moves under you; tag images with the version or commit")
+        return self
+
+
+class AppValues(Model):
+    version: str = Field(pattern=SEMVER, description="the application's semantic version")
+    image: Image
+    params: dict[str, Any] = Field(default_factory=dict)
+    region_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="regionOverrides")
+
+
+# --- apps/<app>/rollout.yaml ----------------------------------------------------------------
+
+
+class Owner(Model):
+    team: str = Field(min_length=1)
+    contact: str = Field(min_length=1, description="where to reach the on-call (channel, pager, email)")
+
+
+class RollingStrategy(DurationModel):
+    max_surge: IntOrPercent = Field(default="25%", alias="maxSurge")
+    max_unavailable: IntOrPercent = Field(default=0, alias="maxUnavailable")
+    progress_deadline: timedelta = Field(default=timedelta(minutes=10), alias="progressDeadline")
+
+
+class BlueGreenStrategy(DurationModel):
+    preview_service: bool = Field(default=True, alias="previewService")
+    auto_promotion: bool = Field(default=True, alias="autoPromotion")
+    scale_down_delay: timedelta = Field(default=timedelta(seconds=30), alias="scaleDownDelay")
+    progress_deadline: timedelta = Field(default=timedelta(minutes=10), alias="progressDeadline")
+    pre_promotion_analysis: list[str] = Field(default_factory=list, alias="prePromotionAnalysis")
+
+
+class PauseStep(DurationModel):
+    duration: timedelta | None = None  # None: until promoted by a responder
+
+
+class AnalysisStep(Model):
+    checks: list[str] = Field(default_factory=list, description="check names; empty means all")
+
+
+class CanaryStep(Model):
+    set_weight: int | None = Field(default=None, alias="setWeight", ge=0, le=100)
+    pause: PauseStep | None = None
+    analysis: AnalysisStep | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CanaryStep:
+        given = [name for name in ("set_weight", "pause", "analysis") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("each step is exactly one of setWeight, pause or analysis")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "setWeight" if self.set_weight is not None else "pause" if self.pause is not None else "analysis"
+
+
+class CanaryStrategy(DurationModel):
+    traffic_router: Literal["gatewayAPI", "replicas"] = Field(default="replicas", alias="trafficRouter")
+    steps: list[CanaryStep] = Field(min_length=1)
+    progress_deadline: timedelta = Field(default=timedelta(minutes=10), alias="progressDeadline")
+
+
+class Strategy(Model):
+    rolling: RollingStrategy | None = None
+    blue_green: BlueGreenStrategy | None = Field(default=None, alias="blueGreen")
+    canary: CanaryStrategy | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Strategy:
+        given = [n for n in ("rolling", "blue_green", "canary") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("choose exactly one of rolling, blueGreen or canary")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "rolling" if self.rolling else "blueGreen" if self.blue_green else "canary"
+
+
+class AutoSmokeWindow(DurationModel):
+    """Twice the mean time-to-detect of past failed releases, clamped to [floor, ceiling]."""
+
+    floor: timedelta
+    ceiling: timedelta
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoSmokeWindow:
+        if self.floor > self.ceiling:
+            raise ValueError("floor must not exceed ceiling")
+        return self
+
+
+class SmokeWindow(DurationModel):
+    fixed: timedelta | None = None
+    auto: AutoSmokeWindow | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"fixed": value} if isinstance(value, str | int | float) else value
+
+    @model_validator(mode="after")
+    def _one(self) -> SmokeWindow:
+        if (self.fixed is None) == (self.auto is None):
+            raise ValueError("write a duration (e.g. 10m) or auto: {floor: 5m, ceiling: 1h}")
+        return self
+
+
+class RegionSelector(Model):
+    tier: Tier | None = None
+    characteristics: dict[str, str] = Field(default_factory=dict)
+
+
+class Wave(Model):
+    name: Name
+    regions: list[str] = Field(default_factory=list)
+    select: RegionSelector | None = None
+    smoke_window: SmokeWindow = Field(alias="smokeWindow")
+    max_parallel: int = Field(default=1, alias="maxParallel", ge=1)
+
+    @model_validator(mode="after")
+    def _chosen(self) -> Wave:
+        if not self.regions and self.select is None:
+            raise ValueError("a wave lists regions or selects them (select: {tier: low})")
+        return self
+
+
+class AutoWaves(Model):
+    smoke_window: SmokeWindow = Field(alias="smokeWindow")
+    max_parallel: int = Field(default=2, alias="maxParallel", ge=1)
+
+
+class Judge(Model):
+    test: Literal["mann-whitney"] = "mann-whitney"
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    min_samples: int = Field(default=10, alias="minSamples", ge=3)
+    direction: Literal["lowerIsBetter", "higherIsBetter"] = "lowerIsBetter"
+
+
+class Check(DurationModel):
+    name: Name
+    query: str = Field(min_length=1, description="PromQL template; variables: see docs/repository.md")
+    baseline_query: str | None = Field(default=None, alias="baselineQuery")
+    success_condition: ConditionText | None = Field(default=None, alias="successCondition")
+    failure_condition: ConditionText | None = Field(default=None, alias="failureCondition")
+    judge: Judge | None = None
+    interval: timedelta = timedelta(seconds=30)
+    count: int = Field(default=5, ge=1)
+    failure_limit: int = Field(default=0, alias="failureLimit", ge=0)
+    consecutive_error_limit: int = Field(default=3, alias="consecutiveErrorLimit", ge=0)
+    inconclusive_limit: int = Field(default=2, alias="inconclusiveLimit", ge=0)
+    initial_delay: timedelta | None = Field(default=None, alias="initialDelay")
+    on_inconclusive: Literal["pause", "fail"] = Field(default="pause", alias="onInconclusive")
+
+    @model_validator(mode="after")
+    def _judged_somehow(self) -> Check:
+        if self.judge is None and self.success_condition is None and self.failure_condition is None:
+            raise ValueError("give a successCondition, a failureCondition or a judge")
+        if self.judge is not None and self.baseline_query is None:
+            raise ValueError("a judge compares with the stable track: add baselineQuery")
+        return self
+
+
+class Analysis(Model):
+    min_requests: int = Field(default=50, alias="minRequests", ge=0,
+                              description="fewer requests in a window make it inconclusive")
+    checks: list[Check] = Field(default_factory=list, description="empty: the default RED checks")
+
+    @field_validator("checks")
+    @classmethod
+    def _unique(cls, checks: list[Check]) -> list[Check]:
+        names = [c.name for c in checks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"check names must be unique; repeated: {', '.join(dupes)}")
+        return checks
+
+
+class DrainTarget(DurationModel):
+    percent: float = Field(default=99, gt=0, le=100)
+    within: timedelta = timedelta(seconds=60)
+
+
+class RollbackPolicy(Model):
+    drain_first: bool = Field(default=True, alias="drainFirst")
+    drain_target: DrainTarget = Field(default_factory=DrainTarget, alias="drainTarget")
+    quarantine: bool = True
+    revert_commit: bool = Field(default=False, alias="revertCommit")
+
+
+class Notification(Model):
+    webhook: str = Field(pattern=r"^https?://", description="URL receiving a JSON POST per event")
+    events: list[Literal["started", "promoted", "failed", "rolledBack", "paused", "drained"]] = Field(
+        default_factory=lambda: ["failed", "rolledBack", "paused", "drained"])
+    secret_env: str | None = Field(default=None, alias="secretEnv",
+                                   description="environment variable holding the HMAC signing key")
+
+
+class Plan(Model):
+    app: Name
+    namespace: Name | None = None
+    owner: Owner
+    playbook: str = Field(pattern=r"^https?://", description="link responders open first")
+    strategy: Strategy
+    waves: Literal["auto"] | list[Wave]
+    auto_waves: AutoWaves | None = Field(default=None, alias="autoWaves")
+    allow_non_canary_first_wave: bool = Field(default=False, alias="allowNonCanaryFirstWave")
+    exclude_regions: list[str] = Field(default_factory=list, alias="excludeRegions")
+    analysis: Analysis = Field(default_factory=Analysis)
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+    notifications: list[Notification] = Field(default_factory=list)
+    supersede: Literal["unstarted", "never"] = Field(
+        default="unstarted", description="a newer commit replaces an older release that has not started")
+
+    @model_validator(mode="after")
+    def _auto_needs_defaults(self) -> Plan:
+        if self.waves == "auto" and self.auto_waves is None:
+            raise ValueError("waves: auto needs autoWaves: {smokeWindow: ..., maxParallel: ...}")
+        if isinstance(self.waves, list) and not self.waves:
+            raise ValueError("list at least one wave, or write waves: auto")
+        return self
+
+    @property
+    def target_namespace(self) -> str:
+        return self.namespace or self.app
