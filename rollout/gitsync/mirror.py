@@ -1,0 +1,311 @@
+"""`GitMirror`: the one GitSource implementation, a bare mirror of a remote kept in a cache folder.
+
+Reads go to the object database by commit id, so no checkout is ever shared or mutated under a
+reader; `checkout` materializes a tree into a fresh folder through a private index file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import git
+import structlog
+from gitdb.exc import BadName, BadObject
+
+from rollout.gitsync.model import (
+    AuthenticationFailed,
+    GitSyncError,
+    PathNotFound,
+    RemoteTimeout,
+    RemoteUnavailable,
+    RepositoryNotFound,
+    RevisionNotFound,
+    SyncResult,
+    UnsafePath,
+)
+from rollout.gitsync.pure import (
+    APPS_DIR,
+    GLOBAL_PREFIXES,
+    Credentials,
+    FailureKind,
+    Secret,
+    apps_for_paths,
+    cache_key,
+    check_remote_url,
+    classify_failure,
+    git_env,
+    is_full_sha,
+    last_line,
+    normalize_repo_path,
+    redact_text,
+    redact_url,
+    split_userinfo,
+)
+
+log = structlog.get_logger(__name__)
+
+_FETCH_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+_SYMLINK_MODE = 0o120000
+_LAST_GOOD_PREFIX = "refs/rollout/last-good/"
+
+
+class GitMirror:
+    """A bare mirror of one remote, tracking one ref (branch or tag)."""
+
+    def __init__(
+        self,
+        url: str,
+        cache_dir: Path,
+        *,
+        ref: str = "main",
+        credentials: Credentials | None = None,
+        timeout: float = 30.0,
+        global_prefixes: tuple[str, ...] = GLOBAL_PREFIXES,
+    ) -> None:
+        check_remote_url(url)
+        clean, user, password = split_userinfo(url)
+        creds = credentials or Credentials()
+        if password and not creds.token:
+            # A token pasted into the URL moves to the header; the URL we keep and show is clean.
+            creds = Credentials(Secret(password), user or creds.username, creds.ssh_key_file,
+                                creds.known_hosts_file, creds.strict_host_key_checking)  # fmt: skip
+        self._url = clean
+        self._creds = creds
+        self._secrets = creds.secrets() + ([password] if password else [])
+        self.remote = redact_url(url)
+        self.ref = ref
+        self.timeout = timeout
+        self.global_prefixes = global_prefixes
+        self.path = Path(cache_dir) / cache_key(clean)
+        self._sync_lock = threading.Lock()
+        # gitpython keeps one `git cat-file --batch` per Repo; its pipes are not thread-safe.
+        self._odb_lock = threading.Lock()
+        self._repo: git.Repo | None = None
+        self._log = log.bind(remote=self.remote, ref=ref)
+
+    def __repr__(self) -> str:
+        return f"GitMirror(remote={self.remote!r}, ref={self.ref!r}, path={str(self.path)!r})"
+
+    # --- GitSource ------------------------------------------------------------------------------
+
+    @property
+    def last_good(self) -> str | None:
+        if not self.path.exists():
+            return None
+        code, out, _ = self._git("rev-parse", "--verify", "--quiet", self._last_good_ref)
+        return out.strip() if code == 0 else None
+
+    def sync(self) -> SyncResult:
+        with self._sync_lock, self._file_lock():
+            self._ensure_repo()
+            previous = self.last_good
+            started = time.monotonic()
+            self._fetch(previous)
+            commit = self._resolve_tracked(previous)
+            rewritten = previous is not None and not self._is_ancestor(previous, commit)
+            changed = self.changed_apps(previous, commit) if commit != previous else set()
+            self._git_checked("update-ref", self._last_good_ref, commit)
+        result = SyncResult(self.ref, commit, previous, rewritten, frozenset(changed), datetime.now(UTC))
+        self._log_result(result, time.monotonic() - started)
+        return result
+
+    def resolve(self, rev: str) -> str:
+        if not rev or rev.startswith("-"):
+            raise RevisionNotFound(rev, self.remote)
+        code, out, _ = self._git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+        if code != 0:
+            raise RevisionNotFound(rev, self.remote)
+        return out.strip()
+
+    def changed_apps(self, old: str | None, new: str) -> set[str]:
+        new_commit = self.resolve(new)
+        if old is None:
+            return set(self._apps_at(new_commit))
+        old_commit = self.resolve(old)
+        out = self._git_checked("diff-tree", "-r", "-z", "--name-only", "--no-renames",
+                                old_commit, new_commit)  # fmt: skip
+        paths = [p for p in out.split("\0") if p]
+        known = self._apps_at(old_commit) | self._apps_at(new_commit)
+        return apps_for_paths(paths, known, self.global_prefixes)
+
+    def read(self, commit: str, path: str) -> bytes:
+        rel = self._safe_path(path)
+        self._require_sha(commit)
+        with self._odb_lock:
+            tree = self._tree(commit)
+            try:
+                obj = tree / rel
+            except KeyError:
+                raise PathNotFound(commit, rel) from None
+            if obj.mode == _SYMLINK_MODE:
+                raise UnsafePath(rel, "it is a symbolic link; materialize with checkout() to follow it")
+            if obj.type != "blob":
+                raise UnsafePath(rel, f"it is a {obj.type}, not a file")
+            data: bytes = obj.data_stream.read()
+        return data
+
+    def checkout(self, commit: str, dest: Path) -> Path:
+        self._require_sha(commit)
+        self.resolve(commit)  # a clear error for an unknown commit before touching the disk
+        dest = Path(dest)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise FileExistsError(f"checkout destination {dest} exists and is not an empty folder")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Build beside dest and rename, so a reader never sees a half-written tree.
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            self._materialize(commit, staging)
+            if dest.exists():
+                dest.rmdir()
+            staging.rename(dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._log.debug("git.checkout", commit=commit, dest=str(dest))
+        return dest
+
+    # --- sync steps -----------------------------------------------------------------------------
+
+    @property
+    def _last_good_ref(self) -> str:
+        return _LAST_GOOD_PREFIX + self.ref
+
+    def _ensure_repo(self) -> git.Repo:
+        if self._repo is None:
+            if not (self.path / "HEAD").exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                git.Repo.init(self.path, bare=True)
+            self._repo = git.Repo(self.path)
+            with self._repo.config_writer() as cfg:
+                # Pinned releases may name commits a force-push made unreachable: never prune them.
+                cfg.set_value("gc", "auto", "0")
+                cfg.set_value("gc", "pruneExpire", "never")
+        return self._repo
+
+    def _fetch(self, last_good: str | None) -> None:
+        started = time.monotonic()
+        code, _, err = self._git(
+            "fetch", "--prune", "--no-tags", "--force", "--no-write-fetch-head", "--quiet",
+            "--end-of-options", self._url, *_FETCH_REFSPECS,
+            timeout=self.timeout, env=git_env(self._creds, self.timeout),
+        )  # fmt: skip
+        if code == 0:
+            return
+        cause = redact_text(last_line(err), self._secrets) or f"git fetch exited with {code}"
+        elapsed = time.monotonic() - started
+        self._log.warning("git.fetch_failed", cause=cause, elapsed_s=round(elapsed, 2), last_good=last_good)
+        if err.startswith("Timeout:") or elapsed >= self.timeout:
+            raise RemoteTimeout(self.remote, f"no answer within {self.timeout:g}s", last_good=last_good)
+        kind = classify_failure(err)
+        if kind is FailureKind.AUTH:
+            raise AuthenticationFailed(self.remote, cause)
+        if kind is FailureKind.NOT_FOUND:
+            raise RepositoryNotFound(self.remote, cause)
+        raise RemoteUnavailable(self.remote, cause, last_good=last_good)
+
+    def _resolve_tracked(self, last_good: str | None) -> str:
+        try:
+            return self.resolve(self.ref)
+        except RevisionNotFound:
+            self._log.error("git.ref_missing", last_good=last_good)
+            raise
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        code, _, _ = self._git("merge-base", "--is-ancestor", old, new)
+        return code == 0
+
+    def _log_result(self, result: SyncResult, elapsed: float) -> None:
+        fields = {"commit": result.commit, "previous": result.previous, "elapsed_s": round(elapsed, 3),
+                  "changed_apps": sorted(result.changed_apps)}  # fmt: skip
+        if result.rewritten:
+            self._log.warning("git.history_rewritten", **fields)
+        elif result.changed:
+            self._log.info("git.synced", **fields)
+        else:
+            self._log.debug("git.unchanged", **fields)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _apps_at(self, commit: str) -> set[str]:
+        with self._odb_lock:
+            tree = self._tree(commit)
+            try:
+                apps = tree / APPS_DIR
+            except KeyError:
+                return set()
+            return {t.name for t in apps.trees}
+
+    def _tree(self, commit: str) -> git.Tree:
+        try:
+            return self._ensure_repo().commit(commit).tree
+        except (BadName, BadObject, ValueError):
+            raise RevisionNotFound(commit, self.remote) from None
+
+    def _materialize(self, commit: str, target: Path) -> None:
+        # A private index file: the mirror has no shared worktree or index to race on.
+        index = self.path / f"index.{uuid.uuid4().hex}"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            work = f"--work-tree={target}"
+            self._git_checked(work, "-c", "core.symlinks=true", "read-tree", commit, env=env)
+            self._git_checked(work, "-c", "core.symlinks=true", "-c", "core.autocrlf=false",
+                              "checkout-index", "--all", "--force", env=env)  # fmt: skip
+        finally:
+            index.unlink(missing_ok=True)
+
+    @staticmethod
+    def _safe_path(path: str) -> str:
+        try:
+            return normalize_repo_path(path)
+        except ValueError as exc:
+            raise UnsafePath(path, str(exc)) from None
+
+    @staticmethod
+    def _require_sha(commit: str) -> None:
+        if not is_full_sha(commit):
+            # Reading at a branch name would render from a moving target (DESIGN.md §5).
+            raise ValueError(f"{commit!r} is not a full commit id: pin it with resolve() first")
+
+    # --- running git ----------------------------------------------------------------------------
+
+    def _git(
+        self, *args: str, timeout: float | None = None, env: Mapping[str, str] | None = None
+    ) -> tuple[int, str, str]:
+        """Run git in the mirror; never raises on a non-zero exit (callers classify)."""
+        repo = self._ensure_repo()
+        code, out, err = repo.git.execute(
+            ["git", f"--git-dir={self.path}", *args],
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=timeout,
+            env=dict(env or {}),
+        )
+        return int(code or 0), str(out), str(err)
+
+    def _git_checked(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        code, out, err = self._git(*args, env=env)
+        if code != 0:
+            cause = redact_text(last_line(err), self._secrets)
+            message = f"git {args[0]} failed in mirror of {self.remote}: {cause}"
+            raise GitSyncError(message, remote=self.remote)
+        return out
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialize syncs of the same cache folder across processes too."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{self.path}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,298 @@
+"""Pure helpers of Git sync: redaction, path rules, changed-path -> app mapping, git environment.
+
+Nothing here touches the disk, the network or a subprocess, so all of it is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+REDACTED = "***"
+APPS_DIR = "apps"
+# A change under one of these prefixes affects every app (shared inputs of rendering).
+GLOBAL_PREFIXES: tuple[str, ...] = ("regions/",)
+ALLOWED_SCHEMES = frozenset({"file", "http", "https", "ssh"})
+_SHA_RE = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+# userinfo inside any URL-looking text (stderr of git, exception messages).
+_URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+class Secret:
+    """A string that never shows itself in repr/str/logs; `reveal()` is the only way out."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class HostKeyChecking(StrEnum):
+    """OpenSSH StrictHostKeyChecking values; `yes` with a known_hosts file is the safe default."""
+
+    YES = "yes"
+    ACCEPT_NEW = "accept-new"
+    NO = "no"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate to a remote. Token for http(s), key for ssh; both optional."""
+
+    token: Secret | None = field(default=None, repr=False)
+    # GitHub/Gitea accept any user name with a token; GitLab wants `oauth2`.
+    username: str = "x-access-token"
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+    strict_host_key_checking: HostKeyChecking = HostKeyChecking.YES
+
+    def secrets(self) -> list[str]:
+        """Every string that must never appear in output, including encoded forms."""
+        if not self.token:
+            return []
+        raw = self.token.reveal()
+        return [raw, _basic_auth(self.username, raw)]
+
+
+def _basic_auth(username: str, token: str) -> str:
+    return base64.b64encode(f"{username}:{token}".encode()).decode("ascii")
+
+
+# --- URLs ----------------------------------------------------------------------------------------
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """Return (url without userinfo, user, password). Non-URL paths come back unchanged."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit(SplitResult(parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return clean, user or None, (password if sep else None)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: userinfo and query string values replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{kv.partition('=')[0]}={REDACTED}" if "=" in kv else kv for kv in parts.query.split("&") if kv
+    )
+    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove URL userinfo and every literal secret from free text (stderr, messages)."""
+    text = _URL_USERINFO_RE.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    # Longest first, so a secret containing another is not half-replaced.
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def check_remote_url(url: str) -> None:
+    """Refuse transports that can run commands (ext::, fd::) or that we do not support."""
+    parts = urlsplit(url)
+    if "::" in url.split("/", 1)[0]:
+        raise ValueError(f"unsupported git transport in {redact_url(url)!r}: use file, http(s) or ssh")
+    if parts.scheme and parts.scheme not in ALLOWED_SCHEMES and len(parts.scheme) > 1:
+        raise ValueError(
+            f"unsupported URL scheme {parts.scheme!r} in {redact_url(url)!r}: use file, http(s) or ssh"
+        )
+
+
+def cache_key(url: str) -> str:
+    """A readable, filesystem-safe directory name for a remote's mirror."""
+    import hashlib
+
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    tail = PurePosixPath(urlsplit(url).path or url).name.removesuffix(".git") or "repo"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", tail)[:40]
+    return f"{slug}-{digest}.git"
+
+
+# --- paths and commits ---------------------------------------------------------------------------
+
+
+def is_full_sha(rev: str) -> bool:
+    return bool(_SHA_RE.match(rev))
+
+
+def normalize_repo_path(path: str) -> str:
+    """A repository-relative POSIX path, or ValueError for absolute paths and `..` escapes."""
+    if not path or "\0" in path or "\\" in path:
+        raise ValueError(f"invalid repository path {path!r}")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"repository path {path!r} must be relative and must not contain '..'")
+    normalized = str(pure)
+    if normalized in ("", "."):
+        raise ValueError(f"invalid repository path {path!r}")
+    return normalized
+
+
+def app_of_path(path: str) -> str | None:
+    """`apps/<app>/...` -> `<app>`; anything else -> None."""
+    parts = PurePosixPath(path).parts
+    if len(parts) >= 3 and parts[0] == APPS_DIR:
+        return parts[1]
+    return None
+
+
+def apps_for_paths(
+    paths: Iterable[str],
+    known_apps: Iterable[str],
+    global_prefixes: tuple[str, ...] = GLOBAL_PREFIXES,
+) -> set[str]:
+    """Apps affected by a set of changed paths.
+
+    A path under `apps/<app>/` affects that app (also when the app was deleted); a path under a
+    global prefix (`regions/`) affects every known app.
+    """
+    known = set(known_apps)
+    affected: set[str] = set()
+    for path in paths:
+        if any(path.startswith(prefix) for prefix in global_prefixes):
+            affected |= known
+        elif (app := app_of_path(path)) is not None:
+            affected.add(app)
+    return affected
+
+
+# --- how git is invoked --------------------------------------------------------------------------
+
+
+def ssh_command(creds: Credentials, connect_timeout: float) -> str:
+    """GIT_SSH_COMMAND: our key only, no prompts, host keys checked as configured."""
+    args = [
+        "ssh",
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={max(1, int(connect_timeout))}",
+        "-o", f"StrictHostKeyChecking={creds.strict_host_key_checking.value}",
+        # Fail on a silent hang of an established session too.
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=2",
+    ]  # fmt: skip
+    if creds.known_hosts_file is not None:
+        args += ["-o", f"UserKnownHostsFile={creds.known_hosts_file}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    if creds.ssh_key_file is not None:
+        args += ["-i", str(creds.ssh_key_file), "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
+    return shlex.join(args)
+
+
+def git_config_env(config: Mapping[str, str]) -> dict[str, str]:
+    """Pass git config through the environment (GIT_CONFIG_COUNT...), never through argv."""
+    env = {"GIT_CONFIG_COUNT": str(len(config))}
+    for i, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def git_env(
+    creds: Credentials, timeout: float, extra_config: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Environment for a network git command.
+
+    Isolated from the user's and system git config (no surprise credential helpers or URL
+    rewrites), never prompting, only safe transports, stalls cut by git's own low-speed limit.
+    The token travels as an HTTP header in the environment: not in argv (visible in `ps`), not in
+    the URL (stored in config, echoed in errors).
+    """
+    config: dict[str, str] = {
+        "credential.helper": "",
+        "protocol.allow": "never",
+        "protocol.file.allow": "always",
+        "protocol.http.allow": "always",
+        "protocol.https.allow": "always",
+        "protocol.ssh.allow": "always",
+        "http.lowSpeedLimit": "1",
+        "http.lowSpeedTime": str(max(1, int(timeout))),
+        "gc.auto": "0",
+        "core.symlinks": "true",
+        "core.autocrlf": "false",
+    }
+    if creds.token:
+        basic = _basic_auth(creds.username, creds.token.reveal())
+        config["http.extraHeader"] = f"Authorization: Basic {basic}"
+    config.update(extra_config or {})
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "SSH_ASKPASS": "/bin/false",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_SSH_COMMAND": ssh_command(creds, timeout),
+        "GIT_SSH_VARIANT": "ssh",
+    }
+    env.update(git_config_env(config))
+    return env
+
+
+class FailureKind(StrEnum):
+    AUTH = "auth"
+    NOT_FOUND = "not-found"
+    UNAVAILABLE = "unavailable"
+
+
+_AUTH_MARKERS = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "permission denied",
+    "the requested url returned error: 401",
+    "the requested url returned error: 403",
+    "host key verification failed",
+)
+_NOT_FOUND_MARKERS = (
+    "repository not found",
+    "does not appear to be a git repository",
+    "the requested url returned error: 404",
+    "not a git repository",
+)
+
+
+def classify_failure(stderr: str) -> FailureKind:
+    """Map git's stderr to what the caller should do: fix config (auth, not found) or retry."""
+    low = stderr.lower()
+    if any(m in low for m in _AUTH_MARKERS):
+        return FailureKind.AUTH
+    if any(m in low for m in _NOT_FOUND_MARKERS):
+        return FailureKind.NOT_FOUND
+    return FailureKind.UNAVAILABLE
+
+
+def last_line(text: str, limit: int = 300) -> str:
+    """The most telling line of git's stderr (the last non-empty one), trimmed."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+    chosen = (fatal or lines or [""])[-1]
+    return chosen[:limit]
