@@ -1,0 +1,141 @@
+"""Value types shared by the simulator's pure logic, its cluster adapter and its control API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+VERSION_LABEL = "app.kubernetes.io/version"
+TRACK_LABEL = "rollout.dev/track"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class FaultProfile:
+    """How one (app, version) misbehaves. The default is healthy; fields combine.
+
+    error_ratio: share of its requests answered 500.
+    extra_latency_ms: added to every request's latency.
+    errors_after_s: if set, error_ratio applies only from this many seconds after the version first
+        took traffic in a region (a time bomb per region, as each region runs its own pods).
+    memory_growth_bytes_per_min: app_memory_bytes grows this fast from when the version's pods
+        first appear in a region (a slow leak).
+    """
+
+    error_ratio: float = 0.0
+    extra_latency_ms: float = 0.0
+    errors_after_s: float | None = None
+    memory_growth_bytes_per_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_ratio <= 1.0:
+            raise ValueError(f"error_ratio must be within [0, 1], got {self.error_ratio}")
+        if self.extra_latency_ms < 0 or self.memory_growth_bytes_per_min < 0:
+            raise ValueError("extra_latency_ms and memory_growth_bytes_per_min must be >= 0")
+        if self.errors_after_s is not None and self.errors_after_s < 0:
+            raise ValueError("errors_after_s must be >= 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultProfile:
+        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown fault profile fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+HEALTHY = FaultProfile()
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """An application the simulator sends traffic to: `rate_rps` is its global request rate."""
+
+    name: str
+    namespace: str = ""
+    rate_rps: float = 20.0
+    base_latency_ms: float = 20.0
+    base_memory_bytes: float = 128 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.namespace:
+            object.__setattr__(self, "namespace", self.name)  # the conventions' default
+        if self.rate_rps < 0 or self.base_latency_ms <= 0:
+            raise ValueError("rate_rps must be >= 0 and base_latency_ms > 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppSpec:
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    name: str
+    context: str
+    traffic_share: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegionSpec:
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Track:
+    """Who answers a request: a version and a track (the labels of the Ready pod)."""
+
+    version: str
+    track: str
+
+
+@dataclass(frozen=True)
+class Pod:
+    labels: dict[str, str] = field(hash=False)
+    ready: bool = True
+
+    @property
+    def answerer(self) -> Track:
+        return Track(self.labels.get(VERSION_LABEL, UNKNOWN), self.labels.get(TRACK_LABEL, UNKNOWN))
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    selector: dict[str, str] | None = field(default=None, hash=False)  # None: no selector, no pods
+
+
+@dataclass(frozen=True)
+class BackendRef:
+    service: str
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Route:
+    """HTTPRoute `<app>`: only rules[0].backendRefs matter to the simulator."""
+
+    backends: tuple[BackendRef, ...]
+
+
+@dataclass(frozen=True)
+class AppView:
+    """What one region's cluster says about one app (read once per poll)."""
+
+    route: Route | None
+    services: dict[str, Service] = field(default_factory=dict, hash=False)
+    pods: tuple[Pod, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One destination of an app's traffic in a region: who answers, and whether it can answer."""
+
+    track: Track
+    served: bool = True  # False: no Ready endpoint behind the chosen backend -> 503
