@@ -22,7 +22,7 @@ def parse_duration(text: str) -> timedelta:
     if not cleaned or pos != len(cleaned):
         raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30s, 5m, 2h, 1h30m")
     if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
+        raise ValueError(f"{text!r} must be longer than zero; write e.g. 30s")
     return timedelta(seconds=seconds)
 
 

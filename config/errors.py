@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True, order=True)
@@ -39,6 +42,8 @@ def field_path(loc: Sequence[Any]) -> str:
     """('waves', 2, 'smokeWindow') -> 'waves[2].smokeWindow'."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and not _FIELD_NAME.match(part):
+            continue  # pydantic's union branch tags, e.g. "list[Wave]"
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -59,8 +64,11 @@ _FIXES = {
 }
 
 
-def fix_for(error_type: str, message: str) -> str:
-    """A short, actionable fix for a pydantic error type."""
-    if error_type == "value_error":
-        return "see the message: " + message.split("; ", 1)[-1] if "; " in message else "correct the value"
-    return _FIXES.get(error_type, "correct the value to match docs/repository.md")
+def problem_and_fix(error_type: str, message: str) -> tuple[str, str]:
+    """Split a validation message into what is wrong and how to fix it.
+
+    Our own validators write "<problem>; <fix>"; pydantic's built-in errors get a fix by type."""
+    if error_type == "value_error" and "; " in message:
+        problem, fix = message.split("; ", 1)
+        return problem, fix
+    return message, _FIXES.get(error_type, "correct the value to match docs/repository.md")

@@ -17,7 +17,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from config.errors import InvalidRepository, Issue, field_path, fix_for
+from config.errors import InvalidRepository, Issue, field_path, problem_and_fix
 from config.identity import ReleaseIdentity
 from config.repository import AppSource, Repository
 from config.schema import AppValues, Plan, Region
@@ -25,6 +25,7 @@ from config.templating import QUERY_VARIABLES, OutsideRepository, confined_path,
 
 M = TypeVar("M", bound=BaseModel)
 VALIDATION_COMMIT = "0" * 40
+_UNREADABLE = object()  # read_yaml already reported why
 
 
 def load_repository(root: Path | str) -> Repository:
@@ -59,21 +60,29 @@ def read_yaml(root: Path, path: Path, issues: list[Issue]) -> Any:
                             "check indentation and quoting"))
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(Issue(shown, "", f"cannot be read ({exc.__class__.__name__})", "make it a UTF-8 file"))
-    return None
+    return _UNREADABLE
 
 
 def parse_model(model: type[M], data: Any, shown: str, issues: list[Issue]) -> M | None:
+    if data is _UNREADABLE:
+        return None
     if not isinstance(data, dict):
         issues.append(Issue(shown, "", "must be a YAML mapping", f"write the {model.__name__} fields as key: value"))
         return None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            message = err["msg"].removeprefix("Value error, ")
-            issues.append(Issue(shown, field_path(err["loc"]) or "(top level)", message,
-                                fix_for(err["type"], message)))
+        for err in _without_union_noise(exc.errors()):
+            problem, fix = problem_and_fix(err["type"], err["msg"].removeprefix("Value error, "))
+            issues.append(Issue(shown, field_path(err["loc"]) or "(top level)", problem, fix))
         return None
+
+
+def _without_union_noise(errors: list[Any]) -> list[Any]:
+    """Drop "should be 'auto'" when the user clearly wrote the other branch of a union (a list)."""
+    branch_errors = {e["loc"][0] for e in errors if e["type"] != "literal_error" and len(e["loc"]) > 2}
+    return [e for e in errors if not (e["type"] == "literal_error" and len(e["loc"]) == 2
+                                       and e["loc"][0] in branch_errors)]
 
 
 def _load_regions(root: Path, issues: list[Issue]) -> dict[str, Region]:

@@ -35,7 +35,7 @@ def _condition(value: str) -> str:
 
 def _percent_or_count(value: int | str) -> int | str:
     if isinstance(value, str) and not re.fullmatch(r"\d{1,3}%", value):
-        raise ValueError(f"{value!r} must be a whole number or a percentage such as 25%")
+        raise ValueError(f"{value!r} is neither a count nor a percentage; write e.g. 1 or 25%")
     return value
 
 
@@ -95,7 +95,7 @@ class Image(Model):
     @model_validator(mode="after")
     def _pinned(self) -> Image:
         if self.tag is None and self.digest is None:
-            raise ValueError("image needs a tag naming a build (e.g. 1.4.2) or a digest (sha256:...)")
+            raise ValueError("image has neither tag nor digest; add a tag naming a build (e.g. 1.4.2) or a digest (sha256:...)")
         if self.tag == "latest":
             raise ValueError("the tag 'latest' moves under you; tag images with the version or commit")
         return self
@@ -147,7 +147,7 @@ class CanaryStep(Model):
     def _exactly_one(self) -> CanaryStep:
         given = [name for name in ("set_weight", "pause", "analysis") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError("each step is exactly one of setWeight, pause or analysis")
+            raise ValueError("a step must do one thing; make it exactly one of setWeight, pause or analysis")
         return self
 
     @property
@@ -170,7 +170,7 @@ class Strategy(Model):
     def _exactly_one(self) -> Strategy:
         given = [n for n in ("rolling", "blue_green", "canary") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("choose exactly one of rolling, blueGreen or canary")
+            raise ValueError("more or less than one strategy given; choose exactly one of rolling, blueGreen or canary")
         return self
 
     @property
@@ -187,7 +187,7 @@ class AutoSmokeWindow(DurationModel):
     @model_validator(mode="after")
     def _ordered(self) -> AutoSmokeWindow:
         if self.floor > self.ceiling:
-            raise ValueError("floor must not exceed ceiling")
+            raise ValueError("floor exceeds ceiling; make floor <= ceiling")
         return self
 
 
@@ -203,7 +203,7 @@ class SmokeWindow(DurationModel):
     @model_validator(mode="after")
     def _one(self) -> SmokeWindow:
         if (self.fixed is None) == (self.auto is None):
-            raise ValueError("write a duration (e.g. 10m) or auto: {floor: 5m, ceiling: 1h}")
+            raise ValueError("give either a duration or auto; write a duration (e.g. 10m) or auto: {floor: 5m, ceiling: 1h}")
         return self
 
 
@@ -222,7 +222,7 @@ class Wave(Model):
     @model_validator(mode="after")
     def _chosen(self) -> Wave:
         if not self.regions and self.select is None:
-            raise ValueError("a wave lists regions or selects them (select: {tier: low})")
+            raise ValueError("the wave names no region; list regions or select them (select: {tier: low})")
         return self
 
 
@@ -256,9 +256,9 @@ class Check(DurationModel):
     @model_validator(mode="after")
     def _judged_somehow(self) -> Check:
         if self.judge is None and self.success_condition is None and self.failure_condition is None:
-            raise ValueError("give a successCondition, a failureCondition or a judge")
+            raise ValueError("the check cannot judge anything; give a successCondition, a failureCondition or a judge")
         if self.judge is not None and self.baseline_query is None:
-            raise ValueError("a judge compares with the stable track: add baselineQuery")
+            raise ValueError("a judge compares with the stable track; add baselineQuery")
         return self
 
 
@@ -273,7 +273,7 @@ class Analysis(Model):
         names = [c.name for c in checks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"check names must be unique; repeated: {', '.join(dupes)}")
+            raise ValueError(f"check names repeat ({', '.join(dupes)}); give each check a unique name")
         return checks
 
 
@@ -316,9 +316,9 @@ class Plan(Model):
     @model_validator(mode="after")
     def _auto_needs_defaults(self) -> Plan:
         if self.waves == "auto" and self.auto_waves is None:
-            raise ValueError("waves: auto needs autoWaves: {smokeWindow: ..., maxParallel: ...}")
+            raise ValueError("waves: auto has no defaults; add autoWaves: {smokeWindow: ..., maxParallel: ...}")
         if isinstance(self.waves, list) and not self.waves:
-            raise ValueError("list at least one wave, or write waves: auto")
+            raise ValueError("no waves; list at least one wave, or write waves: auto")
         return self
 
     @property
