@@ -76,8 +76,13 @@ class GitMirror:
         creds = credentials or Credentials()
         if password and not creds.token:
             # A token pasted into the URL moves to the header; the URL we keep and show is clean.
-            creds = Credentials(Secret(password), user or creds.username, creds.ssh_key_file,
-                                creds.known_hosts_file, creds.strict_host_key_checking)  # fmt: skip
+            creds = Credentials(
+                Secret(password),
+                user or creds.username,
+                creds.ssh_key_file,
+                creds.known_hosts_file,
+                creds.strict_host_key_checking,
+            )
         self._url = clean
         self._creds = creds
         self._secrets = creds.secrets() + ([password] if password else [])
@@ -131,8 +136,9 @@ class GitMirror:
         if old is None:
             return set(self._apps_at(new_commit))
         old_commit = self.resolve(old)
-        out = self._git_checked("diff-tree", "-r", "-z", "--name-only", "--no-renames",
-                                old_commit, new_commit)  # fmt: skip
+        out = self._git_checked(
+            "diff-tree", "-r", "-z", "--name-only", "--no-renames", old_commit, new_commit
+        )
         paths = [p for p in out.split("\0") if p]
         known = self._apps_at(old_commit) | self._apps_at(new_commit)
         return apps_for_paths(paths, known, self.global_prefixes)
@@ -194,10 +200,18 @@ class GitMirror:
     def _fetch(self, last_good: str | None) -> None:
         started = time.monotonic()
         code, _, err = self._git(
-            "fetch", "--prune", "--no-tags", "--force", "--no-write-fetch-head", "--quiet",
-            "--end-of-options", self._url, *_FETCH_REFSPECS,
-            timeout=self.timeout, env=git_env(self._creds, self.timeout),
-        )  # fmt: skip
+            "fetch",
+            "--prune",
+            "--no-tags",
+            "--force",
+            "--no-write-fetch-head",
+            "--quiet",
+            "--end-of-options",
+            self._url,
+            *_FETCH_REFSPECS,
+            timeout=self.timeout,
+            env=git_env(self._creds, self.timeout),
+        )
         if code == 0:
             return
         cause = redact_text(last_line(err), self._secrets) or f"git fetch exited with {code}"
@@ -224,8 +238,12 @@ class GitMirror:
         return code == 0
 
     def _log_result(self, result: SyncResult, elapsed: float) -> None:
-        fields = {"commit": result.commit, "previous": result.previous, "elapsed_s": round(elapsed, 3),
-                  "changed_apps": sorted(result.changed_apps)}  # fmt: skip
+        fields = {
+            "commit": result.commit,
+            "previous": result.previous,
+            "elapsed_s": round(elapsed, 3),
+            "changed_apps": sorted(result.changed_apps),
+        }
         if result.rewritten:
             self._log.warning("git.history_rewritten", **fields)
         elif result.changed:
@@ -257,8 +275,17 @@ class GitMirror:
         try:
             work = f"--work-tree={target}"
             self._git_checked(work, "-c", "core.symlinks=true", "read-tree", commit, env=env)
-            self._git_checked(work, "-c", "core.symlinks=true", "-c", "core.autocrlf=false",
-                              "checkout-index", "--all", "--force", env=env)  # fmt: skip
+            self._git_checked(
+                work,
+                "-c",
+                "core.symlinks=true",
+                "-c",
+                "core.autocrlf=false",
+                "checkout-index",
+                "--all",
+                "--force",
+                env=env,
+            )
         finally:
             index.unlink(missing_ok=True)
 

@@ -192,20 +192,21 @@ def apps_for_paths(
 
 def ssh_command(creds: Credentials, connect_timeout: float) -> str:
     """GIT_SSH_COMMAND: our key only, no prompts, host keys checked as configured."""
-    args = [
-        "ssh",
-        "-o", "BatchMode=yes",
-        "-o", f"ConnectTimeout={max(1, int(connect_timeout))}",
-        "-o", f"StrictHostKeyChecking={creds.strict_host_key_checking.value}",
+    options = [
+        "BatchMode=yes",
+        f"ConnectTimeout={max(1, int(connect_timeout))}",
+        f"StrictHostKeyChecking={creds.strict_host_key_checking.value}",
         # Fail on a silent hang of an established session too.
-        "-o", "ServerAliveInterval=5",
-        "-o", "ServerAliveCountMax=2",
-    ]  # fmt: skip
+        "ServerAliveInterval=5",
+        "ServerAliveCountMax=2",
+    ]
     if creds.known_hosts_file is not None:
-        args += ["-o", f"UserKnownHostsFile={creds.known_hosts_file}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        options += [f"UserKnownHostsFile={creds.known_hosts_file}", "GlobalKnownHostsFile=/dev/null"]
+    identity: list[str] = []
     if creds.ssh_key_file is not None:
-        args += ["-i", str(creds.ssh_key_file), "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
-    return shlex.join(args)
+        options += ["IdentitiesOnly=yes", "IdentityAgent=none"]
+        identity = ["-i", str(creds.ssh_key_file)]
+    return shlex.join(["ssh", *identity, *(arg for opt in options for arg in ("-o", opt))])
 
 
 def git_config_env(config: Mapping[str, str]) -> dict[str, str]:
