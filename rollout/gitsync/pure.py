@@ -275,6 +275,7 @@ _AUTH_MARKERS = (
 )
 _NOT_FOUND_MARKERS = (
     "repository not found",
+    "' not found",  # fatal: repository 'https://host/x.git/' not found
     "does not appear to be a git repository",
     "the requested url returned error: 404",
     "not a git repository",
