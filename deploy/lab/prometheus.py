@@ -228,3 +228,17 @@ def query(url: str, promql: str, timeout_s: float = 5.0) -> list[dict[str, objec
     if body.get("status") != "success":
         raise PrometheusError(f"query {promql!r} failed: {body}")
     return list(body["data"]["result"])
+
+
+def wait_for_target(handle: PrometheusHandle, job: str, timeout_s: float = 30.0) -> None:
+    """Wait until Prometheus has scraped `job` successfully (new targets wait for its ~5 s
+    discovery throttle)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if any(r["value"][1] == "1" for r in query(handle.url, f'up{{job="{job}"}}')):  # type: ignore[index]
+                return
+        except (requests.RequestException, PrometheusError):
+            pass
+        time.sleep(0.2)
+    raise PrometheusError(f"job {job!r} not scraped by {handle.url} after {timeout_s}s")

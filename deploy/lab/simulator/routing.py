@@ -185,3 +185,17 @@ def app_view(
     if route is None and app not in svc:
         return None
     return AppView(route, svc, tuple(pods))
+
+
+def present_answerers(view: AppView | None, app: str) -> set[Track]:
+    """Versions with Ready pods behind the app's Services (they report memory even without traffic)."""
+    if view is None:
+        return set()
+    names = {app} | ({b.service for b in view.route.backends} if view.route else set())
+    tracks: set[Track] = set()
+    for name in names:
+        svc = view.services.get(name)
+        if svc is None or not svc.selector:
+            continue
+        tracks |= {p.answerer for p in view.pods if p.ready and selects(svc.selector, p.labels)}
+    return tracks
