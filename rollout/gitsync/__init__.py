@@ -7,8 +7,8 @@ Public API: `GitSource` (the protocol), `GitMirror` (its implementation), `Crede
 from rollout.gitsync.mirror import GitMirror
 from rollout.gitsync.model import (
     AuthenticationFailed,
+    GitError,
     GitSource,
-    GitSyncError,
     PathNotFound,
     RemoteTimeout,
     RemoteUnavailable,
@@ -24,7 +24,7 @@ __all__ = [
     "Credentials",
     "GitMirror",
     "GitSource",
-    "GitSyncError",
+    "GitError",
     "HostKeyChecking",
     "PathNotFound",
     "RemoteTimeout",

@@ -7,6 +7,7 @@ reader; `checkout` materializes a tree into a fresh folder through a private ind
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import git
 import structlog
@@ -23,7 +25,7 @@ from gitdb.exc import BadName, BadObject
 
 from rollout.gitsync.model import (
     AuthenticationFailed,
-    GitSyncError,
+    GitError,
     PathNotFound,
     RemoteTimeout,
     RemoteUnavailable,
@@ -56,41 +58,48 @@ log = structlog.get_logger(__name__)
 _FETCH_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 _SYMLINK_MODE = 0o120000
 _LAST_GOOD_PREFIX = "refs/rollout/last-good/"
+# The remote's default branch, fetched only when we track "HEAD" (a dangling remote HEAD would
+# otherwise fail every fetch).
+_REMOTE_HEAD = "refs/rollout/remote-head"
+
+
+def _credentials_out_of_url(url: str, creds: Credentials) -> tuple[str, Credentials]:
+    """Move http(s) userinfo into the credentials, so the URL we keep and show holds no secret.
+
+    `https://user:token@host/...` and `https://token@host/...` both occur in the wild. ssh URLs
+    keep their user (it selects the account; ssh never takes a password from the URL).
+    """
+    if urlsplit(url).scheme not in ("http", "https"):
+        return url, creds
+    clean, user, password = split_userinfo(url)
+    secret = password if password is not None else user
+    if secret and not creds.token:
+        username = user if password is not None and user else creds.username
+        creds = dataclasses.replace(creds, token=Secret(secret), username=username)
+    return clean, creds
 
 
 class GitMirror:
-    """A bare mirror of one remote, tracking one ref (branch or tag)."""
+    """A bare mirror of one remote, tracking one ref: a branch, a tag, or "HEAD" (the remote's
+    default branch, as `git clone` picks it)."""
 
     def __init__(
         self,
         url: str,
         cache_dir: Path,
         *,
-        ref: str = "main",
+        ref: str = "HEAD",
         credentials: Credentials | None = None,
         timeout: float = 30.0,
         global_prefixes: tuple[str, ...] = GLOBAL_PREFIXES,
     ) -> None:
         check_remote_url(url)
-        clean, user, password = split_userinfo(url)
-        creds = credentials or Credentials()
-        if password and not creds.token:
-            # A token pasted into the URL moves to the header; the URL we keep and show is clean.
-            creds = Credentials(
-                Secret(password),
-                user or creds.username,
-                creds.ssh_key_file,
-                creds.known_hosts_file,
-                creds.strict_host_key_checking,
-            )
-        self._url = clean
-        self._creds = creds
-        self._secrets = creds.secrets() + ([password] if password else [])
+        self._url, self._creds = _credentials_out_of_url(url, credentials or Credentials())
         self.remote = redact_url(url)
         self.ref = ref
         self.timeout = timeout
         self.global_prefixes = global_prefixes
-        self.path = Path(cache_dir) / cache_key(clean)
+        self.path = Path(cache_dir) / cache_key(self._url)
         self._sync_lock = threading.Lock()
         # gitpython keeps one `git cat-file --batch` per Repo; its pipes are not thread-safe.
         self._odb_lock = threading.Lock()
@@ -124,8 +133,11 @@ class GitMirror:
         return result
 
     def resolve(self, rev: str) -> str:
+        """`HEAD` means the tracked ref; a branch name means the remote's branch as last fetched."""
         if not rev or rev.startswith("-"):
             raise RevisionNotFound(rev, self.remote)
+        if rev == "HEAD":
+            rev = _REMOTE_HEAD if self.ref == "HEAD" else self.ref
         code, out, _ = self._git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
         if code != 0:
             raise RevisionNotFound(rev, self.remote)
@@ -209,12 +221,13 @@ class GitMirror:
             "--end-of-options",
             self._url,
             *_FETCH_REFSPECS,
+            *([f"+HEAD:{_REMOTE_HEAD}"] if self.ref == "HEAD" else []),
             timeout=self.timeout,
             env=git_env(self._creds, self.timeout),
         )
         if code == 0:
             return
-        cause = redact_text(last_line(err), self._secrets) or f"git fetch exited with {code}"
+        cause = redact_text(last_line(err), self._creds.secrets()) or f"git fetch exited with {code}"
         elapsed = time.monotonic() - started
         self._log.warning("git.fetch_failed", cause=cause, elapsed_s=round(elapsed, 2), last_good=last_good)
         if err.startswith("Timeout:") or elapsed >= self.timeout:
@@ -321,9 +334,9 @@ class GitMirror:
     def _git_checked(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         code, out, err = self._git(*args, env=env)
         if code != 0:
-            cause = redact_text(last_line(err), self._secrets)
+            cause = redact_text(last_line(err), self._creds.secrets())
             message = f"git {args[0]} failed in mirror of {self.remote}: {cause}"
-            raise GitSyncError(message, remote=self.remote)
+            raise GitError(message, remote=self.remote)
         return out
 
     @contextlib.contextmanager

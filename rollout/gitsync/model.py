@@ -35,7 +35,7 @@ class GitSource(Protocol):
         ...
 
     def sync(self) -> SyncResult:
-        """Fetch the remote and resolve the tracked ref. Raises GitSyncError; last_good is kept."""
+        """Fetch the remote and resolve the tracked ref. Raises GitError; last_good is kept."""
         ...
 
     def resolve(self, rev: str) -> str:
@@ -58,7 +58,7 @@ class GitSource(Protocol):
 # --- errors --------------------------------------------------------------------------------------
 
 
-class GitSyncError(Exception):
+class GitError(Exception):
     """Base of Git sync errors. `temporary` says whether retrying later may help."""
 
     temporary: bool = False
@@ -68,7 +68,7 @@ class GitSyncError(Exception):
         self.remote = remote  # always the redacted URL
 
 
-class RemoteUnavailable(GitSyncError):
+class RemoteUnavailable(GitError):
     """The remote could not be reached or did not answer; the last known good commit stays."""
 
     temporary = True
@@ -84,7 +84,7 @@ class RemoteTimeout(RemoteUnavailable):
     """A network operation exceeded its time bound and was killed."""
 
 
-class AuthenticationFailed(GitSyncError):
+class AuthenticationFailed(GitError):
     """The remote refused our credentials (or the host key); fix the configuration."""
 
     def __init__(self, remote: str, cause: str) -> None:
@@ -96,13 +96,13 @@ class AuthenticationFailed(GitSyncError):
         self.cause = cause
 
 
-class RepositoryNotFound(GitSyncError):
+class RepositoryNotFound(GitError):
     def __init__(self, remote: str, cause: str) -> None:
         super().__init__(f"Git repository {remote} not found: {cause}. Check the URL.", remote=remote)
         self.cause = cause
 
 
-class RevisionNotFound(GitSyncError):
+class RevisionNotFound(GitError):
     def __init__(self, rev: str, remote: str) -> None:
         super().__init__(
             f"revision {rev!r} not found in {remote}: name an existing branch, tag or full commit id",
@@ -111,14 +111,14 @@ class RevisionNotFound(GitSyncError):
         self.rev = rev
 
 
-class PathNotFound(GitSyncError):
+class PathNotFound(GitError):
     def __init__(self, commit: str, path: str) -> None:
         super().__init__(f"{path!r} does not exist at commit {commit}")
         self.commit = commit
         self.path = path
 
 
-class UnsafePath(GitSyncError):
+class UnsafePath(GitError):
     """A path that leaves the repository or names a symlink/directory where a file is expected."""
 
     def __init__(self, path: str, reason: str) -> None:

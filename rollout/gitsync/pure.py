@@ -18,7 +18,7 @@ REDACTED = "***"
 APPS_DIR = "apps"
 # A change under one of these prefixes affects every app (shared inputs of rendering).
 GLOBAL_PREFIXES: tuple[str, ...] = ("regions/",)
-ALLOWED_SCHEMES = frozenset({"file", "http", "https", "ssh"})
+ALLOWED_SCHEMES = frozenset({"file", "git", "http", "https", "ssh"})
 _SHA_RE = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 # userinfo inside any URL-looking text (stderr of git, exception messages).
 _URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
@@ -122,10 +122,10 @@ def check_remote_url(url: str) -> None:
     """Refuse transports that can run commands (ext::, fd::) or that we do not support."""
     parts = urlsplit(url)
     if "::" in url.split("/", 1)[0]:
-        raise ValueError(f"unsupported git transport in {redact_url(url)!r}: use file, http(s) or ssh")
+        raise ValueError(f"unsupported git transport in {redact_url(url)!r}: use file, http(s), ssh or git")
     if parts.scheme and parts.scheme not in ALLOWED_SCHEMES and len(parts.scheme) > 1:
         raise ValueError(
-            f"unsupported URL scheme {parts.scheme!r} in {redact_url(url)!r}: use file, http(s) or ssh"
+            f"unsupported URL scheme {parts.scheme!r} in {redact_url(url)!r}: use file, http(s), ssh or git"
         )
 
 
@@ -235,6 +235,7 @@ def git_env(
         "protocol.http.allow": "always",
         "protocol.https.allow": "always",
         "protocol.ssh.allow": "always",
+        "protocol.git.allow": "always",
         "http.lowSpeedLimit": "1",
         "http.lowSpeedTime": str(max(1, int(timeout))),
         "gc.auto": "0",
