@@ -12,6 +12,9 @@ _P99 = (f"histogram_quantile(0.99, sum by (le) "
         f"(rate(http_request_duration_seconds_bucket{{{_SEL}}}[{{{{ interval }}}}])))")
 _MEMORY_GROWTH = f"sum(deriv(app_memory_bytes{{{_SEL}}}[{{{{ interval }}}}]))"
 
+# The minimum-evidence guard (Analysis.minRequests): requests the judged track served in the window.
+REQUEST_COUNT_QUERY = f"sum(increase(http_requests_total{{{_SEL}}}[{{{{ interval }}}}]))"
+
 DEFAULT_CHECKS: tuple[Check, ...] = (
     Check.model_validate({
         "name": "error-ratio", "query": f"({_ERRORS} or vector(0)) / {_REQUESTS}",
