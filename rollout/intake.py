@@ -1,0 +1,64 @@
+"""From a synced commit to Release objects.
+
+`decide_intake` is pure: given what each app looks like at the commit and the releases that exist,
+it says which releases to create and which to supersede. Quarantine is by content: a commit whose
+app content equals a rolled-back release's never becomes a release again; a fix or a revert
+(different content) does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from rollout.release import ReleasePhase, ReleaseSpec
+from rollout.store import StoredRelease
+
+
+@dataclass(frozen=True)
+class CreateRelease:
+    spec: ReleaseSpec
+
+
+@dataclass(frozen=True)
+class SupersedeRelease:
+    name: str
+    by: str
+
+
+@dataclass(frozen=True)
+class SkipQuarantined:
+    app: str
+    quarantined_release: str
+
+
+IntakeAction = CreateRelease | SupersedeRelease | SkipQuarantined
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An app as it is at the synced commit."""
+
+    spec: ReleaseSpec
+    supersede: str  # the plan's policy: "unstarted" or "never"
+
+
+def decide_intake(candidates: Mapping[str, Candidate],
+                  existing: Mapping[str, Sequence[StoredRelease]]) -> list[IntakeAction]:
+    actions: list[IntakeAction] = []
+    for app, candidate in sorted(candidates.items()):
+        releases = list(existing.get(app, ()))
+        digest = candidate.spec.content_digest
+        if releases and releases[-1].spec.content_digest == digest:
+            continue  # already the app's latest release: nothing changed for this app
+        quarantined = [r for r in releases if r.status.quarantined and r.spec.content_digest == digest]
+        if quarantined:
+            actions.append(SkipQuarantined(app, quarantined[-1].name))
+            continue
+        if any(r.spec.commit == candidate.spec.commit for r in releases):
+            continue  # this commit already made a release (e.g. the branch was moved back)
+        actions.append(CreateRelease(candidate.spec))
+        if candidate.supersede == "unstarted":
+            actions += [SupersedeRelease(r.name, by=candidate.spec.name) for r in releases
+                        if r.status.phase == ReleasePhase.PENDING]
+    return actions

@@ -1,0 +1,417 @@
+"""The promotion state machine for one release, as a pure function.
+
+`decide(view, now)` takes everything gathered for a release (its spec and status, what each region's
+strategy reached this pass, smoke-window outcomes, drain progress, responders' requests) and returns
+the new status plus the actions for the executor. It never reads the world. Order of the steps is
+fixed, as in Argo Rollouts' reconcile: requests, failures, rollback sequence, then forward progress.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rollout.analysis.model import Outcome
+from rollout.release import (
+    DrainRecord,
+    RegionPhase,
+    RegionStatus,
+    ReleasePhase,
+    ReleaseSpec,
+    ReleaseStatus,
+    now_iso,
+    parse_iso,
+)
+from strategies.model import Phase as StrategyPhase
+
+TOUCHED = frozenset({RegionPhase.PROGRESSING, RegionPhase.SMOKE, RegionPhase.SUCCEEDED, RegionPhase.FAILED,
+                     RegionPhase.DRAINING, RegionPhase.ROLLING_BACK, RegionPhase.ROLLED_BACK})
+
+
+@dataclass(frozen=True)
+class Policy:
+    drain_first: bool = True
+    drain_percent: float = 99.0
+    drain_within_seconds: float = 60.0
+    quarantine: bool = True
+    on_inconclusive: str = "pause"  # or "fail"
+
+
+@dataclass(frozen=True)
+class RegionView:
+    """What this pass learnt about one region."""
+
+    reachable: bool = True
+    strategy_phase: StrategyPhase | None = None  # after this pass's strategy step; None: not started
+    strategy_reason: str = ""
+    smoke: Outcome | None = None  # the smoke window's outcome so far (SMOKE regions only)
+    smoke_reason: str = ""
+    drain_moved: float | None = None  # fraction of the region's traffic moved away (DRAINING only)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A responder's action (ReleaseAction), already authorised by RBAC."""
+
+    action: str  # rollback | abort | pause | resume | promote
+    reason: str
+    by: str
+    region: str | None = None
+    full: bool = False
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    spec: ReleaseSpec
+    status: ReleaseStatus
+    policy: Policy
+    regions: Mapping[str, RegionView]
+    requests: tuple[Request, ...] = ()
+    blocked_by: str | None = None  # another release of the app still active
+    previous: tuple[str, str] | None = None  # (commit, version) live before this release started
+
+
+@dataclass(frozen=True)
+class StartStrategy:
+    region: str
+
+
+@dataclass(frozen=True)
+class BeginRollback:
+    region: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SetRegionWeight:
+    region: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    event: str  # started | promoted | failed | drained | rolledBack | paused | succeeded
+    reason: str
+    region: str | None = None
+    warning: bool = False
+
+
+Action = StartStrategy | BeginRollback | SetRegionWeight | Notify
+
+
+@dataclass
+class Outcome_:
+    status: ReleaseStatus
+    actions: list[Action] = field(default_factory=list)
+    skip_smoke: set[str] = field(default_factory=set)
+
+
+def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action]]:
+    out = Outcome_(copy.deepcopy(view.status))
+    for request in view.requests:
+        _apply_request(view, out, request, now)
+    phase = ReleasePhase(out.status.phase)
+    if phase == ReleasePhase.PENDING:
+        _start(view, out, now)
+    elif phase == ReleasePhase.PROGRESSING:
+        _progress(view, out, now)
+    elif phase == ReleasePhase.ROLLING_BACK:
+        _roll_back(view, out, now)
+    return out.status, out.actions
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def _apply_request(view: ReleaseView, out: Outcome_, request: Request, now: datetime) -> None:
+    status = out.status
+    phase = ReleasePhase(status.phase)
+    status.record(now, request.action, request.reason, request.region, by=request.by)
+    if request.action == "pause" and phase in (ReleasePhase.PENDING, ReleasePhase.PROGRESSING):
+        status.move(ReleasePhase.PAUSED)
+        out.actions.append(Notify("paused", f"paused by {request.by}: {request.reason}"))
+    elif request.action == "resume" and phase == ReleasePhase.PAUSED:
+        status.move(ReleasePhase.PROGRESSING if status.started_at else ReleasePhase.PENDING)
+        for region in status.regions.values():
+            if RegionPhase(region.phase) == RegionPhase.SMOKE and region.message.startswith("inconclusive"):
+                region.smoke_started_at = now_iso(now)  # judge on fresh evidence, not the empty window
+                region.message = ""
+    elif request.action == "promote" and phase in (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED):
+        _promote(view, out, request, now)
+    elif request.action in ("rollback", "abort") and phase in (
+            ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.SUCCEEDED):
+        region = request.region or _first_touched(status)
+        _fail(view, out, region, f"{request.action} requested by {request.by}: {request.reason}", now)
+    else:
+        status.audit[-1].reason += f" (ignored: release is {phase.value})"
+
+
+def _promote(view: ReleaseView, out: Outcome_, request: Request, now: datetime) -> None:
+    status = out.status
+    if ReleasePhase(status.phase) == ReleasePhase.PAUSED:
+        status.move(ReleasePhase.PROGRESSING)
+    wave = _wave_regions(view.spec, status.current_wave)
+    for name in wave if request.region is None else [request.region]:
+        region = status.regions.get(name)
+        if region and RegionPhase(region.phase) == RegionPhase.SMOKE:
+            out.skip_smoke.add(name)
+
+
+# --- forward --------------------------------------------------------------------------------
+
+
+def _start(view: ReleaseView, out: Outcome_, now: datetime) -> None:
+    if view.blocked_by:
+        out.status.message = f"waiting for release {view.blocked_by} of the app to finish"
+        return
+    status = out.status
+    status.move(ReleasePhase.PROGRESSING)
+    status.started_at = now_iso(now)
+    if view.previous:
+        status.previous_commit, status.previous_version = view.previous
+    for index, wave in enumerate(view.spec.waves):
+        for name in wave.regions:
+            status.regions.setdefault(name, RegionStatus(wave=index))
+    status.record(now, "start", f"release {view.spec.version} from commit {view.spec.commit[:12]}")
+    out.actions.append(Notify("started", f"version {view.spec.version} starts with wave {view.spec.waves[0].name}"))
+    _progress(view, out, now)
+
+
+def _progress(view: ReleaseView, out: Outcome_, now: datetime) -> None:
+    status = out.status
+    failed = _first_failure(view, status)
+    if failed:
+        _fail(view, out, *failed, now)
+        _roll_back(view, out, now)
+        return
+    wave = view.spec.waves[status.current_wave]
+    for name in wave.regions:
+        _advance_region(view, out, name, wave.smoke_seconds, now)
+    if ReleasePhase(status.phase) != ReleasePhase.PROGRESSING:
+        return
+    active = [n for n in wave.regions if RegionPhase(status.regions[n].phase) in
+              (RegionPhase.PROGRESSING, RegionPhase.SMOKE, RegionPhase.WAITING)]
+    for name in wave.regions:
+        region = status.regions[name]
+        if RegionPhase(region.phase) == RegionPhase.PENDING and len(active) < wave.max_parallel:
+            active.append(name)
+            _start_region(view, out, name, now)
+    if all(RegionPhase(status.regions[n].phase) == RegionPhase.SUCCEEDED for n in wave.regions):
+        status.record(now, "wave-passed", f"wave {wave.name} passed its smoke window")
+        if status.current_wave + 1 < len(view.spec.waves):
+            status.current_wave += 1
+            out.actions.append(Notify("promoted", f"wave {wave.name} passed; starting wave "
+                                                  f"{view.spec.waves[status.current_wave].name}"))
+            _progress(view, out, now)
+        else:
+            status.move(ReleasePhase.SUCCEEDED)
+            status.completed_at = now_iso(now)
+            status.message = "every wave passed"
+            out.actions.append(Notify("succeeded", f"version {view.spec.version} is live in every region"))
+
+
+def _start_region(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> None:
+    region = out.status.regions[name]
+    if not view.regions.get(name, RegionView()).reachable:
+        region.move(RegionPhase.WAITING)
+        region.message = "cluster unreachable; the wave waits for it"
+        return
+    region.move(RegionPhase.PROGRESSING)
+    region.started_at = region.started_at or now_iso(now)
+    out.status.record(now, "region-start", "strategy started", name)
+    out.actions.append(StartStrategy(name))
+
+
+def _advance_region(view: ReleaseView, out: Outcome_, name: str, smoke_seconds: float, now: datetime) -> None:
+    region = out.status.regions[name]
+    seen = view.regions.get(name, RegionView())
+    phase = RegionPhase(region.phase)
+    if phase == RegionPhase.WAITING and seen.reachable:
+        region.message = ""
+        region.move(RegionPhase.PROGRESSING)
+        if seen.strategy_phase is None:
+            region.started_at = region.started_at or now_iso(now)
+            out.actions.append(StartStrategy(name))
+    elif phase == RegionPhase.PROGRESSING and not seen.reachable:
+        region.move(RegionPhase.WAITING)
+        region.message = "cluster unreachable; the wave waits for it"
+    elif phase == RegionPhase.PROGRESSING and seen.strategy_phase == StrategyPhase.SUCCEEDED:
+        region.move(RegionPhase.SMOKE)
+        region.smoke_started_at = now_iso(now)
+        region.smoke_seconds = smoke_seconds
+        out.status.record(now, "smoke-start", f"fully on the release; smoke window {smoke_seconds:g}s", name)
+    elif phase == RegionPhase.PROGRESSING and seen.strategy_phase == StrategyPhase.PAUSED:
+        region.message = seen.strategy_reason or "strategy paused (waiting for promote)"
+    elif phase == RegionPhase.SMOKE:
+        _judge_smoke(view, out, name, now)
+
+
+def _judge_smoke(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> None:
+    region = out.status.regions[name]
+    seen = view.regions.get(name, RegionView())
+    started = parse_iso(region.smoke_started_at)
+    assert started is not None
+    elapsed = (now - started).total_seconds()
+    skipped = name in out.skip_smoke
+    if not skipped and elapsed < (region.smoke_seconds or 0):
+        return
+    if not skipped and seen.smoke in (Outcome.INCONCLUSIVE, None) and (region.smoke_seconds or 0) > 0:
+        reason = seen.smoke_reason or "the smoke window ended without enough evidence"
+        if view.policy.on_inconclusive == "fail":
+            _fail(view, out, name, f"inconclusive: {reason}", now)
+            return
+        region.message = f"inconclusive: {reason}"
+        out.status.move(ReleasePhase.PAUSED)
+        out.status.record(now, "pause", f"smoke window inconclusive: {reason}", name)
+        out.actions.append(Notify("paused", f"smoke window inconclusive in {name}: {reason}", name, warning=True))
+        return
+    region.move(RegionPhase.SUCCEEDED)
+    region.completed_at = now_iso(now)
+    why = "smoke window skipped by promote" if skipped else f"smoke window of {region.smoke_seconds:g}s passed"
+    out.status.record(now, "region-passed", why, name)
+
+
+def _first_failure(view: ReleaseView, status: ReleaseStatus) -> tuple[str, str] | None:
+    for name, seen in view.regions.items():
+        region = status.regions.get(name)
+        if region is None:
+            continue
+        phase = RegionPhase(region.phase)
+        if phase == RegionPhase.PROGRESSING and seen.strategy_phase == StrategyPhase.FAILED:
+            return name, f"strategy failed: {seen.strategy_reason or 'no reason given'}"
+        if phase == RegionPhase.SMOKE and seen.smoke == Outcome.FAIL:
+            return name, f"smoke check failed: {seen.smoke_reason or 'no reason given'}"
+    return None
+
+
+# --- failure, drain, rollback ---------------------------------------------------------------
+
+
+def _fail(view: ReleaseView, out: Outcome_, region_name: str | None, reason: str, now: datetime) -> None:
+    status = out.status
+    status.move(ReleasePhase.ROLLING_BACK)
+    status.message = reason
+    if region_name is None:
+        return
+    status.failed_region = region_name
+    region = status.regions[region_name]
+    if RegionPhase(region.phase) in (RegionPhase.PROGRESSING, RegionPhase.SMOKE):
+        region.move(RegionPhase.FAILED)
+    region.message = reason
+    started = parse_iso(region.started_at)
+    if started is not None:
+        status.detect_seconds = round((now - started).total_seconds(), 3)
+    status.record(now, "failed", reason, region_name)
+    out.actions.append(Notify("failed", reason, region_name, warning=True))
+
+
+def _roll_back(view: ReleaseView, out: Outcome_, now: datetime) -> None:
+    status = out.status
+    failed = status.failed_region
+    if failed and not _handle_failed_region(view, out, failed, now):
+        return
+    for name in _rollback_order(status):
+        region = status.regions[name]
+        phase = RegionPhase(region.phase)
+        seen = view.regions.get(name, RegionView())
+        if phase == RegionPhase.ROLLED_BACK:
+            continue
+        if phase == RegionPhase.ROLLING_BACK:
+            if seen.strategy_phase == StrategyPhase.ROLLED_BACK:
+                _region_rolled_back(out, name, now)
+                continue
+            return  # one region at a time, in reverse order
+        if not seen.reachable:
+            region.message = "cluster unreachable; rollback waits for it"
+            return
+        region.move(RegionPhase.ROLLING_BACK)
+        out.actions.append(BeginRollback(name, status.message))
+        status.record(now, "rollback-start", f"rolling back to {status.previous_version or 'nothing'}", name)
+        return
+    status.move(ReleasePhase.ROLLED_BACK)
+    status.completed_at = now_iso(now)
+    status.quarantined = view.policy.quarantine
+    status.record(now, "rolled-back", "every touched region is back on the previous release"
+                  + ("; release quarantined" if status.quarantined else ""))
+    out.actions.append(Notify("rolledBack", status.message, failed, warning=True))
+
+
+def _handle_failed_region(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> bool:
+    """Drain, roll back and restore the failed region. True once it is fully handled."""
+    status = out.status
+    region = status.regions[name]
+    seen = view.regions.get(name, RegionView())
+    phase = RegionPhase(region.phase)
+    if phase in (RegionPhase.FAILED, RegionPhase.SUCCEEDED, RegionPhase.WAITING, RegionPhase.PROGRESSING,
+                 RegionPhase.SMOKE):
+        if view.policy.drain_first:
+            region.move(RegionPhase.DRAINING)
+            status.drains.append(DrainRecord(region=name, started_at=now_iso(now),
+                                             target_seconds=view.policy.drain_within_seconds,
+                                             target_percent=view.policy.drain_percent))
+            status.record(now, "drain", f"weight 0 to stop the bleeding (target {view.policy.drain_percent:g}% "
+                                        f"within {view.policy.drain_within_seconds:g}s)", name)
+            out.actions.append(SetRegionWeight(name, 0))
+            return False
+        region.move(RegionPhase.ROLLING_BACK)
+        out.actions.append(BeginRollback(name, status.message))
+        status.record(now, "rollback-start", f"rolling back to {status.previous_version or 'nothing'}", name)
+        return False
+    if phase == RegionPhase.DRAINING:
+        drain = _drain_of(status, name)
+        elapsed = (now - (parse_iso(drain.started_at) or now)).total_seconds()
+        reached = seen.drain_moved is not None and seen.drain_moved * 100 >= view.policy.drain_percent
+        if not reached and elapsed < view.policy.drain_within_seconds:
+            return False
+        drain.completed_at = now_iso(now)
+        drain.seconds = round(elapsed, 3)
+        drain.met = reached and elapsed <= view.policy.drain_within_seconds
+        moved = f"{seen.drain_moved * 100:.1f}%" if seen.drain_moved is not None else "unmeasured"
+        status.record(now, "drained", f"{moved} of traffic moved in {elapsed:.1f}s "
+                                      f"({'met' if drain.met else 'missed'} target)", name)
+        out.actions.append(Notify("drained", f"{moved} moved in {elapsed:.1f}s", name))
+        region.move(RegionPhase.ROLLING_BACK)
+        out.actions.append(BeginRollback(name, status.message))
+        status.record(now, "rollback-start", f"rolling back to {status.previous_version or 'nothing'}", name)
+        return False
+    if phase == RegionPhase.ROLLING_BACK:
+        if seen.strategy_phase != StrategyPhase.ROLLED_BACK:
+            return False
+        _region_rolled_back(out, name, now)
+        return True
+    return phase == RegionPhase.ROLLED_BACK
+
+
+def _region_rolled_back(out: Outcome_, name: str, now: datetime) -> None:
+    status = out.status
+    status.regions[name].move(RegionPhase.ROLLED_BACK)
+    status.regions[name].completed_at = now_iso(now)
+    status.record(now, "region-rolled-back", f"back on {status.previous_version or 'nothing'}", name)
+    drain = next((d for d in status.drains if d.region == name and not d.restored_at), None)
+    if drain is not None:
+        drain.restored_at = now_iso(now)
+        status.record(now, "restore", "rollback healthy; traffic restored", name)
+        out.actions.append(SetRegionWeight(name, 100))
+
+
+def _drain_of(status: ReleaseStatus, name: str) -> DrainRecord:
+    return next(d for d in reversed(status.drains) if d.region == name)
+
+
+def _rollback_order(status: ReleaseStatus) -> list[str]:
+    """Touched regions other than the failed one, most recently started first."""
+    touched = [(r.started_at or "", n) for n, r in status.regions.items()
+               if RegionPhase(r.phase) in TOUCHED | {RegionPhase.WAITING} and n != status.failed_region
+               and r.started_at]
+    return [n for _, n in sorted(touched, reverse=True)]
+
+
+def _first_touched(status: ReleaseStatus) -> str | None:
+    touched = sorted((r.started_at or "", n) for n, r in status.regions.items() if r.started_at)
+    return touched[-1][1] if touched else None
+
+
+def _wave_regions(spec: ReleaseSpec, index: int) -> tuple[str, ...]:
+    return spec.waves[index].regions if index < len(spec.waves) else ()

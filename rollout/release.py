@@ -1,0 +1,257 @@
+"""The Release: one application change travelling through the regions.
+
+Phases of the release and of each region are explicit state machines: every allowed transition
+is written down once below and anything else raises IllegalTransition. The status is stored on
+the Release custom resource (deploy/crds/); these dataclasses are its typed form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+class ReleasePhase(StrEnum):
+    PENDING = "Pending"          # created from a commit, not started
+    PROGRESSING = "Progressing"  # some wave is rolling or baking
+    PAUSED = "Paused"            # a responder or an inconclusive analysis stopped it
+    SUCCEEDED = "Succeeded"      # every wave passed its smoke window
+    ROLLING_BACK = "RollingBack" # a region failed: draining and rolling back
+    ROLLED_BACK = "RolledBack"   # every touched region is back on the previous release
+    SUPERSEDED = "Superseded"    # a newer commit replaced it before it started
+
+
+class RegionPhase(StrEnum):
+    PENDING = "Pending"
+    WAITING = "Waiting"          # cluster unreachable: the wave waits, never skips the region
+    PROGRESSING = "Progressing"  # the strategy is moving the region to the release
+    SMOKE = "Smoke"              # fully on the release; checks run through the smoke window
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    DRAINING = "Draining"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+
+
+_RELEASE_TRANSITIONS: dict[ReleasePhase, frozenset[ReleasePhase]] = {
+    ReleasePhase.PENDING: frozenset({ReleasePhase.PROGRESSING, ReleasePhase.SUPERSEDED, ReleasePhase.PAUSED}),
+    ReleasePhase.PROGRESSING: frozenset({ReleasePhase.PAUSED, ReleasePhase.SUCCEEDED, ReleasePhase.ROLLING_BACK}),
+    ReleasePhase.PAUSED: frozenset({ReleasePhase.PROGRESSING, ReleasePhase.ROLLING_BACK, ReleasePhase.SUPERSEDED}),
+    ReleasePhase.ROLLING_BACK: frozenset({ReleasePhase.ROLLED_BACK}),
+    ReleasePhase.SUCCEEDED: frozenset({ReleasePhase.ROLLING_BACK}),  # a responder may still roll back
+    ReleasePhase.ROLLED_BACK: frozenset(),
+    ReleasePhase.SUPERSEDED: frozenset(),
+}
+
+_REGION_TRANSITIONS: dict[RegionPhase, frozenset[RegionPhase]] = {
+    RegionPhase.PENDING: frozenset({RegionPhase.PROGRESSING, RegionPhase.WAITING}),
+    RegionPhase.WAITING: frozenset({RegionPhase.PROGRESSING, RegionPhase.PENDING, RegionPhase.DRAINING,
+                                    RegionPhase.ROLLING_BACK}),
+    RegionPhase.PROGRESSING: frozenset({RegionPhase.SMOKE, RegionPhase.FAILED, RegionPhase.ROLLING_BACK,
+                                        RegionPhase.DRAINING, RegionPhase.WAITING}),
+    RegionPhase.SMOKE: frozenset({RegionPhase.SUCCEEDED, RegionPhase.FAILED, RegionPhase.ROLLING_BACK,
+                                  RegionPhase.DRAINING}),
+    RegionPhase.SUCCEEDED: frozenset({RegionPhase.ROLLING_BACK, RegionPhase.DRAINING}),
+    RegionPhase.FAILED: frozenset({RegionPhase.DRAINING, RegionPhase.ROLLING_BACK}),
+    RegionPhase.DRAINING: frozenset({RegionPhase.ROLLING_BACK}),
+    RegionPhase.ROLLING_BACK: frozenset({RegionPhase.ROLLED_BACK}),
+    RegionPhase.ROLLED_BACK: frozenset(),
+}
+
+TERMINAL_RELEASE_PHASES = frozenset(p for p, nxt in _RELEASE_TRANSITIONS.items() if not nxt)
+ACTIVE_REGION_PHASES = frozenset({RegionPhase.PROGRESSING, RegionPhase.SMOKE, RegionPhase.WAITING})
+
+
+def check_release_transition(current: ReleasePhase, new: ReleasePhase) -> ReleasePhase:
+    if new != current and new not in _RELEASE_TRANSITIONS[current]:
+        raise IllegalTransition(f"release phase {current} -> {new} is not allowed")
+    return new
+
+
+def check_region_transition(current: RegionPhase, new: RegionPhase) -> RegionPhase:
+    if new != current and new not in _REGION_TRANSITIONS[current]:
+        raise IllegalTransition(f"region phase {current} -> {new} is not allowed")
+    return new
+
+
+def now_iso(now: datetime) -> str:
+    return now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+class _Serial:
+    """to_dict/from_dict for flat dataclasses stored in the custom resource's status."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, [], {})}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class AuditEntry(_Serial):
+    """Something the controller or a person did to the release, and why."""
+
+    time: str
+    action: str
+    reason: str
+    region: str | None = None
+    by: str = "controller"
+
+
+@dataclass
+class RegionStatus(_Serial):
+    phase: str = RegionPhase.PENDING.value
+    wave: int = 0
+    started_at: str | None = None
+    smoke_started_at: str | None = None
+    smoke_seconds: float | None = None
+    completed_at: str | None = None
+    strategy: dict[str, Any] = field(default_factory=dict)  # the strategy's own status, opaque here
+    analysis: dict[str, Any] = field(default_factory=dict)  # the smoke window's measurements
+    weight: int | None = None  # canary weight inside the region
+    message: str = ""
+
+    def move(self, phase: RegionPhase) -> None:
+        self.phase = check_region_transition(RegionPhase(self.phase), phase).value
+
+
+@dataclass
+class DrainRecord(_Serial):
+    region: str
+    started_at: str
+    completed_at: str | None = None
+    seconds: float | None = None
+    target_seconds: float | None = None
+    target_percent: float | None = None
+    met: bool | None = None
+    restored_at: str | None = None
+
+
+@dataclass
+class ReleaseStatus:
+    phase: str = ReleasePhase.PENDING.value
+    current_wave: int = 0
+    regions: dict[str, RegionStatus] = field(default_factory=dict)
+    drains: list[DrainRecord] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+    quarantined: bool = False
+    message: str = ""
+    failed_region: str | None = None
+    detect_seconds: float | None = None  # first exposure of the failed region -> failing verdict
+    # The release that was live when this one started: what a rollback returns to (None: first release).
+    previous_commit: str | None = None
+    previous_version: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+    def move(self, phase: ReleasePhase) -> None:
+        self.phase = check_release_transition(ReleasePhase(self.phase), phase).value
+
+    def record(self, now: datetime, action: str, reason: str, region: str | None = None,
+               by: str = "controller") -> None:
+        self.audit.append(AuditEntry(now_iso(now), action, reason, region, by))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase, "currentWave": self.current_wave,
+            "regions": {name: _camel(r.to_dict()) for name, r in sorted(self.regions.items())},
+            "drains": [_camel(d.to_dict()) for d in self.drains],
+            "audit": [_camel(a.to_dict()) for a in self.audit],
+            "quarantined": self.quarantined, "message": self.message,
+            **({"failedRegion": self.failed_region} if self.failed_region else {}),
+            **({"detectSeconds": self.detect_seconds} if self.detect_seconds is not None else {}),
+            **({"previousCommit": self.previous_commit} if self.previous_commit else {}),
+            **({"previousVersion": self.previous_version} if self.previous_version else {}),
+            **({"startedAt": self.started_at} if self.started_at else {}),
+            **({"completedAt": self.completed_at} if self.completed_at else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ReleaseStatus:
+        data = data or {}
+        return cls(
+            phase=data.get("phase", ReleasePhase.PENDING.value),
+            current_wave=int(data.get("currentWave", 0)),
+            regions={n: RegionStatus.from_dict(_snake(r)) for n, r in (data.get("regions") or {}).items()},
+            drains=[DrainRecord.from_dict(_snake(d)) for d in data.get("drains") or []],
+            audit=[AuditEntry.from_dict(_snake(a)) for a in data.get("audit") or []],
+            quarantined=bool(data.get("quarantined", False)),
+            message=data.get("message", ""),
+            failed_region=data.get("failedRegion"),
+            detect_seconds=data.get("detectSeconds"),
+            previous_commit=data.get("previousCommit"),
+            previous_version=data.get("previousVersion"),
+            started_at=data.get("startedAt"),
+            completed_at=data.get("completedAt"),
+        )
+
+
+def _camel(data: dict[str, Any]) -> dict[str, Any]:
+    return {_to_camel(k): v for k, v in data.items()}
+
+
+def _snake(data: dict[str, Any]) -> dict[str, Any]:
+    return {"".join(f"_{c.lower()}" if c.isupper() else c for c in k): v for k, v in data.items()}
+
+
+def _to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@dataclass(frozen=True)
+class PlannedWaveSpec:
+    name: str
+    regions: tuple[str, ...]
+    smoke_seconds: float
+    max_parallel: int
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """What a release is, frozen when it is created from a pinned commit."""
+
+    app: str
+    commit: str
+    version: str
+    plan_digest: str
+    content_digest: str
+    waves: tuple[PlannedWaveSpec, ...]
+
+    @property
+    def name(self) -> str:
+        return release_name(self.app, self.commit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app, "commit": self.commit, "version": self.version,
+            "planDigest": self.plan_digest, "contentDigest": self.content_digest,
+            "waves": [{"name": w.name, "regions": list(w.regions), "smokeSeconds": w.smoke_seconds,
+                       "maxParallel": w.max_parallel} for w in self.waves],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReleaseSpec:
+        return cls(
+            app=data["app"], commit=data["commit"], version=data["version"],
+            plan_digest=data["planDigest"], content_digest=data["contentDigest"],
+            waves=tuple(PlannedWaveSpec(w["name"], tuple(w["regions"]), float(w["smokeSeconds"]),
+                                        int(w["maxParallel"])) for w in data.get("waves", [])),
+        )
+
+
+def release_name(app: str, commit: str) -> str:
+    return f"{app}-{commit[:12]}"

@@ -1,0 +1,82 @@
+"""Release and ReleaseAction objects in the controller's home cluster: the controller's memory.
+
+Status writes carry the resourceVersion they were decided from, so a concurrent writer (a second
+replica that still thinks it leads, a responder's action) makes the write fail with a conflict
+instead of being overwritten; the caller re-reads and re-decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rollout.release import ReleaseSpec, ReleaseStatus
+
+GROUP, VERSION = "rollout.dev", "v1alpha1"
+RELEASES, ACTIONS = "releases", "releaseactions"
+LABEL_APP = "app.kubernetes.io/name"
+
+
+class StatusConflict(Exception):
+    """The object changed since it was read: re-read and decide again."""
+
+
+@dataclass(frozen=True)
+class StoredRelease:
+    name: str
+    resource_version: str
+    spec: ReleaseSpec
+    status: ReleaseStatus
+    created: str
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> StoredRelease:
+        meta = obj["metadata"]
+        return cls(meta["name"], meta["resourceVersion"], ReleaseSpec.from_dict(obj["spec"]),
+                   ReleaseStatus.from_dict(obj.get("status")), meta.get("creationTimestamp", ""))
+
+
+class ReleaseStore:
+    def __init__(self, api_client: client.ApiClient, namespace: str = "rollout-system"):
+        self._api = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+
+    def create(self, spec: ReleaseSpec, status: ReleaseStatus | None = None) -> StoredRelease:
+        """Create the release; if it already exists (a restart, another pass), return the stored one."""
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release",
+                "metadata": {"name": spec.name, "labels": {LABEL_APP: spec.app}}, "spec": spec.to_dict()}
+        try:
+            created = self._api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return self.get(spec.name)
+        stored = StoredRelease.from_object(created)
+        return self.write_status(stored, status) if status is not None else stored
+
+    def get(self, name: str) -> StoredRelease:
+        return StoredRelease.from_object(
+            self._api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, name))
+
+    def list(self, app: str | None = None) -> list[StoredRelease]:
+        selector = f"{LABEL_APP}={app}" if app else ""
+        items = self._api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES,
+                                                        label_selector=selector)["items"]
+        return sorted((StoredRelease.from_object(i) for i in items), key=lambda r: (r.created, r.name))
+
+    def write_status(self, release: StoredRelease, status: ReleaseStatus) -> StoredRelease:
+        """Replace the status, guarded by the resourceVersion it was decided from."""
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release",
+                "metadata": {"name": release.name, "resourceVersion": release.resource_version},
+                "spec": release.spec.to_dict(), "status": status.to_dict()}
+        try:
+            updated = self._api.replace_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, RELEASES, release.name, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise StatusConflict(release.name) from None
+            raise
+        return StoredRelease.from_object(updated)
