@@ -344,7 +344,7 @@ def _scalar(value: str) -> str:
 # --- the parent-side handle ----------------------------------------------------------------------
 
 
-def _wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
     deadline = time.monotonic() + deadline_s
     delay = 0.01
     while not condition():
@@ -407,10 +407,10 @@ class GitServer:
             self._seed()
         self._launch()
         try:
-            _wait_for(self._published, deadline_s, "the Git server to publish its port")
+            wait_for(self._published, deadline_s, "the Git server to publish its port")
             state = json.loads((self.state_dir / "state.json").read_text())
             self.port = int(state["port"])
-            _wait_for(self._answers, deadline_s, f"the Git server at {self.url} to answer")
+            wait_for(self._answers, deadline_s, f"the Git server at {self.url} to answer")
         except BaseException:
             self.stop()
             raise
@@ -423,11 +423,11 @@ class GitServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             try:
-                _wait_for(lambda: not self._alive(pid), deadline_s, f"Git server pid {pid} to exit")
+                wait_for(lambda: not self._alive(pid), deadline_s, f"Git server pid {pid} to exit")
             except GitServerError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
-                _wait_for(lambda: not self._alive(pid), 5.0, f"Git server pid {pid} to die")
+                wait_for(lambda: not self._alive(pid), 5.0, f"Git server pid {pid} to die")
         self._clear_stale()
         log.info("lab.git.stopped", state_dir=str(self.state_dir))
 

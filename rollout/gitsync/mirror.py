@@ -44,9 +44,9 @@ from rollout.gitsync.pure import (
     cache_key,
     check_remote_url,
     classify_failure,
+    failure_cause,
     git_env,
     is_full_sha,
-    last_line,
     normalize_repo_path,
     redact_text,
     redact_url,
@@ -227,7 +227,7 @@ class GitMirror:
         )
         if code == 0:
             return
-        cause = redact_text(last_line(err), self._creds.secrets()) or f"git fetch exited with {code}"
+        cause = redact_text(failure_cause(err), self._creds.secrets()) or f"git fetch exited with {code}"
         elapsed = time.monotonic() - started
         self._log.warning("git.fetch_failed", cause=cause, elapsed_s=round(elapsed, 2), last_good=last_good)
         if err.startswith("Timeout:") or elapsed >= self.timeout:
@@ -334,7 +334,7 @@ class GitMirror:
     def _git_checked(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         code, out, err = self._git(*args, env=env)
         if code != 0:
-            cause = redact_text(last_line(err), self._creds.secrets())
+            cause = redact_text(failure_cause(err), self._creds.secrets())
             message = f"git {args[0]} failed in mirror of {self.remote}: {cause}"
             raise GitError(message, remote=self.remote)
         return out

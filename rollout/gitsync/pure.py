@@ -293,9 +293,11 @@ def classify_failure(stderr: str) -> FailureKind:
     return FailureKind.UNAVAILABLE
 
 
-def last_line(text: str, limit: int = 300) -> str:
-    """The most telling line of git's stderr (the last non-empty one), trimmed."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+def failure_cause(stderr: str, limit: int = 300) -> str:
+    """The most telling line of git's stderr: a recognised cause, else the last fatal/error line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    markers = _AUTH_MARKERS + _NOT_FOUND_MARKERS
+    telling = [ln for ln in lines if any(m in ln.lower() for m in markers)]
     fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-    chosen = (fatal or lines or [""])[-1]
-    return chosen[:limit]
+    chosen = (telling or fatal or lines or [""])[-1]
+    return chosen[:limit].rstrip(".")

@@ -7,8 +7,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -28,7 +29,7 @@ from rollout.gitsync import (
     Secret,
     UnsafePath,
 )
-from tests.fixtures.git import GitServerFactory
+from tests.fixtures.git import GitServerFactory, SshRemote
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +228,9 @@ def test_missing_branch_is_a_permanent_error_and_keeps_nothing(
 
 
 def _all_output(
-    caplog: pytest.LogCaptureFixture, events: list[dict[str, object]], capfd: pytest.CaptureFixture[str]
+    caplog: pytest.LogCaptureFixture,
+    events: list[MutableMapping[str, Any]],
+    capfd: pytest.CaptureFixture[str],
 ) -> str:
     out, err = capfd.readouterr()
     return "\n".join([caplog.text, *(repr(e) for e in events), out, err])
@@ -347,3 +350,24 @@ def test_lab_server_stops_cleanly_and_restarts_on_its_port(git_server_factory: G
     assert server.port == port and server.is_running()
     server.stop()
     server.stop()  # idempotent
+
+
+def test_ssh_remote_with_key_and_host_key_checking(
+    fresh_git_server: GitServer, ssh_remote: SshRemote, tmp_path: Path
+) -> None:
+    url = ssh_remote.url(fresh_git_server.bare_path)
+    trusted = Credentials(ssh_key_file=ssh_remote.key_file, known_hosts_file=ssh_remote.known_hosts)
+    mirror = GitMirror(url, tmp_path / "ok", ref="main", credentials=trusted, timeout=20)
+    assert mirror.sync().commit == fresh_git_server.head()
+    newer = fresh_git_server.commit_files({"apps/search/values.yaml": "version: 3.0.0\n"}, "search 3")
+    assert mirror.sync().changed_apps == {"search"} and mirror.last_good == newer
+
+    unknown_host = tmp_path / "empty_known_hosts"
+    unknown_host.write_text("")
+    strict = Credentials(ssh_key_file=ssh_remote.key_file, known_hosts_file=unknown_host)
+    with pytest.raises(AuthenticationFailed, match="Host key verification failed"):
+        GitMirror(url, tmp_path / "strict", credentials=strict, timeout=20).sync()
+
+    stranger = Credentials(ssh_key_file=ssh_remote.other_key_file, known_hosts_file=ssh_remote.known_hosts)
+    with pytest.raises(AuthenticationFailed, match="Permission denied"):
+        GitMirror(url, tmp_path / "stranger", credentials=stranger, timeout=20).sync()

@@ -20,9 +20,9 @@ from rollout.gitsync.pure import (
     cache_key,
     check_remote_url,
     classify_failure,
+    failure_cause,
     git_env,
     is_full_sha,
-    last_line,
     normalize_repo_path,
     redact_text,
     redact_url,
@@ -214,10 +214,12 @@ def test_classify_failure(stderr: str, kind: FailureKind) -> None:
     assert classify_failure(stderr) is kind
 
 
-def test_last_line_prefers_the_fatal_line() -> None:
-    assert last_line("remote: hi\nfatal: boom\nhint: x\n") == "fatal: boom"
-    assert last_line("just this\n\n") == "just this"
-    assert last_line("") == ""
+def test_failure_cause_picks_the_telling_line() -> None:
+    assert failure_cause("remote: hi\nfatal: boom\nhint: x\n") == "fatal: boom"
+    assert failure_cause("just this\n\n") == "just this"
+    assert failure_cause("") == ""
+    ssh = "git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.\n"
+    assert failure_cause(ssh) == "git@h: Permission denied (publickey)"
 
 
 def test_errors_say_what_happened_and_whether_to_retry() -> None:
