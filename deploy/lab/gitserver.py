@@ -8,7 +8,8 @@ a hosted forge does. The server runs as its own process group with a state file 
 Helpers for tests and the demo commit through a working clone and push over HTTP:
 `commit_files`, `bump_app_version`, `force_push`, `tag`.
 
-Run by hand: `python -m deploy.lab.gitserver --state-dir DIR [--port N]` (token: LAB_GIT_TOKEN).
+By hand: `python -m deploy.lab.gitserver up|down|status --state-dir DIR [--port N]` (token: set
+LAB_GIT_TOKEN). `up` seeds the repository on first use and prints its URL.
 """
 
 from __future__ import annotations
@@ -531,6 +532,7 @@ class GitServer:
             sys.executable,
             "-m",
             "deploy.lab.gitserver",
+            "serve",
             "--state-dir",
             str(self.state_dir),
             "--host",
@@ -617,12 +619,26 @@ def running_git_server(state_dir: Path, **options: Any) -> Iterator[GitServer]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve the lab's Git repositories over smart HTTP.")
+    parser = argparse.ArgumentParser(description="The lab's Git server (smart HTTP on loopback).")
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "serve"], help="serve: the server process"
+    )
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    serve(args.state_dir.resolve(), args.host, args.port, os.environ.get(TOKEN_ENV) or None)
+    token = os.environ.get(TOKEN_ENV) or None
+    if args.command == "serve":
+        serve(args.state_dir.resolve(), args.host, args.port, token)
+        return
+    server = GitServer(args.state_dir, token=token, host=args.host, port=args.port)
+    if args.command == "up":
+        print(server.start().url)
+    elif args.command == "down":
+        server.stop()
+    else:
+        print("running" if server.is_running() else "stopped")
+        sys.exit(0 if server.is_running() else 1)
 
 
 if __name__ == "__main__":
