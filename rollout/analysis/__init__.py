@@ -1,0 +1,48 @@
+"""Metric analysis: checks against Prometheus, baseline comparison, a statistical judge, verdicts.
+
+Pure decisions live in `verdicts` and `judge`; the only IO is `Analyzer.measure` through a
+`MetricsProvider` (`PrometheusProvider`, or `FakeMetricsProvider` in tests).
+
+Callers:
+- a strategy's analysis step: `run_analysis(analyzer, checks)` (blocking) or
+  `poll(analyzer, checks, run, now)` once per reconcile (non-blocking), outcome in `RunState`;
+- the orchestrator's smoke window: `regions.smoke.start(...)` then `poll` every interval;
+  `AnalysisRun.to_status()` keeps every measurement for the Release status.
+"""
+
+from rollout.analysis.judge import JudgeResult, mann_whitney
+from rollout.analysis.model import (
+    CheckState,
+    Measurement,
+    Observation,
+    Outcome,
+    Phase,
+    RunState,
+    Verdict,
+)
+from rollout.analysis.prometheus import PrometheusProvider
+from rollout.analysis.provider import MetricsError, MetricsProvider, MetricsUnavailable, QueryRejected
+from rollout.analysis.runner import (
+    AnalysisResult,
+    AnalysisRun,
+    Analyzer,
+    Target,
+    poll,
+    run_analysis,
+)
+from rollout.analysis.verdicts import (
+    UnknownCheck,
+    aggregate,
+    assess,
+    evaluate,
+    run_state,
+    select_checks,
+)
+
+__all__ = [
+    "AnalysisResult", "AnalysisRun", "Analyzer", "CheckState", "JudgeResult", "Measurement",
+    "MetricsError", "MetricsProvider", "MetricsUnavailable", "Observation", "Outcome", "Phase",
+    "PrometheusProvider", "QueryRejected", "RunState", "Target", "UnknownCheck", "Verdict",
+    "aggregate", "assess", "evaluate", "mann_whitney", "poll", "run_analysis", "run_state",
+    "select_checks",
+]

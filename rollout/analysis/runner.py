@@ -1,0 +1,212 @@
+"""Taking measurements (the only IO of the engine) and driving a run of checks over time.
+
+`Analyzer.measure(check, now)` renders a check's queries for one target, asks the metrics
+provider, and hands the raw numbers to the pure `verdicts.evaluate`. An `AnalysisRun` is the
+serialisable record of a run (start, optional end, every measurement); `poll` takes whatever
+measurements are due and returns the new record and its state. `run_analysis` loops `poll` until
+the outcome is known, for callers that may block (a strategy's analysis step, tests, the bench).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from statistics import median
+from typing import Any
+
+from jinja2 import TemplateError
+
+from config.defaults import REQUEST_COUNT_QUERY
+from config.schema import Check
+from config.templating import render_query
+from rollout.analysis.model import Measurement, Observation, Outcome, Phase, RunState, prom_duration
+from rollout.analysis.provider import MetricsError, MetricsProvider
+from rollout.analysis.verdicts import evaluate, judge_window, run_state
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is being judged: one app's version and track in one region, and what it is compared
+    with (`baseline_track` at `stable_version`).
+
+    `baseline_at` evaluates baseline queries at a fixed past instant instead of now: a smoke window
+    after a region is fully on the new version has no stable track left to compare with, so it
+    compares with the region just before the rollout started."""
+
+    app: str
+    region: str
+    release: str
+    version: str
+    stable_version: str
+    namespace: str = ""
+    track: str = "canary"
+    baseline_track: str = "stable"
+    baseline_at: datetime | None = None
+
+    def variables(self, interval: timedelta, *, baseline: bool = False) -> dict[str, str]:
+        return {
+            "app": self.app, "namespace": self.namespace or self.app, "region": self.region,
+            "release": self.release, "stable_version": self.stable_version,
+            "version": self.stable_version if baseline else self.version,
+            "track": self.baseline_track if baseline else self.track,
+            "interval": prom_duration(interval),
+        }
+
+
+class Analyzer:
+    """Measures checks of one target through one metrics provider.
+
+    `min_requests` is the minimum-evidence guard (Analysis.minRequests): a window in which the
+    target served fewer requests (counted by `evidence_query`, rendered like a check query) is
+    inconclusive. `window` overrides the range of `{{ interval }}` in queries (default: each
+    check's interval), e.g. to cover at least a few scrapes when the interval is very short."""
+
+    def __init__(self, provider: MetricsProvider, target: Target, *, min_requests: int = 0,
+                 evidence_query: str | None = REQUEST_COUNT_QUERY, window: timedelta | None = None) -> None:
+        self.provider = provider
+        self.target = target
+        self.min_requests = min_requests
+        self.evidence_query = evidence_query if min_requests > 0 else None
+        self.window = window
+
+    def measure(self, check: Check, now: datetime) -> Measurement:
+        return evaluate(check, self.observe(check, now), now, self.min_requests)
+
+    def observe(self, check: Check, now: datetime) -> Observation:
+        """Ask the provider everything `check` needs at `now`. Failures become `error`."""
+        try:
+            if check.judge is not None:
+                return self._observe_judged(check, now)
+            window = self.window or check.interval
+            value = self.provider.query(self._render(check.query, window), now)
+            baseline = None
+            if check.baseline_query is not None:
+                baseline = self.provider.query(self._render(check.baseline_query, window, baseline=True),
+                                               self.target.baseline_at or now)
+            return Observation(value=value, baseline=baseline, requests=self._requests(window, now))
+        except MetricsError as exc:
+            return Observation(error=str(exc))
+        except TemplateError as exc:
+            return Observation(error=f"query template: {exc}")
+
+    def _observe_judged(self, check: Check, now: datetime) -> Observation:
+        assert check.baseline_query is not None
+        lookback, step = judge_window(check)
+        canary = _one_series(
+            self.provider.query_range(self._render(check.query, step), now - lookback, now, step))
+        b_end = self.target.baseline_at or now
+        baseline = _one_series(self.provider.query_range(
+            self._render(check.baseline_query, step, baseline=True), b_end - lookback, b_end, step))
+        return Observation(
+            value=(median(canary),) if canary else (),
+            baseline=(median(baseline),) if baseline else (),
+            requests=self._requests(lookback, now),
+            canary_samples=canary, baseline_samples=baseline,
+        )
+
+    def _requests(self, window: timedelta, now: datetime) -> tuple[float, ...] | None:
+        if self.evidence_query is None:
+            return None
+        return self.provider.query(self._render(self.evidence_query, window), now)
+
+    def _render(self, source: str, interval: timedelta, *, baseline: bool = False) -> str:
+        return render_query(source, self.target.variables(interval, baseline=baseline))
+
+
+def _one_series(series: tuple[tuple[float, ...], ...]) -> tuple[float, ...]:
+    if len(series) > 1:
+        raise MetricsError(f"{len(series)} series returned; aggregate the query to one (sum, max)")
+    return series[0] if series else ()
+
+
+@dataclass(frozen=True)
+class AnalysisRun:
+    """The record of one run: kept in the Release status, enough to resume after a restart.
+
+    `ends_at` None: a strategy's analysis step (each check runs `count` measurements).
+    `ends_at` set: a smoke window (checks run every interval until then)."""
+
+    started_at: datetime
+    ends_at: datetime | None = None
+    measurements: tuple[Measurement, ...] = field(default=())
+
+    def state(self, checks: Sequence[Check], now: datetime) -> RunState:
+        return run_state(checks, self.measurements, now, started_at=self.started_at, ends_at=self.ends_at)
+
+    def to_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"startedAt": self.started_at.isoformat(),
+                               "measurements": [m.to_json() for m in self.measurements]}
+        if self.ends_at is not None:
+            out["endsAt"] = self.ends_at.isoformat()
+        return out
+
+    @classmethod
+    def from_status(cls, data: dict[str, Any]) -> AnalysisRun:
+        ends = data.get("endsAt")
+        return cls(
+            started_at=datetime.fromisoformat(data["startedAt"]),
+            ends_at=datetime.fromisoformat(ends) if ends else None,
+            measurements=tuple(Measurement.from_json(m) for m in data.get("measurements", [])),
+        )
+
+
+def poll(analyzer: Analyzer, checks: Sequence[Check], run: AnalysisRun,
+         now: datetime) -> tuple[AnalysisRun, RunState]:
+    """Take the measurements due at `now` (none once the outcome is known); return the new record
+    and its state. Idempotent within one instant: a check measured at `now` is not due again."""
+    state = run.state(checks, now)
+    if state.outcome.done:
+        return run, state
+    due = [c for c, s in zip(checks, state.checks, strict=True)
+           if s.phase is Phase.RUNNING and s.next_due is not None and s.next_due <= now]
+    if not due:
+        return run, state
+    fresh = tuple(analyzer.measure(c, now) for c in due)
+    run = replace(run, measurements=run.measurements + fresh)
+    return run, run.state(checks, now)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    outcome: Outcome
+    run: AnalysisRun
+    state: RunState
+
+
+def run_analysis(
+    analyzer: Analyzer,
+    checks: Sequence[Check],
+    *,
+    run: AnalysisRun | None = None,
+    duration: timedelta | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[AnalysisRun, RunState], None] | None = None,
+    deadline: datetime | None = None,
+) -> AnalysisResult:
+    """Poll until the outcome is known; block in between. Starts a new run at `clock()` (a smoke
+    window when `duration` is given) unless `run` resumes one. `on_poll` sees every new state (to
+    write status). `deadline` bounds the wait: reaching it returns INCONCLUSIVE, never PASS."""
+    if run is None:
+        start = clock()
+        run = AnalysisRun(start, start + duration if duration is not None else None)
+    while True:
+        now = clock()
+        run, state = poll(analyzer, checks, run, now)
+        if on_poll is not None:
+            on_poll(run, state)
+        if state.outcome.done:
+            return AnalysisResult(state.outcome, run, state)
+        if deadline is not None and now >= deadline:
+            state = replace(state, outcome=Outcome.INCONCLUSIVE, reason="the analysis deadline passed")
+            return AnalysisResult(Outcome.INCONCLUSIVE, run, state)
+        wake = state.next_due or now + timedelta(seconds=1)
+        if deadline is not None:
+            wake = min(wake, deadline)
+        sleep(max(0.0, (wake - clock()).total_seconds()))

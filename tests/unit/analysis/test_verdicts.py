@@ -1,0 +1,234 @@
+"""Table tests of the pure decisions: one observation -> verdict, measurements -> check state,
+check states -> outcome."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from config.schema import Analysis
+from rollout.analysis.model import CheckState, Observation, Outcome, Phase, Verdict
+from rollout.analysis.verdicts import (
+    UnknownCheck,
+    aggregate,
+    assess,
+    evaluate,
+    first_due,
+    run_state,
+    select_checks,
+)
+from tests.unit.analysis.helpers import T0, at, check, series
+
+NAN = math.nan
+INF = math.inf
+RATIO = {"successCondition": "result <= max(1.5 * baseline, 0.001)", "baselineQuery": "b"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "obs", "min_requests", "verdict", "reason"),
+    [
+        ({}, Observation(value=(0.001,)), 0, Verdict.SUCCESS, "successCondition holds"),
+        ({}, Observation(value=(0.5,)), 0, Verdict.FAILURE, "does not hold"),
+        ({}, Observation(value=()), 0, Verdict.INCONCLUSIVE, "no data"),
+        ({}, Observation(value=(NAN,)), 0, Verdict.INCONCLUSIVE, "NaN"),
+        ({}, Observation(value=(0.0, 0.0)), 0, Verdict.ERROR, "2 series"),
+        ({}, Observation(error="Prometheus unreachable"), 0, Verdict.ERROR, "unreachable"),
+        # A NaN or empty result never passes, even against a condition NaN would satisfy vacuously.
+        ({"successCondition": "not (result > 1)"}, Observation(value=(NAN,)), 0, Verdict.INCONCLUSIVE, "NaN"),
+        (
+            {"successCondition": None, "failureCondition": "result > 1"},
+            Observation(value=()),
+            0,
+            Verdict.INCONCLUSIVE,
+            "no data",
+        ),
+        (
+            {"successCondition": None, "failureCondition": "result > 1"},
+            Observation(value=(0.5,)),
+            0,
+            Verdict.SUCCESS,
+            "does not hold",
+        ),
+        (
+            {"successCondition": None, "failureCondition": "result > 1"},
+            Observation(value=(2.0,)),
+            0,
+            Verdict.FAILURE,
+            "failureCondition holds",
+        ),
+        (
+            {"failureCondition": "result > 0.5"},
+            Observation(value=(0.6,)),
+            0,
+            Verdict.FAILURE,
+            "failureCondition",
+        ),
+        (
+            {"successCondition": "result <= 0.2"},
+            Observation(value=(INF,)),
+            0,
+            Verdict.FAILURE,
+            "does not hold",
+        ),
+        # baseline comparison
+        (RATIO, Observation(value=(0.012,), baseline=(0.01,)), 0, Verdict.SUCCESS, "holds"),
+        (RATIO, Observation(value=(0.02,), baseline=(0.01,)), 0, Verdict.FAILURE, "does not hold"),
+        (RATIO, Observation(value=(0.0009,), baseline=(0.0,)), 0, Verdict.SUCCESS, "holds"),
+        (RATIO, Observation(value=(0.01,), baseline=()), 0, Verdict.INCONCLUSIVE, "baseline: no data"),
+        (RATIO, Observation(value=(0.01,), baseline=(NAN,)), 0, Verdict.INCONCLUSIVE, "baseline: NaN"),
+        (
+            {"successCondition": "result / baseline < 2", "baselineQuery": "b"},
+            Observation(value=(1.0,), baseline=(0.0,)),
+            0,
+            Verdict.INCONCLUSIVE,
+            "could not be computed",
+        ),
+        (
+            {"successCondition": "result <= baseline"},
+            Observation(value=(1.0,)),
+            0,
+            Verdict.ERROR,
+            "no baselineQuery",
+        ),
+        # minimum-evidence guard: too little traffic is inconclusive whatever the ratios say
+        ({}, Observation(value=(0.0,), requests=(49.0,)), 50, Verdict.INCONCLUSIVE, "only 49 requests"),
+        ({}, Observation(value=(0.9,), requests=(3.0,)), 50, Verdict.INCONCLUSIVE, "too little traffic"),
+        ({}, Observation(value=(0.0,), requests=()), 50, Verdict.INCONCLUSIVE, "only 0 requests"),
+        ({}, Observation(value=(0.0,), requests=(NAN,)), 50, Verdict.INCONCLUSIVE, "only 0 requests"),
+        ({}, Observation(value=(0.0,), requests=(50.0,)), 50, Verdict.SUCCESS, "holds"),
+        ({}, Observation(value=(0.9,), requests=(500.0,)), 50, Verdict.FAILURE, "does not hold"),
+    ],
+)
+def test_evaluate(
+    fields: dict[str, object], obs: Observation, min_requests: int, verdict: Verdict, reason: str
+) -> None:
+    m = evaluate(check(**fields), obs, T0, min_requests)
+    assert (m.verdict, m.at, m.check) == (verdict, T0, "c")
+    assert reason in m.reason
+
+
+def test_evaluate_keeps_numbers_for_status() -> None:
+    m = evaluate(check(**RATIO), Observation(value=(0.02,), baseline=(0.01,), requests=(120.0,)), T0, 50)
+    assert (m.value, m.baseline, m.requests) == (0.02, 0.01, 120.0)
+
+
+def _state(verdicts: str, **fields: object) -> CheckState:
+    c = check(**fields)
+    ms = series("c", verdicts)
+    now = ms[-1].at if ms else T0
+    return assess(c, ms, now, started_at=T0)
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "fields", "phase", "outcome"),
+    [
+        ("", {}, Phase.RUNNING, Outcome.RUNNING),
+        ("ss", {}, Phase.RUNNING, Outcome.RUNNING),
+        ("sss", {}, Phase.SUCCESSFUL, Outcome.PASS),
+        ("f", {}, Phase.FAILED, Outcome.FAIL),
+        ("ssf", {}, Phase.FAILED, Outcome.FAIL),
+        ("sfs", {"failureLimit": 1}, Phase.SUCCESSFUL, Outcome.PASS),
+        ("sff", {"failureLimit": 1}, Phase.FAILED, Outcome.FAIL),
+        # inconclusive and error measurements do not count towards `count`: never a pass without data
+        ("iis", {}, Phase.RUNNING, Outcome.RUNNING),
+        ("iii", {}, Phase.INCONCLUSIVE, Outcome.INCONCLUSIVE),
+        ("iii", {"onInconclusive": "fail"}, Phase.INCONCLUSIVE, Outcome.FAIL),
+        ("isisi", {"inconclusiveLimit": 2}, Phase.INCONCLUSIVE, Outcome.INCONCLUSIVE),
+        ("eee", {}, Phase.RUNNING, Outcome.RUNNING),
+        ("eeee", {}, Phase.ERROR, Outcome.INCONCLUSIVE),
+        ("eeee", {"onInconclusive": "fail"}, Phase.ERROR, Outcome.FAIL),
+        ("eeseeesss", {}, Phase.SUCCESSFUL, Outcome.PASS),  # errors that are not consecutive
+        ("e", {"consecutiveErrorLimit": 0}, Phase.ERROR, Outcome.INCONCLUSIVE),
+        ("iiiiii", {"inconclusiveLimit": 10, "count": 1}, Phase.RUNNING, Outcome.RUNNING),
+    ],
+)
+def test_assess_count_mode(verdicts: str, fields: dict[str, object], phase: Phase, outcome: Outcome) -> None:
+    state = _state(verdicts, **fields)
+    assert (state.phase, state.outcome) == (phase, outcome)
+    assert (state.next_due is None) == phase.done
+
+
+def test_assess_timing_initial_delay_and_interval() -> None:
+    c = check(initialDelay="25s")
+    assert assess(c, [], T0, started_at=T0).next_due == at(25)
+    state = assess(c, series("c", "s", start=25), at(25), started_at=T0)
+    assert state.next_due == at(35)
+    assert first_due(check(baselineQuery="b", judge={"minSamples": 6}), T0) == at(60)
+
+
+def test_assess_ignores_other_checks() -> None:
+    assert _state("").phase is Phase.RUNNING
+    state = assess(check(), series("other", "fff"), at(30), started_at=T0)
+    assert (state.phase, state.failures) == (Phase.RUNNING, 0)
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "now", "phase", "next_due"),
+    [
+        ("sss", 25, Phase.RUNNING, 30),  # window not over: keeps measuring after `count`
+        ("sss", 28, Phase.RUNNING, 30),
+        ("ssss", 30, Phase.SUCCESSFUL, None),  # last measurement at the end
+        ("sss", 30, Phase.RUNNING, 30),  # at(20) is before the end: measure at the end
+        ("ss", 40, Phase.RUNNING, 40),  # late (the controller was down): take one more now
+        ("sssi", 30, Phase.INCONCLUSIVE, None),  # ended on no data: never a pass
+        ("ssse", 30, Phase.INCONCLUSIVE, None),  # ended on an error (Prometheus went away at the end)
+        ("", 30, Phase.RUNNING, 30),
+        ("ssf", 20, Phase.FAILED, None),  # a failure ends the window early
+    ],
+)
+def test_assess_window_mode(verdicts: str, now: float, phase: Phase, next_due: float | None) -> None:
+    state = assess(check(), series("c", verdicts), at(now), started_at=T0, ends_at=at(30))
+    assert state.phase is phase
+    assert state.next_due == (None if next_due is None else at(next_due))
+
+
+def test_assess_window_never_sleeps_past_its_end() -> None:
+    state = assess(check(interval="20s"), series("c", "s", start=15), at(16), started_at=T0, ends_at=at(30))
+    assert state.next_due == at(30)
+
+
+R, P, F, IN = Outcome.RUNNING, Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ([], IN),
+        ([P], P),
+        ([P, P], P),
+        ([R, P], R),
+        ([R, R], R),
+        ([F, R], F),
+        ([F, IN], F),
+        ([P, F], F),
+        ([IN, R], IN),
+        ([IN, P], IN),
+        ([IN, IN], IN),
+    ],
+)
+def test_aggregate(outcomes: list[Outcome], expected: Outcome) -> None:
+    states = [
+        CheckState(f"c{i}", Phase.RUNNING if o is R else Phase.SUCCESSFUL, o) for i, o in enumerate(outcomes)
+    ]
+    assert aggregate(states) is expected
+
+
+def test_run_state_reports_earliest_due_and_reason() -> None:
+    a, b = check(name="a"), check(name="b", interval="5s")
+    ms = series("a", "s") + series("b", "s")
+    state = run_state([a, b], ms, at(1), started_at=T0)
+    assert (state.outcome, state.next_due) == (Outcome.RUNNING, at(5))
+    state = run_state([a, b], ms + series("b", "f", start=5), at(5), started_at=T0)
+    assert state.outcome is Outcome.FAIL and state.next_due is None
+    assert state.reason.startswith("b: 1 failed measurement(s)")
+
+
+def test_select_checks() -> None:
+    a, b = check(name="a"), check(name="b")
+    defaults = [check(name="d")]
+    assert select_checks(Analysis(), (), defaults) == defaults
+    assert select_checks(Analysis(checks=[a, b]), (), defaults) == [a, b]
+    assert select_checks(Analysis(checks=[a, b]), ["b"]) == [b]
+    with pytest.raises(UnknownCheck, match="unknown check"):
+        select_checks(Analysis(checks=[a]), ["zz"])
