@@ -230,9 +230,9 @@ class GitMirror:
         cause = redact_text(failure_cause(err), self._creds.secrets()) or f"git fetch exited with {code}"
         elapsed = time.monotonic() - started
         self._log.warning("git.fetch_failed", cause=cause, elapsed_s=round(elapsed, 2), last_good=last_good)
-        if err.startswith("Timeout:") or elapsed >= self.timeout:
-            raise RemoteTimeout(self.remote, f"no answer within {self.timeout:g}s", last_good=last_good)
         kind = classify_failure(err)
+        if kind is FailureKind.TIMEOUT or elapsed >= self.timeout:
+            raise RemoteTimeout(self.remote, f"no answer within {self.timeout:g}s", last_good=last_good)
         if kind is FailureKind.AUTH:
             raise AuthenticationFailed(self.remote, cause)
         if kind is FailureKind.NOT_FOUND:

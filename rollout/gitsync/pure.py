@@ -260,11 +260,13 @@ def git_env(
 
 
 class FailureKind(StrEnum):
+    TIMEOUT = "timeout"
     AUTH = "auth"
     NOT_FOUND = "not-found"
     UNAVAILABLE = "unavailable"
 
 
+_TIMEOUT_MARKERS = ("operation too slow", "timed out")
 _AUTH_MARKERS = (
     "authentication failed",
     "could not read username",
@@ -286,6 +288,8 @@ _NOT_FOUND_MARKERS = (
 def classify_failure(stderr: str) -> FailureKind:
     """Map git's stderr to what the caller should do: fix config (auth, not found) or retry."""
     low = stderr.lower()
+    if low.startswith("timeout:") or any(m in low for m in _TIMEOUT_MARKERS):
+        return FailureKind.TIMEOUT
     if any(m in low for m in _AUTH_MARKERS):
         return FailureKind.AUTH
     if any(m in low for m in _NOT_FOUND_MARKERS):

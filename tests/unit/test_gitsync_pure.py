@@ -208,6 +208,9 @@ def test_ssh_command_uses_the_key_and_host_key_settings() -> None:
         ("fatal: '/srv/x.git' does not appear to be a git repository", FailureKind.NOT_FOUND),
         ("fatal: unable to access 'http://h/': Failed to connect to h port 80", FailureKind.UNAVAILABLE),
         ("ssh: connect to host h port 22: Connection refused", FailureKind.UNAVAILABLE),
+        ("error: RPC failed; curl 28 Operation too slow. Less than 1 bytes/sec", FailureKind.TIMEOUT),
+        ("ssh: connect to host h port 22: Connection timed out", FailureKind.TIMEOUT),
+        ('Timeout: the command "git fetch" did not complete in 2 secs.', FailureKind.TIMEOUT),
     ],
 )
 def test_classify_failure(stderr: str, kind: FailureKind) -> None:
