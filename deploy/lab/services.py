@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,12 +141,22 @@ def start(lab: LabLike, state_dir: Path, options: TrafficOptions | None = None) 
     return handle
 
 
-def stop(handle: ServicesHandle) -> None:
+def stop(handle: ServicesHandle, purge: bool = False) -> None:
+    """Stop both processes; `purge` also removes their folders (Prometheus' data, logs)."""
     prometheus.stop(handle.prometheus)
     simulator_process.stop(handle.simulator)
+    if purge:
+        _purge(handle.state_dir)
 
 
-def stop_from_state(state_dir: Path) -> None:
+def stop_from_state(state_dir: Path, purge: bool = False) -> None:
     """Stop whatever a previous `start` left in `state_dir` (pidfiles; the pids are verified)."""
     prometheus.stop_from_state(state_dir)
     simulator_process.stop_from_state(state_dir)
+    if purge:
+        _purge(Path(state_dir))
+
+
+def _purge(state_dir: Path) -> None:
+    for sub in ("prometheus", "simulator"):
+        shutil.rmtree(state_dir / sub, ignore_errors=True)
