@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -607,15 +607,6 @@ class GitServer:
         self.pidfile.unlink(missing_ok=True)
         (self.state_dir / "state.json").unlink(missing_ok=True)
         self._proc = None
-
-
-@contextlib.contextmanager
-def running_git_server(state_dir: Path, **options: Any) -> Iterator[GitServer]:
-    server = GitServer(state_dir, **options).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -371,3 +371,12 @@ def test_ssh_remote_with_key_and_host_key_checking(
     stranger = Credentials(ssh_key_file=ssh_remote.other_key_file, known_hosts_file=ssh_remote.known_hosts)
     with pytest.raises(AuthenticationFailed, match="Permission denied"):
         GitMirror(url, tmp_path / "stranger", credentials=stranger, timeout=20).sync()
+
+
+def test_large_push_and_fetch_through_the_lab_server(fresh_git_server: GitServer, tmp_path: Path) -> None:
+    # Above git's 1 MiB http.postBuffer the push body is sent chunked: the server must decode it.
+    blob = random.Random(7).randbytes(3 * 1024 * 1024)
+    sha = fresh_git_server.commit_files({"apps/catalog/big.bin": blob}, "big")
+    mirror = mirror_of(fresh_git_server.url, tmp_path)
+    assert mirror.sync().commit == sha
+    assert mirror.read(sha, "apps/catalog/big.bin") == blob
