@@ -14,9 +14,10 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from deploy.lab.cli import lab
+    from rollout.cli_controller import controller
     from rollout.cli_repo import plan, render_command, validate
 
-    for command in (validate, plan, render_command, lab):
+    for command in (validate, plan, render_command, controller, lab):
         main.add_command(command)
 
 

@@ -1,0 +1,45 @@
+"""`rollout controller`: run the daemon (in a Pod, or against the lab from a terminal)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--repo", "repo_url", required=True, help="Git URL of the rollout repository (no credentials in it)")
+@click.option("--ref", default="HEAD", show_default=True, help="branch or tag to follow")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+              help="kubeconfig with one context per region (default: in-cluster for home)")
+@click.option("--home-context", default=None, help="context of the cluster that stores Releases")
+@click.option("--namespace", default="rollout-system", show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/rollout-cache"),
+              show_default=True)
+@click.option("--poll-seconds", type=float, default=30.0, show_default=True)
+@click.option("--tick-seconds", type=float, default=1.0, show_default=True,
+              help="how often active releases are reconciled (watch events wake it sooner)")
+@click.option("--prometheus-url", default=None, help="without it every analysis is inconclusive")
+@click.option("--http-host", default="0.0.0.0", show_default=True)
+@click.option("--http-port", type=int, default=8080, show_default=True, help="/healthz /readyz /metrics /webhook/git")
+@click.option("--webhook-secret-env", default="ROLLOUT_WEBHOOK_SECRET", show_default=True,
+              help="environment variable holding the push webhook's HMAC key")
+@click.option("--git-token-env", default="ROLLOUT_GIT_TOKEN", show_default=True)
+@click.option("--git-ssh-key", type=click.Path(dir_okay=False), default=None)
+@click.option("--identity", default=None, help="leader-election identity (default host-pid)")
+@click.option("--lease-seconds", type=int, default=15, show_default=True)
+@click.option("--renew-seconds", type=int, default=10, show_default=True)
+@click.option("--retry-seconds", type=int, default=2, show_default=True)
+@click.option("--analysis-window-seconds", type=float, default=None,
+              help="range of {{ interval }} in queries when shorter than a check interval is wanted")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto", show_default=True)
+def controller(log_format: str, identity: str | None, **options: object) -> None:
+    """Run the controller: sync Git, create Releases, promote them region by region."""
+    from rollout.controller import Controller, Settings
+    from rollout.logs import configure
+
+    configure(None if log_format == "auto" else log_format == "json")
+    settings = Settings(**options)  # type: ignore[arg-type]
+    if identity:
+        settings.identity = identity
+    Controller(settings).run()

@@ -1,0 +1,226 @@
+"""`rollout controller`: the daemon. Wires Git sync, the release reconciler, responders' actions,
+leader election and the HTTP endpoints together; decides nothing itself."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from regions.traffic import DNSEndpointTraffic
+from rollout.analysis import PrometheusProvider
+from rollout.cache import WatchCache
+from rollout.gitsync import Credentials, GitMirror, Secret
+from rollout.http import Endpoints
+from rollout.leader import LeaderElector
+from rollout.notify import KubernetesEvents
+from rollout.orchestrator import Request
+from rollout.reconciler import ACTIVE, DEFAULT_DRAIN_QUERY, ClusterPool, ReleaseReconciler
+from rollout.release import ReleasePhase, now_iso
+from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease
+from rollout.sync import SOURCES, GitSync
+from rollout.workspace import Workspace
+
+log = structlog.get_logger("rollout.controller")
+RELEASE_ACTIONS = frozenset({"rollback", "abort", "pause", "resume", "promote"})
+
+
+@dataclass
+class Settings:
+    repo_url: str
+    ref: str = "HEAD"
+    kubeconfig: str | None = None
+    home_context: str | None = None
+    namespace: str = "rollout-system"
+    source_name: str = "default"
+    cache_dir: Path = Path("/tmp/rollout-cache")
+    poll_seconds: float = 30.0
+    tick_seconds: float = 1.0
+    prometheus_url: str | None = None
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    webhook_secret_env: str = "ROLLOUT_WEBHOOK_SECRET"
+    git_token_env: str = "ROLLOUT_GIT_TOKEN"
+    git_ssh_key: str | None = None
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    lease_seconds: int = 15
+    renew_seconds: int = 10
+    retry_seconds: int = 2
+    drain_query: str = DEFAULT_DRAIN_QUERY
+    analysis_window_seconds: float | None = None
+    regions_hint: list[str] = field(default_factory=list)
+
+
+class Controller:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.home = config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context) \
+            if settings.kubeconfig or settings.home_context else _in_cluster_client()
+        self.elector = LeaderElector(self.home, settings.namespace, "rollout-controller", settings.identity,
+                                     settings.lease_seconds, settings.renew_seconds, settings.retry_seconds)
+        token = os.environ.get(settings.git_token_env)
+        creds = Credentials(token=Secret(token) if token else None,
+                            ssh_key_file=Path(settings.git_ssh_key) if settings.git_ssh_key else None)
+        self.mirror = GitMirror(settings.repo_url, settings.cache_dir / "git", ref=settings.ref, credentials=creds)
+        self.workspace = Workspace(self.mirror, settings.cache_dir)
+        self.store = ReleaseStore(self.home, settings.namespace)
+        self.wake = threading.Event()
+        self.releases = WatchCache(self.home, GROUP, VERSION, settings.namespace, RELEASES, self.wake.set)
+        self.actions = WatchCache(self.home, GROUP, VERSION, settings.namespace, ACTIONS, self.wake.set)
+        self.sync = GitSync(self.mirror, self.workspace, self.store, self.home, settings.source_name,
+                            self.elector.is_leader)
+        key = os.environ.get(settings.webhook_secret_env)
+        self.http = Endpoints(settings.http_host, settings.http_port, key.encode() if key else None,
+                              self._push_received, self._ready)
+        self._custom = client.CustomObjectsApi(self.home)
+        self._reconciler: ReleaseReconciler | None = None
+        self._scheduler = BackgroundScheduler(timezone="UTC")
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.http.start()
+        log.info("controller starting", identity=self.s.identity, source=self.mirror.remote,
+                 http_port=self.http.port)
+        self.elector.run(self._lead)
+        log.warning("leadership lost; exiting so a fresh process campaigns again")
+        os._exit(1)  # noqa: SLF001 - the library's thread holds state we cannot trust any more
+
+    def _ready(self) -> bool:
+        return True  # followers are ready too: they stand by to take over
+
+    def _push_received(self) -> None:
+        if self.elector.is_leader():
+            self._scheduler.add_job(self.sync.run_once, id="push-sync", replace_existing=True)
+
+    def _lead(self) -> None:
+        self._ensure_source()
+        self.releases.start()
+        self.actions.start()
+        self.releases.synced.wait(30)
+        self._reconciler = self._build_reconciler()
+        self._scheduler.add_job(self.sync.run_once, "interval", seconds=self.s.poll_seconds, id="poll",
+                                next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
+        self._scheduler.start()
+        while not self.elector.lost.is_set():
+            self.wake.clear()
+            if self.elector.is_leader():
+                self.reconcile_all(datetime.now(UTC))
+            self.wake.wait(self.s.tick_seconds)
+
+    def _build_reconciler(self) -> ReleaseReconciler:
+        prom = PrometheusProvider(self.s.prometheus_url) if self.s.prometheus_url else None
+        regions = self.s.regions_hint or self._regions_from_git()
+        traffic = DNSEndpointTraffic(self.home, regions, self.s.namespace)
+        sinks = [KubernetesEvents(self.home, self.s.namespace)]
+        window = timedelta(seconds=self.s.analysis_window_seconds) if self.s.analysis_window_seconds else None
+        return ReleaseReconciler(self.workspace, self.store, ClusterPool(self.s.kubeconfig), traffic, prom, sinks,
+                                 self.elector.is_leader, self.s.drain_query, window)
+
+    def _regions_from_git(self) -> list[str]:
+        try:
+            self.mirror.sync()
+            return sorted(self.workspace.repository(self.mirror.resolve("HEAD")).regions)
+        except Exception as exc:  # noqa: BLE001 - an invalid or unreachable repo: regions come later
+            log.warning("regions not known yet", error=str(exc))
+            return []
+
+    def _ensure_source(self) -> None:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RolloutSource",
+                "metadata": {"name": self.s.source_name, "namespace": self.s.namespace},
+                "spec": {"url": self.mirror.remote, "ref": self.s.ref, "pollSeconds": self.s.poll_seconds}}
+        self._custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.s.namespace, SOURCES, self.s.source_name, body, field_manager="regional-rollout",
+            force=True, _content_type="application/apply-patch+yaml")
+
+    # --- reconcile -----------------------------------------------------------------------------
+
+    def reconcile_all(self, now: datetime) -> None:
+        assert self._reconciler is not None
+        by_app: dict[str, list[StoredRelease]] = defaultdict(list)
+        for obj in self.releases.items():
+            release = StoredRelease.from_object(obj)
+            by_app[release.spec.app].append(release)
+        pending = [a for a in self.actions.items() if not (a.get("status") or {}).get("state")]
+        requests = self._route_actions(pending, by_app, now)
+        for app, releases in sorted(by_app.items()):
+            releases.sort(key=lambda r: (r.created, r.name))
+            for release in releases:
+                mine = requests.get(release.name, [])
+                if ReleasePhase(release.status.phase) not in ACTIVE and not mine:
+                    continue
+                try:
+                    updated = self._reconciler.reconcile(release, releases, [r for r, _ in mine], now)
+                except Exception:  # noqa: BLE001 - one release's failure must not stop the others
+                    log.exception("reconcile failed", release=release.name)
+                    continue
+                if updated is not release:
+                    self.releases.put(_as_object(updated))
+                for _, action in mine:
+                    self._finish_action(action, "Done", f"applied to {release.name}", now)
+
+    def _route_actions(self, pending: list[dict[str, Any]], by_app: dict[str, list[StoredRelease]],
+                       now: datetime) -> dict[str, list[tuple[Request, dict[str, Any]]]]:
+        routed: dict[str, list[tuple[Request, dict[str, Any]]]] = defaultdict(list)
+        for action in sorted(pending, key=lambda a: a["metadata"].get("creationTimestamp", "")):
+            spec = action.get("spec") or {}
+            kind = spec.get("action")
+            if kind in ("drain", "restore"):
+                self._global_action(action, now)
+                continue
+            target = spec.get("release") or _active_release(by_app.get(spec.get("app", ""), []))
+            if kind not in RELEASE_ACTIONS or target is None:
+                self._finish_action(action, "Rejected", f"no release to {kind} for app {spec.get('app')!r}", now)
+                continue
+            routed[target].append((Request(kind, spec.get("reason", ""), spec.get("requestedBy", "unknown"),
+                                           spec.get("region"), bool(spec.get("full"))), action))
+        return routed
+
+    def _global_action(self, action: dict[str, Any], now: datetime) -> None:
+        assert self._reconciler is not None
+        spec = action["spec"]
+        weight = 0 if spec["action"] == "drain" else 100
+        apps = [spec["app"]] if spec.get("app") else sorted({StoredRelease.from_object(o).spec.app
+                                                               for o in self.releases.items()})
+        for app in apps:
+            self._reconciler.traffic.set_weights(app, {spec["region"]: weight})
+        log.info("global traffic changed by responder", action=spec["action"], region=spec.get("region"),
+                 apps=apps, by=spec.get("requestedBy"), reason=spec.get("reason"))
+        self._finish_action(action, "Done", f"{spec['region']} weight {weight} for {', '.join(apps)}", now)
+
+    def _finish_action(self, action: dict[str, Any], state: str, message: str, now: datetime) -> None:
+        body = {"status": {"state": state, "message": message, "handledAt": now_iso(now)}}
+        try:
+            updated = self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.s.namespace, ACTIONS, action["metadata"]["name"], body)
+            self.actions.put(updated)
+        except ApiException as exc:
+            log.warning("action status not written", action=action["metadata"]["name"], status=exc.status)
+
+
+def _active_release(releases: list[StoredRelease]) -> str | None:
+    active = [r for r in releases if ReleasePhase(r.status.phase) in ACTIVE | {ReleasePhase.SUCCEEDED}]
+    return sorted(active, key=lambda r: (r.created, r.name))[-1].name if active else None
+
+
+def _as_object(release: StoredRelease) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release",
+            "metadata": {"name": release.name, "resourceVersion": release.resource_version,
+                         "creationTimestamp": release.created, "labels": {"app.kubernetes.io/name": release.spec.app}},
+            "spec": release.spec.to_dict(), "status": release.status.to_dict()}
+
+
+def _in_cluster_client() -> client.ApiClient:
+    config.load_incluster_config()
+    return client.ApiClient()
+

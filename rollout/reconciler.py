@@ -1,0 +1,327 @@
+"""One reconcile pass of one release: gather, decide, act, write status once.
+
+1. Gather: for every region the release touches, drive its strategy one step (the strategies'
+   own observe/decide/execute), poll the smoke window's checks, measure a drain.
+2. Decide: `rollout.orchestrator.decide` (pure) on what was gathered.
+3. Act: start strategies, begin rollbacks, set global weights, notify.
+4. Write the status once, guarded by the resourceVersion it was decided from; nothing changed,
+   nothing written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import structlog
+
+from config.defaults import DEFAULT_CHECKS
+from config.identity import ReleaseIdentity
+from config.render import Rendered, render
+from config.repository import AppSource
+from config.schema import Check
+from config.templating import render_query
+from regions.traffic import GlobalTraffic
+from rollout import metrics
+from rollout.analysis import AnalysisRun, Analyzer, MetricsError, MetricsProvider, Outcome, Target, poll, select_checks
+from rollout.analysis.model import Verdict
+from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
+from rollout.orchestrator import (
+    Action,
+    BeginRollback,
+    Notify,
+    Policy,
+    RegionView,
+    ReleaseView,
+    Request,
+    SetRegionWeight,
+    StartStrategy,
+    decide,
+)
+from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus
+from rollout.store import ReleaseStore, StatusConflict, StoredRelease
+from rollout.workspace import Workspace
+from strategies import decide as strategy_decide
+from strategies import pending_analysis
+from strategies.cluster import KubernetesCluster
+from strategies.errors import TemporaryError
+from strategies.model import Commands, Phase as StrategyPhase, RegionRollout, StrategyStatus
+
+log = structlog.get_logger("rollout.reconciler")
+ACTIVE = frozenset({ReleasePhase.PENDING, ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK})
+DRIVEN = frozenset({RegionPhase.PROGRESSING, RegionPhase.ROLLING_BACK})
+DEFAULT_DRAIN_QUERY = 'sum(rate(http_requests_total{app="{{ app }}",region="{{ region }}"}[5s]))'
+_OUTCOME_TO_VERDICT = {Outcome.PASS: Verdict.SUCCESS, Outcome.FAIL: Verdict.FAILURE,
+                       Outcome.INCONCLUSIVE: Verdict.INCONCLUSIVE}
+
+
+class ClusterPool:
+    """One adapter per region context, created on first use."""
+
+    def __init__(self, kubeconfig: str | None):
+        self._kubeconfig = kubeconfig
+        self._clusters: dict[str, KubernetesCluster] = {}
+
+    def get(self, context: str) -> KubernetesCluster:
+        if context not in self._clusters:
+            self._clusters[context] = KubernetesCluster(self._kubeconfig, context)
+        return self._clusters[context]
+
+
+@dataclasses.dataclass
+class Pass:
+    """What one reconcile pass of one release works on."""
+
+    stored: StoredRelease
+    app: AppSource
+    status: ReleaseStatus
+    now: datetime
+    previous: tuple[str, str] | None
+    requests: tuple[Request, ...]
+
+
+class ReleaseReconciler:
+    def __init__(self, workspace: Workspace, store: ReleaseStore, clusters: ClusterPool, traffic: GlobalTraffic,
+                 metrics_provider: MetricsProvider | None, sinks: Sequence[EventSink],
+                 may_write: Callable[[], bool], drain_query: str = DEFAULT_DRAIN_QUERY,
+                 analysis_window: timedelta | None = None):
+        self.workspace = workspace
+        self.store = store
+        self.clusters = clusters
+        self.traffic = traffic
+        self.metrics = metrics_provider
+        self.sinks = sinks
+        self.may_write = may_write
+        self.drain_query = drain_query
+        self.analysis_window = analysis_window
+        self._render = lru_cache(maxsize=256)(self._render_uncached)
+
+    # --- entry point ---------------------------------------------------------------------------
+
+    def reconcile(self, stored: StoredRelease, siblings: Sequence[StoredRelease], requests: Sequence[Request],
+                  now: datetime) -> StoredRelease:
+        """One pass; returns the stored release after the pass (unchanged when nothing was written)."""
+        phase = ReleasePhase(stored.status.phase)
+        if phase not in ACTIVE and not requests:
+            return stored
+        with metrics.RECONCILE.labels(stored.spec.app).time():
+            repo = self.workspace.repository(stored.spec.commit)
+            app = repo.apps[stored.spec.app]
+            private = ReleaseStatus.from_dict(stored.status.to_dict())  # a copy this pass may mutate
+            work = Pass(stored, app, private, now, self._previous(stored, siblings), tuple(requests))
+            views = self._gather(work, repo)
+            view = ReleaseView(stored.spec, work.status, _policy(app), views, work.requests,
+                               self._blocker(stored, siblings), work.previous)
+            status, actions = decide(view, now)
+            work.status = status
+            self._act(work, repo, actions)
+            return self._write(stored, work.status)
+
+    # --- gather --------------------------------------------------------------------------------
+
+    def _gather(self, work: Pass, repo: Any) -> dict[str, RegionView]:
+        views: dict[str, RegionView] = {}
+        promote = any(r.action == "promote" for r in work.requests)
+        if ReleasePhase(work.status.phase) == ReleasePhase.PAUSED and not work.requests:
+            return views  # a paused release does not move
+        for name, region in work.status.regions.items():
+            phase = RegionPhase(region.phase)
+            try:
+                if phase in DRIVEN or (phase == RegionPhase.WAITING and region.strategy):
+                    views[name] = self._drive(work, repo, name, region, promote)
+                elif phase == RegionPhase.WAITING:
+                    views[name] = RegionView(reachable=self._reachable(repo, name))
+                elif phase == RegionPhase.SMOKE:
+                    views[name] = self._smoke(work, name, region)
+                elif phase == RegionPhase.DRAINING:
+                    views[name] = RegionView(drain_moved=self._drain_moved(work, name, region))
+                elif phase == RegionPhase.PENDING:
+                    views[name] = RegionView(reachable=True)
+            except TemporaryError as exc:
+                region.message = f"cluster unreachable: {exc}"
+                views[name] = RegionView(reachable=False)
+        return views
+
+    def _rollout(self, work: Pass, repo: Any, region: str) -> RegionRollout:
+        spec, app = work.stored.spec, work.app
+        strategy = app.plan.strategy
+        release = self._render(spec.commit, spec.app, region, spec.version, "stable")
+        canary = self._render(spec.commit, spec.app, region, spec.version, "canary") if strategy.canary else None
+        previous = None
+        if work.status.previous_commit and work.status.previous_version:
+            previous = self._render(work.status.previous_commit, spec.app, region, work.status.previous_version,
+                                    "stable")
+        chosen = strategy.rolling or strategy.blue_green or strategy.canary
+        assert chosen is not None
+        return RegionRollout(app=spec.app, namespace=app.plan.target_namespace, region=region, strategy=chosen,
+                             release=release, previous=previous, canary_release=canary)
+
+    def _render_uncached(self, commit: str, app: str, region: str, version: str, track: str) -> Rendered:
+        return render(self.workspace.repository(commit), app, region, ReleaseIdentity(commit, version, track))
+
+    def _drive(self, work: Pass, repo: Any, name: str, region: RegionStatus, promote: bool) -> RegionView:
+        """Drive the region's strategy one step: observe, decide, execute."""
+        rollout = self._rollout(work, repo, name)
+        cluster = self.clusters.get(repo.regions[name].cluster)
+        status = StrategyStatus.from_dict(region.strategy) if region.strategy else StrategyStatus()
+        commands = Commands(promote=promote)
+        snapshot = cluster.observe(rollout, commands=commands)
+        request = pending_analysis(rollout, status, snapshot)
+        if request is not None:
+            verdict = self._step_analysis(work, name, region, request.step, request.checks)
+            snapshot = dataclasses.replace(snapshot, analysis=verdict)
+        decision = strategy_decide(rollout, status, snapshot, work.now)
+        if self.may_write():
+            cluster.execute(rollout, decision.actions, logger=log.bind(
+                app=rollout.app, release=rollout.release_number, region=name, step=decision.status.step_name))
+            region.strategy = decision.status.to_dict()
+            region.weight = decision.status.weight
+        return RegionView(reachable=True, strategy_phase=decision.status.phase,
+                          strategy_reason=decision.status.reason or decision.status.message)
+
+    def _reachable(self, repo: Any, name: str) -> bool:
+        try:
+            self.clusters.get(repo.regions[name].cluster).core.get_api_resources(_request_timeout=5)
+            return True
+        except Exception:  # noqa: BLE001 - any failure to reach the cluster means "wait"
+            return False
+
+    def _analyzer(self, work: Pass, region: str, track: str, baseline_at: datetime | None) -> Analyzer | None:
+        if self.metrics is None:
+            return None
+        spec = work.stored.spec
+        target = Target(app=spec.app, region=region, release=spec.commit[:12], version=spec.version,
+                        stable_version=work.status.previous_version or spec.version,
+                        namespace=work.app.plan.target_namespace, track=track, baseline_at=baseline_at)
+        return Analyzer(self.metrics, target, min_requests=work.app.plan.analysis.min_requests,
+                        window=self.analysis_window)
+
+    def _checks(self, work: Pass, names: Sequence[str] = ()) -> list[Check]:
+        return select_checks(work.app.plan.analysis, names, DEFAULT_CHECKS)
+
+    def _step_analysis(self, work: Pass, name: str, region: RegionStatus, step: int,
+                       names: Sequence[str]) -> Verdict | None:
+        analyzer = self._analyzer(work, name, "canary", None)
+        if analyzer is None:
+            return Verdict.INCONCLUSIVE  # no metrics never promotes
+        key = f"step-{step}"
+        run = AnalysisRun.from_status(region.analysis[key]) if key in region.analysis else AnalysisRun(work.now)
+        run, state = poll(analyzer, self._checks(work, names), run, work.now)
+        region.analysis[key] = {**run.to_status(), "outcome": state.outcome.value, "reason": state.reason}
+        return _OUTCOME_TO_VERDICT.get(state.outcome)
+
+    def _smoke(self, work: Pass, name: str, region: RegionStatus) -> RegionView:
+        started = datetime.fromisoformat((region.smoke_started_at or "").replace("Z", "+00:00"))
+        baseline_at = datetime.fromisoformat(region.started_at.replace("Z", "+00:00")) if region.started_at else None
+        analyzer = self._analyzer(work, name, "stable", baseline_at)
+        if analyzer is None:
+            return RegionView(smoke=Outcome.INCONCLUSIVE, smoke_reason="no metrics provider configured")
+        ends = started + timedelta(seconds=region.smoke_seconds or 0)
+        saved = region.analysis.get("smoke")
+        run = AnalysisRun.from_status(saved) if saved and saved.get("startedAt") == started.isoformat() \
+            else AnalysisRun(started, ends)
+        run, state = poll(analyzer, self._checks(work), run, work.now)
+        region.analysis["smoke"] = {**run.to_status(), "outcome": state.outcome.value, "reason": state.reason}
+        if state.outcome.done:
+            metrics.VERDICTS.labels(work.stored.spec.app, name, state.outcome.value).inc()
+        return RegionView(smoke=state.outcome, smoke_reason=state.reason)
+
+    def _region_rate(self, work: Pass, name: str) -> float | None:
+        if self.metrics is None:
+            return None
+        query = render_query(self.drain_query, {"app": work.stored.spec.app, "region": name})
+        try:
+            values = self.metrics.query(query, work.now)
+        except MetricsError:
+            return None
+        return float(sum(values)) if values else 0.0
+
+    def _drain_moved(self, work: Pass, name: str, region: RegionStatus) -> float | None:
+        before = region.analysis.get("drainBaselineRate")
+        now_rate = self._region_rate(work, name)
+        if not before or now_rate is None:
+            return None
+        return max(0.0, 1.0 - now_rate / float(before))
+
+    # --- act -----------------------------------------------------------------------------------
+
+    def _act(self, work: Pass, repo: Any, actions: Sequence[Action]) -> None:
+        if not self.may_write():
+            return
+        spec = work.stored.spec
+        for action in actions:
+            if isinstance(action, StartStrategy):
+                work.status.regions[action.region].strategy = {}
+                view = self._drive(work, repo, action.region, work.status.regions[action.region], False)
+                work.status.regions[action.region].message = view.strategy_reason
+            elif isinstance(action, BeginRollback):
+                region = work.status.regions[action.region]
+                current = StrategyStatus.from_dict(region.strategy) if region.strategy else StrategyStatus()
+                if current.phase not in (StrategyPhase.ROLLING_BACK, StrategyPhase.ROLLED_BACK):
+                    region.strategy = current.to(StrategyPhase.ROLLING_BACK, work.now,
+                                                 reason=action.reason[:200]).to_dict()
+                metrics.ROLLBACKS.labels(spec.app, action.region).inc()
+            elif isinstance(action, SetRegionWeight):
+                if action.weight == 0:
+                    region = work.status.regions[action.region]
+                    rate = self._region_rate(work, action.region)
+                    if rate:
+                        region.analysis["drainBaselineRate"] = rate
+                self.traffic.set_weights(spec.app, {action.region: action.weight})
+            elif isinstance(action, Notify):
+                self._notify(work, action)
+
+    def _notify(self, work: Pass, action: Notify) -> None:
+        plan = work.app.plan
+        notice = Notice(event=action.event, app=work.stored.spec.app, release=work.stored.name,
+                        version=work.stored.spec.version, reason=action.reason, owner=plan.owner.team,
+                        contact=plan.owner.contact, playbook=plan.playbook, region=action.region,
+                        warning=action.warning)
+        log.info("release event", event=action.event, release=work.stored.name, region=action.region,
+                 reason=action.reason)
+        for sink in self.sinks:
+            sink.emit(notice, work.now)
+        Webhooks([WebhookTarget(n.webhook, tuple(n.events), n.secret_env) for n in plan.notifications]).emit(
+            notice, work.now)
+        if action.event == "drained":
+            drain = next((d for d in reversed(work.status.drains) if d.region == action.region), None)
+            if drain is not None and drain.seconds is not None:
+                metrics.DRAINS.labels(work.stored.spec.app, action.region).observe(drain.seconds)
+
+    # --- write ---------------------------------------------------------------------------------
+
+    def _write(self, stored: StoredRelease, status: ReleaseStatus) -> StoredRelease:
+        if status.to_dict() == stored.status.to_dict() or not self.may_write():
+            return stored
+        try:
+            return self.store.write_status(stored, status)
+        except StatusConflict:
+            log.info("release changed while deciding; will re-read", release=stored.name)
+            return stored
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _previous(stored: StoredRelease, siblings: Sequence[StoredRelease]) -> tuple[str, str] | None:
+        if stored.status.previous_commit and stored.status.previous_version:
+            return stored.status.previous_commit, stored.status.previous_version
+        good = [r for r in siblings if r.name != stored.name and r.status.phase == ReleasePhase.SUCCEEDED]
+        return (good[-1].spec.commit, good[-1].spec.version) if good else None
+
+    @staticmethod
+    def _blocker(stored: StoredRelease, siblings: Sequence[StoredRelease]) -> str | None:
+        busy = [r.name for r in siblings if r.name != stored.name and ReleasePhase(r.status.phase) in
+                (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK)]
+        return busy[0] if busy else None
+
+
+def _policy(app: AppSource) -> Policy:
+    rollback = app.plan.rollback
+    on_inconclusive = "fail" if any(c.on_inconclusive == "fail" for c in app.plan.analysis.checks) else "pause"
+    return Policy(drain_first=rollback.drain_first, drain_percent=rollback.drain_target.percent,
+                  drain_within_seconds=rollback.drain_target.within.total_seconds(),
+                  quarantine=rollback.quarantine, on_inconclusive=on_inconclusive)
+

@@ -1,0 +1,140 @@
+"""The Git side of the daemon: sync the repository, validate the commit, create Releases.
+
+Runs on a timer (apscheduler) and on verified push webhooks. Git unreachable: nothing changes,
+the last good commit keeps serving, and the RolloutSource status says why. An invalid commit
+creates no Release and applies nothing; its issues are written to the RolloutSource status and
+an Event, naming file, field and fix.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from config.errors import InvalidRepository
+from config.repository import Repository
+from regions.smoke import smoke_duration
+from regions.waves import plan_waves
+from rollout.gitsync import GitError, GitSource
+from rollout.intake import Candidate, CreateRelease, SkipQuarantined, SupersedeRelease, decide_intake
+from rollout.metrics import GIT_SYNCS
+from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec, now_iso
+from rollout.store import GROUP, VERSION, ReleaseStore, StatusConflict, StoredRelease
+from rollout.workspace import Workspace, content_digest, file_digest
+
+log = structlog.get_logger("rollout.sync")
+SOURCES = "rolloutsources"
+
+
+def candidates_at(repo: Repository, commit: str, history: dict[str, list[StoredRelease]]) -> dict[str, Candidate]:
+    out: dict[str, Candidate] = {}
+    for name, app in repo.apps.items():
+        detect = [timedelta(seconds=r.status.detect_seconds) for r in history.get(name, [])
+                  if r.status.detect_seconds is not None]
+        waves = tuple(PlannedWaveSpec(w.name, w.regions, smoke_duration(w.smoke_window, detect).duration.total_seconds(),
+                                      w.max_parallel) for w in plan_waves(app.plan, repo.regions))
+        spec = ReleaseSpec(app=name, commit=commit, version=app.values.version,
+                           plan_digest=file_digest(app.directory / "rollout.yaml"),
+                           content_digest=content_digest(repo.root, name), waves=waves)
+        out[name] = Candidate(spec, app.plan.supersede)
+    return out
+
+
+class GitSync:
+    def __init__(self, source: GitSource, workspace: Workspace, store: ReleaseStore, api_client: client.ApiClient,
+                 source_name: str, may_write: Any):
+        self._source = source
+        self._workspace = workspace
+        self._store = store
+        self._api = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._name = source_name
+        self._may_write = may_write  # the leader check: followers never write
+        self._lock = threading.Lock()
+        self.last_status: dict[str, Any] = {}
+
+    def run_once(self) -> None:
+        if not self._may_write():
+            return
+        with self._lock:
+            self._run()
+
+    def _run(self) -> None:
+        now = datetime.now(UTC)
+        try:
+            result = self._source.sync()
+        except GitError as exc:
+            GIT_SYNCS.labels("unreachable").inc()
+            self._set_status({"reachable": False, "message": str(exc), "lastSyncAt": now_iso(now)})
+            log.warning("git unreachable; keeping last good state", error=str(exc))
+            return
+        try:
+            repo = self._workspace.repository(result.commit)
+        except InvalidRepository as invalid:
+            GIT_SYNCS.labels("invalid").inc()
+            issues = [i.to_dict() for i in invalid.issues]
+            self._set_status({"reachable": True, "valid": False, "commit": result.commit, "issues": issues,
+                              "message": invalid.summary()[:4000], "lastSyncAt": now_iso(now)})
+            self._event("InvalidCommit", f"commit {result.commit[:12]} rejected; nothing applied. "
+                        + invalid.summary()[:900], warning=True)
+            log.warning("commit rejected", commit=result.commit[:12], issues=len(issues))
+            return
+        GIT_SYNCS.labels("ok").inc()
+        existing: dict[str, list[StoredRelease]] = defaultdict(list)
+        for release in self._store.list():
+            existing[release.spec.app].append(release)
+        for action in decide_intake(candidates_at(repo, result.commit, existing), existing):
+            self._execute(action, now)
+        self._set_status({"reachable": True, "valid": True, "commit": result.commit, "issues": [],
+                          "lastGoodCommit": result.commit, "message": "", "lastSyncAt": now_iso(now)})
+
+    def _execute(self, action: CreateRelease | SupersedeRelease | SkipQuarantined, now: datetime) -> None:
+        if isinstance(action, CreateRelease):
+            self._store.create(action.spec)
+            log.info("release created", release=action.spec.name, app=action.spec.app, version=action.spec.version)
+        elif isinstance(action, SupersedeRelease):
+            release = self._store.get(action.name)
+            if release.status.phase != ReleasePhase.PENDING:
+                return  # it started meanwhile: the newer release waits instead
+            status = release.status
+            status.move(ReleasePhase.SUPERSEDED)
+            status.record(now, "superseded", f"replaced by {action.by} before it started")
+            try:
+                self._store.write_status(release, status)
+            except StatusConflict:
+                pass  # re-decided on the next sync
+        else:
+            log.info("quarantined content not re-applied", app=action.app, release=action.quarantined_release)
+
+    def _set_status(self, fields: dict[str, Any]) -> None:
+        if not self._may_write():
+            return
+        merged = {**self.last_status, **fields}
+        if merged == self.last_status:
+            return  # nothing new: no write
+        try:
+            self._api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self._store.namespace, SOURCES, self._name, {"status": merged})
+            self.last_status = merged
+        except ApiException as exc:
+            log.warning("source status not written", status=exc.status)
+
+    def _event(self, reason: str, message: str, warning: bool = False) -> None:
+        stamp = now_iso(datetime.now(UTC))
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{self._name}.", namespace=self._store.namespace),
+            involved_object=client.V1ObjectReference(api_version=f"{GROUP}/{VERSION}", kind="RolloutSource",
+                                                     name=self._name, namespace=self._store.namespace),
+            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
+            source=client.V1EventSource(component="rollout-controller"),
+            first_timestamp=stamp, last_timestamp=stamp, count=1)
+        try:
+            self._core.create_namespaced_event(self._store.namespace, body)
+        except ApiException as exc:
+            log.warning("event not recorded", status=exc.status)
