@@ -45,6 +45,7 @@ from rollout.gitsync.pure import (
     check_remote_url,
     classify_failure,
     failure_cause,
+    git_config_env,
     git_env,
     is_full_sha,
     normalize_repo_path,
@@ -284,21 +285,11 @@ class GitMirror:
     def _materialize(self, commit: str, target: Path) -> None:
         # A private index file: the mirror has no shared worktree or index to race on.
         index = self.path / f"index.{uuid.uuid4().hex}"
-        env = {"GIT_INDEX_FILE": str(index)}
+        config = {"core.symlinks": "true", "core.autocrlf": "false"}
+        env = {"GIT_INDEX_FILE": str(index), "GIT_WORK_TREE": str(target), **git_config_env(config)}
         try:
-            work = f"--work-tree={target}"
-            self._git_checked(work, "-c", "core.symlinks=true", "read-tree", commit, env=env)
-            self._git_checked(
-                work,
-                "-c",
-                "core.symlinks=true",
-                "-c",
-                "core.autocrlf=false",
-                "checkout-index",
-                "--all",
-                "--force",
-                env=env,
-            )
+            self._git_checked("read-tree", commit, env=env)
+            self._git_checked("checkout-index", "--all", "--force", env=env)
         finally:
             index.unlink(missing_ok=True)
 
