@@ -268,8 +268,9 @@ def test_token_never_appears_in_logs_errors_or_repr(
     assert len(events) >= 3
     output = "\n".join([*seen, _all_output(caplog, events, capfd)])
     assert TOKEN not in output
-    # Nor on disk in the mirrors (config, FETCH_HEAD, logs...).
-    for path in (tmp_path / "a").rglob("*"):
+    # Nor on disk: the mirrors (config, refs, logs...) and the server's request log.
+    assert TOKEN not in server.logfile.read_text()
+    for path in tmp_path.glob("[abc]/**/*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
 
