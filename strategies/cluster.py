@@ -1,0 +1,245 @@
+"""A region's cluster: reads that build the snapshot, and the executor of actions.
+
+One class per outside system behind the small `Cluster` protocol. `KubernetesCluster` talks to a
+real API server (kubeconfig path + context): server-side apply with the fixed field manager
+`regional-rollout`, never forcing conflicts; Events on the workload; every API answer classified
+into temporary (retried here with backoff) or permanent errors (raised for the caller to fail the
+step with a reason).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from config.identity import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from strategies.errors import Backoff, ClusterError, PermanentError, TemporaryError, Unreachable, classify
+from strategies.manifests import Obj, ref_of
+from strategies.model import (
+    FIELD_MANAGER,
+    Action,
+    Apply,
+    Commands,
+    Delete,
+    Event,
+    ObjectRef,
+    RegionRollout,
+    Scale,
+    SetWeights,
+    Snapshot,
+    Verdict,
+)
+from strategies.observe import snapshot
+
+T = TypeVar("T")
+log = structlog.get_logger("strategies.cluster")
+ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
+
+
+class Cluster(Protocol):
+    """What the strategies need from a region's cluster."""
+
+    def observe(self, rollout: RegionRollout, *, analysis: Verdict | None = None,
+                commands: Commands | None = None) -> Snapshot: ...
+
+    def execute(self, rollout: RegionRollout, actions: Sequence[Action], *,
+                logger: Any = None) -> int:
+        """Perform the actions in order; return the number of writes made (Events excluded)."""
+        ...
+
+
+def other_refs(rollout: RegionRollout) -> list[ObjectRef]:
+    """Objects besides Deployments, Services and the HTTPRoute that either release renders."""
+    refs: dict[ObjectRef, None] = {}
+    for rendered in (rollout.release, rollout.previous):
+        for obj in rendered.objects if rendered else ():
+            if obj.get("kind") not in ("Deployment", "Service", "HTTPRoute"):
+                refs[ref_of(obj)] = None
+    return list(refs)
+
+
+class KubernetesCluster:
+    """A real region cluster, from a kubeconfig path and context."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None, *, backoff: Backoff | None = None,
+                 timeout: float = 15.0, sleep: Callable[[float], None] = time.sleep):
+        from kubernetes import client, config
+
+        self.context = context or ""
+        self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.backoff = backoff or Backoff()
+        self.timeout = timeout
+        self.sleep = sleep
+        self._dynamic: Any = None
+        self._namespaces: set[str] = set()
+        self.writes = 0  # every write this adapter made (Events excluded): for tests and metrics
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def observe(self, rollout: RegionRollout, *, analysis: Verdict | None = None,
+                commands: Commands | None = None) -> Snapshot:
+        ns, app = rollout.namespace, rollout.app
+        selector = f"{LABEL_NAME}={app}"
+        objs: list[dict[str, Any]] = []
+        deps = self._call(lambda: self.apps.list_namespaced_deployment(
+            ns, label_selector=selector, _request_timeout=self.timeout))
+        objs += [self._plain(d, "apps/v1", "Deployment") for d in deps.items]
+        svcs = self._call(lambda: self.core.list_namespaced_service(
+            ns, label_selector=selector, _request_timeout=self.timeout))
+        objs += [self._plain(s, "v1", "Service") for s in svcs.items]
+        route = self._get_or_none(lambda: self.custom.get_namespaced_custom_object(
+            ROUTE_GROUP, ROUTE_VERSION, ns, ROUTE_PLURAL, app, _request_timeout=self.timeout))
+        if isinstance(route, dict):
+            objs.append(route)
+        for ref in other_refs(rollout):
+            found = self._get_or_none(lambda ref=ref: self._resource(ref).get(  # type: ignore[misc]
+                name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout).to_dict())
+            if found is not None:
+                objs.append(found)
+        return snapshot(objs, analysis=analysis, commands=commands)
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def execute(self, rollout: RegionRollout, actions: Sequence[Action], *, logger: Any = None) -> int:
+        logger = logger or log.bind(app=rollout.app, region=rollout.region, release=rollout.release_number)
+        writes = 0
+        for action in actions:
+            if isinstance(action, Apply | SetWeights):
+                for obj in action.objects:
+                    self.apply(obj)
+                    writes += 1
+                what = f"weight {action.weight}%" if isinstance(action, SetWeights) else action.reason
+                logger.info("applied", action=type(action).__name__, detail=what,
+                            objects=[str(ref_of(o)) for o in action.objects])
+            elif isinstance(action, Scale):
+                self.apply(action.object)
+                writes += 1
+                logger.info("scaled", deployment=action.name, replicas=action.replicas)
+            elif isinstance(action, Delete):
+                self.delete(action.ref)
+                writes += 1
+                logger.info("deleted", object=str(action.ref))
+            elif isinstance(action, Event):
+                self.event(rollout.namespace, action)
+                logger.info("event", reason=action.reason, message=action.message, type=action.type)
+        return writes
+
+    def apply(self, obj: Obj) -> None:
+        """Server-side apply as `regional-rollout`; a conflict with another manager raises ApplyConflict."""
+        ref = ref_of(obj)
+        if ref.namespace:
+            self.ensure_namespace(ref.namespace)
+        body = json.loads(json.dumps(obj))
+        self._call(lambda: self._resource(ref).server_side_apply(
+            body=body, name=ref.name, namespace=ref.namespace, field_manager=FIELD_MANAGER,
+            force_conflicts=False, _request_timeout=self.timeout))
+        self.writes += 1
+
+    def delete(self, ref: ObjectRef) -> None:
+        self._get_or_none(lambda: self._resource(ref).delete(name=ref.name, namespace=ref.namespace,
+                                                             _request_timeout=self.timeout))
+        self.writes += 1
+
+    def event(self, namespace: str, action: Event) -> None:
+        now = datetime.now(UTC)
+        body: Any = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{action.deployment}.", "namespace": namespace,
+                         "labels": {LABEL_MANAGED_BY: MANAGED_BY}},
+            "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": action.deployment,
+                               "namespace": namespace},
+            "reason": action.reason, "message": action.message[:1024], "type": action.type,
+            "source": {"component": MANAGED_BY}, "reportingComponent": MANAGED_BY,
+            "reportingInstance": self.context or MANAGED_BY, "action": action.reason,
+            "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
+        }
+        try:
+            self._call(lambda: self.core.create_namespaced_event(namespace, body,
+                                                                 _request_timeout=self.timeout))
+        except ClusterError as exc:  # an Event is a courtesy: never fail a step for it
+            log.warning("event not recorded", reason=action.reason, error=str(exc))
+
+    def ensure_namespace(self, namespace: str) -> None:
+        if namespace in self._namespaces:
+            return
+        found = self._get_or_none(lambda: self.core.read_namespace(namespace,
+                                                                   _request_timeout=self.timeout))
+        if found is None:
+            body = {"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY}}}
+            resource = self._resource(ObjectRef("v1", "Namespace", None, namespace))
+            self._call(lambda: resource.server_side_apply(
+                body=body, name=namespace, field_manager=FIELD_MANAGER, force_conflicts=False,
+                _request_timeout=self.timeout))
+            self.writes += 1
+        self._namespaces.add(namespace)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _resource(self, ref: ObjectRef) -> Any:
+        if self._dynamic is None:
+            from kubernetes.dynamic import DynamicClient
+
+            self._dynamic = self._call(lambda: DynamicClient(self.api_client))
+        return self._dynamic.resources.get(api_version=ref.api_version, kind=ref.kind)
+
+    def _plain(self, model: Any, api_version: str, kind: str) -> dict[str, Any]:
+        out: dict[str, Any] = self.api_client.sanitize_for_serialization(model)
+        out.setdefault("apiVersion", api_version)
+        out.setdefault("kind", kind)
+        return out
+
+    def _get_or_none(self, fn: Callable[[], T]) -> T | None:
+        try:
+            return self._call(fn)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run one API call; retry temporary errors with backoff, raise permanent ones typed."""
+        retry = 0
+        while True:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - every client error is classified here
+                error = to_cluster_error(exc)
+                if not isinstance(error, TemporaryError) or retry + 1 >= self.backoff.attempts:
+                    raise error from exc
+                delay = self.backoff.delay(retry)
+                log.warning("temporary cluster error, retrying", error=str(error), delay=round(delay, 2))
+                self.sleep(delay)
+                retry += 1
+
+
+def to_cluster_error(exc: BaseException) -> ClusterError:
+    if isinstance(exc, ClusterError):
+        return exc
+    status = getattr(exc, "status", None)
+    body = getattr(exc, "body", None)
+    if isinstance(status, int) and status > 0:
+        reason, message, causes = "", str(exc), ()
+        try:
+            data = json.loads(body) if isinstance(body, str | bytes) else (body or {})
+            reason, message = data.get("reason", ""), data.get("message", message)
+            causes = tuple((data.get("details") or {}).get("causes") or ())
+        except (ValueError, AttributeError):
+            pass
+        return classify(status, reason, message, causes=causes)
+    name = type(exc).__name__
+    if name in ("MaxRetryError", "NewConnectionError", "ConnectionError", "ProtocolError", "SSLError",
+                "ConnectionRefusedError") or isinstance(exc, ConnectionError | OSError):
+        return Unreachable(f"API server unreachable: {name}: {exc}")
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        return TemporaryError(f"timed out: {exc}")
+    return PermanentError(f"{name}: {exc}", reason="ClientError")
+

@@ -1,0 +1,239 @@
+"""The step engine shared by the three strategies: commands, phases, steps, events. No IO.
+
+A strategy is two ordered lists of steps: forward (to the new release) and rollback (back to the
+previous one). A step looks at the snapshot and says: wait (with the writes that bring the cluster
+closer), done, pause or fail. `StrategyStatus.step` records where we are, so a restarted controller
+resumes at the same step; each step compares desired with observed state, so re-running one that
+is already in place writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from strategies.manifests import Obj, hash_of, ref_of
+from strategies.model import (
+    Action,
+    Apply,
+    Decision,
+    DeploymentState,
+    Event,
+    Phase,
+    RegionRollout,
+    Snapshot,
+    StrategyStatus,
+    Verdict,
+)
+
+WAIT_READY = 2.0  # seconds between looks while pods become ready
+WAIT_ANALYSIS = 5.0
+
+
+@dataclass(frozen=True)
+class Ctx:
+    rollout: RegionRollout
+    status: StrategyStatus
+    snap: Snapshot
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Literal["wait", "done", "pause", "fail"]
+    actions: tuple[Action, ...] = ()
+    status: StrategyStatus | None = None  # bookkeeping kept while waiting (progress marker, weight...)
+    reason: str = ""
+    message: str = ""
+    requeue: float = WAIT_READY
+
+
+def wait(*actions: Action, status: StrategyStatus | None = None, requeue: float = WAIT_READY) -> Outcome:
+    return Outcome("wait", tuple(actions), status, requeue=requeue)
+
+
+def done(status: StrategyStatus | None = None) -> Outcome:
+    return Outcome("done", status=status)
+
+
+def fail(reason: str, message: str) -> Outcome:
+    return Outcome("fail", reason=reason, message=message)
+
+
+def pause(reason: str, message: str) -> Outcome:
+    return Outcome("pause", reason=reason, message=message)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[Ctx], Outcome]
+    checks: tuple[str, ...] | None = None  # set on analysis steps: the checks to run (empty: all)
+
+
+def analysis_step(name: str, checks: Sequence[str], hold: Callable[[Ctx], tuple[Action, ...]]) -> Step:
+    """Wait for the analysis verdict in the snapshot; `hold` keeps the cluster as the step found it."""
+    def run(ctx: Ctx) -> Outcome:
+        actions = hold(ctx)
+        if actions:
+            return wait(*actions)
+        verdict = ctx.snap.analysis
+        if verdict is None:
+            return wait(requeue=WAIT_ANALYSIS)
+        if verdict is Verdict.SUCCESS:
+            return done()
+        if verdict is Verdict.FAILURE:
+            return fail("AnalysisFailed", f"analysis {', '.join(checks) or '(all checks)'} failed")
+        return pause(f"Analysis{verdict.value.capitalize()}",
+                     f"analysis was {verdict.value}; promote to go on or abort to roll back")
+    return Step(name, run, tuple(checks))
+
+
+def pause_step(name: str, duration: timedelta | None, hold: Callable[[Ctx], tuple[Action, ...]]) -> Step:
+    """A timed pause (skipped by a promote), or one that waits for a responder's promote."""
+    def run(ctx: Ctx) -> Outcome:
+        actions = hold(ctx)
+        if actions:
+            return wait(*actions)
+        if ctx.snap.commands.promote:
+            return done()
+        if duration is None:
+            return pause("Pause", "paused until promoted")
+        started = ctx.status.step_started_at or ctx.now
+        left = (started + duration - ctx.now).total_seconds()
+        return done() if left <= 0 else wait(requeue=left)
+    return Step(name, run)
+
+
+# --- helpers used by the strategies' steps -------------------------------------------------------
+
+
+def changed(desired: Sequence[Obj], snap: Snapshot) -> list[Obj]:
+    """Desired objects whose applied hash differs from the cluster's (missing counts as different)."""
+    return [o for o in desired if snap.applied_hash(ref_of(o)) != hash_of(o)]
+
+
+def converge(desired: Sequence[Obj], snap: Snapshot, reason: str) -> tuple[Action, ...]:
+    todo = changed(desired, snap)
+    return (Apply(tuple(todo), reason),) if todo else ()
+
+
+def await_rollout(ctx: Ctx, want: Obj, deadline: timedelta, what: str) -> Outcome | None:
+    """None when Deployment `want` is applied and fully rolled out; else wait, or fail on deadline.
+
+    The deadline counts time without progress (as Kubernetes' progressDeadlineSeconds does); the
+    Deployment's own ProgressDeadlineExceeded condition fails it too.
+    """
+    name = want["metadata"]["name"]
+    dep: DeploymentState | None = ctx.snap.deployment(name)
+    if dep is None or dep.applied_hash != hash_of(want):
+        return wait()  # the apply has not shown up yet
+    if dep.rolled_out:
+        return None
+    if dep.deadline_exceeded:
+        return fail("ProgressDeadlineExceeded",
+                    f"{what}: Deployment {name} made no progress within {_human(deadline)} "
+                    f"({dep.available}/{dep.spec_replicas} available)")
+    status = ctx.status
+    if status.progress_marker != dep.progress_marker or status.progress_since is None:
+        return wait(status=replace(status, progress_marker=dep.progress_marker, progress_since=ctx.now))
+    if ctx.now - status.progress_since >= deadline:
+        return fail("ProgressDeadlineExceeded",
+                    f"{what}: Deployment {name} made no progress for {_human(deadline)} "
+                    f"({dep.available}/{dep.spec_replicas} available, {dep.updated} updated)")
+    return wait()
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# --- the engine ---------------------------------------------------------------------------------
+
+
+def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, workload: str) -> Decision:
+    """One decision: apply commands, then run steps of the current phase until one is not done.
+
+    `rollback` is None when there is nothing to roll back to (a first release): failures then end
+    in Failed, leaving the cluster as it is for a responder.
+    """
+    status, snap, now = ctx.status, ctx.snap, ctx.now
+    events: list[Action] = []
+
+    def event(reason: str, message: str, warning: bool = False) -> None:
+        events.append(Event(workload, reason, message, "Warning" if warning else "Normal"))
+
+    if snap.commands.abort and status.phase not in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
+        if rollback is None:
+            if status.phase is not Phase.FAILED:
+                status = status.to(Phase.FAILED, now, reason="Aborted",
+                                   message=f"{snap.commands.abort}; no previous release to roll back to")
+                event("Aborted", status.message, warning=True)
+            return Decision(tuple(events), status)
+        status = status.to(Phase.ROLLING_BACK, now, reason="Aborted", message=snap.commands.abort)
+        event("RollbackStarted", f"rollback requested: {snap.commands.abort}", warning=True)
+    if status.phase is Phase.PENDING:
+        status = status.to(Phase.PROGRESSING, now, reason="Started", message="rollout started")
+        status = replace(status, step=0)
+        event("RolloutStarted", f"release {ctx.rollout.release_number} started ({ctx.rollout.kind})")
+    if status.phase is Phase.PAUSED:
+        if not snap.commands.promote:
+            return Decision(tuple(events), status)
+        status = status.to(Phase.PROGRESSING, now, reason="Promoted", message="promoted by a responder")
+        event("Promoted", f"step {status.step} ({status.step_name}) promoted by a responder")
+        status = status.next_step(now)
+    if status.phase not in (Phase.PROGRESSING, Phase.ROLLING_BACK):
+        return Decision(tuple(events), status)
+
+    steps = forward if status.phase is Phase.PROGRESSING else (rollback or ())
+    actions: list[Action] = []
+    for _ in range(len(steps) + 1):
+        if status.step >= len(steps):
+            if status.phase is Phase.PROGRESSING:
+                status = status.to(Phase.SUCCEEDED, now, reason="Succeeded",
+                                   message=f"release {ctx.rollout.release_number} is live")
+                event("RolloutSucceeded", status.message)
+            else:
+                status = status.to(Phase.ROLLED_BACK, now, reason="RolledBack",
+                                   message=f"previous release restored ({status.message})")
+                event("RolledBack", status.message, warning=True)
+            return Decision((*actions, *events), status)
+        step = steps[status.step]
+        if status.step_name != step.name:
+            status = replace(status, step_name=step.name)
+        out = step.run(Ctx(ctx.rollout, status, snap, now))
+        status = out.status or status
+        if out.kind == "wait":
+            return Decision((*actions, *out.actions, *events), status, out.requeue)
+        if out.kind == "done":
+            event("StepCompleted", f"{status.phase.value} step {status.step} ({step.name}) completed")
+            status = status.next_step(now)
+            if out.actions:  # the world changes: look again before the next step
+                return Decision((*actions, *out.actions, *events), status, 0.0)
+            continue
+        if out.kind == "pause":
+            status = status.to(Phase.PAUSED, now, reason=out.reason, message=out.message)
+            event("Paused", f"step {status.step} ({step.name}): {out.message}", warning=out.reason != "Pause")
+            return Decision((*actions, *events), status)
+        # fail
+        if status.phase is Phase.PROGRESSING and rollback is not None:
+            status = status.to(Phase.ROLLING_BACK, now, reason=out.reason, message=out.message)
+            event("RollbackStarted", f"step {step.name} failed: {out.message}", warning=True)
+            return Decision((*actions, *events), status, 0.0)
+        status = status.to(Phase.FAILED, now, reason=out.reason, message=out.message)
+        event("Failed", f"{step.name}: {out.message}", warning=True)
+        return Decision((*actions, *events), status)
+    raise AssertionError("step engine did not settle")  # pragma: no cover
+
+
+def fail_permanently(status: StrategyStatus, reason: str, message: str, now: datetime,
+                     can_roll_back: bool) -> StrategyStatus:
+    """What a permanent error from the executor does to the status (forbidden, invalid...)."""
+    if status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING) and can_roll_back:
+        return status.to(Phase.ROLLING_BACK, now, reason=reason, message=message)
+    if status.phase is Phase.FAILED:
+        return status
+    return status.to(Phase.FAILED, now, reason=reason, message=message)

@@ -1,0 +1,347 @@
+"""Value types shared by the strategies: status (a state machine), snapshot, actions, decision.
+
+Everything here is pure data. `StrategyStatus` is what the orchestrator stores on the Release's
+status (via `to_dict` / `from_dict`); `Snapshot` is every read gathered before deciding; actions are
+what the executor performs through a `Cluster`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from config.render import Rendered
+from config.schema import BlueGreenStrategy, CanaryStrategy, RollingStrategy
+
+FIELD_MANAGER = "regional-rollout"
+ANNOTATION_APPLIED = "rollout.dev/applied-hash"
+DEFAULT_GATEWAY = "rollout-gateway"
+
+
+# --- phases -----------------------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+# The one place phase changes are written down. Staying in a phase (next step) is always allowed.
+TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
+    Phase.PENDING: frozenset({Phase.PROGRESSING, Phase.ROLLING_BACK, Phase.FAILED}),
+    Phase.PROGRESSING: frozenset({Phase.PAUSED, Phase.SUCCEEDED, Phase.ROLLING_BACK, Phase.FAILED}),
+    Phase.PAUSED: frozenset({Phase.PROGRESSING, Phase.ROLLING_BACK, Phase.FAILED}),
+    # a region that succeeded can still be rolled back when a later smoke window fails
+    Phase.SUCCEEDED: frozenset({Phase.ROLLING_BACK}),
+    Phase.ROLLING_BACK: frozenset({Phase.ROLLED_BACK, Phase.FAILED}),
+    Phase.ROLLED_BACK: frozenset(),
+    # a responder may still ask to restore the previous release after a failure
+    Phase.FAILED: frozenset({Phase.ROLLING_BACK}),
+}
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, source: Phase, target: Phase):
+        super().__init__(f"illegal phase transition {source.value} -> {target.value}")
+        self.source, self.target = source, target
+
+
+class Verdict(StrEnum):
+    """Four-valued analysis outcome; only SUCCESS promotes."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class StrategyStatus:
+    """Progress of one app's release in one region. Stored by the orchestrator, passed back in."""
+
+    phase: Phase = Phase.PENDING
+    step: int = 0  # index into the current phase's step list (forward steps, or rollback steps)
+    step_name: str = ""
+    weight: int = 0  # canary: traffic share of the canary track as last confirmed
+    active_color: str | None = None  # blue/green: colour behind Service <app>
+    new_color: str | None = None  # blue/green: colour of the release being rolled out
+    started_at: datetime | None = None
+    step_started_at: datetime | None = None
+    progress_marker: str | None = None  # last observed rollout progress (for the progress deadline)
+    progress_since: datetime | None = None
+    switched_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str = ""
+    message: str = ""
+
+    def to(self, phase: Phase, now: datetime, *, reason: str = "", message: str = "") -> StrategyStatus:
+        """Enter `phase` at its first step; raises IllegalTransition when not allowed."""
+        if phase != self.phase and phase not in TRANSITIONS[self.phase]:
+            raise IllegalTransition(self.phase, phase)
+        return replace(
+            self, phase=phase, step=0 if phase is Phase.ROLLING_BACK and self.phase != phase else self.step,
+            step_started_at=now, progress_marker=None, progress_since=None,
+            finished_at=now if phase in TERMINAL else None,
+            started_at=self.started_at or now, reason=reason or self.reason, message=message or self.message)
+
+    def next_step(self, now: datetime, name: str = "") -> StrategyStatus:
+        return replace(self, step=self.step + 1, step_name=name, step_started_at=now,
+                       progress_marker=None, progress_since=None)
+
+    @property
+    def settled(self) -> bool:
+        return self.phase in TERMINAL or self.phase is Phase.PAUSED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase.value, "step": self.step, "stepName": self.step_name, "weight": self.weight,
+            "activeColor": self.active_color, "newColor": self.new_color,
+            "startedAt": _ts(self.started_at), "stepStartedAt": _ts(self.step_started_at),
+            "progressMarker": self.progress_marker, "progressSince": _ts(self.progress_since),
+            "switchedAt": _ts(self.switched_at), "finishedAt": _ts(self.finished_at),
+            "reason": self.reason, "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StrategyStatus:
+        return cls(
+            phase=Phase(data.get("phase", Phase.PENDING.value)), step=int(data.get("step", 0)),
+            step_name=str(data.get("stepName", "")), weight=int(data.get("weight", 0)),
+            active_color=data.get("activeColor"), new_color=data.get("newColor"),
+            started_at=_parse_ts(data.get("startedAt")), step_started_at=_parse_ts(data.get("stepStartedAt")),
+            progress_marker=data.get("progressMarker"), progress_since=_parse_ts(data.get("progressSince")),
+            switched_at=_parse_ts(data.get("switchedAt")), finished_at=_parse_ts(data.get("finishedAt")),
+            reason=str(data.get("reason", "")), message=str(data.get("message", "")),
+        )
+
+
+# --- what the strategy works on ---------------------------------------------------------------
+
+StrategySpec = RollingStrategy | BlueGreenStrategy | CanaryStrategy
+
+
+@dataclass(frozen=True)
+class RegionRollout:
+    """One app's release in one region: the plan's strategy and the rendered manifests.
+
+    `release` is the new release rendered with track `stable`; `canary_release` the same release
+    rendered with track `canary` (canary strategy only); `previous` the release that is live now,
+    rendered from its own pinned commit: the rollback target (None for a first release).
+    """
+
+    app: str
+    namespace: str
+    region: str
+    strategy: StrategySpec
+    release: Rendered
+    previous: Rendered | None = None
+    canary_release: Rendered | None = None
+    gateway: str = DEFAULT_GATEWAY
+
+    @property
+    def kind(self) -> str:
+        return {RollingStrategy: "rolling", BlueGreenStrategy: "blueGreen",
+                CanaryStrategy: "canary"}[type(self.strategy)]
+
+    @property
+    def release_number(self) -> str:
+        return self.release.identity.number
+
+
+# --- what was observed ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    name: str
+    generation: int = 1
+    observed_generation: int = 0
+    spec_replicas: int = 1
+    replicas: int = 0
+    updated: int = 0
+    ready: int = 0
+    available: int = 0
+    conditions: tuple[Condition, ...] = ()
+    release: str | None = None  # rollout.dev/release label on the Deployment
+    applied_hash: str | None = None
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    @property
+    def rolled_out(self) -> bool:
+        """The controller saw the latest spec and every pod is new and available; no old pod left."""
+        return (self.observed_generation >= self.generation and self.updated == self.spec_replicas
+                and self.available == self.spec_replicas and self.replicas == self.spec_replicas)
+
+    @property
+    def deadline_exceeded(self) -> bool:
+        cond = self.condition("Progressing")
+        return (cond is not None and cond.status == "False" and cond.reason == "ProgressDeadlineExceeded"
+                and self.observed_generation >= self.generation)
+
+    @property
+    def progress_marker(self) -> str:
+        return f"g{self.observed_generation}/u{self.updated}/r{self.ready}/a{self.available}/t{self.replicas}"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    selector: tuple[tuple[str, str], ...] = ()
+    applied_hash: str | None = None
+
+    @property
+    def selector_map(self) -> dict[str, str]:
+        return dict(self.selector)
+
+
+@dataclass(frozen=True)
+class RouteState:
+    name: str
+    weights: tuple[tuple[str, int], ...] = ()  # backend Service -> weight (rules[0])
+    applied_hash: str | None = None
+
+    def weight_of(self, service: str) -> int:
+        return sum(w for s, w in self.weights if s == service)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}" + (f" -n {self.namespace}" if self.namespace else "")
+
+
+@dataclass(frozen=True)
+class Commands:
+    """Responders' requests read from the Release object (the orchestrator clears them)."""
+
+    promote: bool = False
+    abort: str | None = None  # reason; present means roll back
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every read a decision needs, gathered before deciding."""
+
+    deployments: tuple[DeploymentState, ...] = ()
+    services: tuple[ServiceState, ...] = ()
+    routes: tuple[RouteState, ...] = ()
+    applied: tuple[tuple[ObjectRef, str | None], ...] = ()  # every observed object -> its applied hash
+    analysis: Verdict | None = None  # verdict of the current analysis step; None: still running
+    commands: Commands = field(default_factory=Commands)
+
+    def deployment(self, name: str) -> DeploymentState | None:
+        return next((d for d in self.deployments if d.name == name), None)
+
+    def service(self, name: str) -> ServiceState | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def route(self, name: str) -> RouteState | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+    def applied_hash(self, ref: ObjectRef) -> str | None:
+        return next((h for r, h in self.applied if r == ref), None)
+
+    def exists(self, ref: ObjectRef) -> bool:
+        return any(r == ref for r, _ in self.applied)
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Server-side apply of whole desired objects (field manager `regional-rollout`)."""
+
+    objects: tuple[dict[str, Any], ...]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Change a Deployment's replica count (applied as the whole desired object, same manager)."""
+
+    name: str
+    replicas: int
+    object: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    """Route `weight`% of the region's traffic to the canary track (router-specific objects)."""
+
+    router: str
+    weight: int
+    objects: tuple[dict[str, Any], ...] = field(repr=False, compare=False, default=())
+
+
+@dataclass(frozen=True)
+class Delete:
+    ref: ObjectRef
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the workload `deployment` (Deployment name)."""
+
+    deployment: str
+    reason: str
+    message: str
+    type: Literal["Normal", "Warning"] = "Normal"
+
+
+Action = Apply | Scale | SetWeights | Delete | Event
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """What an analysis hook is asked to judge (the current analysis step)."""
+
+    app: str
+    region: str
+    release: str
+    step: int
+    checks: tuple[str, ...]
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    status: StrategyStatus
+    requeue_after: float | None = None  # seconds; None when settled (terminal or paused)
+
+    @property
+    def writes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if not isinstance(a, Event))
