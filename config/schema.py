@@ -95,7 +95,8 @@ class Image(Model):
     @model_validator(mode="after")
     def _pinned(self) -> Image:
         if self.tag is None and self.digest is None:
-            raise ValueError("image has neither tag nor digest; add a tag naming a build (e.g. 1.4.2) or a digest (sha256:...)")
+            raise ValueError("image has neither tag nor digest; "
+                             "add a tag naming a build (e.g. 1.4.2) or a digest (sha256:...)")
         if self.tag == "latest":
             raise ValueError("the tag 'latest' moves under you; tag images with the version or commit")
         return self
@@ -203,7 +204,8 @@ class SmokeWindow(DurationModel):
     @model_validator(mode="after")
     def _one(self) -> SmokeWindow:
         if (self.fixed is None) == (self.auto is None):
-            raise ValueError("give either a duration or auto; write a duration (e.g. 10m) or auto: {floor: 5m, ceiling: 1h}")
+            raise ValueError("give either a duration or auto; "
+                             "write a duration (e.g. 10m) or auto: {floor: 5m, ceiling: 1h}")
         return self
 
 

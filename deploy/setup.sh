@@ -8,11 +8,12 @@ python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
 
-if ! command -v prometheus >/dev/null 2>&1; then
-  echo "setup: installing Debian's prometheus"
+# Debian packages: Prometheus for the lab, an sshd so Git-over-SSH is tested against a real server.
+if ! command -v prometheus >/dev/null 2>&1 || ! [ -x /usr/sbin/sshd ]; then
+  echo "setup: installing Debian's prometheus and openssh-server"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus openssh-server >/dev/null
   # The package starts a system service we do not want; the lab runs its own Prometheus.
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
   $SUDO pkill -x prometheus >/dev/null 2>&1 || true

@@ -66,7 +66,8 @@ def wave_problems(plan: Plan, regions: Mapping[str, Region]) -> list[WaveProblem
     if first and not plan.allow_non_canary_first_wave:
         non_canary = [n for n in first if eligible[n].tier != Tier.CANARY]
         if non_canary:
-            problems.append(WaveProblem("waves[0]", f"the first wave holds non-canary region(s) {', '.join(non_canary)}",
+            problems.append(WaveProblem("waves[0]",
+                                        f"the first wave holds non-canary region(s) {', '.join(non_canary)}",
                                         "start with canary-tier regions, or set allowNonCanaryFirstWave: true"))
     return problems
 

@@ -10,6 +10,21 @@ import click
 @click.version_option(package_name="regional-rollout")
 def main() -> None:
     """Progressive delivery, region by region, from a Git repository of plans and manifests."""
+    from rollout.logs import configure
+
+    configure(level="warning")  # logs go to stderr; commands' output on stdout stays parseable
+
+
+@click.command()
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".lab/demo", show_default=True)
+def demo(state_dir: str) -> None:
+    """Run the lab demo: a release promoted across regions, then a bad release caught in the canary
+    region, drained, rolled back and quarantined. Prints a timeline and the measured durations."""
+    from pathlib import Path
+
+    from deploy.lab.demo import run
+
+    raise SystemExit(0 if run(Path(state_dir)) else 1)
 
 
 def _register_subcommands() -> None:
@@ -17,8 +32,12 @@ def _register_subcommands() -> None:
     from rollout.cli_controller import controller
     from rollout.cli_repo import plan, render_command, validate
 
-    for command in (validate, plan, render_command, controller, lab):
+    for command in (validate, plan, render_command, controller, demo, lab):
         main.add_command(command)
 
 
 _register_subcommands()
+
+
+if __name__ == "__main__":
+    main()

@@ -138,7 +138,8 @@ def strategy_steps(plan: Plan) -> list[str]:
         if step.set_weight is not None:
             steps.append(f"setWeight {step.set_weight}%")
         elif step.pause is not None:
-            steps.append(f"pause {format_duration(step.pause.duration)}" if step.pause.duration else "pause until promoted")
+            duration = step.pause.duration
+            steps.append(f"pause {format_duration(duration)}" if duration else "pause until promoted")
         else:
             assert step.analysis is not None
             steps.append(f"analysis({', '.join(step.analysis.checks) or 'all checks'})")

@@ -153,7 +153,7 @@ class Controller:
             by_app[release.spec.app].append(release)
         pending = [a for a in self.actions.items() if not (a.get("status") or {}).get("state")]
         requests = self._route_actions(pending, by_app, now)
-        for app, releases in sorted(by_app.items()):
+        for _app, releases in sorted(by_app.items()):
             releases.sort(key=lambda r: (r.created, r.name))
             for release in releases:
                 mine = requests.get(release.name, [])

@@ -26,7 +26,16 @@ from config.schema import Check
 from config.templating import render_query
 from regions.traffic import GlobalTraffic
 from rollout import metrics
-from rollout.analysis import AnalysisRun, Analyzer, MetricsError, MetricsProvider, Outcome, Target, poll, select_checks
+from rollout.analysis import (
+    AnalysisRun,
+    Analyzer,
+    MetricsError,
+    MetricsProvider,
+    Outcome,
+    Target,
+    poll,
+    select_checks,
+)
 from rollout.analysis.model import Verdict
 from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
 from rollout.orchestrator import (
@@ -48,7 +57,8 @@ from strategies import decide as strategy_decide
 from strategies import pending_analysis
 from strategies.cluster import KubernetesCluster
 from strategies.errors import TemporaryError
-from strategies.model import Commands, Phase as StrategyPhase, RegionRollout, StrategyStatus
+from strategies.model import Commands, RegionRollout, StrategyStatus
+from strategies.model import Phase as StrategyPhase
 
 log = structlog.get_logger("rollout.reconciler")
 ACTIVE = frozenset({ReleasePhase.PENDING, ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK})

@@ -8,6 +8,7 @@ an Event, naming file, field and fix.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,8 @@ def candidates_at(repo: Repository, commit: str, history: dict[str, list[StoredR
     for name, app in repo.apps.items():
         detect = [timedelta(seconds=r.status.detect_seconds) for r in history.get(name, [])
                   if r.status.detect_seconds is not None]
-        waves = tuple(PlannedWaveSpec(w.name, w.regions, smoke_duration(w.smoke_window, detect).duration.total_seconds(),
+        waves = tuple(PlannedWaveSpec(w.name, w.regions,
+                                      smoke_duration(w.smoke_window, detect).duration.total_seconds(),
                                       w.max_parallel) for w in plan_waves(app.plan, repo.regions))
         spec = ReleaseSpec(app=name, commit=commit, version=app.values.version,
                            plan_digest=file_digest(app.directory / "rollout.yaml"),
@@ -70,9 +72,10 @@ class GitSync:
         try:
             result = self._source.sync()
         except GitError as exc:
-            GIT_SYNCS.labels("unreachable").inc()
-            self._set_status({"reachable": False, "message": str(exc), "lastSyncAt": now_iso(now)})
-            log.warning("git unreachable; keeping last good state", error=str(exc))
+            GIT_SYNCS.labels("unreachable" if exc.temporary else "error").inc()
+            # Unreachable or refused: either way nothing changes and the last good commit keeps serving.
+            self._set_status({"reachable": not exc.temporary, "message": str(exc), "lastSyncAt": now_iso(now)})
+            log.warning("git sync failed; keeping last good state", error=str(exc), temporary=exc.temporary)
             return
         try:
             repo = self._workspace.repository(result.commit)
@@ -105,10 +108,8 @@ class GitSync:
             status = release.status
             status.move(ReleasePhase.SUPERSEDED)
             status.record(now, "superseded", f"replaced by {action.by} before it started")
-            try:
+            with contextlib.suppress(StatusConflict):  # re-decided on the next sync
                 self._store.write_status(release, status)
-            except StatusConflict:
-                pass  # re-decided on the next sync
         else:
             log.info("quarantined content not re-applied", app=action.app, release=action.quarantined_release)
 

@@ -61,7 +61,8 @@ def test_render_prints_the_objects_for_a_region() -> None:
     assert result.exit_code == 0, result.output
     objects = list(yaml.safe_load_all(result.output))
     assert [o["kind"] for o in objects] == ["Deployment", "Service"]
-    assert objects[0]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.ap.example.com/shop/search:3.2.0"
+    image = objects[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.ap.example.com/shop/search:3.2.0"
 
 
 def test_unknown_app_and_region_are_named() -> None:

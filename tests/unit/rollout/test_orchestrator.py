@@ -40,9 +40,9 @@ SPEC = ReleaseSpec(
 class Replay:
     """Feeds decide() one pass at a time, keeping only the status between passes (like a restart)."""
 
-    def __init__(self, policy: Policy = Policy(), previous=("b" * 40, "1.4.0")):
+    def __init__(self, policy: Policy | None = None, previous=("b" * 40, "1.4.0")):
         self.status = ReleaseStatus()
-        self.policy = policy
+        self.policy = policy or Policy()
         self.previous = previous
         self.now = T0
 

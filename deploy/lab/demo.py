@@ -1,0 +1,185 @@
+"""`rollout demo`: the whole product in the lab, in a few minutes.
+
+Starts the lab (5 regions and a home cluster, Prometheus, the traffic simulator, a Git server
+seeded with config/examples/shop), installs the CRDs, runs the controller, then:
+1. a commit shortens smoke windows and check intervals to lab scale (the only demo-specific change);
+2. the first releases of every app are promoted wave by wave;
+3. checkout 1.5.0 (healthy) is promoted through every region;
+4. checkout 1.6.0 answers 30 % errors: caught in the canary region, drained, rolled back,
+   quarantined.
+It prints a timeline (time, wave, region, event) and the measured drain and rollback durations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+from rich.console import Console
+from rich.table import Table
+
+from deploy.lab import services
+from deploy.lab.cluster import Lab
+from deploy.lab.controllerproc import ControllerProcess, install_crds
+from deploy.lab.gitserver import GitServer
+from deploy.lab.simulator.model import AppSpec, FaultProfile
+
+APPS = ("checkout", "catalog", "search")
+DEMO_RATE_RPS = 3000.0  # per app: the 2 % canary region still sees 60 rps, enough evidence in 5 s
+console = Console()
+
+
+def lab_scale_plans(read: Callable[[str], str]) -> dict[str, str]:
+    """The demo's one commit of its own: windows and intervals in seconds instead of minutes."""
+    changes: dict[str, str] = {}
+    for app in APPS:
+        path = f"apps/{app}/rollout.yaml"
+        plan = yaml.safe_load(read(path))
+        if isinstance(plan["waves"], list):
+            for wave in plan["waves"]:
+                wave["smokeWindow"] = "8s"
+        else:
+            plan["autoWaves"]["smokeWindow"] = {"auto": {"floor": "5s", "ceiling": "8s"}}
+        strategy = plan["strategy"]
+        for kind in strategy.values():
+            kind["progressDeadline"] = "60s"
+            if "scaleDownDelay" in kind:
+                kind["scaleDownDelay"] = "5s"
+            for step in kind.get("steps", []):
+                if "pause" in step and step["pause"].get("duration"):
+                    step["pause"]["duration"] = "3s"
+        analysis = plan.setdefault("analysis", {})
+        analysis["minRequests"] = 20
+        for check in analysis.get("checks", []):
+            check.update(interval="2s", count=3)
+        plan.setdefault("rollback", {})["drainTarget"] = {"percent": 99, "within": "15s"}
+        changes[path] = yaml.safe_dump(plan, sort_keys=False)
+    return changes
+
+
+@dataclass
+class Timeline:
+    api: client.CustomObjectsApi
+    namespace: str = "rollout-system"
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = time.time()
+        self.seen: set[tuple[str, int]] = set()
+        self.rows: list[tuple[str, str, str, str, str]] = []
+
+    def releases(self) -> list[dict[str, Any]]:
+        return self.api.list_namespaced_custom_object("rollout.dev", "v1alpha1", self.namespace, "releases")["items"]
+
+    def release(self, app: str, version: str) -> dict[str, Any] | None:
+        found = [r for r in self.releases() if r["spec"]["app"] == app and r["spec"]["version"] == version]
+        return found[-1] if found else None
+
+    def poll(self) -> None:
+        for rel in sorted(self.releases(), key=lambda r: r["metadata"]["creationTimestamp"]):
+            status = rel.get("status") or {}
+            for index, entry in enumerate(status.get("audit") or []):
+                key = (rel["metadata"]["name"], index)
+                if key in self.seen:
+                    continue
+                self.seen.add(key)
+                wave = ""
+                region = entry.get("region") or ""
+                if region:
+                    wave = next((w["name"] for w in rel["spec"]["waves"] if region in w["regions"]), "")
+                at = datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+                row = (f"{at - self.started:6.0f}s", f"{rel['spec']['app']} {rel['spec']['version']}", wave, region,
+                       f"{entry['action']}: {entry['reason']}")
+                self.rows.append(row)
+                console.print("  ".join(row))
+
+    def wait_for(self, app: str, version: str, phases: set[str], timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.poll()
+            rel = self.release(app, version)
+            if rel and (rel.get("status") or {}).get("phase") in phases:
+                return rel
+            time.sleep(0.5)
+        raise TimeoutError(f"{app} {version} did not reach {phases} within {timeout_s:.0f}s")
+
+
+@contextmanager
+def demo_lab(state_dir: Path) -> Iterator[tuple[Lab, services.ServicesHandle, GitServer]]:
+    console.rule("starting the lab: 5 regions + home, Prometheus, traffic simulator, Git server")
+    lab = Lab(state_dir / "lab").up()
+    handle = None
+    git = None
+    try:
+        apps = [AppSpec(a, a, DEMO_RATE_RPS) for a in APPS]
+        handle = services.start(lab, state_dir / "traffic", services.TrafficOptions(apps=apps))
+        git = GitServer(state_dir / "git").start()
+        yield lab, handle, git
+    finally:
+        if git is not None:
+            git.stop()
+        if handle is not None:
+            services.stop(handle)
+        lab.down()
+
+
+def run(state_dir: Path, keep: bool = False) -> bool:
+    t0 = time.monotonic()
+    with demo_lab(state_dir) as (lab, traffic, git):
+        install_crds(lab.kubeconfig, lab.home_context)
+        clone = git.clone(state_dir / "work")
+        git.commit_files(lab_scale_plans(lambda p: (clone.path / p).read_text()),
+                         "demo: smoke windows and check intervals at lab scale")
+        controller = ControllerProcess(lab.kubeconfig, lab.home_context, git.url, state_dir / "controller",
+                                       traffic.prometheus_url, extra_args=["--analysis-window-seconds", "5"])
+        controller.start()
+        controller.wait_healthy()
+        home = config.new_client_from_config(config_file=str(lab.kubeconfig), context=lab.home_context)
+        timeline = Timeline(client.CustomObjectsApi(home))
+        try:
+            console.rule("first releases of every app, promoted wave by wave")
+            for app in APPS:
+                values = yaml.safe_load((clone.path / f"apps/{app}/values.yaml").read_text())
+                timeline.wait_for(app, str(values["version"]), {"Succeeded"}, 600)
+            console.rule("checkout 1.5.0: a healthy release")
+            git.bump_app_version("checkout", "1.5.0")
+            timeline.wait_for("checkout", "1.5.0", {"Succeeded"}, 600)
+            console.rule("checkout 1.6.0: answers 30% errors")
+            traffic.client().set_fault("checkout", "1.6.0", FaultProfile(error_ratio=0.3))
+            git.bump_app_version("checkout", "1.6.0")
+            bad = timeline.wait_for("checkout", "1.6.0", {"RolledBack", "Succeeded"}, 600)
+        finally:
+            controller.stop()
+        summary(bad, time.monotonic() - t0)
+        if keep:
+            console.print(f"lab state kept in {state_dir}")
+        return bad["status"]["phase"] == "RolledBack"
+
+
+def summary(bad: dict[str, Any], total_s: float) -> None:
+    status = bad["status"]
+    table = Table("measure", "value", title="checkout 1.6.0")
+    table.add_row("outcome", f"{status['phase']} (quarantined: {status.get('quarantined')})")
+    table.add_row("failed region", str(status.get("failedRegion")))
+    table.add_row("reason", status.get("message", ""))
+    table.add_row("time to detect", f"{status.get('detectSeconds', 0):.1f}s after the region started")
+    for drain in status.get("drains", []):
+        met = "met" if drain.get("met") else "missed"
+        table.add_row(f"drain {drain['region']}", f"{drain.get('seconds', 0):.1f}s to {drain.get('targetPercent'):g}% "
+                      f"(target {drain.get('targetSeconds'):g}s: {met})")
+    audit = status.get("audit", [])
+    start = next((a["time"] for a in audit if a["action"] == "rollback-start"), None)
+    end = next((a["time"] for a in reversed(audit) if a["action"] == "rolled-back"), None)
+    if start and end:
+        seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                   - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+        table.add_row("rollback", f"{seconds:.1f}s from first rollback step to every region back on the old release")
+    table.add_row("demo total", f"{total_s:.0f}s")
+    console.print(table)
