@@ -160,7 +160,7 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
     `rollback` is None when there is nothing to roll back to (a first release): failures then end
     in Failed, leaving the cluster as it is for a responder.
     """
-    status, snap, now = ctx.status, ctx.snap, ctx.now
+    status, snap, now = ctx.status, ctx.snap, ctx.now  # a promote counts once: see _promote_consumed
     events: list[Action] = []
 
     def event(reason: str, message: str, warning: bool = False) -> None:
@@ -185,6 +185,7 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
         status = status.to(Phase.PROGRESSING, now, reason="Promoted", message="promoted by a responder")
         event("Promoted", f"step {status.step} ({status.step_name}) promoted by a responder")
         status = status.next_step(now)
+        snap = _promote_consumed(snap)
     if status.phase not in (Phase.PROGRESSING, Phase.ROLLING_BACK):
         return Decision(tuple(events), status)
 
@@ -197,7 +198,7 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
                                    message=f"release {ctx.rollout.release_number} is live")
                 event("RolloutSucceeded", status.message)
             else:
-                status = status.to(Phase.ROLLED_BACK, now, reason="RolledBack",
+                status = status.to(Phase.ROLLED_BACK, now,  # the reason stays: why we rolled back
                                    message=f"previous release restored ({status.message})")
                 event("RolledBack", status.message, warning=True)
             return Decision((*actions, *events), status)
@@ -211,6 +212,7 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
         if out.kind == "done":
             event("StepCompleted", f"{status.phase.value} step {status.step} ({step.name}) completed")
             status = status.next_step(now)
+            snap = _promote_consumed(snap)  # one promote moves one step
             if out.actions:  # the world changes: look again before the next step
                 return Decision((*actions, *out.actions, *events), status, 0.0)
             continue
@@ -227,6 +229,12 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
         event("Failed", f"{step.name}: {out.message}", warning=True)
         return Decision((*actions, *events), status)
     raise AssertionError("step engine did not settle")  # pragma: no cover
+
+
+def _promote_consumed(snap: Snapshot) -> Snapshot:
+    if not snap.commands.promote:
+        return snap
+    return replace(snap, commands=replace(snap.commands, promote=False))
 
 
 def fail_permanently(status: StrategyStatus, reason: str, message: str, now: datetime,
