@@ -2,9 +2,118 @@
 
 from __future__ import annotations
 
+import importlib
+import time
+from pathlib import Path
+from types import ModuleType
+
 import click
+
+DEFAULT_STATE = Path(".lab")
+
+
+def _services() -> ModuleType | None:
+    """The other lab parts (Prometheus, simulator, Git server) plug in through `deploy.lab.services`:
+    `start(lab, state_dir)` once the clusters answer, `stop_from_state(state_dir)` before they go
+    down. Absent module = clusters only."""
+    try:
+        return importlib.import_module("deploy.lab.services")
+    except ModuleNotFoundError as exc:
+        if exc.name != "deploy.lab.services":
+            raise
+        return None
 
 
 @click.group()
 def lab() -> None:
     """Run a local lab: real control planes per region, Prometheus, traffic simulator, Git server."""
+
+
+@lab.command()
+@click.option("--force", is_flag=True, help="Rebuild even when the cached binaries match the pins.")
+def build(force: bool) -> None:
+    """Build kube-apiserver/-controller-manager/-scheduler, etcd and kwok from pinned Go modules (cached)."""
+    from deploy.lab.build import build_all, cache_root
+    from deploy.lab.cluster import gateway_api_crds
+
+    started = time.monotonic()
+    spent = build_all(progress=lambda msg: click.echo(f"lab build: {msg}", err=True), force=force)
+    crds = gateway_api_crds()  # fetched now so that `lab up` works without the module proxy
+    click.echo(f"lab build: Gateway API CRDs in {crds}", err=True)
+    click.echo(f"lab build: done in {time.monotonic() - started:.0f}s "
+               f"({', '.join(f'{k} {v:.0f}s' for k, v in spent.items())}); cache {cache_root()}")
+
+
+@lab.command()
+@click.option("--regions", help="Comma-separated region names (default: config/examples/shop/regions).")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+@click.option("--nodes", default=3, show_default=True, help="Fake (kwok) nodes per region.")
+@click.option("--clusters-only", is_flag=True, help="Do not start Prometheus, simulator, Git server.")
+def up(regions: str | None, state_dir: Path, nodes: int, clusters_only: bool) -> None:
+    """Start the lab (stopping leftovers of a previous one in the same state folder first)."""
+    from deploy.lab.cluster import Lab, select_regions
+
+    names = [r.strip() for r in regions.split(",") if r.strip()] if regions else None
+    lab_ = Lab(state_dir, select_regions(names), nodes_per_region=nodes).up()
+    services = None if clusters_only else _services()
+    if services is not None:
+        try:
+            services.start(lab_, lab_.state_dir)
+        except BaseException:
+            _stop_services(lab_.state_dir)
+            lab_.down(keep_logs=True)
+            raise
+    assert lab_.state is not None
+    click.echo(f"lab up in {lab_.state.ready_after_s:.1f}s: contexts {', '.join(lab_.contexts)}")
+    click.echo(f"export KUBECONFIG={lab_.kubeconfig}")
+
+
+def _stop_services(state_dir: Path) -> None:
+    services = _services()
+    if services is not None and hasattr(services, "stop_from_state"):
+        services.stop_from_state(state_dir)
+
+
+@lab.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+@click.option("--keep-logs", is_flag=True, help="Keep <state-dir>/logs for inspection.")
+def down(state_dir: Path, keep_logs: bool) -> None:
+    """Stop every lab process recorded in the state folder and remove its files."""
+    from deploy.lab.cluster import Lab
+
+    lab_ = Lab(state_dir, regions=[])
+    _stop_services(state_dir)
+    killed = lab_.down(keep_logs=keep_logs)
+    click.echo("lab down" + (f" (SIGKILLed: {', '.join(killed)})" if killed else ""))
+
+
+@lab.command()
+@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+def status(state_dir: Path) -> None:
+    """Per-component pid, port, health and memory."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from deploy.lab.cluster import Lab
+
+    try:
+        lab_ = Lab.load(state_dir)
+    except FileNotFoundError:
+        lab_ = Lab(state_dir, regions=[])
+    rows = lab_.status()
+    if not rows:
+        click.echo(f"no lab processes recorded in {state_dir}")
+        return
+    table = Table("component", "pid", "port", "alive", "healthy", "RSS MiB")
+    for r in rows:
+        table.add_row(r.name, str(r.pid), str(r.port or "-"), _yes(r.alive), _yes(r.healthy),
+                      f"{r.rss_bytes / 2**20:.0f}")
+    Console().print(table)
+    if lab_.state is not None:
+        click.echo(f"kubeconfig: {lab_.kubeconfig} (contexts: {', '.join(lab_.contexts)})")
+    if not all(r.healthy for r in rows):
+        raise SystemExit(1)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "NO"
