@@ -11,9 +11,11 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -134,35 +136,42 @@ def _go_env() -> dict[str, str]:
 
 
 def _go(args: list[str], cwd: Path, say: Progress, label: str, env: dict[str, str] | None = None) -> str:
-    """Run a go command, streaming a progress line every PROGRESS_EVERY_S instead of silence."""
+    """Run a go command, reporting progress every PROGRESS_EVERY_S even while it is silent (linking)."""
     proc = subprocess.Popen(
-        ["go", *args],
-        cwd=cwd,
-        env=env or _go_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        ["go", *args], cwd=cwd, env=env or _go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    assert proc.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc, lines), daemon=True).start()
     tail: list[str] = []
     compiled = downloaded = 0
     started = last = time.monotonic()
-    for line in proc.stdout:
-        line = line.rstrip()
-        tail = (tail + [line])[-40:]
-        if line.startswith("go: downloading"):
-            downloaded += 1
-        elif line and not line.startswith(("go:", "#")):
-            compiled += 1  # `go build -v` prints one package per line as it compiles it
+    while True:
+        try:
+            line = lines.get(timeout=1.0)
+        except queue.Empty:
+            line = ""
+        if line is None:
+            break
+        if line:
+            tail = (tail + [line])[-40:]
+            if line.startswith("go: downloading"):
+                downloaded += 1
+            elif not line.startswith(("go:", "#")):
+                compiled += 1  # `go build -v` prints one package per line as it compiles it
         if time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
-            say(
-                f"{label}: {time.monotonic() - started:.0f}s, {compiled} packages compiled, "
-                f"{downloaded} modules downloaded (last: {line[:80]})"
-            )
+            say(f"{label}: {last - started:.0f}s, {compiled} packages compiled, "
+                f"{downloaded} modules downloaded (last: {(tail or [''])[-1][:80]})")
     if proc.wait() != 0:
         raise BuildError(f"{label}: go {' '.join(args[:2])} failed:\n" + "\n".join(tail))
     return "\n".join(tail)
+
+
+def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.put(line.rstrip())
+    lines.put(None)
 
 
 def _staging_modules(k8s_version: str, say: Progress) -> list[str]:
