@@ -43,17 +43,14 @@ def pod(track: Track, ready: bool = True, app: str = "shop") -> Pod:
 
 def canary_view(stable_w: int | None, canary_w: int | None, pods: tuple[Pod, ...] | None = None) -> AppView:
     refs = tuple(
-        BackendRef(name, 1 if w is None else w)
-        for name, w in (("shop-stable", stable_w), ("shop-canary", canary_w))
+        BackendRef(name, 1 if w is None else w) for name, w in (("shop-stable", stable_w), ("shop-canary", canary_w))
     )
     services = {
         "shop": Service("shop", {"app.kubernetes.io/name": "shop"}),
         "shop-stable": Service("shop-stable", {"app.kubernetes.io/name": "shop", TRACK_LABEL: "stable"}),
         "shop-canary": Service("shop-canary", {"app.kubernetes.io/name": "shop", TRACK_LABEL: "canary"}),
     }
-    return AppView(
-        Route(refs), services, pods if pods is not None else (pod(STABLE), pod(STABLE), pod(CANARY))
-    )
+    return AppView(Route(refs), services, pods if pods is not None else (pod(STABLE), pod(STABLE), pod(CANARY)))
 
 
 # --- global weights ---------------------------------------------------------------------------
@@ -122,9 +119,7 @@ def test_without_route_versions_share_by_ready_pods_of_the_entry_service() -> No
 
 def test_backend_without_ready_pods_is_unserved_under_the_selector_s_track() -> None:
     split = region_split(canary_view(50, 50, pods=(pod(STABLE), pod(CANARY, ready=False))), "shop")
-    assert split == pytest.approx(
-        {Answer(STABLE): 0.5, Answer(Track("unknown", "canary"), served=False): 0.5}
-    )
+    assert split == pytest.approx({Answer(STABLE): 0.5, Answer(Track("unknown", "canary"), served=False): 0.5})
 
 
 def test_blue_green_active_service_selects_the_color() -> None:
@@ -227,9 +222,7 @@ def test_split_count_carries_fractions_so_totals_are_exact() -> None:
     assert total == 30
 
 
-def _run(
-    engine: Engine, rates: dict, profiles: dict, seconds: float, start: float = 0.0, dt: float = 0.1
-) -> float:
+def _run(engine: Engine, rates: dict, profiles: dict, seconds: float, start: float = 0.0, dt: float = 0.1) -> float:
     apps = {"shop": AppSpec("shop", base_latency_ms=20)}
     present = {(r, a, ans.track) for (r, a, ans) in rates}
     now = start
@@ -271,14 +264,10 @@ def test_engine_latency_fault_shifts_the_histogram() -> None:
     _run(engine, rates, {("shop", "1.1.0"): FaultProfile(extra_latency_ms=300)}, seconds=5)
     fams = {f.name: f for f in engine.collect()}
     sums = {
-        s.labels["version"]: s.value
-        for s in fams["http_request_duration_seconds"].samples
-        if s.name.endswith("_sum")
+        s.labels["version"]: s.value for s in fams["http_request_duration_seconds"].samples if s.name.endswith("_sum")
     }
     counts = {
-        s.labels["version"]: s.value
-        for s in fams["http_request_duration_seconds"].samples
-        if s.name.endswith("_count")
+        s.labels["version"]: s.value for s in fams["http_request_duration_seconds"].samples if s.name.endswith("_count")
     }
     assert sums["1.0.0"] / counts["1.0.0"] == pytest.approx(0.02, rel=0.2)
     assert sums["1.1.0"] / counts["1.1.0"] == pytest.approx(0.32, rel=0.2)
@@ -302,3 +291,30 @@ def test_engine_memory_leak_and_vanishing_versions() -> None:
     assert [s.value for s in mem] == [1300.0]
     engine.step({}, set(), apps, profiles, now=31.0, dt=0.1)
     assert not [s for f in engine.collect() if f.name == "app_memory_bytes" for s in f.samples]
+
+
+def test_simulator_tick_with_a_static_table_routes_and_drains() -> None:
+    from deploy.lab.simulator.server import Simulator, SimulatorConfig
+
+    split = [
+        {"version": "1.0.0", "track": "stable", "weight": 3},
+        {"version": "1.1.0", "track": "canary", "weight": 1},
+    ]
+    table = {"regions": {r: {"shop": split} for r in ("a", "b")}}
+    config = SimulatorConfig(
+        regions=[RegionSpec("a", "a", 0.5), RegionSpec("b", "b", 0.5)],
+        apps=[AppSpec("shop", rate_rps=80)],
+        source="static",
+        static=table,
+        seed=1,
+    )
+    sim = Simulator(config)
+    sim.tick(now=1.0, dt=1.0)
+    assert {(r, a, ans.track.track): rps for (r, a, ans), rps in sim.rates().items()} == {
+        ("a", "shop", "stable"): 30.0, ("a", "shop", "canary"): 10.0,
+        ("b", "shop", "stable"): 30.0, ("b", "shop", "canary"): 10.0,
+    }  # fmt: skip
+    sim.source.set({**table, "weights": {"shop": {"a": 0}}})  # type: ignore[attr-defined]
+    sim.tick(now=2.0, dt=1.0)
+    assert {r for (r, _, _) in sim.rates()} == {"b"}
+    assert sum(n for (r, *_), n in sim.engine.totals().items() if r == "b") == 40 + 80
