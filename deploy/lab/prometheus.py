@@ -79,9 +79,7 @@ def render_config(scrape_interval_s: float, targets_dir: Path) -> str:
     return json.dumps(cfg, indent=2)
 
 
-def write_targets(
-    targets_dir: Path, job: str, targets: list[str], labels: dict[str, str] | None = None
-) -> Path:
+def write_targets(targets_dir: Path, job: str, targets: list[str], labels: dict[str, str] | None = None) -> Path:
     """Write (atomically) the file_sd file for `job`. An empty list removes the job's targets."""
     targets_dir.mkdir(parents=True, exist_ok=True)
     path = targets_dir / f"{job}.json"
@@ -92,9 +90,7 @@ def write_targets(
     return path
 
 
-def add_targets(
-    handle: PrometheusHandle, job: str, targets: list[str], labels: dict[str, str] | None = None
-) -> None:
+def add_targets(handle: PrometheusHandle, job: str, targets: list[str], labels: dict[str, str] | None = None) -> None:
     write_targets(handle.targets_dir, job, targets, labels)
     log.info("prometheus.targets", job=job, targets=targets)
 

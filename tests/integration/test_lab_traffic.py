@@ -258,9 +258,7 @@ def test_httproute_weight_change_shows_in_prometheus_within_two_scrapes(
     def canary_share() -> float:
         return per_second(prometheus, f'{sel},track="canary"') / max(per_second(prometheus, sel), 1e-9)
 
-    _, settled = wait_until(
-        lambda: abs(canary_share() - 0.5) < 0.05, 15, 0.05, "a 50/50 split over one scrape"
-    )
+    _, settled = wait_until(lambda: abs(canary_share() - 0.5) < 0.05, 15, 0.05, "a 50/50 split over one scrape")
     print(f"\nHTTPRoute 100/0 -> 50/50: canary visible after {visible:.2f}s, full split after {settled:.2f}s")
     assert visible <= 2 * interval, f"weight change took {visible:.2f}s to show (scrape interval {interval}s)"
 
@@ -337,9 +335,7 @@ def static_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simul
     sim = simulator_process.start(config, state)
     handle = None
     try:
-        handle = prom.start(
-            state, prom.PrometheusConfig(scrape_interval_s=1.0), targets={"simulator": [sim.target]}
-        )
+        handle = prom.start(state, prom.PrometheusConfig(scrape_interval_s=1.0), targets={"simulator": [sim.target]})
         prom.wait_for_target(handle, "simulator")
         yield sim.client(), PromQuery(handle.url, 1.0)
     finally:
@@ -354,16 +350,12 @@ def test_static_weights_scraped_by_real_prometheus(static_lab: tuple[SimulatorCl
     wait_until(lambda: per_second(prometheus, 'region="a"') > 100, 15, 0.1, "traffic in a")
     before = counter(prometheus, 'track="canary"')
     client.set_static(static_table(20))
-    _, visible = wait_until(
-        lambda: counter(prometheus, 'track="canary"') > before, 10, 0.05, "canary traffic"
-    )
+    _, visible = wait_until(lambda: counter(prometheus, 'track="canary"') > before, 10, 0.05, "canary traffic")
     assert visible <= 2 * prometheus.scrape_interval_s
 
     a_before = per_second(prometheus, 'region="a"')
     client.set_static(static_table(20, {"a": 0}))
-    _, took = wait_until(
-        lambda: per_second(prometheus, 'region="a"') <= 0.01 * a_before, 10, 0.05, "drain of a"
-    )
+    _, took = wait_until(lambda: per_second(prometheus, 'region="a"') <= 0.01 * a_before, 10, 0.05, "drain of a")
     assert took <= 3 * prometheus.scrape_interval_s
     # b absorbs a's share: all 200 rps (the deterministic counts make this exact per scrape).
     wait_until(lambda: abs(per_second(prometheus, 'region="b"') - 200) < 10, 5, 0.05, "b at 200 rps")
@@ -386,9 +378,7 @@ def test_static_faults_show_in_errors_latency_and_memory(
 
         wait_until(lambda: abs(error_ratio() - 0.25) < 0.03, 15, 0.1, "canary error ratio 0.25")
         assert per_second(prometheus, f'version="{STABLE_V}",code="500"') == 0
-        p99 = (
-            f"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[3s])))"
-        )
+        p99 = f"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[3s])))"
         wait_until(lambda: (prometheus.scalar(p99) or 0) > 0.2, 15, 0.1, "canary p99 above 200 ms")
         stable_p99 = prometheus.scalar(p99.replace(CANARY_V, STABLE_V)) or 0
         assert 0 < stable_p99 < 0.1

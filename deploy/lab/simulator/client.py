@@ -55,10 +55,7 @@ class SimulatorClient:
         self._call("DELETE", "/faults")
 
     def faults(self) -> dict[tuple[str, str], FaultProfile]:
-        return {
-            (f["app"], f["version"]): FaultProfile.from_dict(f["profile"])
-            for f in self._call("GET", "/faults")
-        }
+        return {(f["app"], f["version"]): FaultProfile.from_dict(f["profile"]) for f in self._call("GET", "/faults")}
 
     def rates(self) -> list[RateEntry]:
         """The current plan: requests per second per region, app, version and track."""

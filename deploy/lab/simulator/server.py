@@ -168,9 +168,7 @@ def _rates_json(sim: Simulator) -> list[dict[str, Any]]:
             "served": ans.served,
             "rps": rps,
         }
-        for (r, a, ans), rps in sorted(
-            sim.rates().items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2]))
-        )
+        for (r, a, ans), rps in sorted(sim.rates().items(), key=lambda kv: (kv[0][0], kv[0][1], str(kv[0][2])))
     ]
 
 

@@ -56,9 +56,7 @@ class StaticSource:
             region: {app: _static_view(app, entries) for app, entries in apps.items()}
             for region, apps in (table.get("regions") or {}).items()
         }
-        weights = {
-            app: {r: float(w) for r, w in ws.items()} for app, ws in (table.get("weights") or {}).items()
-        }
+        weights = {app: {r: float(w) for r, w in ws.items()} for app, ws in (table.get("weights") or {}).items()}
         with self._lock:
             self._topology = Topology(weights, views, {})
 
@@ -152,14 +150,9 @@ class KubeSource:
     def _read_region(self, api: Any, region: str) -> None:
         # Three cluster-wide lists per poll, whatever the number of apps: cheaper than per namespace.
         apps = list(self._apps())
-        routes = _by_namespace(
-            _list(api, f"/apis/{ROUTE_GROUP}/{ROUTE_VERSION}/{ROUTE_PLURAL}", missing_ok=True)
-        )
+        routes = _by_namespace(_list(api, f"/apis/{ROUTE_GROUP}/{ROUTE_VERSION}/{ROUTE_PLURAL}", missing_ok=True))
         services = _by_namespace(_list(api, "/api/v1/services"))
-        pods = {
-            ns: [parse_pod(p) for p in items]
-            for ns, items in _by_namespace(_list(api, "/api/v1/pods")).items()
-        }
+        pods = {ns: [parse_pod(p) for p in items] for ns, items in _by_namespace(_list(api, "/api/v1/pods")).items()}
         views = {
             a.name: app_view(
                 a.name, routes.get(a.namespace, []), services.get(a.namespace, []), pods.get(a.namespace, [])
