@@ -132,6 +132,7 @@ def start(
     )
     logf.close()
     (home / PIDFILE).write_text(str(proc.pid))
+    (home / "handle.json").write_text(json.dumps({"port": port, "scrape_interval_s": config.scrape_interval_s}))
     handle = PrometheusHandle(f"http://127.0.0.1:{port}", port, proc.pid, home, config)
     try:
         _wait_ready(handle, proc, config.ready_timeout_s)
@@ -197,6 +198,21 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def load(state_dir: Path) -> PrometheusHandle | None:
+    """The Prometheus a previous `start` left running in `state_dir`, if it is still there."""
+    home = Path(state_dir) / "prometheus"
+    try:
+        pid = int((home / PIDFILE).read_text().strip())
+        meta = json.loads((home / "handle.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not _is_prometheus(pid) or not _alive(pid):
+        return None
+    port = int(meta["port"])
+    config = PrometheusConfig(scrape_interval_s=float(meta["scrape_interval_s"]))
+    return PrometheusHandle(f"http://127.0.0.1:{port}", port, pid, home, config)
 
 
 def stop(handle: PrometheusHandle) -> None:

@@ -141,6 +141,16 @@ def start(lab: LabLike, state_dir: Path, options: TrafficOptions | None = None) 
     return handle
 
 
+def load(state_dir: Path) -> ServicesHandle | None:
+    """The Prometheus + simulator a previous `start` (e.g. `rollout lab up`) left running."""
+    prom = prometheus.load(state_dir)
+    sim = simulator_process.load(state_dir)
+    if prom is None or sim is None:
+        return None
+    regions = tuple(simulator_process.load_config(sim).regions)
+    return ServicesHandle(Path(state_dir), prom, sim, regions)
+
+
 def stop(handle: ServicesHandle, purge: bool = False) -> None:
     """Stop both processes; `purge` also removes their folders (Prometheus' data, logs)."""
     prometheus.stop(handle.prometheus)
@@ -149,8 +159,9 @@ def stop(handle: ServicesHandle, purge: bool = False) -> None:
         _purge(handle.state_dir)
 
 
-def stop_from_state(state_dir: Path, purge: bool = False) -> None:
-    """Stop whatever a previous `start` left in `state_dir` (pidfiles; the pids are verified)."""
+def stop_from_state(state_dir: Path, purge: bool = True) -> None:
+    """Stop whatever a previous `start` left in `state_dir` (pidfiles; the pids are verified) and,
+    by default, remove its folders: `lab down` leaves nothing behind."""
     prometheus.stop_from_state(state_dir)
     simulator_process.stop_from_state(state_dir)
     if purge:

@@ -115,6 +115,21 @@ def _terminate(pid: int, timeout_s: float = 10.0) -> None:
         pass
 
 
+def load(state_dir: Path) -> SimulatorProcess | None:
+    """The simulator a previous `start` left running in `state_dir`, if it is still there."""
+    home = Path(state_dir) / "simulator"
+    try:
+        pid = int((home / PIDFILE).read_text().strip())
+        port = int(json.loads((home / "ready.json").read_text())["port"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return SimulatorProcess(pid, port, home) if _is_simulator(pid) else None
+
+
+def load_config(handle: SimulatorProcess) -> SimulatorConfig:
+    return SimulatorConfig.from_dict(json.loads((handle.home / "config.json").read_text()))
+
+
 def stop(handle: SimulatorProcess) -> None:
     _terminate(handle.pid)
     (handle.home / PIDFILE).unlink(missing_ok=True)
