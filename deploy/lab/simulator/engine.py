@@ -118,9 +118,10 @@ class Engine:
         self._observe(key, samples, weights)
 
     def _count(self, key: SeriesKey, code: str, n: int) -> None:
-        if n > 0 or (*key, code) in self._s.requests:
-            ckey = (*key, code)
-            self._s.requests[ckey] = self._s.requests.get(ckey, 0) + n
+        # Served versions export their 500 series from the start (at 0), so error-ratio queries
+        # see a zero instead of a missing series.
+        ckey = (*key, code)
+        self._s.requests[ckey] = self._s.requests.get(ckey, 0) + n
 
     def _sample(self, median_s: float, n: int) -> tuple[list[float], list[int]]:
         k = min(n, MAX_SAMPLES_PER_TICK)
