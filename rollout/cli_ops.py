@@ -1,0 +1,286 @@
+"""The incident responder's commands. Reading is plain API reads; every change is a ReleaseAction
+object that the controller carries out, so RBAC decides who may do what and every action leaves
+a record (user, time, reason) that `history` shows. The CLI never touches workloads itself."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from rollout.store import ACTIONS, GROUP, RELEASES, VERSION
+
+ACK_TIMEOUT_S = 30.0
+console = Console()
+
+
+class Ops:
+    """The responder's view of the home cluster, through the user's own kubeconfig identity."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None, namespace: str):
+        try:
+            self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+        except (ConfigException, FileNotFoundError) as exc:
+            raise click.ClickException(f"cannot use kubeconfig: {exc}") from None
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.namespace = namespace
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ApiException as exc:
+            raise click.ClickException(explain(exc, what, self.namespace, self.whoami)) from None
+        except Exception as exc:  # noqa: BLE001 - connection refused, DNS, TLS: one readable line
+            raise click.ClickException(f"cannot reach the home cluster to {what}: {type(exc).__name__}: {exc}") from None
+
+    def releases(self, app: str | None = None) -> list[dict[str, Any]]:
+        selector = f"app.kubernetes.io/name={app}" if app else ""
+        items = self.call("list releases", lambda: self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, RELEASES, label_selector=selector))["items"]
+        return sorted(items, key=lambda r: r["metadata"]["creationTimestamp"])
+
+    def actions(self) -> list[dict[str, Any]]:
+        return self.call("list actions", lambda: self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, ACTIONS))["items"]
+
+    def whoami(self) -> str:
+        try:
+            review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+            return review.status.user_info.username or "unknown"
+        except Exception:  # noqa: BLE001 - older servers: the admission policy still checks it
+            return "unknown"
+
+    def request(self, action: str, app: str | None, reason: str, *, region: str | None = None,
+                full: bool = False, to_release: str | None = None, wait_s: float = ACK_TIMEOUT_S) -> dict[str, Any]:
+        """Create the ReleaseAction and wait for the controller to handle it."""
+        spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": self.whoami()}
+        for key, value in (("app", app), ("region", region), ("toRelease", to_release)):
+            if value:
+                spec[key] = value
+        if full:
+            spec["full"] = True
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ReleaseAction",
+                "metadata": {"generateName": f"{action}-{app or region}-"}, "spec": spec}
+        created = self.call(f"create a {action} action", lambda: self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, ACTIONS, body))
+        name = created["metadata"]["name"]
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            current = self.call("read the action", lambda: self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, ACTIONS, name))
+            if (current.get("status") or {}).get("state"):
+                return current
+            time.sleep(0.5)
+        raise click.ClickException(
+            f"the controller did not acknowledge {action} ({name}) within {wait_s:.0f}s: is it running? "
+            f"`kubectl -n {self.namespace} get pods -l app.kubernetes.io/name=rollout-controller`. The request "
+            f"stays queued and will be carried out when the controller is back.")
+
+
+def explain(exc: ApiException, what: str, namespace: str, whoami: Callable[[], str]) -> str:
+    if exc.status == 403:
+        verb, resource = _verb_and_resource(what)
+        return (f"permission denied: {whoami()} may not {verb} {resource}.{GROUP} in namespace {namespace}. "
+                f"Ask for the rollout-responder role (see README, Incident response).")
+    if exc.status == 404:
+        return (f"cannot {what}: the rollout CRDs are not installed in this cluster or the namespace "
+                f"{namespace} does not exist (install: kubectl apply -k deploy/)")
+    if exc.status == 422:
+        try:
+            message = json.loads(exc.body).get("message", exc.reason)
+        except (ValueError, TypeError):
+            message = exc.reason
+        return f"cannot {what}: {message}"
+    return f"cannot {what}: {exc.status} {exc.reason}"
+
+
+def _verb_and_resource(what: str) -> tuple[str, str]:
+    verb = "create" if what.startswith("create") else "list" if what.startswith("list") else "get"
+    return verb, "releaseactions" if "action" in what else "releases"
+
+
+def active_release(releases: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return releases[-1] if releases else None
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def status_rows(release: dict[str, Any]) -> list[list[str]]:
+    status = release.get("status") or {}
+    waves = {r: (i, w["name"]) for i, w in enumerate(release["spec"]["waves"]) for r in w["regions"]}
+    rows = []
+    for region, (index, wave) in sorted(waves.items(), key=lambda kv: (kv[1][0], kv[0])):
+        state = (status.get("regions") or {}).get(region, {})
+        strategy = state.get("strategy") or {}
+        step = strategy.get("stepName") or (f"step {strategy['step']}" if "step" in strategy else "")
+        weight = "" if state.get("weight") is None else f"{state['weight']}%"
+        rows.append([f"{index + 1} {wave}", region, state.get("phase", "Pending"), step, weight,
+                     last_verdict(state.get("analysis") or {}), state.get("message", "")[:60]])
+    return rows
+
+
+def last_verdict(analysis: dict[str, Any]) -> str:
+    latest: tuple[str, str] | None = None
+    for run in analysis.values():
+        if isinstance(run, dict):
+            for m in run.get("measurements", []):
+                if latest is None or m["at"] >= latest[0]:
+                    latest = (m["at"], f"{m['check']}={m['verdict']}")
+    return latest[1] if latest else ""
+
+
+def status_table(release: dict[str, Any]) -> Table:
+    status = release.get("status") or {}
+    spec = release["spec"]
+    title = (f"{spec['app']} {spec['version']} ({release['metadata']['name']}): {status.get('phase', 'Pending')}"
+             + (" [quarantined]" if status.get("quarantined") else ""))
+    table = Table("wave", "region", "phase", "strategy step", "weight", "last verdict", "message", title=title,
+                  title_justify="left")
+    for row in status_rows(release):
+        table.add_row(*row)
+    return table
+
+
+def history_rows(releases: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for rel in reversed(releases):
+        status = rel.get("status") or {}
+        started, ended = status.get("startedAt"), status.get("completedAt")
+        took = f"{(_t(ended) - _t(started)).total_seconds():.0f}s" if started and ended else ""
+        people = [f"{a['by']}: {a['action']} ({a['reason']})" for a in status.get("audit", [])
+                  if a.get("by", "controller") != "controller"]
+        rows.append([rel["metadata"]["name"], rel["spec"]["version"], status.get("phase", "Pending"),
+                     rel["metadata"]["creationTimestamp"], took, status.get("failedRegion") or "",
+                     "; ".join(people) or "-"])
+    return rows
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def emit(data: Any, output: str) -> None:
+    click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=False)
+    if output == "json":
+        click.echo()
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+_kube = [
+    click.option("--kubeconfig", envvar="KUBECONFIG", default=None, help="like kubectl"),
+    click.option("--context", default=None, help="the home cluster's context (default: current)"),
+    click.option("-n", "--namespace", default="rollout-system", show_default=True),
+]
+
+
+def kube_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_kube):
+        fn = option(fn)
+    return fn
+
+
+def _ops(kubeconfig: str | None, context: str | None, namespace: str) -> Ops:
+    return Ops(kubeconfig, context, namespace)
+
+
+@click.command()
+@click.argument("app", required=False)
+@kube_options
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
+@click.option("--watch", is_flag=True, help="redraw live until interrupted")
+def status(app: str | None, kubeconfig: str | None, context: str | None, namespace: str, output: str,
+           watch: bool) -> None:
+    """Where each app's latest release stands, region by region."""
+    ops = _ops(kubeconfig, context, namespace)
+
+    def latest() -> list[dict[str, Any]]:
+        by_app: dict[str, dict[str, Any]] = {}
+        for rel in ops.releases(app):
+            by_app[rel["spec"]["app"]] = rel
+        if app and app not in by_app:
+            raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
+        return [by_app[k] for k in sorted(by_app)]
+
+    if output != "text":
+        emit([{"release": r["metadata"]["name"], "app": r["spec"]["app"], "version": r["spec"]["version"],
+               "status": r.get("status") or {}} for r in latest()], output)
+        return
+    if not watch:
+        for rel in latest():
+            console.print(status_table(rel))
+        return
+    with Live(console=console, refresh_per_second=2) as live:
+        while True:
+            live.update(Group(*(status_table(r) for r in latest())))
+            time.sleep(1)
+
+
+@click.command()
+@click.argument("app")
+@kube_options
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
+def history(app: str, kubeconfig: str | None, context: str | None, namespace: str, output: str) -> None:
+    """Releases of APP, newest first: outcome, duration, and who did what."""
+    releases = _ops(kubeconfig, context, namespace).releases(app)
+    if not releases:
+        raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
+    rows = history_rows(releases)
+    header = ["release", "version", "outcome", "created", "took", "failed region", "people"]
+    if output != "text":
+        emit([dict(zip(header, row, strict=True)) for row in rows], output)
+        return
+    table = Table(*header, title=f"history of {app}", title_justify="left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _action_command(action: str, help_text: str, needs_app: bool = True) -> click.Command:
+    @click.command(name=action, help=help_text)
+    @click.argument("target")
+    @click.option("--reason", required=True, help="why: recorded with your name and shown in history")
+    @kube_options
+    @click.option("--region", default=None, help="limit to one region")
+    @click.option("--full", is_flag=True, help="promote: skip every remaining pause and smoke window")
+    @click.option("--to", "to_release", default=None, help="rollback: the release to return to")
+    @click.option("--timeout", type=float, default=ACK_TIMEOUT_S, show_default=True,
+                  help="seconds to wait for the controller's acknowledgement")
+    def command(target: str, reason: str, kubeconfig: str | None, context: str | None, namespace: str,
+                region: str | None, full: bool, to_release: str | None, timeout: float) -> None:
+        ops = _ops(kubeconfig, context, namespace)
+        app = target if needs_app else None
+        if needs_app and not ops.releases(app):
+            raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
+        result = ops.request(action, app, reason, region=region if needs_app else target, full=full,
+                             to_release=to_release, wait_s=timeout)
+        state = result["status"]
+        click.echo(f"{action} {target}: {state['state']} — {state.get('message', '')}")
+        if state["state"] == "Rejected":
+            raise SystemExit(1)
+
+    return command
+
+
+ACTION_COMMANDS = [
+    _action_command("rollback", "Roll APP back (to the release before it); drains first if the plan says so."),
+    _action_command("abort", "Abort APP's release in progress and roll it back."),
+    _action_command("pause", "Pause APP's release: no region moves until resume."),
+    _action_command("resume", "Resume APP's paused release."),
+    _action_command("promote", "Skip the current pause or smoke window of APP (recorded)."),
+    _action_command("drain", "Set REGION's global traffic weight to 0 for every app.", needs_app=False),
+    _action_command("restore", "Restore REGION's global traffic weight to 100 for every app.", needs_app=False),
+]
