@@ -7,6 +7,7 @@ from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
 
 from rollout.analysis.model import prom_duration
 from rollout.analysis.provider import MetricsError, MetricsUnavailable, QueryRejected
@@ -21,7 +22,8 @@ class PrometheusProvider:
         self._timeout_s = timeout_s
         # No retries here: one failed attempt is one ERROR measurement, and the check's
         # consecutiveErrorLimit is the retry policy.
-        self._client = PrometheusConnect(url=self.url, headers=headers, disable_ssl=True)
+        self._client = PrometheusConnect(url=self.url, headers=headers, disable_ssl=True,
+                                         retry=Retry(total=0, raise_on_status=False))
 
     def query(self, promql: str, at: datetime) -> tuple[float, ...]:
         data = self._call(self._client.custom_query, promql,
