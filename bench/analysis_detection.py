@@ -67,7 +67,8 @@ class Table:
     """The simulator's static routing table, one canary per app (thread-safe updates)."""
 
     def __init__(self, client: Any) -> None:
-        self.client, self.lock, self.canaries = client, threading.Lock(), {}
+        self.client, self.lock = client, threading.Lock()
+        self.canaries: dict[str, tuple[str, int]] = {}
 
     def route(self, app: str, version: str, weight: int = 20) -> None:
         with self.lock:
