@@ -42,7 +42,8 @@ class Ops:
         except ApiException as exc:
             raise click.ClickException(explain(exc, what, self.namespace, self.whoami)) from None
         except Exception as exc:  # noqa: BLE001 - connection refused, DNS, TLS: one readable line
-            raise click.ClickException(f"cannot reach the home cluster to {what}: {type(exc).__name__}: {exc}") from None
+            reason = f"{type(exc).__name__}: {exc}"
+            raise click.ClickException(f"cannot reach the home cluster to {what}: {reason}") from None
 
     def releases(self, app: str | None = None) -> list[dict[str, Any]]:
         selector = f"app.kubernetes.io/name={app}" if app else ""

@@ -59,6 +59,7 @@ from strategies.cluster import KubernetesCluster
 from strategies.errors import TemporaryError
 from strategies.model import Commands, RegionRollout, StrategyStatus
 from strategies.model import Phase as StrategyPhase
+from strategies.model import Verdict as StrategyVerdict
 
 log = structlog.get_logger("rollout.reconciler")
 ACTIVE = frozenset({ReleasePhase.PENDING, ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK})
@@ -127,14 +128,18 @@ class ReleaseReconciler:
                                self._blocker(stored, siblings), work.previous)
             status, actions = decide(view, now)
             work.status = status
-            self._act(work, repo, actions)
-            return self._write(stored, work.status)
+            self._prepare(work, actions)
+            written, ok = self._write(stored, work.status)
+            if ok:  # intent recorded first: a crash from here on is resumed, never repeated
+                self._perform(work, actions)
+            return written
 
     # --- gather --------------------------------------------------------------------------------
 
     def _gather(self, work: Pass, repo: Any) -> dict[str, RegionView]:
         views: dict[str, RegionView] = {}
         promote = any(r.action == "promote" for r in work.requests)
+        self._ensure_weights(work)
         if ReleasePhase(work.status.phase) == ReleasePhase.PAUSED and not work.requests:
             return views  # a paused release does not move
         for name, region in work.status.regions.items():
@@ -182,7 +187,8 @@ class ReleaseReconciler:
         request = pending_analysis(rollout, status, snapshot)
         if request is not None:
             verdict = self._step_analysis(work, name, region, request.step, request.checks)
-            snapshot = dataclasses.replace(snapshot, analysis=verdict)
+            # the strategies speak their own (equal-valued) verdict enum
+            snapshot = dataclasses.replace(snapshot, analysis=StrategyVerdict(verdict.value) if verdict else None)
         decision = strategy_decide(rollout, status, snapshot, work.now)
         if self.may_write():
             cluster.execute(rollout, decision.actions, logger=log.bind(
@@ -210,7 +216,12 @@ class ReleaseReconciler:
                         window=self.analysis_window)
 
     def _checks(self, work: Pass, names: Sequence[str] = ()) -> list[Check]:
-        return select_checks(work.app.plan.analysis, names, DEFAULT_CHECKS)
+        """The checks to run. An app's first release has no earlier version to compare with, so
+        checks against a baseline are left out; its smoke window is bake time plus absolute checks."""
+        checks = select_checks(work.app.plan.analysis, names, DEFAULT_CHECKS)
+        if work.status.previous_commit is None:
+            checks = [c for c in checks if c.baseline_query is None]
+        return checks
 
     def _step_analysis(self, work: Pass, name: str, region: RegionStatus, step: int,
                        names: Sequence[str]) -> Verdict | None:
@@ -219,7 +230,11 @@ class ReleaseReconciler:
             return Verdict.INCONCLUSIVE  # no metrics never promotes
         key = f"step-{step}"
         run = AnalysisRun.from_status(region.analysis[key]) if key in region.analysis else AnalysisRun(work.now)
-        run, state = poll(analyzer, self._checks(work, names), run, work.now)
+        checks = self._checks(work, names)
+        if not checks:
+            region.analysis[key] = {"outcome": "pass", "reason": "first release: nothing to compare with"}
+            return Verdict.SUCCESS
+        run, state = poll(analyzer, checks, run, work.now)
         region.analysis[key] = {**run.to_status(), "outcome": state.outcome.value, "reason": state.reason}
         return _OUTCOME_TO_VERDICT.get(state.outcome)
 
@@ -233,7 +248,14 @@ class ReleaseReconciler:
         saved = region.analysis.get("smoke")
         run = AnalysisRun.from_status(saved) if saved and saved.get("startedAt") == started.isoformat() \
             else AnalysisRun(started, ends)
-        run, state = poll(analyzer, self._checks(work), run, work.now)
+        checks = self._checks(work)
+        if not checks:
+            done = work.now >= ends
+            region.analysis["smoke"] = {"startedAt": started.isoformat(), "endsAt": ends.isoformat(),
+                                        "outcome": "pass" if done else "running",
+                                        "reason": "first release: nothing to compare with; bake time only"}
+            return RegionView(smoke=Outcome.PASS if done else Outcome.RUNNING, smoke_reason="bake time only")
+        run, state = poll(analyzer, checks, run, work.now)
         region.analysis["smoke"] = {**run.to_status(), "outcome": state.outcome.value, "reason": state.reason}
         if state.outcome.done:
             metrics.VERDICTS.labels(work.stored.spec.app, name, state.outcome.value).inc()
@@ -258,31 +280,39 @@ class ReleaseReconciler:
 
     # --- act -----------------------------------------------------------------------------------
 
-    def _act(self, work: Pass, repo: Any, actions: Sequence[Action]) -> None:
-        if not self.may_write():
-            return
-        spec = work.stored.spec
+    def _prepare(self, work: Pass, actions: Sequence[Action]) -> None:
+        """The part of the actions that belongs in the status written next."""
         for action in actions:
             if isinstance(action, StartStrategy):
-                work.status.regions[action.region].strategy = {}
-                view = self._drive(work, repo, action.region, work.status.regions[action.region], False)
-                work.status.regions[action.region].message = view.strategy_reason
+                work.status.regions[action.region].strategy = {}  # driven from the next pass on
             elif isinstance(action, BeginRollback):
                 region = work.status.regions[action.region]
                 current = StrategyStatus.from_dict(region.strategy) if region.strategy else StrategyStatus()
                 if current.phase not in (StrategyPhase.ROLLING_BACK, StrategyPhase.ROLLED_BACK):
                     region.strategy = current.to(StrategyPhase.ROLLING_BACK, work.now,
                                                  reason=action.reason[:200]).to_dict()
-                metrics.ROLLBACKS.labels(spec.app, action.region).inc()
-            elif isinstance(action, SetRegionWeight):
-                if action.weight == 0:
-                    region = work.status.regions[action.region]
-                    rate = self._region_rate(work, action.region)
-                    if rate:
-                        region.analysis["drainBaselineRate"] = rate
+            elif isinstance(action, SetRegionWeight) and action.weight == 0:
+                rate = self._region_rate(work, action.region)  # before the drain: what "moved" is measured against
+                if rate:
+                    work.status.regions[action.region].analysis["drainBaselineRate"] = rate
+
+    def _perform(self, work: Pass, actions: Sequence[Action]) -> None:
+        """Effects outside the Release, after its status recorded them."""
+        spec = work.stored.spec
+        for action in actions:
+            if isinstance(action, SetRegionWeight):
                 self.traffic.set_weights(spec.app, {action.region: action.weight})
+            elif isinstance(action, BeginRollback):
+                metrics.ROLLBACKS.labels(spec.app, action.region).inc()
             elif isinstance(action, Notify):
                 self._notify(work, action)
+
+    def _ensure_weights(self, work: Pass) -> None:
+        """Level-triggered drain: whatever happened between passes, a drained region stays at 0 until
+        its restore is recorded, and a restored one is back at 100."""
+        desired = {d.region: (100 if d.restored_at else 0) for d in work.status.drains}
+        if desired and self.may_write():
+            self.traffic.set_weights(work.stored.spec.app, desired)
 
     def _notify(self, work: Pass, action: Notify) -> None:
         plan = work.app.plan
@@ -290,7 +320,7 @@ class ReleaseReconciler:
                         version=work.stored.spec.version, reason=action.reason, owner=plan.owner.team,
                         contact=plan.owner.contact, playbook=plan.playbook, region=action.region,
                         warning=action.warning)
-        log.info("release event", event=action.event, release=work.stored.name, region=action.region,
+        log.info("release event", kind=action.event, release=work.stored.name, region=action.region,
                  reason=action.reason)
         for sink in self.sinks:
             sink.emit(notice, work.now)
@@ -303,14 +333,17 @@ class ReleaseReconciler:
 
     # --- write ---------------------------------------------------------------------------------
 
-    def _write(self, stored: StoredRelease, status: ReleaseStatus) -> StoredRelease:
-        if status.to_dict() == stored.status.to_dict() or not self.may_write():
-            return stored
+    def _write(self, stored: StoredRelease, status: ReleaseStatus) -> tuple[StoredRelease, bool]:
+        """(the stored release after the write, whether the decided status is now recorded)."""
+        if not self.may_write():
+            return stored, False
+        if status.to_dict() == stored.status.to_dict():
+            return stored, True
         try:
-            return self.store.write_status(stored, status)
+            return self.store.write_status(stored, status), True
         except StatusConflict:
             log.info("release changed while deciding; will re-read", release=stored.name)
-            return stored
+            return stored, False
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class Timeline:
                 row = (f"{at - self.started:6.0f}s", f"{rel['spec']['app']} {rel['spec']['version']}", wave, region,
                        f"{entry['action']}: {entry['reason']}")
                 self.rows.append(row)
-                console.print("  ".join(row))
+                console.print("  ".join(row), soft_wrap=True)
 
     def wait_for(self, app: str, version: str, phases: set[str], timeout_s: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
