@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -85,7 +85,7 @@ def run_until_settled(cluster: Cluster, rollout: RegionRollout, status: Strategy
                       on_pass: Callable[[Reconciled], None] | None = None) -> StrategyStatus:
     """Reconcile until the status is terminal or paused (or `stop(status)`); TimeoutError otherwise."""
     status = status or StrategyStatus()
-    started = time.monotonic()
+    deadline = clock() + timedelta(seconds=timeout)  # on the given clock, so fake clocks time out too
     while True:
         result = reconcile(cluster, rollout, status, clock(), analysis=analysis,
                            commands=commands(status) if commands else None)
@@ -94,7 +94,7 @@ def run_until_settled(cluster: Cluster, rollout: RegionRollout, status: Strategy
             on_pass(result)
         if status.settled or (stop is not None and stop(status)):
             return status
-        if time.monotonic() - started > timeout:
+        if clock() > deadline:
             raise TimeoutError(f"{rollout.app} in {rollout.region} not settled after {timeout}s: "
                                f"{status.phase.value} step {status.step} ({status.step_name}) "
                                f"{status.message}")
