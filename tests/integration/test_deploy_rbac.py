@@ -510,7 +510,7 @@ def manifest_args(built: list[dict[str, Any]], overrides: dict[str, str | None])
 
 def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens(
         installed: Lab, built: list[dict[str, Any]], git_server_factory: Callable[..., GitServer],
-        tmp_path: Path) -> None:
+        people: dict[str, str], tmp_path: Path) -> None:
     lab = installed
     home = lab.home_context
     git = git_server_factory()
@@ -571,6 +571,33 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
             return None if ours else "no Event from rollout-controller yet"
 
         wait_until(event_recorded, 60, "an Event written by the controller")
+
+        # A responder's requests go through admission and are carried out with the controller's
+        # rights only: pause (releases/status, releaseactions/status), drain (DNSEndpoints).
+        user = people["responder"]
+        responder = client.CustomObjectsApi(impersonating(lab, home, user))
+        pause = responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions",
+                                                          release_action(user, "pause", "checkout"))
+        drain = release_action(user, "drain", "checkout")
+        drain["spec"]["region"] = "eu-canary"
+        drain = responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", drain)
+
+        def handled(name: str) -> Callable[[], str | None]:
+            def problem() -> str | None:
+                state = (custom.get_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", name)
+                         .get("status") or {}).get("state")
+                return None if state == "Done" else f"{name}: state {state}"
+            return problem
+
+        wait_until(handled(pause["metadata"]["name"]), 60, "pause carried out")
+        wait_until(handled(drain["metadata"]["name"]), 60, "drain carried out")
+        checkout = [r for r in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases")["items"]
+                    if r["spec"]["app"] == "checkout" and r["spec"]["commit"] == head]
+        audit = [a for r in checkout for a in (r.get("status") or {}).get("audit") or []]
+        assert any(a["action"] == "pause" and a.get("by") == user for a in audit), audit
+        record = custom.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NS, "dnsendpoints", "checkout")
+        weights = {e["setIdentifier"]: e["providerSpecific"][0]["value"] for e in record["spec"]["endpoints"]}
+        assert weights["eu-canary"] == "0", weights
         assert proc.metrics().count("rollout_leader 1.0") == 1
         log = proc.log_path.read_text()
         denied = [line for line in log.splitlines() if re.search(r'"status": ?403\b|[Ff]orbidden', line)]
