@@ -5,6 +5,7 @@ Run with -s to see the detection times."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from rollout.analysis import (
     AnalysisResult,
     AnalysisRun,
     Analyzer,
+    MetricsProvider,
     Outcome,
     PrometheusProvider,
     RunState,
@@ -173,15 +175,23 @@ def test_judge_fails_a_latency_regression(alab: AnalysisLab) -> None:
 
 
 def test_provider_against_real_prometheus(alab: AnalysisLab, tmp_path: Path) -> None:
-    provider = PrometheusProvider(alab.prometheus.url)
+    provider: MetricsProvider = PrometheusProvider(alab.prometheus.url)
     t = now()
     assert provider.query('up{job="nothing-here"}', t) == ()
     (nan,) = provider.query("vector(0) / vector(0)", t)
     assert nan != nan
     assert provider.query("scalar(vector(2))", t) == (2.0,)
     assert provider.query('sum by (job) (up{job="simulator"})', t) == (1.0,)
-    (series,) = provider.query_range('sum(up{job="simulator"})', t - timedelta(seconds=10), t,
-                                     timedelta(seconds=2))
+
+    def history() -> tuple[float, ...]:  # Prometheus may have started a moment ago: wait for 10 s
+        end = now()
+        (series,) = provider.query_range('sum(up{job="simulator"})', end - timedelta(seconds=10), end,
+                                         timedelta(seconds=2))
+        return series
+
+    deadline = time.monotonic() + 30
+    while len(series := history()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert len(series) == 6 and set(series) == {1.0}
     with pytest.raises(QueryRejected):
         provider.query("sum(", t)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from config.defaults import DEFAULT_CHECKS
 from rollout.analysis.fake import FakeMetricsProvider
 from rollout.analysis.model import Outcome, Verdict
-from rollout.analysis.provider import MetricsUnavailable
+from rollout.analysis.provider import MetricsProvider, MetricsUnavailable
 from rollout.analysis.runner import AnalysisRun, Analyzer, Target, poll, run_analysis
 from tests.unit.analysis.helpers import T0, at, check
 
@@ -153,3 +153,31 @@ def test_run_round_trips_through_json() -> None:
     assert status["measurements"][0]["value"] == "+Inf"
     assert status["measurements"][1]["value"] == "NaN"
     json.dumps(result.state.to_json(), allow_nan=False)
+
+
+def test_judge_check_uses_range_queries_and_fails_a_step() -> None:
+    judged = check(successCondition=None, baselineQuery='m{track="{{ track }}"}', query='m{track="{{ track }}"}',
+                   judge={"minSamples": 10}, interval="2s")
+    noise = [0.020, 0.022, 0.019, 0.021, 0.023, 0.018, 0.020, 0.024, 0.019, 0.021]
+
+    def answer(promql: str, when: datetime) -> tuple[float, ...]:
+        i = int(when.timestamp()) // 2 % len(noise)
+        return (noise[i] * (1.5 if "canary" in promql and when >= at(60) else 1.0),)
+
+    provider: MetricsProvider = FakeMetricsProvider(answer)
+    clock = Clock(T0)
+    result = run_analysis(Analyzer(provider, TARGET), [judged], duration=timedelta(minutes=5),
+                          clock=clock, sleep=clock.sleep)
+    assert result.outcome is Outcome.FAIL
+    first = result.run.measurements[0]
+    assert first.at == at(20)  # minSamples x interval of data before the first judgement
+    assert first.verdict is Verdict.SUCCESS and first.samples == 21  # 40 s lookback, both ends
+    failed = result.run.measurements[-1]
+    assert at(60) < failed.at <= at(80) and failed.p_value is not None and failed.p_value < 0.05
+
+
+def test_judge_with_no_canary_samples_is_inconclusive() -> None:
+    judged = check(successCondition=None, baselineQuery="b", query="q", judge={"minSamples": 10}, interval="2s")
+    provider = FakeMetricsProvider(lambda q, t: () if q == "q" else (1.0,))
+    m = Analyzer(provider, TARGET).measure(judged, T0)
+    assert m.verdict is Verdict.INCONCLUSIVE and "no data" in m.reason
