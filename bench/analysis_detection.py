@@ -18,6 +18,7 @@ minRequests 50:
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if handle is not None:
             prom.stop(handle)
         simulator_process.stop(sim)
+        shutil.rmtree(state, ignore_errors=True)
 
     print("\nfault profile             detections   onset -> failing verdict (s): median / max")
     for name, times in results.items():
