@@ -18,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from regions.traffic import DNSEndpointTraffic
+from rollout import metrics
 from rollout.analysis import PrometheusProvider
 from rollout.cache import WatchCache
 from rollout.gitsync import Credentials, GitMirror, Secret
@@ -64,8 +65,9 @@ class Settings:
 class Controller:
     def __init__(self, settings: Settings):
         self.s = settings
-        self.home = config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context) \
-            if settings.kubeconfig or settings.home_context else _in_cluster_client()
+        self.home = metrics.instrument(
+            config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
+            if settings.kubeconfig or settings.home_context else _in_cluster_client(), "home")
         self.elector = LeaderElector(self.home, settings.namespace, "rollout-controller", settings.identity,
                                      settings.lease_seconds, settings.renew_seconds, settings.retry_seconds)
         token = os.environ.get(settings.git_token_env)
@@ -151,6 +153,7 @@ class Controller:
         for obj in self.releases.items():
             release = StoredRelease.from_object(obj)
             by_app[release.spec.app].append(release)
+        _export_gauges(by_app)
         pending = [a for a in self.actions.items() if not (a.get("status") or {}).get("state")]
         requests = self._route_actions(pending, by_app, now)
         for _app, releases in sorted(by_app.items()):
@@ -206,6 +209,17 @@ class Controller:
             self.actions.put(updated)
         except ApiException as exc:
             log.warning("action status not written", action=action["metadata"]["name"], status=exc.status)
+
+
+def _export_gauges(by_app: dict[str, list[StoredRelease]]) -> None:
+    metrics.RELEASES.clear()
+    metrics.REGIONS.clear()
+    for app, releases in by_app.items():
+        for release in releases:
+            metrics.RELEASES.labels(app, release.status.phase).inc()
+            if ReleasePhase(release.status.phase) in ACTIVE:
+                for region in release.status.regions.values():
+                    metrics.REGIONS.labels(app, region.phase).inc()
 
 
 def _active_release(releases: list[StoredRelease]) -> str | None:

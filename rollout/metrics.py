@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
@@ -19,3 +21,21 @@ API_CALLS = Counter("rollout_api_calls_total", "Kubernetes API calls by cluster,
                     ["cluster", "verb", "code"], registry=REGISTRY)
 GIT_SYNCS = Counter("rollout_git_syncs_total", "Git syncs by outcome", ["outcome"], registry=REGISTRY)
 LEADER = Gauge("rollout_leader", "1 while this replica holds the lease", registry=REGISTRY)
+
+
+def instrument(api_client: Any, cluster: str) -> Any:
+    """Count every HTTP request an ApiClient makes, by cluster, verb and status code."""
+    rest = api_client.rest_client
+    original = rest.request
+
+    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = original(method, url, *args, **kwargs)
+        except Exception as exc:
+            API_CALLS.labels(cluster, method, str(getattr(exc, "status", "error"))).inc()
+            raise
+        API_CALLS.labels(cluster, method, str(getattr(response, "status", 200))).inc()
+        return response
+
+    rest.request = counted
+    return api_client

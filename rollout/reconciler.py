@@ -78,7 +78,9 @@ class ClusterPool:
 
     def get(self, context: str) -> KubernetesCluster:
         if context not in self._clusters:
-            self._clusters[context] = KubernetesCluster(self._kubeconfig, context)
+            cluster = KubernetesCluster(self._kubeconfig, context)
+            metrics.instrument(cluster.api_client, context)
+            self._clusters[context] = cluster
         return self._clusters[context]
 
 
@@ -193,8 +195,11 @@ class ReleaseReconciler:
         if self.may_write():
             cluster.execute(rollout, decision.actions, logger=log.bind(
                 app=rollout.app, release=rollout.release_number, region=name, step=decision.status.step_name))
-            region.strategy = decision.status.to_dict()
-            region.weight = decision.status.weight
+            new = decision.status
+            if (new.step_name, new.phase) != (status.step_name, status.phase) and new.step_name:
+                work.status.record(work.now, "step", f"{new.phase.value} {new.step_name} (weight {new.weight}%)", name)
+            region.strategy = new.to_dict()
+            region.weight = new.weight
         return RegionView(reachable=True, strategy_phase=decision.status.phase,
                           strategy_reason=decision.status.reason or decision.status.message)
 
