@@ -261,6 +261,10 @@ class Check(DurationModel):
             raise ValueError("the check cannot judge anything; give a successCondition, a failureCondition or a judge")
         if self.judge is not None and self.baseline_query is None:
             raise ValueError("a judge compares with the stable track; add baselineQuery")
+        for condition in (self.success_condition, self.failure_condition):
+            if condition and self.baseline_query is None and "baseline" in parse_condition(condition).variables:
+                raise ValueError("the condition uses baseline but nothing measures it; add baselineQuery "
+                                 "or compare with a fixed number")
         return self
 
 

@@ -26,6 +26,9 @@ from rollout.release import (
 )
 from strategies.model import Phase as StrategyPhase
 
+# A strategy may abort on its own (a canary's failed analysis step puts its weight to 0 at once and
+# restores the stable track); for the release that is a failure of the region all the same.
+STRATEGY_GAVE_UP = frozenset({StrategyPhase.FAILED, StrategyPhase.ROLLING_BACK, StrategyPhase.ROLLED_BACK})
 TOUCHED = frozenset({RegionPhase.PROGRESSING, RegionPhase.SMOKE, RegionPhase.SUCCEEDED, RegionPhase.FAILED,
                      RegionPhase.DRAINING, RegionPhase.ROLLING_BACK, RegionPhase.ROLLED_BACK})
 
@@ -279,7 +282,7 @@ def _first_failure(view: ReleaseView, status: ReleaseStatus) -> tuple[str, str] 
         if region is None:
             continue
         phase = RegionPhase(region.phase)
-        if phase == RegionPhase.PROGRESSING and seen.strategy_phase == StrategyPhase.FAILED:
+        if phase == RegionPhase.PROGRESSING and seen.strategy_phase in STRATEGY_GAVE_UP:
             return name, f"strategy failed: {seen.strategy_reason or 'no reason given'}"
         if phase == RegionPhase.SMOKE and seen.smoke == Outcome.FAIL:
             return name, f"smoke check failed: {seen.smoke_reason or 'no reason given'}"

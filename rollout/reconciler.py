@@ -234,11 +234,11 @@ class ReleaseReconciler:
         if analyzer is None:
             return Verdict.INCONCLUSIVE  # no metrics never promotes
         key = f"step-{step}"
-        run = AnalysisRun.from_status(region.analysis[key]) if key in region.analysis else AnalysisRun(work.now)
         checks = self._checks(work, names)
         if not checks:
             region.analysis[key] = {"outcome": "pass", "reason": "first release: nothing to compare with"}
             return Verdict.SUCCESS
+        run = AnalysisRun.from_status(region.analysis[key]) if key in region.analysis else AnalysisRun(work.now)
         run, state = poll(analyzer, checks, run, work.now)
         region.analysis[key] = {**run.to_status(), "outcome": state.outcome.value, "reason": state.reason}
         return _OUTCOME_TO_VERDICT.get(state.outcome)

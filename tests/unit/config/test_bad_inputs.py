@@ -144,3 +144,12 @@ def test_every_mistake_of_a_repository_is_reported_in_one_run(example_copy: Path
     for case in breakages:
         assert any(i.file == case.file and i.field.startswith(case.field) and case.problem in i.problem
                    for i in raised.value.issues), raised.value.summary()
+
+
+def test_a_condition_on_baseline_needs_a_baseline_query(example_copy: Path) -> None:
+    edit_yaml("apps/checkout/rollout.yaml",
+              lambda d: d["analysis"]["checks"][1].update(successCondition="result <= 1.2 * baseline"))(example_copy)
+    with pytest.raises(InvalidRepository) as raised:
+        load_repository(example_copy)
+    assert any(i.field == "analysis.checks[1]" and "uses baseline" in i.problem for i in raised.value.issues), \
+        raised.value.summary()

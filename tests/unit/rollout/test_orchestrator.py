@@ -251,3 +251,14 @@ def test_illegal_transitions_raise() -> None:
     status = ReleaseStatus()
     with pytest.raises(IllegalTransition):
         status.move(ReleasePhase.ROLLED_BACK)
+
+
+def test_a_strategy_that_aborted_itself_still_fails_the_region_drains_and_restores() -> None:
+    r = Replay()
+    r.step()
+    actions = r.step(5, eu_canary=RegionView(strategy_phase=S.ROLLED_BACK, strategy_reason="analysis failed"))
+    assert r.phase() == "RollingBack" and r.phase("eu-canary") == "Draining"
+    assert SetRegionWeight("eu-canary", 0) in actions
+    r.step(1, eu_canary=RegionView(drain_moved=1.0))
+    actions = r.step(1, eu_canary=RegionView(strategy_phase=S.ROLLED_BACK))
+    assert SetRegionWeight("eu-canary", 100) in actions and r.phase() == "RolledBack"
