@@ -598,7 +598,12 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
         record = custom.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NS, "dnsendpoints", "checkout")
         weights = {e["setIdentifier"]: e["providerSpecific"][0]["value"] for e in record["spec"]["endpoints"]}
         assert weights["eu-canary"] == "0", weights
-        assert proc.metrics().count("rollout_leader 1.0") == 1
+        exported = proc.metrics()
+        assert exported.count("rollout_leader 1.0") == 1
+        calls = re.findall(r'rollout_api_calls_total\{([^}]*)\} ([0-9.e+]+)', exported)
+        assert calls, "no API calls counted"
+        refused = [labels for labels, _ in calls if re.search(r'code="40[13]"', labels)]
+        assert not refused, f"API calls refused: {refused}"
         log = proc.log_path.read_text()
         denied = [line for line in log.splitlines() if re.search(r'"status": ?403\b|[Ff]orbidden', line)]
         assert not denied, "the controller hit permission errors:\n" + "\n".join(denied[:20])
