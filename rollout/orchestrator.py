@@ -155,6 +155,8 @@ def _promote(view: ReleaseView, out: Outcome_, request: Request, now: datetime) 
     status = out.status
     if ReleasePhase(status.phase) == ReleasePhase.PAUSED:
         status.move(ReleasePhase.PROGRESSING)
+    if request.full:
+        status.promote_full = True  # every remaining smoke window is skipped, and says so
     wave = _wave_regions(view.spec, status.current_wave)
     for name in wave if request.region is None else [request.region]:
         region = status.regions.get(name)
@@ -257,7 +259,7 @@ def _judge_smoke(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> 
     started = parse_iso(region.smoke_started_at)
     assert started is not None
     elapsed = (now - started).total_seconds()
-    skipped = name in out.skip_smoke
+    skipped = name in out.skip_smoke or out.status.promote_full
     if not skipped and elapsed < (region.smoke_seconds or 0):
         return
     if not skipped and seen.smoke in (Outcome.INCONCLUSIVE, None) and (region.smoke_seconds or 0) > 0:

@@ -148,6 +148,7 @@ class ReleaseStatus:
     drains: list[DrainRecord] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
     quarantined: bool = False
+    promote_full: bool = False  # a responder skipped every remaining smoke window
     message: str = ""
     failed_region: str | None = None
     detect_seconds: float | None = None  # first exposure of the failed region -> failing verdict
@@ -171,6 +172,7 @@ class ReleaseStatus:
             "drains": [_camel(d.to_dict()) for d in self.drains],
             "audit": [_camel(a.to_dict()) for a in self.audit],
             "quarantined": self.quarantined, "message": self.message,
+            **({"promoteFull": True} if self.promote_full else {}),
             **({"failedRegion": self.failed_region} if self.failed_region else {}),
             **({"detectSeconds": self.detect_seconds} if self.detect_seconds is not None else {}),
             **({"previousCommit": self.previous_commit} if self.previous_commit else {}),
@@ -189,6 +191,7 @@ class ReleaseStatus:
             drains=[DrainRecord.from_dict(_snake(d)) for d in data.get("drains") or []],
             audit=[AuditEntry.from_dict(_snake(a)) for a in data.get("audit") or []],
             quarantined=bool(data.get("quarantined", False)),
+            promote_full=bool(data.get("promoteFull", False)),
             message=data.get("message", ""),
             failed_region=data.get("failedRegion"),
             detect_seconds=data.get("detectSeconds"),

@@ -262,3 +262,15 @@ def test_a_strategy_that_aborted_itself_still_fails_the_region_drains_and_restor
     r.step(1, eu_canary=RegionView(drain_moved=1.0))
     actions = r.step(1, eu_canary=RegionView(strategy_phase=S.ROLLED_BACK))
     assert SetRegionWeight("eu-canary", 100) in actions and r.phase() == "RolledBack"
+
+
+def test_promote_full_skips_every_remaining_smoke_window() -> None:
+    r = Replay()
+    r.step()
+    r.step(1, eu_canary=DONE)
+    r.step(1, requests=[Request("promote", "emergency fix", "erin", full=True)],
+           eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.RUNNING))
+    r.step(1, eu_west=DONE, ap_south=DONE)
+    r.step(1, eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.RUNNING),
+           ap_south=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.RUNNING))
+    assert r.status.current_wave == 2
