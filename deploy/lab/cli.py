@@ -54,17 +54,21 @@ def up(regions: str | None, state_dir: Path, nodes: int, clusters_only: bool) ->
     from deploy.lab.cluster import Lab, select_regions
 
     names = [r.strip() for r in regions.split(",") if r.strip()] if regions else None
+    _stop_services(state_dir)  # a previous run's leftovers; the clusters' own are stopped by Lab.up
     lab_ = Lab(state_dir, select_regions(names), nodes_per_region=nodes).up()
+    assert lab_.state is not None
+    click.echo(f"lab clusters up in {lab_.state.ready_after_s:.1f}s: contexts {', '.join(lab_.contexts)}")
     services = None if clusters_only else _services()
     if services is not None:
         try:
-            services.start(lab_, lab_.state_dir)
+            handle = services.start(lab_, lab_.state_dir)
         except BaseException:
             _stop_services(lab_.state_dir)
             lab_.down(keep_logs=True)
             raise
-    assert lab_.state is not None
-    click.echo(f"lab up in {lab_.state.ready_after_s:.1f}s: contexts {', '.join(lab_.contexts)}")
+        for attr in ("prometheus_url", "simulator_url", "git_url"):
+            if getattr(handle, attr, None):
+                click.echo(f"{attr.replace('_', ' ')}: {getattr(handle, attr)}")
     click.echo(f"export KUBECONFIG={lab_.kubeconfig}")
 
 
