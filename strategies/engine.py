@@ -167,12 +167,6 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
         events.append(Event(workload, reason, message, "Warning" if warning else "Normal"))
 
     if snap.commands.abort and status.phase not in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
-        if rollback is None:
-            if status.phase is not Phase.FAILED:
-                status = status.to(Phase.FAILED, now, reason="Aborted",
-                                   message=f"{snap.commands.abort}; no previous release to roll back to")
-                event("Aborted", status.message, warning=True)
-            return Decision(tuple(events), status)
         status = status.to(Phase.ROLLING_BACK, now, reason="Aborted", message=snap.commands.abort)
         event("RollbackStarted", f"rollback requested: {snap.commands.abort}", warning=True)
     if status.phase is Phase.PENDING:
@@ -189,6 +183,12 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
     if status.phase not in (Phase.PROGRESSING, Phase.ROLLING_BACK):
         return Decision(tuple(events), status)
 
+    if status.phase is Phase.ROLLING_BACK and rollback is None:
+        # a first release in this region: there is no earlier release to restore
+        status = status.to(Phase.ROLLED_BACK, now, message=f"{status.message}; no previous release in this "
+                           "region, nothing to restore: the release's objects are left for a responder")
+        event("RolledBack", status.message, warning=True)
+        return Decision((*events,), status)
     steps = forward if status.phase is Phase.PROGRESSING else (rollback or ())
     actions: list[Action] = []
     for _ in range(len(steps) + 1):

@@ -74,6 +74,14 @@ def test_first_release_without_previous_fails_instead_of_rolling_back() -> None:
     assert "no progress" in decision.status.message
 
 
+@pytest.mark.parametrize("status", [WAITING, replace(WAITING, phase=Phase.SUCCEEDED)])
+def test_rolling_back_a_first_release_restores_nothing(status: StrategyStatus) -> None:
+    first = rollout("catalog", first=True)
+    decision = decide(first, status, world(*desired(first, first.release), commands=Commands(abort="smoke")), T0)
+    assert decision.status.phase is Phase.ROLLED_BACK and decision.writes == ()
+    assert "no previous release" in decision.status.message and decision.status.reason == "Aborted"
+
+
 def test_applied_deployment_carries_plan_bounds_and_labels() -> None:
     dep = NEW[-1]
     assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%",
