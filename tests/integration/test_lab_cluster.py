@@ -5,6 +5,7 @@ Every wait polls a condition against a deadline; nothing sleeps a fixed time.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -396,3 +397,74 @@ def test_crashed_run_is_cleaned_from_pidfiles(tmp_path: Path) -> None:
     assert all(procs.alive(r) for r in recs)
     assert reap_orphaned_runs(root) == [run]
     assert_nothing_left(recs, run)
+
+
+# --- KWOK stages ----------------------------------------------------------------------------------
+
+
+def test_kwok_plays_only_the_configured_stages(
+        lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str, tmp_path: Path) -> None:
+    """kwok has no built-in stages: with node stages only, pods on its nodes are never touched.
+
+    A second kwok manages one extra node (annotated so the lab's kwok ignores it) with the node
+    stages of our set and nothing else; a pod bound there must stay untouched, while a control pod
+    on a lab node runs through our full set. (Upstream's default pod-create would act within 6 s.)
+    """
+    import yaml
+
+    from deploy.lab.build import binary
+    from deploy.lab.cluster import STAGES, node_manifest
+
+    ctx = next(iter(lab.region_contexts.values()))
+    core = client.CoreV1Api(lab_api_clients[ctx])
+    node = node_manifest(lab.cluster(ctx), 0)
+    node["metadata"]["name"] = f"probe-{lab_namespace}"
+    node["metadata"]["annotations"] = {"lab.rollout.dev/probe": lab_namespace}
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = node["metadata"]["name"]
+    node_only = [s for s in yaml.safe_load_all(STAGES.read_text()) if s["spec"]["resourceRef"]["kind"] == "Node"]
+    config = tmp_path / "node-stages.yaml"
+    config.write_text(yaml.safe_dump_all(node_only))
+    port = procs.free_port()
+    core.create_node(node)
+    rec = procs.start("kwok-probe", [
+        str(binary("kwok")), f"--kubeconfig={lab.state_dir / 'clusters' / ctx / 'kwok.kubeconfig'}",
+        f"--config={config}", "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector=lab.rollout.dev/probe={lab_namespace}",
+        "--node-lease-duration-seconds=40", f"--server-address=127.0.0.1:{port}",
+    ], state_dir=tmp_path, port=port, health_url=f"http://127.0.0.1:{port}/healthz",
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    try:
+        procs.wait_healthy(rec, 60)
+
+        def node_ready() -> str | None:
+            n = core.read_node(node["metadata"]["name"])
+            ok = any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            return None if ok else "probe node not Ready"
+
+        wait_until(node_ready, 60, "probe node Ready (node stages played)")
+
+        def pod(name: str, node_name: str | None) -> client.V1Pod:
+            return client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(
+                node_name=node_name, containers=[client.V1Container(name="app", image="registry.local/x:1")]))
+
+        t0 = time.monotonic()
+        core.create_namespaced_pod(lab_namespace, pod("untouched", node["metadata"]["name"]))
+        core.create_namespaced_pod(lab_namespace, pod("control", None))
+
+        def control_ready() -> str | None:
+            p = core.read_namespaced_pod("control", lab_namespace)
+            ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            return None if ready else f"control pod {p.status.phase}"
+
+        wait_until(control_ready, 60, "control pod Ready")
+        # Absence can only be shown over a window: poll until upstream's slowest default would have acted.
+        while time.monotonic() - t0 < 8.0:
+            p = core.read_namespaced_pod("untouched", lab_namespace)
+            assert p.status.pod_ip is None and p.status.phase == "Pending", p.status
+            assert not p.status.container_statuses, p.status.container_statuses
+            time.sleep(0.5)
+        assert "No pod stages found" in Path(rec.log_file).read_text()
+    finally:
+        procs.stop([rec], tmp_path)
+        with contextlib.suppress(ApiException):
+            core.delete_node(node["metadata"]["name"])
