@@ -56,7 +56,8 @@ class Backoff:
 def classify(status: int | None, reason: str, message: str, *, causes: tuple[dict, ...] = ()) -> ClusterError:
     """An API answer -> typed error. `reason` is the Status reason (Conflict, Forbidden, ...)."""
     text = f"{reason or 'Error'} ({status}): {message}" if status else message
-    if status == 409 and any(str(c.get("type", "")).startswith("FieldManagerConflict") for c in causes):
+    if status == 409 and any(str(c.get("reason") or c.get("type") or "").startswith("FieldManagerConflict")
+                             for c in causes):
         managers = tuple(sorted({str(c.get("message", "")).split('"')[1] for c in causes
                                  if '"' in str(c.get("message", ""))}))
         return ApplyConflict(f"fields owned by another manager: {message}", managers=managers)

@@ -7,7 +7,7 @@ from strategies.errors import ApplyConflict, Backoff, PermanentError, TemporaryE
 
 CASES = [
     (409, "Conflict", "the object has been modified", (), TemporaryError, ""),
-    (409, "Conflict", "Apply failed with 1 conflict", ({"type": "FieldManagerConflict",
+    (409, "Conflict", "Apply failed with 1 conflict", ({"reason": "FieldManagerConflict", "field": ".spec.replicas",
                                                         "message": 'conflict with "kubectl-edit"'},),
      ApplyConflict, "ApplyConflict"),
     (429, "TooManyRequests", "slow down", (), TemporaryError, ""),
