@@ -13,6 +13,8 @@ import click
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
               help="kubeconfig with one context per region (default: in-cluster for home)")
 @click.option("--home-context", default=None, help="context of the cluster that stores Releases")
+@click.option("--regions-kubeconfig", type=click.Path(dir_okay=False), default=None,
+              help="kubeconfig with one context per region (default: --kubeconfig, then $KUBECONFIG)")
 @click.option("--namespace", default="rollout-system", show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/rollout-cache"),
               show_default=True)

@@ -41,6 +41,7 @@ class Settings:
     repo_url: str
     ref: str = "HEAD"
     kubeconfig: str | None = None
+    regions_kubeconfig: str | None = None  # default: kubeconfig, then $KUBECONFIG
     home_context: str | None = None
     namespace: str = "rollout-system"
     source_name: str = "default"
@@ -126,7 +127,7 @@ class Controller:
         traffic = DNSEndpointTraffic(self.home, regions, self.s.namespace)
         sinks = [KubernetesEvents(self.home, self.s.namespace)]
         window = timedelta(seconds=self.s.analysis_window_seconds) if self.s.analysis_window_seconds else None
-        return ReleaseReconciler(self.workspace, self.store, ClusterPool(self.s.kubeconfig), traffic, prom, sinks,
+        return ReleaseReconciler(self.workspace, self.store, ClusterPool(self.s.regions_kubeconfig or self.s.kubeconfig), traffic, prom, sinks,
                                  self.elector.is_leader, self.s.drain_query, window)
 
     def _regions_from_git(self) -> list[str]:
@@ -186,7 +187,8 @@ class Controller:
                 self._finish_action(action, "Rejected", f"no release to {kind} for app {spec.get('app')!r}", now)
                 continue
             routed[target].append((Request(kind, spec.get("reason", ""), spec.get("requestedBy", "unknown"),
-                                           spec.get("region"), bool(spec.get("full"))), action))
+                                           spec.get("region"), bool(spec.get("full")), spec.get("toRelease")),
+                                   action))
         return routed
 
     def _global_action(self, action: dict[str, Any], now: datetime) -> None:

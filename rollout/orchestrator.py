@@ -63,6 +63,7 @@ class Request:
     by: str
     region: str | None = None
     full: bool = False
+    to_release: str | None = None  # rollback: return to this release instead of the one before
 
 
 @dataclass(frozen=True)

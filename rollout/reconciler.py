@@ -125,6 +125,7 @@ class ReleaseReconciler:
             app = repo.apps[stored.spec.app]
             private = ReleaseStatus.from_dict(stored.status.to_dict())  # a copy this pass may mutate
             work = Pass(stored, app, private, now, self._previous(stored, siblings), tuple(requests))
+            self._retarget(work, siblings)
             views = self._gather(work, repo)
             view = ReleaseView(stored.spec, work.status, _policy(app), views, work.requests,
                                self._blocker(stored, siblings), work.previous)
@@ -351,6 +352,15 @@ class ReleaseReconciler:
             return stored, False
 
     # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _retarget(work: Pass, siblings: Sequence[StoredRelease]) -> None:
+        """`rollback --to R`: R's commit and version become what the rollback returns to."""
+        for request in work.requests:
+            if request.action == "rollback" and request.to_release:
+                target = next((r for r in siblings if r.name == request.to_release), None)
+                if target is not None:
+                    work.status.previous_commit, work.status.previous_version = target.spec.commit, target.spec.version
 
     @staticmethod
     def _previous(stored: StoredRelease, siblings: Sequence[StoredRelease]) -> tuple[str, str] | None:

@@ -25,7 +25,7 @@ def free_port() -> int:
 def install_crds(kubeconfig: Path, context: str) -> None:
     """Server-side apply of the controller's CRDs into the home cluster, then wait until served."""
     base = ["kubectl", "--kubeconfig", str(kubeconfig), "--context", context]
-    subprocess.run([*base, "apply", "--server-side", "--field-manager=regional-rollout", "-f", str(CRDS)],
+    subprocess.run([*base, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS)],
                    check=True, capture_output=True, text=True)
     subprocess.run([*base, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS)],
                    check=True, capture_output=True, text=True)

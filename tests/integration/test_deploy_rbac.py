@@ -271,7 +271,8 @@ def test_deployment_is_hardened_and_its_args_are_the_clis(built: list[dict[str, 
     assert str(ctx.params["cache_dir"]).startswith("/tmp/")
     assert ctx.params["kubeconfig"] is None, "with --kubeconfig the home cluster would not be in-cluster"
     env = {e["name"]: e for e in container["env"]}
-    assert "/etc/rollout/regions" in mounts and env["KUBECONFIG"]["value"].startswith("/etc/rollout/regions/")
+    assert "/etc/rollout/regions" in mounts
+    assert ctx.params["regions_kubeconfig"].startswith("/etc/rollout/regions/") and "KUBECONFIG" not in env
     assert "secret" in volumes[mounts["/etc/rollout/regions"]]
     pdb = only(built, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
