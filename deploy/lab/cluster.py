@@ -213,8 +213,26 @@ class Lab:
         lab.home = any(c.context == HOME for c in clusters)
         return lab
 
-    def up(self) -> Lab:
-        """Start everything and wait until Deployments can roll; cleans leftovers first."""
+    def up(self, attempts: int = 3) -> Lab:
+        """Start everything and wait until Deployments can roll; cleans leftovers first.
+
+        Ports are picked free but only bound by the components later, so another process (another
+        lab on this machine) can take one in between: such a start is retried with fresh ports.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._up_once()
+            except (LabError, procs.ProcessError) as exc:
+                if attempt == attempts or not self._port_clash():
+                    raise
+                log.warning("lab.up.port_clash_retry", attempt=attempt, error=str(exc)[:200])
+        raise AssertionError("unreachable")
+
+    def _port_clash(self) -> bool:
+        logs = (self.state_dir / "logs").glob("*.log")
+        return any("address already in use" in f.read_text(errors="replace") for f in logs)
+
+    def _up_once(self) -> Lab:
         t0 = time.monotonic()
         self.down(quiet=True)
         for sub in ("pki", "pids", "logs", "etcd", "clusters"):
@@ -236,12 +254,7 @@ class Lab:
         self.state.started_at = time.time()
         self.state.ready_after_s = round(time.monotonic() - t0, 1)
         self._save()
-        log.info(
-            "lab.up",
-            contexts=self.contexts,
-            seconds=self.state.ready_after_s,
-            kubeconfig=str(self.kubeconfig),
-        )
+        log.info("lab.up", contexts=self.contexts, seconds=self.state.ready_after_s, kubeconfig=str(self.kubeconfig))
         return self
 
     def down(self, *, keep_logs: bool = False, quiet: bool = False) -> list[str]:

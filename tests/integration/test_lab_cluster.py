@@ -468,3 +468,26 @@ def test_kwok_plays_only_the_configured_stages(
         procs.stop([rec], tmp_path)
         with contextlib.suppress(ApiException):
             core.delete_node(node["metadata"]["name"])
+
+
+def test_a_port_taken_between_planning_and_binding_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        real, handed = procs.free_port, []
+
+        def first_one_taken(reserved: set[int] | None = None) -> int:
+            if not handed:  # the first port planned (an apiserver's) is already someone else's
+                handed.append(taken)
+                return taken
+            return real(reserved)
+
+        monkeypatch.setattr(procs, "free_port", first_one_taken)
+        lab = Lab(tmp_path / "lab", select_regions(["eu-west"]), nodes_per_region=1, home=False)
+        try:
+            lab.up()
+            assert lab.cluster("eu-west").apiserver_port != taken
+            assert lab.get("eu-west", "/readyz").status_code == 200
+        finally:
+            lab.down()
