@@ -201,8 +201,8 @@ class ReleaseReconciler:
                 work.status.record(work.now, "step", f"{new.phase.value} {new.step_name} (weight {new.weight}%)", name)
             region.strategy = new.to_dict()
             region.weight = new.weight
-        return RegionView(reachable=True, strategy_phase=decision.status.phase,
-                          strategy_reason=decision.status.reason or decision.status.message)
+        reason = ": ".join(part for part in (decision.status.reason, decision.status.message) if part)
+        return RegionView(reachable=True, strategy_phase=decision.status.phase, strategy_reason=reason)
 
     def _reachable(self, repo: Any, name: str) -> bool:
         try:

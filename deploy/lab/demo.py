@@ -175,11 +175,12 @@ def summary(bad: dict[str, Any], total_s: float) -> None:
         table.add_row(f"drain {drain['region']}", f"{drain.get('seconds', 0):.1f}s to {drain.get('targetPercent'):g}% "
                       f"(target {drain.get('targetSeconds'):g}s: {met})")
     audit = status.get("audit", [])
-    start = next((a["time"] for a in audit if a["action"] == "rollback-start"), None)
+    failed = next((a["time"] for a in audit if a["action"] == "failed"), None)
     end = next((a["time"] for a in reversed(audit) if a["action"] == "rolled-back"), None)
-    if start and end:
+    if failed and end:
         seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
-                   - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
-        table.add_row("rollback", f"{seconds:.1f}s from first rollback step to every region back on the old release")
+                   - datetime.fromisoformat(failed.replace("Z", "+00:00"))).total_seconds()
+        table.add_row("rollback", f"{seconds:.1f}s from the failing verdict to every region back on "
+                                  f"{status.get('previousVersion')}, traffic restored")
     table.add_row("demo total", f"{total_s:.0f}s")
     console.print(table)
