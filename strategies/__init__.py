@@ -41,8 +41,8 @@ def prepare(repo: Repository, app: str, region: str, identity: ReleaseIdentity,
 
 def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, now: datetime) -> Decision:
     """The next actions and status for one app in one region. Pure: same inputs, same answer."""
-    module = {"rolling": rolling, "blueGreen": bluegreen, "canary": canary}[rollout.kind]
-    return module.decide(rollout, status, snapshot, now)
+    deciders = {"rolling": rolling.decide, "blueGreen": bluegreen.decide, "canary": canary.decide}
+    return deciders[rollout.kind](rollout, status, snapshot, now)
 
 
 def pending_analysis(rollout: RegionRollout, status: StrategyStatus,

@@ -71,7 +71,8 @@ class KubernetesCluster:
         from kubernetes import client, config
 
         self.context = context or ""
-        self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+        self.api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context)
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
@@ -188,7 +189,7 @@ class KubernetesCluster:
         if self._dynamic is None:
             from kubernetes.dynamic import DynamicClient
 
-            self._dynamic = self._call(lambda: DynamicClient(self.api_client))
+            self._dynamic = self._call(lambda: DynamicClient(self.api_client))  # type: ignore[no-untyped-call]
         return self._dynamic.resources.get(api_version=ref.api_version, kind=ref.kind)
 
     def _plain(self, model: Any, api_version: str, kind: str) -> dict[str, Any]:

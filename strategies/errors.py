@@ -53,7 +53,8 @@ class Backoff:
         return base * (1 + random.uniform(-self.jitter, self.jitter))
 
 
-def classify(status: int | None, reason: str, message: str, *, causes: tuple[dict, ...] = ()) -> ClusterError:
+def classify(status: int | None, reason: str, message: str, *,
+             causes: tuple[dict[str, object], ...] = ()) -> ClusterError:
     """An API answer -> typed error. `reason` is the Status reason (Conflict, Forbidden, ...)."""
     text = f"{reason or 'Error'} ({status}): {message}" if status else message
     if status == 409 and any(str(c.get("reason") or c.get("type") or "").startswith("FieldManagerConflict")
