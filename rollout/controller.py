@@ -127,7 +127,8 @@ class Controller:
         traffic = DNSEndpointTraffic(self.home, regions, self.s.namespace)
         sinks = [KubernetesEvents(self.home, self.s.namespace)]
         window = timedelta(seconds=self.s.analysis_window_seconds) if self.s.analysis_window_seconds else None
-        return ReleaseReconciler(self.workspace, self.store, ClusterPool(self.s.regions_kubeconfig or self.s.kubeconfig), traffic, prom, sinks,
+        clusters = ClusterPool(self.s.regions_kubeconfig or self.s.kubeconfig)
+        return ReleaseReconciler(self.workspace, self.store, clusters, traffic, prom, sinks,
                                  self.elector.is_leader, self.s.drain_query, window)
 
     def _regions_from_git(self) -> list[str]:
