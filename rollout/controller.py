@@ -21,6 +21,7 @@ from regions.traffic import DNSEndpointTraffic
 from rollout import metrics
 from rollout.analysis import PrometheusProvider
 from rollout.cache import WatchCache
+from rollout.drill import RUNNING, DrillRunner
 from rollout.gitsync import Credentials, GitMirror, Secret
 from rollout.http import Endpoints
 from rollout.leader import LeaderElector
@@ -87,6 +88,7 @@ class Controller:
                               self._push_received, self._ready)
         self._custom = client.CustomObjectsApi(self.home)
         self._reconciler: ReleaseReconciler | None = None
+        self._drills: DrillRunner | None = None
         self._scheduler = BackgroundScheduler(timezone="UTC")
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -156,7 +158,8 @@ class Controller:
             release = StoredRelease.from_object(obj)
             by_app[release.spec.app].append(release)
         _export_gauges(by_app)
-        pending = [a for a in self.actions.items() if not (a.get("status") or {}).get("state")]
+        pending = [a for a in self.actions.items()  # a running drill is advanced on every pass
+                   if (a.get("status") or {}).get("state") in (None, "", RUNNING)]
         requests = self._route_actions(pending, by_app, now)
         for _app, releases in sorted(by_app.items()):
             releases.sort(key=lambda r: (r.created, r.name))
@@ -180,6 +183,12 @@ class Controller:
         for action in sorted(pending, key=lambda a: a["metadata"].get("creationTimestamp", "")):
             spec = action.get("spec") or {}
             kind = spec.get("action")
+            if kind == "drill":
+                self._drills = self._drills or DrillRunner(self._reconciler, self.home, self.s.namespace,
+                                                           self.actions.items)
+                if (written := self._drills.tick(action, by_app.get(spec.get("app", ""), []), now)) is not None:
+                    self.actions.put(written)
+                continue
             if kind in ("drain", "restore"):
                 self._global_action(action, now)
                 continue
