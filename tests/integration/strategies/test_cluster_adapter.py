@@ -8,7 +8,8 @@ import pytest
 from kubernetes import client
 
 from strategies import manifests
-from strategies.errors import ApplyConflict, PermanentError
+from strategies.cluster import KubernetesCluster
+from strategies.errors import ApplyConflict, Backoff, PermanentError, Unreachable
 from strategies.model import FIELD_MANAGER, Apply, Event, Phase
 from strategies.runner import reconcile
 from tests.unit.strategies.helpers import T0, rollout
@@ -78,3 +79,17 @@ def test_observe_reads_a_missing_app_as_empty_and_invalid_objects_fail_permanent
     with pytest.raises(PermanentError) as caught:
         cluster.execute(r, [Apply((bad,), "test")])
     assert caught.value.reason == "Invalid" and caught.value.status == 422
+
+
+def test_an_unreachable_api_server_is_retried_then_reported(tmp_path: Any) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
+        "clusters: [{name: gone, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
+        "contexts: [{name: gone, context: {cluster: gone, user: u}}]\nusers: [{name: u, user: {token: x}}]\n")
+    slept: list[float] = []
+    cluster = KubernetesCluster(str(kubeconfig), "gone", backoff=Backoff(attempts=3, jitter=0), timeout=2,
+                                sleep=slept.append)
+    with pytest.raises(Unreachable):
+        cluster.observe(rollout("catalog", REGION))
+    assert slept == [0.5, 1.0]  # retried with backoff before giving up

@@ -196,8 +196,8 @@ def test_canary_success_with_weights_seen_in_prometheus(region: Any, prometheus:
     took_end = seen(prometheus, "checkout", {(V2, "stable"): 1.0})
     timings.record("canary (gatewayAPI): success, 5 plan steps + promotion", status.phase.value,
                    stopwatch() - started)
-    timings.record("canary: weight 20% visible in Prometheus after the write", "80/20 seen", took20)
-    timings.record("canary: weight 60% visible in Prometheus after the write", "40/60 seen", took60)
+    timings.record("canary: 20% in Prometheus (from step done)", "80/20 seen", took20)
+    timings.record("canary: 60% in Prometheus (from step done)", "40/60 seen", took60)
     timings.record("canary: promotion visible in Prometheus", "100% v2 stable", took_end)
 
 
