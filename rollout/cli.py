@@ -30,10 +30,12 @@ def demo(state_dir: str) -> None:
 def _register_subcommands() -> None:
     from deploy.lab.cli import lab
     from rollout.cli_controller import controller
+    from rollout.cli_drill import drill
     from rollout.cli_ops import ACTION_COMMANDS, history, status
     from rollout.cli_repo import plan, render_command, validate
 
-    for command in (validate, plan, render_command, controller, demo, lab, status, history, *ACTION_COMMANDS):
+    for command in (validate, plan, render_command, controller, demo, lab, status, history, *ACTION_COMMANDS,
+                    drill):
         main.add_command(command)
 
 
