@@ -56,7 +56,8 @@ from rollout.workspace import Workspace
 from strategies import decide as strategy_decide
 from strategies import pending_analysis
 from strategies.cluster import KubernetesCluster
-from strategies.errors import TemporaryError
+from strategies.engine import fail_permanently
+from strategies.errors import PermanentError, TemporaryError
 from strategies.model import Commands, RegionRollout, StrategyStatus
 from strategies.model import Phase as StrategyPhase
 from strategies.model import Verdict as StrategyVerdict
@@ -194,9 +195,13 @@ class ReleaseReconciler:
             snapshot = dataclasses.replace(snapshot, analysis=StrategyVerdict(verdict.value) if verdict else None)
         decision = strategy_decide(rollout, status, snapshot, work.now)
         if self.may_write():
-            cluster.execute(rollout, decision.actions, logger=log.bind(
-                app=rollout.app, release=rollout.release_number, region=name, step=decision.status.step_name))
             new = decision.status
+            try:
+                cluster.execute(rollout, decision.actions, logger=log.bind(
+                    app=rollout.app, release=rollout.release_number, region=name, step=new.step_name))
+            except PermanentError as exc:  # forbidden, invalid, a conflict with another manager
+                new = fail_permanently(status, exc.reason, str(exc), work.now, rollout.previous is not None)
+                decision = dataclasses.replace(decision, status=new)
             if (new.step_name, new.phase) != (status.step_name, status.phase) and new.step_name:
                 work.status.record(work.now, "step", f"{new.phase.value} {new.step_name} (weight {new.weight}%)", name)
             region.strategy = new.to_dict()
