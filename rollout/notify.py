@@ -67,19 +67,22 @@ class KubernetesEvents:
         self._component = component
 
     def emit(self, notice: Notice, now: datetime) -> None:
+        self.record("Release", notice.release, _reason(notice.event), _message(notice), notice.warning, now)
+
+    def record(self, kind: str, name: str, reason: str, message: str, warning: bool, now: datetime) -> None:
+        """An Event on one of our objects (rollout.dev/v1alpha1 `kind`/`name`)."""
         stamp = now_iso(now)
         body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{notice.release}.", namespace=self._namespace),
-            involved_object=client.V1ObjectReference(api_version="rollout.dev/v1alpha1", kind="Release",
-                                                     name=notice.release, namespace=self._namespace),
-            reason=_reason(notice.event), message=_message(notice)[:1024],
-            type="Warning" if notice.warning else "Normal",
+            metadata=client.V1ObjectMeta(generate_name=f"{name}.", namespace=self._namespace),
+            involved_object=client.V1ObjectReference(api_version="rollout.dev/v1alpha1", kind=kind,
+                                                     name=name, namespace=self._namespace),
+            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
             source=client.V1EventSource(component=self._component),
             first_timestamp=stamp, last_timestamp=stamp, count=1)
         try:
             self._api.create_namespaced_event(self._namespace, body)
         except ApiException as exc:  # an event is worth less than the reconcile that made it
-            log.warning("event not recorded", release=notice.release, status=exc.status)
+            log.warning("event not recorded", object=f"{kind}/{name}", status=exc.status)
 
 
 class Webhooks:

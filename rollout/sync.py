@@ -25,6 +25,7 @@ from regions.waves import plan_waves
 from rollout.gitsync import GitError, GitSource
 from rollout.intake import Candidate, CreateRelease, SkipQuarantined, SupersedeRelease, decide_intake
 from rollout.metrics import GIT_SYNCS
+from rollout.notify import KubernetesEvents
 from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec, now_iso
 from rollout.store import GROUP, VERSION, ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace, content_digest, file_digest
@@ -55,7 +56,7 @@ class GitSync:
         self._workspace = workspace
         self._store = store
         self._api = client.CustomObjectsApi(api_client)
-        self._core = client.CoreV1Api(api_client)
+        self._events = KubernetesEvents(api_client, store.namespace)
         self._name = source_name
         self._may_write = may_write  # the leader check: followers never write
         self._lock = threading.Lock()
@@ -82,10 +83,13 @@ class GitSync:
         except InvalidRepository as invalid:
             GIT_SYNCS.labels("invalid").inc()
             issues = [i.to_dict() for i in invalid.issues]
+            already_reported = self.last_status.get("commit") == result.commit and not self.last_status.get("valid")
             self._set_status({"reachable": True, "valid": False, "commit": result.commit, "issues": issues,
                               "message": invalid.summary()[:4000], "lastSyncAt": now_iso(now)})
-            self._event("InvalidCommit", f"commit {result.commit[:12]} rejected; nothing applied. "
-                        + invalid.summary()[:900], warning=True)
+            if not already_reported:  # one Event per rejected commit, not one per poll
+                self._events.record("RolloutSource", self._name, "InvalidCommit",
+                                    f"commit {result.commit[:12]} rejected; nothing applied. " + invalid.summary(),
+                                    True, now)
             log.warning("commit rejected", commit=result.commit[:12], issues=len(issues))
             return
         GIT_SYNCS.labels("ok").inc()
@@ -117,8 +121,8 @@ class GitSync:
         if not self._may_write():
             return
         merged = {**self.last_status, **fields}
-        if merged == self.last_status:
-            return  # nothing new: no write
+        if _without_time(merged) == _without_time(self.last_status) and not _stale(self.last_status):
+            return  # nothing new: no write (lastSyncAt alone is refreshed every few minutes)
         try:
             self._api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, self._store.namespace, SOURCES, self._name, {"status": merged})
@@ -126,16 +130,14 @@ class GitSync:
         except ApiException as exc:
             log.warning("source status not written", status=exc.status)
 
-    def _event(self, reason: str, message: str, warning: bool = False) -> None:
-        stamp = now_iso(datetime.now(UTC))
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{self._name}.", namespace=self._store.namespace),
-            involved_object=client.V1ObjectReference(api_version=f"{GROUP}/{VERSION}", kind="RolloutSource",
-                                                     name=self._name, namespace=self._store.namespace),
-            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component="rollout-controller"),
-            first_timestamp=stamp, last_timestamp=stamp, count=1)
-        try:
-            self._core.create_namespaced_event(self._store.namespace, body)
-        except ApiException as exc:
-            log.warning("event not recorded", status=exc.status)
+
+HEARTBEAT = timedelta(minutes=5)
+
+
+def _without_time(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != "lastSyncAt"}
+
+
+def _stale(status: dict[str, Any]) -> bool:
+    last = status.get("lastSyncAt")
+    return last is None or datetime.now(UTC) - datetime.fromisoformat(last.replace("Z", "+00:00")) > HEARTBEAT
