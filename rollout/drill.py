@@ -273,6 +273,15 @@ class SetWeight:
 # --- pure decisions ----------------------------------------------------------------------------
 
 
+def _clean(value: Any) -> Any:
+    """Without None values (the API server drops them; a stored status must compare equal)."""
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
 def current_and_previous(releases: Sequence[ReleaseInfo]) -> tuple[ReleaseInfo, ReleaseRef] | None:
     """The app's live release (its newest Succeeded one) and the release it replaced."""
     ordered = sorted(releases, key=lambda r: (r.created, r.ref.name))
@@ -337,7 +346,8 @@ def rollback_start(facts: Facts, now: datetime) -> dict[str, Any]:
     """Step 2: the current release's own status in R, turned to rolling back (keeps blue/green colours)."""
     recorded = StrategyStatus.from_dict(facts.region_strategy) if facts.region_strategy else StrategyStatus()
     base = replace(recorded, phase=StrategyPhase.SUCCEEDED, step=0, finished_at=None)
-    return base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill", message="drill: rollback rehearsal").to_dict()
+    return _clean(base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill",
+                          message="drill: rollback rehearsal").to_dict())
 
 
 def forward_start(facts: Facts, now: datetime) -> dict[str, Any]:
@@ -346,7 +356,7 @@ def forward_start(facts: Facts, now: datetime) -> dict[str, Any]:
     recorded = StrategyStatus.from_dict(facts.region_strategy) if facts.region_strategy else StrategyStatus()
     base = StrategyStatus(phase=StrategyPhase.SUCCEEDED, active_color=recorded.new_color,
                           new_color=recorded.active_color)
-    return base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill", message="drill: roll forward").to_dict()
+    return _clean(base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill", message="drill: roll forward").to_dict())
 
 
 def advance(state: DrillState, obs: Observations, now: datetime) -> tuple[DrillState, list[SetWeight]]:
@@ -445,7 +455,7 @@ def _strategy_step(state: DrillState, obs: Observations, now: datetime,
     assert state.facts is not None
     facts, step = state.facts, state.step
     hold = [SetWeight(facts.region, 0)]
-    strategy = dict(obs.strategy) if obs.strategy is not None else dict(state.strategy)
+    strategy = _clean(dict(obs.strategy)) if obs.strategy is not None else dict(state.strategy)
     state = replace(state, strategy=strategy)
     phase = StrategyStatus.from_dict(strategy).phase if strategy else StrategyPhase.PENDING
     target = facts.previous if step == ROLLBACK else facts.current
@@ -494,15 +504,6 @@ def _restore(state: DrillState, obs: Observations, now: datetime,
 
 
 # --- IO: the controller side -------------------------------------------------------------------
-
-
-def _clean(value: Any) -> Any:
-    """Without None values (the API server drops them; a stored status must compare equal)."""
-    if isinstance(value, Mapping):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def serving_release(snapshot: Snapshot) -> str | None:
