@@ -101,9 +101,9 @@ def _eval(node: ast.AST, values: Mapping[str, float]) -> Any:
             return _FUNCTIONS[name](*(_eval(arg, values) for arg in args))
         case ast.Compare(left=left, ops=ops, comparators=rights):
             current = _eval(left, values)
-            for op, right in zip(ops, rights, strict=True):
+            for comparison, right in zip(ops, rights, strict=True):
                 nxt = _eval(right, values)
-                if not _COMPARE[type(op)](current, nxt):
+                if not _COMPARE[type(comparison)](current, nxt):
                     return False
                 current = nxt
             return True

@@ -295,10 +295,13 @@ class RollbackPolicy(Model):
     revert_commit: bool = Field(default=False, alias="revertCommit")
 
 
+NotificationEvent = Literal["started", "promoted", "failed", "rolledBack", "paused", "drained", "succeeded"]
+DEFAULT_NOTIFIED: tuple[NotificationEvent, ...] = ("failed", "rolledBack", "paused", "drained")
+
+
 class Notification(Model):
     webhook: str = Field(pattern=r"^https?://", description="URL receiving a JSON POST per event")
-    events: list[Literal["started", "promoted", "failed", "rolledBack", "paused", "drained"]] = Field(
-        default_factory=lambda: ["failed", "rolledBack", "paused", "drained"])
+    events: list[NotificationEvent] = Field(default_factory=lambda: list(DEFAULT_NOTIFIED))
     secret_env: str | None = Field(default=None, alias="secretEnv",
                                    description="environment variable holding the HMAC signing key")
 

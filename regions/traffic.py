@@ -9,7 +9,7 @@ into weighted DNS at the provider and which the lab's traffic simulator honours.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -70,7 +70,8 @@ class DNSEndpointTraffic:
 
     def _get(self, app: str) -> dict[str, Any] | None:
         try:
-            return self._api.get_namespaced_custom_object(GROUP, VERSION, self._namespace, PLURAL, app)
+            return cast(dict[str, Any], self._api.get_namespaced_custom_object(GROUP, VERSION, self._namespace,
+                                                                              PLURAL, app))
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -10,6 +10,8 @@ import structlog
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from rollout.store import as_object
+
 log = structlog.get_logger("rollout.cache")
 
 
@@ -45,7 +47,7 @@ class WatchCache:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                listed = self._api.list_namespaced_custom_object(*self._args)
+                listed = as_object(self._api.list_namespaced_custom_object(*self._args))
                 with self._lock:
                     self._items = {i["metadata"]["name"]: i for i in listed["items"]}
                 self.synced.set()

@@ -58,8 +58,9 @@ class Ops:
     def whoami(self) -> str:
         try:
             review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
-                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-            return review.status.user_info.username or "unknown"
+                client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+            user = review.status.user_info if review.status else None
+            return (user.username if user else None) or "unknown"
         except Exception:  # noqa: BLE001 - older servers: the admission policy still checks it
             return "unknown"
 
@@ -100,7 +101,7 @@ def explain(exc: ApiException, what: str, namespace: str, whoami: Callable[[], s
                 f"{namespace} does not exist (install: kubectl apply -k deploy/)")
     if exc.status == 422:
         try:
-            message = json.loads(exc.body).get("message", exc.reason)
+            message = json.loads(exc.body or "{}").get("message", exc.reason)
         except (ValueError, TypeError):
             message = exc.reason
         return f"cannot {what}: {message}"

@@ -29,7 +29,7 @@ from rollout.notify import KubernetesEvents
 from rollout.orchestrator import Request
 from rollout.reconciler import ACTIVE, DEFAULT_DRAIN_QUERY, ClusterPool, ReleaseReconciler
 from rollout.release import ReleasePhase, now_iso
-from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease
+from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
 from rollout.workspace import Workspace
 
@@ -218,7 +218,7 @@ class Controller:
         try:
             updated = self._custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, self.s.namespace, ACTIONS, action["metadata"]["name"], body)
-            self.actions.put(updated)
+            self.actions.put(as_object(updated))
         except ApiException as exc:
             log.warning("action status not written", action=action["metadata"]["name"], status=exc.status)
 

@@ -71,14 +71,13 @@ class KubernetesEvents:
 
     def record(self, kind: str, name: str, reason: str, message: str, warning: bool, now: datetime) -> None:
         """An Event on one of our objects (rollout.dev/v1alpha1 `kind`/`name`)."""
-        stamp = now_iso(now)
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{name}.", namespace=self._namespace),
             involved_object=client.V1ObjectReference(api_version="rollout.dev/v1alpha1", kind=kind,
                                                      name=name, namespace=self._namespace),
             reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
             source=client.V1EventSource(component=self._component),
-            first_timestamp=stamp, last_timestamp=stamp, count=1)
+            first_timestamp=now, last_timestamp=now, count=1)
         try:
             self._api.create_namespaced_event(self._namespace, body)
         except ApiException as exc:  # an event is worth less than the reconcile that made it

@@ -146,8 +146,8 @@ def _apply_request(view: ReleaseView, out: Outcome_, request: Request, now: date
         _promote(view, out, request, now)
     elif request.action in ("rollback", "abort") and phase in (
             ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.SUCCEEDED):
-        region = request.region or _first_touched(status)
-        _fail(view, out, region, f"{request.action} requested by {request.by}: {request.reason}", now)
+        target = request.region or _first_touched(status)
+        _fail(view, out, target, f"{request.action} requested by {request.by}: {request.reason}", now)
     else:
         status.audit[-1].reason += f" (ignored: release is {phase.value})"
 

@@ -8,7 +8,7 @@ instead of being overwritten; the caller re-reads and re-decides.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -18,6 +18,11 @@ from rollout.release import ReleaseSpec, ReleaseStatus
 GROUP, VERSION = "rollout.dev", "v1alpha1"
 RELEASES, ACTIONS = "releases", "releaseactions"
 LABEL_APP = "app.kubernetes.io/name"
+
+
+def as_object(value: object) -> dict[str, Any]:
+    """The custom objects API returns untyped JSON; our objects are mappings."""
+    return cast(dict[str, Any], value)
 
 
 class StatusConflict(Exception):
@@ -54,17 +59,17 @@ class ReleaseStore:
             if exc.status != 409:
                 raise
             return self.get(spec.name)
-        stored = StoredRelease.from_object(created)
+        stored = StoredRelease.from_object(as_object(created))
         return self.write_status(stored, status) if status is not None else stored
 
     def get(self, name: str) -> StoredRelease:
-        return StoredRelease.from_object(
-            self._api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, name))
+        return StoredRelease.from_object(as_object(
+            self._api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, name)))
 
     def list(self, app: str | None = None) -> list[StoredRelease]:
         selector = f"{LABEL_APP}={app}" if app else ""
-        items = self._api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES,
-                                                        label_selector=selector)["items"]
+        items = as_object(self._api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES,
+                                                                  label_selector=selector))["items"]
         return sorted((StoredRelease.from_object(i) for i in items), key=lambda r: (r.created, r.name))
 
     def write_status(self, release: StoredRelease, status: ReleaseStatus) -> StoredRelease:
@@ -79,4 +84,4 @@ class ReleaseStore:
             if exc.status == 409:
                 raise StatusConflict(release.name) from None
             raise
-        return StoredRelease.from_object(updated)
+        return StoredRelease.from_object(as_object(updated))

@@ -30,6 +30,7 @@ from deploy.lab.cluster import Lab
 from deploy.lab.controllerproc import ControllerProcess, install_crds
 from deploy.lab.gitserver import GitServer
 from deploy.lab.simulator.model import AppSpec, FaultProfile
+from rollout.store import as_object
 
 APPS = ("checkout", "catalog", "search")
 DEMO_RATE_RPS = 3000.0  # per app: the 2 % canary region still sees 60 rps, enough evidence in 5 s
@@ -76,7 +77,8 @@ class Timeline:
         self.rows: list[tuple[str, str, str, str, str]] = []
 
     def releases(self) -> list[dict[str, Any]]:
-        return self.api.list_namespaced_custom_object("rollout.dev", "v1alpha1", self.namespace, "releases")["items"]
+        listed = self.api.list_namespaced_custom_object("rollout.dev", "v1alpha1", self.namespace, "releases")
+        return as_object(listed)["items"]
 
     def release(self, app: str, version: str) -> dict[str, Any] | None:
         found = [r for r in self.releases() if r["spec"]["app"] == app and r["spec"]["version"] == version]
