@@ -353,7 +353,10 @@ def test_httproute_and_dnsendpoint_are_served(lab: Lab, lab_api_clients: dict[st
 
 
 def port_free(port: int) -> bool:
+    """Nobody listens on it. SO_REUSEADDR as servers use it: a closed connection's TIME_WAIT
+    entries (kept for a minute after a server closes first) are not a process left behind."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
