@@ -531,10 +531,12 @@ class DrillRunner:
             return None
         try:
             obs = self.observe(action, state, releases, now)
-            new, weights = advance(state, obs, now)
         except Exception:  # noqa: BLE001 - one drill's failure must not stop the controller
-            log.exception("drill step failed", action=name)
-            return None
+            log.exception("drill: observation failed; the step's deadline still runs", action=name)
+            if not state.state:
+                return None
+            obs = Observations()  # nothing seen: the step waits, and fails at its deadline
+        new, weights = advance(state, obs, now)
         if not self.r.may_write():
             return None
         written = action
