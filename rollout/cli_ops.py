@@ -237,18 +237,41 @@ def status(app: str | None, kubeconfig: str | None, context: str | None, namespa
 @click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
 def history(app: str, kubeconfig: str | None, context: str | None, namespace: str, output: str) -> None:
     """Releases of APP, newest first: outcome, duration, and who did what."""
-    releases = _ops(kubeconfig, context, namespace).releases(app)
+    ops = _ops(kubeconfig, context, namespace)
+    releases = ops.releases(app)
     if not releases:
         raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
     rows = history_rows(releases)
     header = ["release", "version", "outcome", "created", "took", "failed region", "people"]
+    requested = action_rows(ops.actions(), app)
+    action_header = ["requested", "action", "target", "by", "reason", "outcome"]
     if output != "text":
-        emit([dict(zip(header, row, strict=True)) for row in rows], output)
+        emit({"releases": [dict(zip(header, row, strict=True)) for row in rows],
+              "actions": [dict(zip(action_header, row, strict=True)) for row in requested]}, output)
         return
     table = Table(*header, title=f"history of {app}", title_justify="left")
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if requested:
+        actions = Table(*action_header, title="requested by people (ReleaseActions)", title_justify="left")
+        for row in requested:
+            actions.add_row(*row)
+        console.print(actions)
+
+
+def action_rows(actions: list[dict[str, Any]], app: str) -> list[list[str]]:
+    """Responders' requests touching APP (its own, and region-wide drains/restores), newest first."""
+    rows = []
+    for action in sorted(actions, key=lambda a: a["metadata"].get("creationTimestamp", ""), reverse=True):
+        spec, status = action.get("spec") or {}, action.get("status") or {}
+        if spec.get("app") not in (app, None):
+            continue
+        target = " ".join(p for p in (spec.get("app"), spec.get("region")) if p)
+        outcome = " ".join(p for p in (status.get("state", "Pending"), status.get("message", "")) if p)
+        rows.append([action["metadata"].get("creationTimestamp", ""), spec.get("action", ""), target,
+                     spec.get("requestedBy", ""), spec.get("reason", ""), outcome[:80]])
+    return rows
 
 
 def _action_command(action: str, help_text: str, needs_app: bool = True) -> click.Command:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubernetes.client.exceptions import ApiException
 
-from rollout.cli_ops import explain, history_rows, status_rows
+from rollout.cli_ops import action_rows, explain, history_rows, status_rows
 
 RELEASE = {
     "metadata": {"name": "checkout-cccccccccccc", "creationTimestamp": "2026-11-24T12:00:00Z"},
@@ -42,3 +42,14 @@ def test_forbidden_names_the_user_verb_and_resource() -> None:
     message = explain(ApiException(status=403, reason="Forbidden"), "create a rollback action", "rollout-system",
                       lambda: "bob")
     assert "bob may not create releaseactions.rollout.dev in namespace rollout-system" in message
+
+
+def test_history_lists_responders_requests_for_the_app_and_region_wide_ones() -> None:
+    def action(name: str, created: str, **spec: str) -> dict:
+        return {"metadata": {"name": name, "creationTimestamp": created},
+                "spec": {"reason": "r", "requestedBy": "alice", **spec}, "status": {"state": "Done"}}
+
+    rows = action_rows([action("a", "2026-11-24T12:00:00Z", action="drill", app="checkout", region="eu-west"),
+                        action("b", "2026-11-24T12:01:00Z", action="drain", region="us-east"),
+                        action("c", "2026-11-24T12:02:00Z", action="pause", app="catalog")], "checkout")
+    assert [(r[1], r[2]) for r in rows] == [("drain", "us-east"), ("drill", "checkout eu-west")]
