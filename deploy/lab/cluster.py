@@ -515,6 +515,7 @@ class Lab:
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
             "--node-lease-duration-seconds=40",
+            "--cidr=10.244.0.0/16",  # pod IPs; the default /24 would cap a region at 254 pods
             f"--server-address=127.0.0.1:{c.kwok_port}",
         ]
         # kwok reads ~/.kwok/kwok.yaml when present: pin HOME so only our stage set is ever loaded.
