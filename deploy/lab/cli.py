@@ -40,8 +40,10 @@ def build(force: bool) -> None:
     spent = build_all(progress=lambda msg: click.echo(f"lab build: {msg}", err=True), force=force)
     crds = gateway_api_crds()  # fetched now so that `lab up` works without the module proxy
     click.echo(f"lab build: Gateway API CRDs in {crds}", err=True)
-    click.echo(f"lab build: done in {time.monotonic() - started:.0f}s "
-               f"({', '.join(f'{k} {v:.0f}s' for k, v in spent.items())}); cache {cache_root()}")
+    click.echo(
+        f"lab build: done in {time.monotonic() - started:.0f}s "
+        f"({', '.join(f'{k} {v:.0f}s' for k, v in spent.items())}); cache {cache_root()}"
+    )
 
 
 @lab.command()
@@ -110,8 +112,9 @@ def status(state_dir: Path) -> None:
         return
     table = Table("component", "pid", "port", "alive", "healthy", "RSS MiB")
     for r in rows:
-        table.add_row(r.name, str(r.pid), str(r.port or "-"), _yes(r.alive), _yes(r.healthy),
-                      f"{r.rss_bytes / 2**20:.0f}")
+        table.add_row(
+            r.name, str(r.pid), str(r.port or "-"), _yes(r.alive), _yes(r.healthy), f"{r.rss_bytes / 2**20:.0f}"
+        )
     Console().print(table)
     if lab_.state is not None:
         click.echo(f"kubeconfig: {lab_.kubeconfig} (contexts: {', '.join(lab_.contexts)})")

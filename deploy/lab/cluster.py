@@ -285,9 +285,7 @@ class Lab:
             is_alive = procs.alive(r)
             cert = self.admin_cert if r.name.startswith("apiserver") else None
             ok = is_alive and procs.healthy(r, ca=self.ca_file, cert=cert)
-            out.append(
-                ComponentStatus(r.name, r.pid, r.port, is_alive, ok, procs.rss_bytes(r) if is_alive else 0)
-            )
+            out.append(ComponentStatus(r.name, r.pid, r.port, is_alive, ok, procs.rss_bytes(r) if is_alive else 0))
         return out
 
     def processes(self) -> list[procs.ProcessRecord]:
@@ -313,8 +311,7 @@ class Lab:
         taken: set[int] = set()
         port = lambda: procs.free_port(taken)  # noqa: E731
         clusters = [
-            ClusterInfo(r.context, r.name, port(), port(), port(), port(), self.nodes_per_region)
-            for r in self.regions
+            ClusterInfo(r.context, r.name, port(), port(), port(), port(), self.nodes_per_region) for r in self.regions
         ]
         if self.home:
             clusters.append(ClusterInfo(HOME, None, port(), port()))
@@ -360,9 +357,7 @@ class Lab:
             d.mkdir(parents=True, exist_ok=True)
             for ident in ("controller-manager", "scheduler", "kwok"):
                 pair = KeyPair(self.pki / f"{ident}.crt", self.pki / f"{ident}.key")
-                (d / f"{ident}.kubeconfig").write_text(
-                    render_kubeconfig([c], self.ca_file, {ident: pair}, ident)
-                )
+                (d / f"{ident}.kubeconfig").write_text(render_kubeconfig([c], self.ca_file, {ident: pair}, ident))
 
     def _cluster_dir(self, c: ClusterInfo) -> Path:
         return self.state_dir / "clusters" / c.context
@@ -400,9 +395,7 @@ class Lab:
             "--quota-backend-bytes=4294967296",
             "--log-level=warn",
         ]
-        rec = procs.start(
-            "etcd", argv, state_dir=self.state_dir, port=cp, health_url=f"http://127.0.0.1:{cp}/health"
-        )
+        rec = procs.start("etcd", argv, state_dir=self.state_dir, port=cp, health_url=f"http://127.0.0.1:{cp}/health")
         procs.wait_healthy(rec, self.ready_timeout_s)
 
     def _bring_up(self, c: ClusterInfo, binaries: dict[str, str]) -> None:
@@ -422,9 +415,14 @@ class Lab:
             procs.wait_healthy(w, self.ready_timeout_s, ca=self.ca_file)
         self._wait_ready(c)
         end = time.monotonic()
-        log.info("lab.cluster.ready", context=c.context, seconds=round(end - t0, 1),
-                 apiserver_ready=round(t_api - t0, 1), installed=round(t_install - t_api, 1),
-                 nodes_ready=round(end - t_install, 1))
+        log.info(
+            "lab.cluster.ready",
+            context=c.context,
+            seconds=round(end - t0, 1),
+            apiserver_ready=round(t_api - t0, 1),
+            installed=round(t_install - t_api, 1),
+            nodes_ready=round(end - t_install, 1),
+        )
 
     def _start_apiserver(self, c: ClusterInfo, binary: str) -> procs.ProcessRecord:
         assert self.state is not None
@@ -483,8 +481,10 @@ class Lab:
         )
 
     def _serving_flags(self) -> list[str]:
-        return [f"--tls-cert-file={self.pki / 'components-serving.crt'}",
-                f"--tls-private-key-file={self.pki / 'components-serving.key'}"]
+        return [
+            f"--tls-cert-file={self.pki / 'components-serving.crt'}",
+            f"--tls-private-key-file={self.pki / 'components-serving.key'}",
+        ]
 
     def _start_scheduler(self, c: ClusterInfo, binary: str) -> procs.ProcessRecord:
         kc = self._cluster_dir(c) / "scheduler.kubeconfig"
@@ -546,23 +546,33 @@ class Lab:
         for obj in objects:
             t_obj = time.monotonic()
             resp = session.patch(
-                c.server + object_path(obj), params={"fieldManager": "rollout-lab", "force": "true"},
-                data=json.dumps(obj), headers={"Content-Type": "application/apply-patch+yaml"}, timeout=30, **tls,
+                c.server + object_path(obj),
+                params={"fieldManager": "rollout-lab", "force": "true"},
+                data=json.dumps(obj),
+                headers={"Content-Type": "application/apply-patch+yaml"},
+                timeout=30,
+                **tls,
             )
             if resp.status_code >= 300:
-                raise LabError(f"{c.context}: apply {obj['kind']}/{obj['metadata']['name']}: "
-                               f"{resp.status_code} {resp.text[:500]}")
-            log.debug("lab.apply", context=c.context, kind=obj["kind"], name=obj["metadata"]["name"],
-                      seconds=round(time.monotonic() - t_obj, 2))
+                raise LabError(
+                    f"{c.context}: apply {obj['kind']}/{obj['metadata']['name']}: {resp.status_code} {resp.text[:500]}"
+                )
+            log.debug(
+                "lab.apply",
+                context=c.context,
+                kind=obj["kind"],
+                name=obj["metadata"]["name"],
+                seconds=round(time.monotonic() - t_obj, 2),
+            )
         crds = [o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"]
         wait_until(lambda: self._unestablished(session, tls, c, crds), 60, f"{c.context} CRDs established")
 
     @staticmethod
-    def _unestablished(session: requests.Session, tls: dict[str, Any], c: ClusterInfo,
-                       names: list[str]) -> str | None:
+    def _unestablished(session: requests.Session, tls: dict[str, Any], c: ClusterInfo, names: list[str]) -> str | None:
         for name in names:
-            crd = session.get(f"{c.server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
-                              timeout=10, **tls).json()
+            crd = session.get(
+                f"{c.server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}", timeout=10, **tls
+            ).json()
             conds = {x["type"]: x["status"] for x in crd.get("status", {}).get("conditions", [])}
             if conds.get("Established") != "True":
                 return f"{name} not Established"
@@ -572,8 +582,9 @@ class Lab:
         """Nodes Ready without the not-ready taint, and the default ServiceAccount created."""
         wait_until(lambda: self._not_ready_reason(c), self.ready_timeout_s, f"{c.context} ready")
 
-    def wait_for_service_account(self, context: str, namespace: str, name: str = "default",
-                                 timeout_s: float = 60.0) -> None:
+    def wait_for_service_account(
+        self, context: str, namespace: str, name: str = "default", timeout_s: float = 60.0
+    ) -> None:
         """Pods are refused until the controller manager has created the namespace's ServiceAccount."""
         path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
 
@@ -616,12 +627,9 @@ def wait_until(problem: Callable[[], str | None], timeout_s: float, what: str) -
 
 def node_schedulable(node: dict[str, Any]) -> bool:
     ready = any(
-        cond["type"] == "Ready" and cond["status"] == "True"
-        for cond in node.get("status", {}).get("conditions", [])
+        cond["type"] == "Ready" and cond["status"] == "True" for cond in node.get("status", {}).get("conditions", [])
     )
-    tainted = any(
-        t["key"].startswith("node.kubernetes.io/") for t in node.get("spec", {}).get("taints") or []
-    )
+    tainted = any(t["key"].startswith("node.kubernetes.io/") for t in node.get("spec", {}).get("taints") or [])
     return ready and not tainted
 
 
@@ -650,20 +658,16 @@ def node_manifest(c: ClusterInfo, index: int) -> dict[str, Any]:
     }
 
 
-def render_kubeconfig(
-    clusters: Sequence[ClusterInfo], ca_file: str, users: dict[str, KeyPair], user: str
-) -> str:
+def render_kubeconfig(clusters: Sequence[ClusterInfo], ca_file: str, users: dict[str, KeyPair], user: str) -> str:
     """Certificates by path: the Python client then needs no temp files outside the state folder."""
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
-            {"name": c.context, "cluster": {"server": c.server, "certificate-authority": ca_file}}
-            for c in clusters
+            {"name": c.context, "cluster": {"server": c.server, "certificate-authority": ca_file}} for c in clusters
         ],
         "users": [
-            {"name": n, "user": {"client-certificate": str(p.cert), "client-key": str(p.key)}}
-            for n, p in users.items()
+            {"name": n, "user": {"client-certificate": str(p.cert), "client-key": str(p.key)}} for n, p in users.items()
         ],
         "contexts": [{"name": c.context, "context": {"cluster": c.context, "user": user}} for c in clusters],
         "current-context": clusters[0].context if clusters else "",

@@ -31,9 +31,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     path.chmod(0o600)
 
@@ -43,9 +41,7 @@ def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
     return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
-) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
@@ -74,9 +70,7 @@ class CertificateAuthority:
             self._cert = (
                 _builder(name, name, self._key.public_key())
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(
-                    x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-                )
+                .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
                 .sign(self._key, hashes.SHA256())
             )
             _write_key(self._key, self.pair.key)
@@ -100,9 +94,7 @@ class CertificateAuthority:
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if hosts:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False
-            )
+            builder = builder.add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())  # type: ignore[arg-type]
         pair = KeyPair(self.directory / f"{name}.crt", self.directory / f"{name}.key")
         _write_key(key, pair.key)
@@ -124,8 +116,6 @@ def service_account_keys(directory: Path) -> KeyPair:
         key = _key()
         _write_key(key, pair.key)
         pair.cert.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
     return pair

@@ -206,8 +206,7 @@ def wait_healthy(
             return
         if time.monotonic() > end:
             raise ProcessError(
-                f"{rec.name} not healthy at {rec.health_url} after {deadline_s:.0f}s; "
-                f"log tail:\n{log_tail(rec)}"
+                f"{rec.name} not healthy at {rec.health_url} after {deadline_s:.0f}s; log tail:\n{log_tail(rec)}"
             )
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)

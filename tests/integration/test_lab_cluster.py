@@ -1,3 +1,6 @@
+# The kubernetes client's models type every field Optional and its methods take model objects, while
+# at runtime they take plain dicts and the fields asserted on here are set: checked by the assertions.
+# mypy: disable-error-code="union-attr,index,arg-type"
 """The lab's clusters are real: controllers roll Deployments, RBAC denies, CRDs are served, down cleans.
 
 Every wait polls a condition against a deadline; nothing sleeps a fixed time.
@@ -31,8 +34,16 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def deployment(name: str, replicas: int, *, version: str = "1", surge: int | str = 1, unavailable: int | str = 0,
-               fault: str | None = None, progress_deadline_s: int = 600) -> dict[str, Any]:
+def deployment(
+    name: str,
+    replicas: int,
+    *,
+    version: str = "1",
+    surge: int | str = 1,
+    unavailable: int | str = 0,
+    fault: str | None = None,
+    progress_deadline_s: int = 600,
+) -> dict[str, Any]:
     labels = {"app": name, "version": version} | ({FAULT_LABEL: fault} if fault else {})
     return {
         "apiVersion": "apps/v1",
@@ -67,9 +78,14 @@ def rollout_done_problem(apps: client.AppsV1Api, ns: str, name: str, replicas: i
     dep = apps.read_namespaced_deployment_status(name, ns)
     s = dep.status
     prog = condition(dep, "Progressing")
-    done = (s.observed_generation == dep.metadata.generation and s.updated_replicas == replicas
-            and s.available_replicas == replicas and (s.replicas or 0) == replicas
-            and prog is not None and prog.reason == "NewReplicaSetAvailable")
+    done = (
+        s.observed_generation == dep.metadata.generation
+        and s.updated_replicas == replicas
+        and s.available_replicas == replicas
+        and (s.replicas or 0) == replicas
+        and prog is not None
+        and prog.reason == "NewReplicaSetAvailable"
+    )
     return None if done else f"status {s.updated_replicas=} {s.available_replicas=} {s.replicas=}"
 
 
@@ -84,7 +100,8 @@ def in_every_region(lab: Lab, fn: Callable[[str], Any]) -> dict[str, Any]:
 
 
 def test_deployment_becomes_available_with_replicaset_and_ready_pods(
-        lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str) -> None:
+    lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str
+) -> None:
     def check(ctx: str) -> None:
         apps, core = client.AppsV1Api(lab_api_clients[ctx]), client.CoreV1Api(lab_api_clients[ctx])
         apps.create_namespaced_deployment(lab_namespace, deployment("web", 3))
@@ -128,8 +145,9 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.is_set():
-                for ev in watch.Watch().stream(self.list_fn, self.ns, label_selector=self.selector,
-                                               resource_version=self.rv, timeout_seconds=1):
+                for ev in watch.Watch().stream(
+                    self.list_fn, self.ns, label_selector=self.selector, resource_version=self.rv, timeout_seconds=1
+                ):
                     self.rv = ev["object"].metadata.resource_version
                     self.on(ev["type"], ev["object"])
         except BaseException as exc:  # noqa: BLE001 - surfaced by the test
@@ -142,8 +160,9 @@ class Watcher(threading.Thread):
             raise self.error
 
 
-def observe_rollout(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str, name: str, replicas: int,
-                    change: Callable[[], None]) -> RolloutObservation:
+def observe_rollout(
+    apps: client.AppsV1Api, core: client.CoreV1Api, ns: str, name: str, replicas: int, change: Callable[[], None]
+) -> RolloutObservation:
     obs = RolloutObservation()
     rs_replicas: dict[str, int] = {}
     pods: dict[str, tuple[bool, bool]] = {}  # name -> (terminating, ready)
@@ -170,8 +189,10 @@ def observe_rollout(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str, nam
             if started.is_set():
                 obs.min_ready_pods = min(obs.min_ready_pods, sum(live))
 
-    watchers = [Watcher(apps.list_namespaced_replica_set, ns, f"app={name}", on_rs),
-                Watcher(core.list_namespaced_pod, ns, f"app={name}", on_pod)]
+    watchers = [
+        Watcher(apps.list_namespaced_replica_set, ns, f"app={name}", on_rs),
+        Watcher(core.list_namespaced_pod, ns, f"app={name}", on_pod),
+    ]
     for w in watchers:
         w.start()
     started.set()
@@ -188,18 +209,32 @@ def observe_rollout(apps: client.AppsV1Api, core: client.CoreV1Api, ns: str, nam
 
 @pytest.mark.parametrize(("surge", "unavailable"), [(1, 0), (0, 1)])
 def test_rolling_update_respects_surge_and_unavailable(
-        lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str, surge: int, unavailable: int) -> None:
+    lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str, surge: int, unavailable: int
+) -> None:
     replicas = 4
 
     def roll(ctx: str) -> RolloutObservation:
         apps, core = client.AppsV1Api(lab_api_clients[ctx]), client.CoreV1Api(lab_api_clients[ctx])
-        apps.create_namespaced_deployment(lab_namespace, deployment("roll", replicas, surge=surge,
-                                                                    unavailable=unavailable))
+        apps.create_namespaced_deployment(
+            lab_namespace, deployment("roll", replicas, surge=surge, unavailable=unavailable)
+        )
         wait_until(lambda: available_problem(apps, lab_namespace, "roll", replicas), 60, f"roll Available in {ctx}")
-        patch = {"spec": {"template": {"metadata": {"labels": {"version": "2"}}, "spec": {"containers": [
-            {"name": "app", "image": "registry.local/roll:2"}]}}}}
-        return observe_rollout(apps, core, lab_namespace, "roll", replicas,
-                               lambda: apps.patch_namespaced_deployment("roll", lab_namespace, patch))
+        patch = {
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"version": "2"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.local/roll:2"}]},
+                }
+            }
+        }
+        return observe_rollout(
+            apps,
+            core,
+            lab_namespace,
+            "roll",
+            replicas,
+            lambda: apps.patch_namespaced_deployment("roll", lab_namespace, patch),
+        )
 
     for ctx, obs in in_every_region(lab, roll).items():
         print(f"{ctx}: surge={surge} unavailable={unavailable}: {obs}")
@@ -211,14 +246,16 @@ def test_rolling_update_respects_surge_and_unavailable(
 
 
 def test_never_ready_pods_keep_deployment_unavailable_until_progress_deadline(
-        lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str) -> None:
+    lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str
+) -> None:
     deadline_s = 8
 
     def check(ctx: str) -> float:
         apps, core = client.AppsV1Api(lab_api_clients[ctx]), client.CoreV1Api(lab_api_clients[ctx])
         t0 = time.monotonic()
         apps.create_namespaced_deployment(
-            lab_namespace, deployment("stuck", 2, fault="never-ready", progress_deadline_s=deadline_s))
+            lab_namespace, deployment("stuck", 2, fault="never-ready", progress_deadline_s=deadline_s)
+        )
         seen_available = []
 
         def exceeded() -> str | None:
@@ -252,8 +289,12 @@ def test_crash_loop_label_makes_pods_crash_loop(lab: Lab, lab_api_clients: dict[
     def restarted_twice() -> str | None:
         pods = core.list_namespaced_pod(lab_namespace, label_selector="app=crash").items
         statuses = [cs for p in pods for cs in p.status.container_statuses or []]
-        if statuses and statuses[0].state.waiting and statuses[0].state.waiting.reason == "CrashLoopBackOff" \
-                and statuses[0].restart_count >= 2:
+        if (
+            statuses
+            and statuses[0].state.waiting
+            and statuses[0].state.waiting.reason == "CrashLoopBackOff"
+            and statuses[0].restart_count >= 2
+        ):
             return None
         return f"{[(s.restart_count, s.state.waiting and s.state.waiting.reason) for s in statuses]}"
 
@@ -269,36 +310,53 @@ def test_unprivileged_identity_is_denied(lab: Lab, lab_api_clients: dict[str, An
     def check(ctx: str) -> None:
         api = lab_api_clients[ctx]
         core, rbac, authz = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api), client.AuthorizationV1Api(api)
-        core.create_namespaced_service_account(lab_namespace, client.V1ServiceAccount(
-            metadata=client.V1ObjectMeta(name="nobody")))
-        request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
-                                                                                     expiration_seconds=600))
+        core.create_namespaced_service_account(
+            lab_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+        )
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+        )
         token = core.create_namespaced_service_account_token("nobody", lab_namespace, request).status.token
         url = f"{lab.cluster(ctx).server}/api/v1/namespaces/{lab_namespace}/pods"
 
         def get(tok: str) -> int:
-            return requests.get(url, headers={"Authorization": f"Bearer {tok}"}, verify=lab.ca_file,
-                                timeout=5).status_code
+            return requests.get(
+                url, headers={"Authorization": f"Bearer {tok}"}, verify=lab.ca_file, timeout=5
+            ).status_code
 
         assert get("not-a-token") == 401  # authentication is real
         assert get(token) == 403  # authenticated, but RBAC grants nothing
         user = f"system:serviceaccount:{lab_namespace}:nobody"
-        sar = authz.create_subject_access_review(client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-            user=user, groups=["system:serviceaccounts"], resource_attributes=client.V1ResourceAttributes(
-                namespace=lab_namespace, verb="create", group="apps", resource="deployments"))))
+        sar = authz.create_subject_access_review(
+            client.V1SubjectAccessReview(
+                spec=client.V1SubjectAccessReviewSpec(
+                    user=user,
+                    groups=["system:serviceaccounts"],
+                    resource_attributes=client.V1ResourceAttributes(
+                        namespace=lab_namespace, verb="create", group="apps", resource="deployments"
+                    ),
+                )
+            )
+        )
         assert sar.status.allowed is False
-        can_i = lab.kubectl(ctx, "auth", "can-i", "create", "deployments", "-n", lab_namespace, f"--as={user}",
-                            check=False)
+        can_i = lab.kubectl(
+            ctx, "auth", "can-i", "create", "deployments", "-n", lab_namespace, f"--as={user}", check=False
+        )
         assert can_i.stdout.strip() == "no" and can_i.returncode == 1
 
         # Granting `view` lets the same token read: the 403 above came from RBAC, not from a broken token.
-        rbac.create_namespaced_role_binding(lab_namespace, client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="nobody-view"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"),
-            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=lab_namespace)]))
+        rbac.create_namespaced_role_binding(
+            lab_namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="nobody-view"),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="view"),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=lab_namespace)],
+            ),
+        )
         wait_until(lambda: None if get(token) == 200 else "still denied", 30, "view binding effective")
-        can_i = lab.kubectl(ctx, "auth", "can-i", "create", "deployments", "-n", lab_namespace, f"--as={user}",
-                            check=False)
+        can_i = lab.kubectl(
+            ctx, "auth", "can-i", "create", "deployments", "-n", lab_namespace, f"--as={user}", check=False
+        )
         assert can_i.stdout.strip() == "no"
 
     in_every_region(lab, check)
@@ -312,21 +370,53 @@ def test_httproute_and_dnsendpoint_are_served(lab: Lab, lab_api_clients: dict[st
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": {"name": "web"},
-        "spec": {"rules": [{"backendRefs": [{"name": "web-stable", "port": 80, "weight": 90},
-                                            {"name": "web-canary", "port": 80, "weight": 10}]}]},
+        "spec": {
+            "rules": [
+                {
+                    "backendRefs": [
+                        {"name": "web-stable", "port": 80, "weight": 90},
+                        {"name": "web-canary", "port": 80, "weight": 10},
+                    ]
+                }
+            ]
+        },
     }
     for ctx in lab.region_contexts.values():
         co = client.CustomObjectsApi(lab_api_clients[ctx])
         co.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", lab_namespace, "httproutes", route)
-        co.patch_namespaced_custom_object("gateway.networking.k8s.io", "v1", lab_namespace, "httproutes", "web", {
-            "spec": {"rules": [{"backendRefs": [{"name": "web-stable", "port": 80, "weight": 50},
-                                                {"name": "web-canary", "port": 80, "weight": 50}]}]}})
+        co.patch_namespaced_custom_object(
+            "gateway.networking.k8s.io",
+            "v1",
+            lab_namespace,
+            "httproutes",
+            "web",
+            {
+                "spec": {
+                    "rules": [
+                        {
+                            "backendRefs": [
+                                {"name": "web-stable", "port": 80, "weight": 50},
+                                {"name": "web-canary", "port": 80, "weight": 50},
+                            ]
+                        }
+                    ]
+                }
+            },
+        )
         got = co.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", lab_namespace, "httproutes", "web")
         assert [b["weight"] for b in got["spec"]["rules"][0]["backendRefs"]] == [50, 50]
         with pytest.raises(ApiException) as bad:  # the real CRD schema validates
-            co.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", lab_namespace, "httproutes", {
-                **route, "metadata": {"name": "bad"},
-                "spec": {"rules": [{"backendRefs": [{"name": "x", "port": 80, "weight": -1}]}]}})
+            co.create_namespaced_custom_object(
+                "gateway.networking.k8s.io",
+                "v1",
+                lab_namespace,
+                "httproutes",
+                {
+                    **route,
+                    "metadata": {"name": "bad"},
+                    "spec": {"rules": [{"backendRefs": [{"name": "x", "port": 80, "weight": -1}]}]},
+                },
+            )
         assert bad.value.status == 422
 
     home = client.CustomObjectsApi(lab_api_clients[lab.home_context])
@@ -334,19 +424,29 @@ def test_httproute_and_dnsendpoint_are_served(lab: Lab, lab_api_clients: dict[st
         "apiVersion": "externaldns.k8s.io/v1alpha1",
         "kind": "DNSEndpoint",
         "metadata": {"name": f"web-{lab_namespace}"},
-        "spec": {"endpoints": [
-            {"dnsName": "web.global.example.com", "recordType": "A", "targets": ["192.0.2.1"],
-             "setIdentifier": region, "providerSpecific": [{"name": "aws/weight", "value": "100"}]}
-            for region in lab.region_contexts]},
+        "spec": {
+            "endpoints": [
+                {
+                    "dnsName": "web.global.example.com",
+                    "recordType": "A",
+                    "targets": ["192.0.2.1"],
+                    "setIdentifier": region,
+                    "providerSpecific": [{"name": "aws/weight", "value": "100"}],
+                }
+                for region in lab.region_contexts
+            ]
+        },
     }
     home.create_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", HOME_NAMESPACE, "dnsendpoints", endpoint)
     try:
-        got = home.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", HOME_NAMESPACE, "dnsendpoints",
-                                                endpoint["metadata"]["name"])
+        got = home.get_namespaced_custom_object(
+            "externaldns.k8s.io", "v1alpha1", HOME_NAMESPACE, "dnsendpoints", endpoint["metadata"]["name"]
+        )
         assert {e["setIdentifier"] for e in got["spec"]["endpoints"]} == set(lab.region_contexts)
     finally:
-        home.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", HOME_NAMESPACE, "dnsendpoints",
-                                             endpoint["metadata"]["name"])
+        home.delete_namespaced_custom_object(
+            "externaldns.k8s.io", "v1alpha1", HOME_NAMESPACE, "dnsendpoints", endpoint["metadata"]["name"]
+        )
 
 
 # --- process hygiene -------------------------------------------------------------------------------
@@ -376,16 +476,23 @@ def assert_nothing_left(recs: list[procs.ProcessRecord], state_dir: Path) -> Non
 def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     state = tmp_path / "lab"
     cli = [str(Path(sys.executable).parent / "rollout"), "lab"]
-    up = subprocess.run([*cli, "up", "--clusters-only", "--regions", "eu-west", "--nodes", "1",
-                         "--state-dir", str(state)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    up = subprocess.run(
+        [*cli, "up", "--clusters-only", "--regions", "eu-west", "--nodes", "1", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert up.returncode == 0, up.stderr[-3000:]
     recs = procs.records(state)
     assert {r.name for r in recs} >= {"etcd", "apiserver-eu-west", "apiserver-home", "kwok-eu-west"}
-    status = subprocess.run([*cli, "status", "--state-dir", str(state)], capture_output=True, text=True,
-                            timeout=60, cwd=REPO)
+    status = subprocess.run(
+        [*cli, "status", "--state-dir", str(state)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
     assert status.returncode == 0, status.stdout + status.stderr
-    down = subprocess.run([*cli, "down", "--state-dir", str(state)], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    down = subprocess.run(
+        [*cli, "down", "--state-dir", str(state)], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert down.returncode == 0, down.stderr[-3000:]
     assert_nothing_left(recs, state)
 
@@ -406,7 +513,8 @@ def test_crashed_run_is_cleaned_from_pidfiles(tmp_path: Path) -> None:
 
 
 def test_kwok_plays_only_the_configured_stages(
-        lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str, tmp_path: Path) -> None:
+    lab: Lab, lab_api_clients: dict[str, Any], lab_namespace: str, tmp_path: Path
+) -> None:
     """kwok has no built-in stages: with node stages only, pods on its nodes are never touched.
 
     A second kwok manages one extra node (annotated so the lab's kwok ignores it) with the node
@@ -429,13 +537,22 @@ def test_kwok_plays_only_the_configured_stages(
     config.write_text(yaml.safe_dump_all(node_only))
     port = procs.free_port()
     core.create_node(node)
-    rec = procs.start("kwok-probe", [
-        str(binary("kwok")), f"--kubeconfig={lab.state_dir / 'clusters' / ctx / 'kwok.kubeconfig'}",
-        f"--config={config}", "--manage-all-nodes=false",
-        f"--manage-nodes-with-annotation-selector=lab.rollout.dev/probe={lab_namespace}",
-        "--node-lease-duration-seconds=40", f"--server-address=127.0.0.1:{port}",
-    ], state_dir=tmp_path, port=port, health_url=f"http://127.0.0.1:{port}/healthz",
-        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    rec = procs.start(
+        "kwok-probe",
+        [
+            str(binary("kwok")),
+            f"--kubeconfig={lab.state_dir / 'clusters' / ctx / 'kwok.kubeconfig'}",
+            f"--config={config}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector=lab.rollout.dev/probe={lab_namespace}",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{port}",
+        ],
+        state_dir=tmp_path,
+        port=port,
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     try:
         procs.wait_healthy(rec, 60)
 
@@ -447,8 +564,12 @@ def test_kwok_plays_only_the_configured_stages(
         wait_until(node_ready, 60, "probe node Ready (node stages played)")
 
         def pod(name: str, node_name: str | None) -> client.V1Pod:
-            return client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(
-                node_name=node_name, containers=[client.V1Container(name="app", image="registry.local/x:1")]))
+            return client.V1Pod(
+                metadata=client.V1ObjectMeta(name=name),
+                spec=client.V1PodSpec(
+                    node_name=node_name, containers=[client.V1Container(name="app", image="registry.local/x:1")]
+                ),
+            )
 
         t0 = time.monotonic()
         core.create_namespaced_pod(lab_namespace, pod("untouched", node["metadata"]["name"]))
@@ -478,7 +599,7 @@ def test_a_port_taken_between_planning_and_binding_is_retried(tmp_path: Path, mo
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         taken = blocker.getsockname()[1]
-        real, handed = procs.free_port, []
+        real, handed = procs.free_port, list[int]()
 
         def first_one_taken(reserved: set[int] | None = None) -> int:
             if not handed:  # the first port planned (an apiserver's) is already someone else's

@@ -82,9 +82,7 @@ def is_cached(component: Component, root: Path | None = None) -> bool:
         if not path.is_file():
             return False
         try:
-            out = subprocess.run(
-                [str(path), "--version"], capture_output=True, text=True, timeout=30, check=False
-            )
+            out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return False
         if component.version_marker not in out.stdout + out.stderr:
@@ -92,9 +90,7 @@ def is_cached(component: Component, root: Path | None = None) -> bool:
     return True
 
 
-def build_all(
-    progress: Progress | None = None, root: Path | None = None, force: bool = False
-) -> dict[str, float]:
+def build_all(progress: Progress | None = None, root: Path | None = None, force: bool = False) -> dict[str, float]:
     """Build every missing component; returns seconds spent per component (0 when cached)."""
     say = progress or (lambda msg: log.info("lab.build", msg=msg))
     root = root or cache_root()
@@ -110,9 +106,7 @@ def build_all(
             say(f"{component.name} {component.version}: building (cold builds take minutes)")
             _BUILDERS[component.name](component, root, say)
             if not is_cached(component, root):
-                raise BuildError(
-                    f"{component.name}: built binaries do not report {component.version_marker!r}"
-                )
+                raise BuildError(f"{component.name}: built binaries do not report {component.version_marker!r}")
             spent[component.name] = time.monotonic() - started
             say(f"{component.name} {component.version}: done in {spent[component.name]:.0f}s")
     return spent
@@ -160,8 +154,10 @@ def _go(args: list[str], cwd: Path, say: Progress, label: str, env: dict[str, st
                 compiled += 1  # `go build -v` prints one package per line as it compiles it
         if time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
-            say(f"{label}: {last - started:.0f}s, {compiled} packages compiled, "
-                f"{downloaded} modules downloaded (last: {(tail or [''])[-1][:80]})")
+            say(
+                f"{label}: {last - started:.0f}s, {compiled} packages compiled, "
+                f"{downloaded} modules downloaded (last: {(tail or [''])[-1][:80]})"
+            )
     if proc.wait() != 0:
         raise BuildError(f"{label}: go {' '.join(args[:2])} failed:\n" + "\n".join(tail))
     return "\n".join(tail)
@@ -176,9 +172,7 @@ def _pump(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
 
 def _staging_modules(k8s_version: str, say: Progress) -> list[str]:
     """Every k8s.io module that k8s.io/kubernetes maps to ./staging: all need a replace in our wrapper."""
-    out = _go(
-        ["mod", "download", "-json", f"k8s.io/kubernetes@{k8s_version}"], MODULES, say, "download kubernetes"
-    )
+    out = _go(["mod", "download", "-json", f"k8s.io/kubernetes@{k8s_version}"], MODULES, say, "download kubernetes")
     directory = Path(json.loads(out[out.index("{") :])["Dir"])
     gomod = (directory / "go.mod").read_text()
     return sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", gomod, re.M)))

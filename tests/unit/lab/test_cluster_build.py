@@ -38,8 +38,7 @@ def test_etcd_wrapper_module_pins_etcd() -> None:
 def test_version_ldflags_set_both_packages() -> None:
     flags = builder._version_ldflags("v1.35.4")
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        for key, value in (("gitVersion", "v1.35.4"), ("gitMajor", "1"), ("gitMinor", "35"),
-                           ("gitTreeState", "clean")):
+        for key, value in (("gitVersion", "v1.35.4"), ("gitMajor", "1"), ("gitMinor", "35"), ("gitTreeState", "clean")):
             assert f"-X {pkg}.{key}={value}" in flags
         assert f"-X {pkg}.buildDate=" in flags
 

@@ -25,8 +25,9 @@ def test_start_and_stop_by_pidfile(tmp_path: Path) -> None:
 
 
 def test_sigkill_after_deadline(tmp_path: Path) -> None:
-    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('up', flush=True); time.sleep(600)")
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    )
     rec = procs.start("stubborn", [sys.executable, "-c", code], state_dir=tmp_path)
     log = Path(rec.log_file)
     end = time.monotonic() + 10.0
@@ -74,8 +75,9 @@ def test_kubeconfig_has_a_context_per_cluster(tmp_path: Path) -> None:
     from deploy.lab.pki import KeyPair
 
     clusters = [ClusterInfo("eu-west", "eu-west", 1001, 1002, 1003, 1004, 3), ClusterInfo("home", None, 2001, 2002)]
-    doc = yaml.safe_load(render_kubeconfig(clusters, "/x/ca.crt", {"lab-admin": KeyPair(Path("a.crt"), Path("a.key"))},
-                                           "lab-admin"))
+    doc = yaml.safe_load(
+        render_kubeconfig(clusters, "/x/ca.crt", {"lab-admin": KeyPair(Path("a.crt"), Path("a.key"))}, "lab-admin")
+    )
     assert [c["name"] for c in doc["contexts"]] == ["eu-west", "home"]
     assert doc["clusters"][1]["cluster"]["server"] == "https://127.0.0.1:2001"
 

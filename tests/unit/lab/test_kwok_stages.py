@@ -43,11 +43,14 @@ def test_pod_ready_is_guarded_against_faults() -> None:
     assert set(guard["values"]) == {"never-ready", "crash-loop"}
 
 
-@pytest.mark.parametrize(("stage", "fault"), [
-    ("lab-pod-never-ready", "never-ready"),
-    ("lab-pod-crash-loop-start", "crash-loop"),
-    ("lab-pod-crash-loop-restart", "crash-loop"),
-])
+@pytest.mark.parametrize(
+    ("stage", "fault"),
+    [
+        ("lab-pod-never-ready", "never-ready"),
+        ("lab-pod-crash-loop-start", "crash-loop"),
+        ("lab-pod-crash-loop-restart", "crash-loop"),
+    ],
+)
 def test_fault_stages_select_their_label(stage: str, fault: str) -> None:
     e = exprs(pod_stages()[stage])[FAULT_KEY]
     assert e["operator"] == "In" and e["values"] == [fault]
@@ -56,8 +59,11 @@ def test_fault_stages_select_their_label(stage: str, fault: str) -> None:
 def test_stages_on_the_same_phase_are_disjoint() -> None:
     """Stages that can see the same (phase, fault) pod differ on some selector: no overlap."""
     ps = pod_stages()
-    same_phase = [("pod-ready", "lab-pod-never-ready"), ("pod-ready", "lab-pod-crash-loop-start"),
-                  ("lab-pod-never-ready", "lab-pod-crash-loop-start")]
+    same_phase = [
+        ("pod-ready", "lab-pod-never-ready"),
+        ("pod-ready", "lab-pod-crash-loop-start"),
+        ("lab-pod-never-ready", "lab-pod-crash-loop-start"),
+    ]
     for a, b in same_phase:
         ea, eb = exprs(ps[a]), exprs(ps[b])
         assert ea[".status.phase"]["values"] == ["Pending"] == eb[".status.phase"]["values"]
