@@ -137,3 +137,39 @@ def test_a_late_failure_in_a_low_traffic_region_rolls_it_back_and_the_canary_reg
     assert rollback_order[0] == status["failedRegion"] and rollback_order[-1] == "eu-canary"
     for region in shop.lab.region_contexts:
         assert set(shop.deployed(region).values()) == {"1.5.0"}, region
+
+
+def test_the_responder_cli_shows_status_and_history_and_its_actions_are_carried_out(shop: Shop) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from rollout.cli import main
+
+    kube = ["--kubeconfig", str(shop.lab.kubeconfig), "--context", shop.lab.home_context]
+    status = CliRunner().invoke(main, ["status", APP, "-o", "json", *kube])
+    assert status.exit_code == 0, status.output
+    latest = json.loads(status.output)[0]
+    assert latest["version"] == "1.7.1" and latest["status"]["phase"] == "RolledBack"
+    text = CliRunner().invoke(main, ["status", APP, *kube], terminal_width=200)
+    assert "eu-canary" in text.output and "RolledBack" in text.output
+
+    shop.git.bump_app_version(APP, "1.8.0")
+    wait_for(lambda: shop.release("1.8.0"), 60, "release 1.8.0 to be created")
+    paused = CliRunner().invoke(main, ["pause", APP, "--reason", "e2e: hold the release", *kube])
+    assert paused.exit_code == 0 and "Done" in paused.output, paused.output
+    shop.wait_release("1.8.0", {"Paused"}, timeout_s=60)
+    resumed = CliRunner().invoke(main, ["resume", APP, "--reason", "e2e: carry on", *kube])
+    assert resumed.exit_code == 0, resumed.output
+    shop.wait_release("1.8.0", {"Succeeded"}, timeout_s=400)
+
+    history = CliRunner().invoke(main, ["history", APP, "-o", "json", *kube])
+    assert history.exit_code == 0, history.output
+    data = json.loads(history.output)
+    outcomes = {r["version"]: r["outcome"] for r in data["releases"]}
+    assert outcomes["1.6.0"] == "RolledBack" and outcomes["1.5.0"] == "Succeeded" and outcomes["1.8.0"] == "Succeeded"
+    people = next(r["people"] for r in data["releases"] if r["version"] == "1.8.0")
+    assert "pause (e2e: hold the release)" in people and "resume (e2e: carry on)" in people
+    assert {a["action"] for a in data["actions"]} >= {"pause", "resume"}
+    unknown = CliRunner().invoke(main, ["history", "nope", *kube])
+    assert unknown.exit_code != 0 and "unknown app 'nope'" in unknown.output
