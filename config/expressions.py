@@ -31,6 +31,9 @@ _COMPARE: dict[type[ast.cmpop], Callable[[float, float], bool]] = {
 }
 
 
+_GRAMMAR = "use numbers, result, baseline, + - * /, comparisons, and/or/not, min(), max(), abs()"
+
+
 class ConditionError(ValueError):
     """A condition that cannot be parsed or evaluated."""
 
@@ -56,12 +59,12 @@ def parse_condition(text: str) -> Condition:
     try:
         tree = ast.parse(str(text), mode="eval")
     except SyntaxError as exc:
-        raise ConditionError(f"{text!r} is not a valid condition ({exc.msg})") from None
+        raise ConditionError(f"{text!r} is not a valid condition ({exc.msg}); {_GRAMMAR}") from None
     names: set[str] = set()
     for node in ast.walk(tree):
         _check_node(node, names)
     if not isinstance(tree.body, ast.Compare | ast.BoolOp | ast.UnaryOp):
-        raise ConditionError(f"{text!r} must compare, e.g. 'result <= 0.01'")
+        raise ConditionError(f"{text!r} does not compare anything; write e.g. 'result <= 0.01'")
     return Condition(text=str(text), tree=tree, variables=frozenset(names))
 
 
@@ -69,16 +72,15 @@ def _check_node(node: ast.AST, names: set[str]) -> None:
     allowed = (ast.Expression, ast.Compare, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
                ast.BinOp, ast.Constant, ast.Name, ast.Load, ast.Call, *_BINARY, *_COMPARE)
     if not isinstance(node, allowed):
-        raise ConditionError(f"{type(node).__name__} is not allowed; use numbers, result, baseline, "
-                             "+ - * /, comparisons, and/or/not, min(), max(), abs()")
+        raise ConditionError(f"{type(node).__name__} is not allowed in a condition; {_GRAMMAR}")
     if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
-        raise ConditionError(f"{node.value!r} is not a number")
+        raise ConditionError(f"{node.value!r} is not a number; {_GRAMMAR}")
     if isinstance(node, ast.Name) and node.id not in _FUNCTIONS:
         if node.id not in CONDITION_VARIABLES:
-            raise ConditionError(f"unknown variable {node.id!r}; known: {', '.join(sorted(CONDITION_VARIABLES))}")
+            raise ConditionError(f"unknown variable {node.id!r}; use {', '.join(sorted(CONDITION_VARIABLES))}")
         names.add(node.id)
     if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
-        raise ConditionError("only min(), max() and abs() may be called")
+        raise ConditionError(f"only min(), max() and abs() may be called; {_GRAMMAR}")
 
 
 def _eval(node: ast.AST, values: Mapping[str, float]) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 import yaml
+from jinja2.exceptions import SecurityError
 
 from config.errors import Issue
 from config.identity import ANNOTATION_COMMIT, ReleaseIdentity
@@ -89,6 +90,10 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
         except OutsideRepository as exc:
             issues.append(Issue(shown, "", f"template reaches outside the app directory: {exc}",
                                 "keep templates and includes inside apps/<app>/"))
+            continue
+        except SecurityError as exc:
+            issues.append(Issue(shown, _template_line(exc), f"the template sandbox refused: {exc}",
+                                "templates may read values and call filters, not reach into Python objects"))
             continue
         except jinja2.UndefinedError as exc:
             issues.append(Issue(shown, _template_line(exc), f"undefined variable: {exc.message}",

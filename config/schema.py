@@ -16,8 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from config.durations import parse_duration
 from config.expressions import parse_condition
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
 def _duration(value: Any) -> timedelta:
@@ -39,8 +39,21 @@ def _percent_or_count(value: int | str) -> int | str:
     return value
 
 
+def _name(value: str) -> str:
+    if not DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a DNS label; use lowercase letters, digits and '-', at most 63")
+    return value
+
+
+def _semver(value: str) -> str:
+    if not SEMVER.match(value):
+        raise ValueError(f"{value!r} is not a semantic version; write MAJOR.MINOR.PATCH, e.g. 3.2.0")
+    return value
+
+
 Duration = Annotated[timedelta, Field(json_schema_extra={"format": "duration"})]
-Name = Annotated[str, Field(pattern=DNS_LABEL, max_length=63)]
+Name = Annotated[str, AfterValidator(_name)]
+SemVer = Annotated[str, AfterValidator(_semver)]
 ConditionText = Annotated[str, AfterValidator(_condition)]
 IntOrPercent = Annotated[int | str, AfterValidator(_percent_or_count)]
 
@@ -103,7 +116,7 @@ class Image(Model):
 
 
 class AppValues(Model):
-    version: str = Field(pattern=SEMVER, description="the application's semantic version")
+    version: SemVer = Field(description="the application's semantic version")
     image: Image
     params: dict[str, Any] = Field(default_factory=dict)
     region_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="regionOverrides")
