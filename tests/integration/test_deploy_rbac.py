@@ -530,7 +530,8 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
     proc = ControllerProcess(kubeconfig, home, git.url, tmp_path / "controller", identity="rbac-e2e")
     proc.extra_args = manifest_args(built, {
         "--repo": git.url, "--prometheus-url": None, "--cache-dir": str(tmp_path / "controller" / "cache"),
-        "--http-host": "127.0.0.1", "--http-port": str(proc.http_port), "--identity": proc.identity})
+        "--http-host": "127.0.0.1", "--http-port": str(proc.http_port), "--identity": proc.identity,
+        "--regions-kubeconfig": str(kubeconfig)})  # the Secret's mount path, here a local file
     assert "--ref=main" in proc.extra_args and "--lease-seconds=15" in proc.extra_args
     proc.start()
     try:

@@ -84,13 +84,6 @@ RATIO = {"successCondition": "result <= max(1.5 * baseline, 0.001)", "baselineQu
             Verdict.INCONCLUSIVE,
             "could not be computed",
         ),
-        (
-            {"successCondition": "result <= baseline"},
-            Observation(value=(1.0,)),
-            0,
-            Verdict.ERROR,
-            "no baselineQuery",
-        ),
         # minimum-evidence guard: too little traffic is inconclusive whatever the ratios say
         ({}, Observation(value=(0.0,), requests=(49.0,)), 50, Verdict.INCONCLUSIVE, "only 49 requests"),
         ({}, Observation(value=(0.9,), requests=(3.0,)), 50, Verdict.INCONCLUSIVE, "too little traffic"),
@@ -232,3 +225,14 @@ def test_select_checks() -> None:
     assert select_checks(Analysis(checks=[a, b]), ["b"]) == [b]
     with pytest.raises(UnknownCheck, match="unknown check"):
         select_checks(Analysis(checks=[a]), ["zz"])
+
+
+def test_a_baseline_condition_without_baseline_query_is_an_error_not_a_pass() -> None:
+    """The loader refuses such a check; the engine still never lets one pass (defence in depth)."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="uses baseline"):
+        check(successCondition="result <= baseline")
+    unchecked = check().model_copy(update={"success_condition": "result <= baseline"})
+    measurement = evaluate(unchecked, Observation(value=(1.0,)), T0, 0)
+    assert measurement.verdict is Verdict.ERROR and "no baselineQuery" in measurement.reason
