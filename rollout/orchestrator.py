@@ -39,6 +39,7 @@ class Policy:
     drain_percent: float = 99.0
     drain_within_seconds: float = 60.0
     quarantine: bool = True
+    revert_commit: bool = False
     on_inconclusive: str = "pause"  # or "fail"
 
 
@@ -341,6 +342,11 @@ def _roll_back(view: ReleaseView, out: Outcome_, now: datetime) -> None:
     status.quarantined = view.policy.quarantine
     status.record(now, "rolled-back", "every touched region is back on the previous release"
                   + ("; release quarantined" if status.quarantined else ""))
+    if view.policy.revert_commit:
+        # Pushing the revert needs write credentials to Git, which this controller does not take yet;
+        # say so where the responder looks instead of silently ignoring the plan.
+        status.record(now, "revert-commit", "not pushed: the controller has no Git write credentials; "
+                      "revert the change in Git (the release stays quarantined meanwhile)")
     out.actions.append(Notify("rolledBack", status.message, failed, warning=True))
 
 

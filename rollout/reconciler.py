@@ -386,5 +386,6 @@ def _policy(app: AppSource) -> Policy:
     on_inconclusive = "fail" if any(c.on_inconclusive == "fail" for c in app.plan.analysis.checks) else "pause"
     return Policy(drain_first=rollback.drain_first, drain_percent=rollback.drain_target.percent,
                   drain_within_seconds=rollback.drain_target.within.total_seconds(),
-                  quarantine=rollback.quarantine, on_inconclusive=on_inconclusive)
+                  quarantine=rollback.quarantine, revert_commit=rollback.revert_commit,
+                  on_inconclusive=on_inconclusive)
 
