@@ -27,9 +27,9 @@ from kubernetes import client
 from deploy.lab import services
 from deploy.lab.cluster import Lab
 from deploy.lab.controllerproc import ControllerProcess, install_crds
+from deploy.lab.demo import single_app_changes
 from deploy.lab.gitserver import GitServer
 from deploy.lab.simulator.model import AppSpec, FaultProfile
-from tests.e2e.conftest import e2e_repository_changes
 
 APP, NS, SECRET = "checkout", "rollout-system", "bench-secret"
 
@@ -128,7 +128,7 @@ def main() -> None:
         install_crds(lab.kubeconfig, lab.home_context)
         git = GitServer(state / "git").start()
         clone = git.clone(state / "clone")
-        git.commit_files(e2e_repository_changes(lambda p: (clone.path / p).read_text(), set(lab.region_contexts)),
+        git.commit_files(single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(lab.region_contexts)),
                          "bench: checkout at lab scale")
         bench = Bench(lab, traffic, git, state)
         figures: dict[str, str] = {}

@@ -65,6 +65,34 @@ def lab_scale_plans(read: Callable[[str], str]) -> dict[str, str]:
     return changes
 
 
+def single_app_changes(app: str, read: Callable[[str], str], lab_regions: set[str],
+                       plan_overrides: dict[str, Any] | None = None) -> dict[str, str | None]:
+    """Commit contents reducing the example to one app at lab scale, on the regions a lab runs
+    (tests and benchmarks use it)."""
+    changes: dict[str, str | None] = {path: text for path, text in lab_scale_plans(read).items()
+                                      if path.startswith(f"apps/{app}/")}
+    for other in (a for a in APPS if a != app):
+        for name in ("rollout.yaml", "values.yaml", "manifests/deployment.yaml", "manifests/service.yaml"):
+            changes[f"apps/{other}/{name}"] = None
+    for region in ("eu-canary", "eu-west", "ap-south", "us-east", "ap-east"):
+        if region not in lab_regions:
+            changes[f"regions/{region}.yaml"] = None
+    plan = yaml.safe_load(changes[f"apps/{app}/rollout.yaml"] or "")
+    for wave in plan["waves"]:
+        wave["regions"] = [r for r in wave.get("regions", []) if r in lab_regions]
+    plan["waves"] = [w for w in plan["waves"] if w["regions"] or "select" in w]
+    plan["excludeRegions"] = []
+    for key, value in (plan_overrides or {}).items():
+        if key == "smokeWindow":
+            for wave in plan["waves"]:
+                wave["smokeWindow"] = value
+        else:
+            plan[key] = value
+    changes[f"apps/{app}/rollout.yaml"] = yaml.safe_dump(plan, sort_keys=False)
+    return changes
+
+
+
 @dataclass
 class Timeline:
     api: client.CustomObjectsApi

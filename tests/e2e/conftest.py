@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 from kubernetes import client
 
 from deploy.lab.cluster import Lab
 from deploy.lab.controllerproc import ControllerProcess, install_crds
-from deploy.lab.demo import lab_scale_plans
+from deploy.lab.demo import single_app_changes
 from deploy.lab.gitserver import GitServer
 from deploy.lab.simulator.client import SimulatorClient
 from deploy.lab.simulator.model import AppSpec
@@ -121,32 +120,6 @@ def wait_for(probe: Callable[[], Any], timeout_s: float, what: str, describe: Ca
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; {describe()}")
 
 
-def e2e_repository_changes(read: Callable[[str], str], lab_regions: set[str],
-                           plan_overrides: dict[str, Any] | None = None) -> dict[str, str | None]:
-    """Reduce the example to checkout at lab scale, on the regions this lab runs."""
-    changes: dict[str, str | None] = {path: text for path, text in lab_scale_plans(read).items()
-                                      if path.startswith(f"apps/{APP}/")}
-    for app in ("catalog", "search"):
-        for name in ("rollout.yaml", "values.yaml", "manifests/deployment.yaml", "manifests/service.yaml"):
-            changes[f"apps/{app}/{name}"] = None
-    for region in ("eu-canary", "eu-west", "ap-south", "us-east", "ap-east"):
-        if region not in lab_regions:
-            changes[f"regions/{region}.yaml"] = None
-    plan = yaml.safe_load(changes[f"apps/{APP}/rollout.yaml"] or "")
-    for wave in plan["waves"]:
-        wave["regions"] = [r for r in wave.get("regions", []) if r in lab_regions]
-    plan["waves"] = [w for w in plan["waves"] if w["regions"] or "select" in w]
-    plan["excludeRegions"] = []
-    for key, value in (plan_overrides or {}).items():
-        if key == "smokeWindow":
-            for wave in plan["waves"]:
-                wave["smokeWindow"] = value
-        else:
-            plan[key] = value
-    changes[f"apps/{APP}/rollout.yaml"] = yaml.safe_dump(plan, sort_keys=False)
-    return changes
-
-
 @pytest.fixture(scope="module")
 def shop(request: pytest.FixtureRequest, lab: Lab, lab_traffic: Any,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
@@ -156,7 +129,7 @@ def shop(request: pytest.FixtureRequest, lab: Lab, lab_traffic: Any,
     git = GitServer(state / "git").start()
     clone = git.clone(state / "clone")
     overrides = getattr(request.module, "PLAN_OVERRIDES", None)
-    git.commit_files(e2e_repository_changes(lambda p: (clone.path / p).read_text(), set(lab.region_contexts),
+    git.commit_files(single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(lab.region_contexts),
                                             overrides), "e2e: checkout only, at lab scale")
     sim = lab_traffic.client()
     sim.set_apps([AppSpec(APP, APP, RATE_RPS)])
