@@ -19,6 +19,7 @@ PLAN_OVERRIDES = {"strategy": {"rolling": {"maxSurge": "50%", "maxUnavailable": 
                   "smokeWindow": "4s"}
 
 
+@pytest.mark.timeout(2400)  # ten whole releases across every region
 def test_kill_9_at_random_moments_ends_in_the_same_final_state(shop: Shop) -> None:
     shop.start_controller()
     shop.wait_release("1.4.0", {"Succeeded"}, timeout_s=400)
