@@ -68,9 +68,15 @@ def up(regions: str | None, state_dir: Path, nodes: int, clusters_only: bool) ->
             _stop_services(lab_.state_dir)
             lab_.down(keep_logs=True)
             raise
-        for attr in ("prometheus_url", "simulator_url", "git_url"):
+        for attr in ("prometheus_url", "simulator_url"):
             if getattr(handle, attr, None):
                 click.echo(f"{attr.replace('_', ' ')}: {getattr(handle, attr)}")
+        from deploy.lab.controllerproc import install_crds
+        from deploy.lab.gitserver import GitServer
+
+        install_crds(lab_.kubeconfig, lab_.home_context)  # so `rollout controller` and `rollout status` work at once
+        git = GitServer(lab_.state_dir / "git").start()
+        click.echo(f"git url: {git.url} (seeded with config/examples/shop)")
     click.echo(f"export KUBECONFIG={lab_.kubeconfig}")
 
 
@@ -78,6 +84,11 @@ def _stop_services(state_dir: Path) -> None:
     services = _services()
     if services is not None and hasattr(services, "stop_from_state"):
         services.stop_from_state(state_dir)
+    from deploy.lab.gitserver import GitServer
+
+    git = GitServer(Path(state_dir) / "git")
+    if git.is_running():
+        git.stop()
 
 
 @lab.command()
