@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -17,8 +18,8 @@ DRAINS = Histogram("rollout_drain_seconds", "Time to drain a region to its targe
                    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300), registry=REGISTRY)
 RECONCILE = Histogram("rollout_reconcile_seconds", "Duration of one release reconcile", ["app"],
                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)
-API_CALLS = Counter("rollout_api_calls_total", "Kubernetes API calls by cluster, verb and outcome",
-                    ["cluster", "verb", "code"], registry=REGISTRY)
+API_CALLS = Counter("rollout_api_calls_total", "Kubernetes API calls by cluster, verb, resource and outcome",
+                    ["cluster", "verb", "resource", "code"], registry=REGISTRY)
 GIT_SYNCS = Counter("rollout_git_syncs_total", "Git syncs by outcome", ["outcome"], registry=REGISTRY)
 LEADER = Gauge("rollout_leader", "1 while this replica holds the lease", registry=REGISTRY)
 
@@ -29,13 +30,23 @@ def instrument(api_client: Any, cluster: str) -> Any:
     original = rest.request
 
     def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        resource = resource_of(url)
         try:
             response = original(method, url, *args, **kwargs)
         except Exception as exc:
-            API_CALLS.labels(cluster, method, str(getattr(exc, "status", "error"))).inc()
+            API_CALLS.labels(cluster, method, resource, str(getattr(exc, "status", "error"))).inc()
             raise
-        API_CALLS.labels(cluster, method, str(getattr(response, "status", 200))).inc()
+        API_CALLS.labels(cluster, method, resource, str(getattr(response, "status", 200))).inc()
         return response
 
     rest.request = counted
     return api_client
+
+
+def resource_of(url: str) -> str:
+    """'/apis/coordination.k8s.io/v1/namespaces/x/leases/y' -> 'leases' (a bounded label, not the name)."""
+    path = urlsplit(url).path.strip("/").split("/")
+    rest = path[2:] if path[:1] == ["api"] else path[3:] if path[:1] == ["apis"] else path
+    if len(rest) > 2 and rest[0] == "namespaces":
+        return rest[2]
+    return rest[0] if rest else "discovery"

@@ -81,7 +81,7 @@ def check_region_transition(current: RegionPhase, new: RegionPhase) -> RegionPha
 
 
 def now_iso(now: datetime) -> str:
-    return now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str | None) -> datetime | None:
