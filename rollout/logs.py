@@ -38,5 +38,6 @@ def configure(json_output: bool | None = None, level: str = "info") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: a process that reconfigures (tests, an embedding tool) must see it take effect.
+        cache_logger_on_first_use=False,
     )

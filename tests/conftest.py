@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 pytest_plugins = ["tests.fixtures.cluster", "tests.fixtures.traffic", "tests.fixtures.git"]
 
@@ -15,6 +17,15 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "shop"
 # The session's lab runs every region of the example (canary, two low, two high of two characters),
 # so end-to-end releases walk the same 4 waves a release engineer would see. Override to go faster.
 os.environ.setdefault("ROLLOUT_LAB_REGIONS", ",".join(sorted(p.stem for p in (EXAMPLE / "regions").glob("*.yaml"))))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """Commands run in-process (CliRunner) configure structlog for a terminal; undo it after each
+    test so one test's log level never hides another test's captured events."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
