@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -19,6 +18,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from rollout.cli_repo import emit
+from rollout.release import parse_iso
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION
 
 ACK_TIMEOUT_S = 30.0
@@ -171,13 +172,9 @@ def history_rows(releases: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def _t(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def emit(data: Any, output: str) -> None:
-    click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=False)
-    if output == "json":
-        click.echo()
+    parsed = parse_iso(text)
+    assert parsed is not None
+    return parsed
 
 
 # --- commands ----------------------------------------------------------------------------------

@@ -57,13 +57,13 @@ def validate(source: str, rev: str | None, output: str) -> None:
             if output == "text":
                 click.echo(invalid.summary(), err=True)
             else:
-                _emit({"valid": False, "issues": [i.to_dict() for i in invalid.issues]}, output)
+                emit({"valid": False, "issues": [i.to_dict() for i in invalid.issues]}, output)
             raise SystemExit(1) from None
     summary = {"valid": True, "regions": sorted(repo.regions), "apps": sorted(repo.apps)}
     if output == "text":
         click.echo(f"ok: {len(repo.regions)} regions, {len(repo.apps)} apps ({', '.join(sorted(repo.apps))})")
     else:
-        _emit(summary, output)
+        emit(summary, output)
 
 
 @click.command()
@@ -78,7 +78,7 @@ def plan(source: str, app: str, rev: str | None, output: str) -> None:
     chosen = _app(repo, app)
     data = plan_summary(repo, chosen.plan)
     if output != "text":
-        _emit(data, output)
+        emit(data, output)
         return
     console = Console()
     console.print(f"[bold]{app}[/] owned by {data['owner']} — playbook {data['playbook']}")
@@ -159,7 +159,7 @@ def _app(repo: Repository, app: str) -> Any:
     return repo.apps[app]
 
 
-def _emit(data: Any, output: str) -> None:
+def emit(data: Any, output: str) -> None:
     click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False), nl=False)
     if output == "json":
         click.echo()

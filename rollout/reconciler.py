@@ -50,7 +50,7 @@ from rollout.orchestrator import (
     StartStrategy,
     decide,
 )
-from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus
+from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus, parse_iso
 from rollout.store import ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace
 from strategies import decide as strategy_decide
@@ -250,8 +250,9 @@ class ReleaseReconciler:
         return _OUTCOME_TO_VERDICT.get(state.outcome)
 
     def _smoke(self, work: Pass, name: str, region: RegionStatus) -> RegionView:
-        started = datetime.fromisoformat((region.smoke_started_at or "").replace("Z", "+00:00"))
-        baseline_at = datetime.fromisoformat(region.started_at.replace("Z", "+00:00")) if region.started_at else None
+        started = parse_iso(region.smoke_started_at)
+        assert started is not None  # a SMOKE region always has its start recorded
+        baseline_at = parse_iso(region.started_at)
         analyzer = self._analyzer(work, name, "stable", baseline_at)
         if analyzer is None:
             return RegionView(smoke=Outcome.INCONCLUSIVE, smoke_reason="no metrics provider configured")

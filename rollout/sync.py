@@ -26,7 +26,7 @@ from rollout.gitsync import GitError, GitSource
 from rollout.intake import Candidate, CreateRelease, SkipQuarantined, SupersedeRelease, decide_intake
 from rollout.metrics import GIT_SYNCS
 from rollout.notify import KubernetesEvents
-from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec, now_iso
+from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec, now_iso, parse_iso
 from rollout.store import GROUP, VERSION, ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace, content_digest, file_digest
 
@@ -140,4 +140,5 @@ def _without_time(status: dict[str, Any]) -> dict[str, Any]:
 
 def _stale(status: dict[str, Any]) -> bool:
     last = status.get("lastSyncAt")
-    return last is None or datetime.now(UTC) - datetime.fromisoformat(last.replace("Z", "+00:00")) > HEARTBEAT
+    seen = parse_iso(last)
+    return seen is None or datetime.now(UTC) - seen > HEARTBEAT

@@ -30,6 +30,7 @@ from deploy.lab.cluster import Lab
 from deploy.lab.controllerproc import ControllerProcess, install_crds
 from deploy.lab.gitserver import GitServer
 from deploy.lab.simulator.model import AppSpec, FaultProfile
+from rollout.release import parse_iso
 from rollout.store import as_object
 
 APPS = ("checkout", "catalog", "search")
@@ -124,7 +125,7 @@ class Timeline:
                 region = entry.get("region") or ""
                 if region:
                     wave = next((w["name"] for w in rel["spec"]["waves"] if region in w["regions"]), "")
-                at = datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+                at = _at(entry["time"]).timestamp()
                 row = (f"{at - self.started:6.0f}s", f"{rel['spec']['app']} {rel['spec']['version']}", wave, region,
                        f"{entry['action']}: {entry['reason']}")
                 self.rows.append(row)
@@ -208,9 +209,14 @@ def summary(bad: dict[str, Any], total_s: float) -> None:
     failed = next((a["time"] for a in audit if a["action"] == "failed"), None)
     end = next((a["time"] for a in reversed(audit) if a["action"] == "rolled-back"), None)
     if failed and end:
-        seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
-                   - datetime.fromisoformat(failed.replace("Z", "+00:00"))).total_seconds()
+        seconds = (_at(end) - _at(failed)).total_seconds()
         table.add_row("rollback", f"{seconds:.1f}s from the failing verdict to every region back on "
                                   f"{status.get('previousVersion')}, traffic restored")
     table.add_row("demo total", f"{total_s:.0f}s")
     console.print(table)
+
+
+def _at(text: str) -> datetime:
+    parsed = parse_iso(text)
+    assert parsed is not None
+    return parsed
