@@ -35,7 +35,7 @@ from deploy.lab.simulator import process as simulator_process
 from deploy.lab.simulator.model import AppSpec, FaultProfile, RegionSpec
 from deploy.lab.simulator.server import SimulatorConfig
 from regions.smoke import detected_at
-from rollout.analysis import AnalysisRun, Analyzer, Outcome, PrometheusProvider, RunState, Target, run_analysis
+from regions.analysis import AnalysisRun, Analyzer, Outcome, PrometheusProvider, RunState, Target, run_analysis
 
 REGION, STABLE, RATE = "r1", "1.0.0", 200.0
 INTERVAL, WINDOW = timedelta(seconds=2), timedelta(seconds=4)

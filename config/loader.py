@@ -9,22 +9,19 @@ Layout (docs/repository.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jinja2
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.errors import InvalidRepository, Issue, field_path, problem_and_fix
-from config.identity import ReleaseIdentity
+from config.policies import repository_issues
 from config.repository import AppSource, Repository
 from config.schema import AppValues, Plan, Region
-from config.templating import QUERY_VARIABLES, OutsideRepository, confined_path, undeclared_variables
+from config.templating import OutsideRepository, confined_path
 
 M = TypeVar("M", bound=BaseModel)
-VALIDATION_COMMIT = "0" * 40
 _UNREADABLE = object()  # read_yaml already reported why
 
 
@@ -37,8 +34,6 @@ def load_repository(root: Path | str) -> Repository:
     regions = _load_regions(root, issues)
     apps = _load_apps(root, issues)
     repo = Repository(root=root, regions=regions, apps=apps)
-    from config.policies import repository_issues  # policies need the loaded repository
-
     issues += repository_issues(repo)
     if issues:
         raise InvalidRepository(issues)
@@ -129,18 +124,3 @@ def _load_file(root: Path, path: Path, model: type[M], issues: list[Issue]) -> M
         issues.append(Issue(shown, "", "is missing", f"add it (see config/examples/shop/{shown.split('/', 2)[-1]})"))
         return None
     return parse_model(model, read_yaml(root, path, issues), shown, issues)
-
-
-def query_issues(shown: str, field: str, source: str) -> Iterator[Issue]:
-    try:
-        unknown = undeclared_variables(source) - QUERY_VARIABLES
-    except jinja2.TemplateSyntaxError as exc:
-        yield Issue(shown, field, f"template syntax error: {exc.message}", "close every {{ ... }}")
-        return
-    for name in sorted(unknown):
-        yield Issue(shown, field, f"unknown variable {name!r}",
-                    f"use only {', '.join(sorted(QUERY_VARIABLES))}")
-
-
-def validation_identity(values: AppValues) -> ReleaseIdentity:
-    return ReleaseIdentity(commit=VALIDATION_COMMIT, version=values.version)

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import jinja2
+
 from config.defaults import DEFAULT_CHECKS
 from config.errors import Issue
-from config.loader import query_issues, validation_identity
+from config.identity import ReleaseIdentity
 from config.render import RenderFailed, render
 from config.repository import AppSource, Repository
-from regions.waves import plan_waves, wave_problems
+from config.schema import AppValues
+from config.templating import QUERY_VARIABLES, undeclared_variables
+from config.waves import plan_waves, wave_problems
+
+VALIDATION_COMMIT = "0" * 40  # validation renders with a placeholder identity
 
 
 def repository_issues(repo: Repository) -> list[Issue]:
@@ -66,3 +72,18 @@ def _render_issues(repo: Repository, app: AppSource) -> list[Issue]:
             except RenderFailed as failed:
                 issues.update(failed.issues)
     return sorted(issues)
+
+
+def query_issues(shown: str, field: str, source: str) -> Iterator[Issue]:
+    try:
+        unknown = undeclared_variables(source) - QUERY_VARIABLES
+    except jinja2.TemplateSyntaxError as exc:
+        yield Issue(shown, field, f"template syntax error: {exc.message}", "close every {{ ... }}")
+        return
+    for name in sorted(unknown):
+        yield Issue(shown, field, f"unknown variable {name!r}",
+                    f"use only {', '.join(sorted(QUERY_VARIABLES))}")
+
+
+def validation_identity(values: AppValues) -> ReleaseIdentity:
+    return ReleaseIdentity(commit=VALIDATION_COMMIT, version=values.version)

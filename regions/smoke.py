@@ -4,7 +4,7 @@ A window is fixed, or `auto`: twice the mean time it took the app's past failed 
 detected ("if problems surfaced after one hour on average, wait two"), clamped to the plan's floor
 and ceiling; with no history it is the ceiling, since without evidence the safe side is the long
 side. Pure functions; the orchestrator keeps the history and runs the window's checks with
-`rollout.analysis` (see `start` below).
+`regions.analysis` (see `start` below).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from config.durations import format_duration
 from config.schema import Check, SmokeWindow
-from rollout.analysis.model import Outcome
-from rollout.analysis.runner import AnalysisRun
-from rollout.analysis.verdicts import run_state
+from regions.analysis.model import Outcome
+from regions.analysis.runner import AnalysisRun
+from regions.analysis.verdicts import run_state
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def smoke_duration(window: SmokeWindow, times_to_detect: Iterable[timedelta] = (
 
 
 def start(window: SmokeWindow, times_to_detect: Iterable[timedelta], now: datetime) -> AnalysisRun:
-    """A new smoke-window run starting at `now`; poll it with `rollout.analysis.poll`."""
+    """A new smoke-window run starting at `now`; poll it with `regions.analysis.poll`."""
     return AnalysisRun(started_at=now, ends_at=now + smoke_duration(window, times_to_detect).duration)
 
 

@@ -20,7 +20,7 @@ from config.loader import load_repository
 from config.render import RenderFailed, render
 from config.repository import Repository
 from config.schema import Plan, SmokeWindow
-from regions.waves import plan_waves
+from config.waves import plan_waves
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text",
                       help="text for people, json/yaml for scripts")

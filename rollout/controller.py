@@ -17,9 +17,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from regions.analysis import PrometheusProvider
 from regions.traffic import DNSEndpointTraffic
 from rollout import metrics
-from rollout.analysis import PrometheusProvider
 from rollout.cache import WatchCache
 from rollout.drill import RUNNING, DrillRunner
 from rollout.gitsync import Credentials, GitMirror, Secret

@@ -59,7 +59,7 @@ from kubernetes.client.exceptions import ApiException
 from config.identity import ReleaseIdentity
 from config.render import Rendered, render
 from config.templating import render_query
-from rollout.analysis import MetricsError
+from regions.analysis import MetricsError
 from rollout.release import ReleasePhase, now_iso, parse_iso
 from rollout.store import ACTIONS, GROUP, VERSION, StoredRelease
 from strategies import decide as strategy_decide

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rollout.analysis.model import Outcome
+from regions.analysis.model import Outcome
 from rollout.release import (
     DrainRecord,
     RegionPhase,

@@ -24,9 +24,7 @@ from config.render import Rendered, render
 from config.repository import AppSource
 from config.schema import Check
 from config.templating import render_query
-from regions.traffic import GlobalTraffic
-from rollout import metrics
-from rollout.analysis import (
+from regions.analysis import (
     AnalysisRun,
     Analyzer,
     MetricsError,
@@ -36,7 +34,9 @@ from rollout.analysis import (
     poll,
     select_checks,
 )
-from rollout.analysis.model import Verdict
+from regions.analysis.model import Verdict
+from regions.traffic import GlobalTraffic
+from rollout import metrics
 from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
 from rollout.orchestrator import (
     Action,

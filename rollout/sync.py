@@ -20,8 +20,8 @@ from kubernetes.client.exceptions import ApiException
 
 from config.errors import InvalidRepository
 from config.repository import Repository
+from config.waves import plan_waves
 from regions.smoke import smoke_duration
-from regions.waves import plan_waves
 from rollout.gitsync import GitError, GitSource
 from rollout.intake import Candidate, CreateRelease, SkipQuarantined, SupersedeRelease, decide_intake
 from rollout.metrics import GIT_SYNCS

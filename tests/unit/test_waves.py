@@ -4,7 +4,7 @@ import pytest
 
 from config.loader import load_repository
 from config.schema import Plan, Region
-from regions.waves import plan_waves
+from config.waves import plan_waves
 from tests.conftest import EXAMPLE
 
 

@@ -19,7 +19,7 @@ from config.schema import Check
 from deploy.lab import prometheus as prom
 from deploy.lab.simulator.client import SimulatorClient
 from deploy.lab.simulator.model import FaultProfile
-from rollout.analysis import Analyzer, PrometheusProvider, Target
+from regions.analysis import Analyzer, PrometheusProvider, Target
 
 APP, REGION, STABLE = "shop", "r1", "1.0.0"
 APP_RPS = 200.0

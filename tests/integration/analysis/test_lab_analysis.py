@@ -15,7 +15,7 @@ from config.defaults import DEFAULT_CHECKS
 from config.schema import Check
 from deploy.lab import prometheus as prom
 from deploy.lab.simulator.model import FaultProfile
-from rollout.analysis import (
+from regions.analysis import (
     AnalysisResult,
     AnalysisRun,
     Analyzer,
@@ -26,7 +26,7 @@ from rollout.analysis import (
     Verdict,
     run_analysis,
 )
-from rollout.analysis.provider import MetricsUnavailable, QueryRejected
+from regions.analysis.provider import MetricsUnavailable, QueryRejected
 from tests.integration.analysis.helpers import INTERVAL, AnalysisLab, default_check, fast, start_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

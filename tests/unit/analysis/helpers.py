@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.schema import Check
-from rollout.analysis.model import Measurement, Verdict
+from regions.analysis.model import Measurement, Verdict
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from config.schema import Judge
-from rollout.analysis.judge import mann_whitney
-from rollout.analysis.model import Observation, Verdict
-from rollout.analysis.verdicts import evaluate
+from regions.analysis.judge import mann_whitney
+from regions.analysis.model import Observation, Verdict
+from regions.analysis.verdicts import evaluate
 from tests.unit.analysis.helpers import T0, check
 
 WINDOWS = 200

@@ -7,10 +7,10 @@ import json
 from datetime import datetime, timedelta
 
 from config.defaults import DEFAULT_CHECKS
-from rollout.analysis.fake import FakeMetricsProvider
-from rollout.analysis.model import Outcome, Verdict
-from rollout.analysis.provider import MetricsProvider, MetricsUnavailable
-from rollout.analysis.runner import AnalysisRun, Analyzer, Target, poll, run_analysis
+from regions.analysis.fake import FakeMetricsProvider
+from regions.analysis.model import Outcome, Verdict
+from regions.analysis.provider import MetricsProvider, MetricsUnavailable
+from regions.analysis.runner import AnalysisRun, Analyzer, Target, poll, run_analysis
 from tests.unit.analysis.helpers import T0, at, check
 
 TARGET = Target(app="checkout", region="eu-west", release="abc123def456", version="1.5.0",

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from config.schema import Analysis
-from rollout.analysis.model import CheckState, Observation, Outcome, Phase, Verdict
-from rollout.analysis.verdicts import (
+from regions.analysis.model import CheckState, Observation, Outcome, Phase, Verdict
+from regions.analysis.verdicts import (
     UnknownCheck,
     aggregate,
     assess,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rollout.analysis.model import Outcome
+from regions.analysis.model import Outcome
 from rollout.orchestrator import (
     BeginRollback,
     Notify,

@@ -15,8 +15,8 @@ from typing import Any
 
 from config.expressions import ConditionError, parse_condition
 from config.schema import Analysis, Check
-from rollout.analysis.judge import mann_whitney
-from rollout.analysis.model import CheckState, Measurement, Observation, Outcome, Phase, RunState, Verdict
+from regions.analysis.judge import mann_whitney
+from regions.analysis.model import CheckState, Measurement, Observation, Outcome, Phase, RunState, Verdict
 
 # Worst first: combining two verdicts on one measurement keeps the worse one.
 _SEVERITY = (Verdict.FAILURE, Verdict.ERROR, Verdict.INCONCLUSIVE, Verdict.SUCCESS)

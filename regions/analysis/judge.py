@@ -17,7 +17,7 @@ from statistics import median
 from scipy.stats import mannwhitneyu
 
 from config.schema import Judge
-from rollout.analysis.model import Verdict
+from regions.analysis.model import Verdict
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from rollout.analysis.model import prom_duration
-from rollout.analysis.provider import MetricsError, MetricsUnavailable, QueryRejected
+from regions.analysis.model import prom_duration
+from regions.analysis.provider import MetricsError, MetricsUnavailable, QueryRejected
 
 
 class PrometheusProvider:

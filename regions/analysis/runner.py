@@ -21,9 +21,9 @@ from jinja2 import TemplateError
 from config.defaults import REQUEST_COUNT_QUERY
 from config.schema import Check
 from config.templating import render_query
-from rollout.analysis.model import Measurement, Observation, Outcome, Phase, RunState, prom_duration
-from rollout.analysis.provider import MetricsError, MetricsProvider
-from rollout.analysis.verdicts import evaluate, judge_window, run_state
+from regions.analysis.model import Measurement, Observation, Outcome, Phase, RunState, prom_duration
+from regions.analysis.provider import MetricsError, MetricsProvider
+from regions.analysis.verdicts import evaluate, judge_window, run_state
 
 
 def utcnow() -> datetime:

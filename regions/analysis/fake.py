@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from rollout.analysis.provider import MetricsUnavailable
+from regions.analysis.provider import MetricsUnavailable
 
 Answer = Callable[[str, datetime], tuple[float, ...]]
 

@@ -10,8 +10,8 @@ Callers:
   `AnalysisRun.to_status()` keeps every measurement for the Release status.
 """
 
-from rollout.analysis.judge import JudgeResult, mann_whitney
-from rollout.analysis.model import (
+from regions.analysis.judge import JudgeResult, mann_whitney
+from regions.analysis.model import (
     CheckState,
     Measurement,
     Observation,
@@ -20,9 +20,9 @@ from rollout.analysis.model import (
     RunState,
     Verdict,
 )
-from rollout.analysis.prometheus import PrometheusProvider
-from rollout.analysis.provider import MetricsError, MetricsProvider, MetricsUnavailable, QueryRejected
-from rollout.analysis.runner import (
+from regions.analysis.prometheus import PrometheusProvider
+from regions.analysis.provider import MetricsError, MetricsProvider, MetricsUnavailable, QueryRejected
+from regions.analysis.runner import (
     AnalysisResult,
     AnalysisRun,
     Analyzer,
@@ -30,7 +30,7 @@ from rollout.analysis.runner import (
     poll,
     run_analysis,
 )
-from rollout.analysis.verdicts import (
+from regions.analysis.verdicts import (
     UnknownCheck,
     aggregate,
     assess,
