@@ -34,8 +34,8 @@ from deploy.lab import prometheus as prom
 from deploy.lab.simulator import process as simulator_process
 from deploy.lab.simulator.model import AppSpec, FaultProfile, RegionSpec
 from deploy.lab.simulator.server import SimulatorConfig
-from regions.smoke import detected_at
 from regions.analysis import AnalysisRun, Analyzer, Outcome, PrometheusProvider, RunState, Target, run_analysis
+from regions.smoke import detected_at
 
 REGION, STABLE, RATE = "r1", "1.0.0", 200.0
 INTERVAL, WINDOW = timedelta(seconds=2), timedelta(seconds=4)

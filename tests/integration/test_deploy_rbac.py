@@ -245,7 +245,7 @@ def test_no_shipped_role_has_a_wildcard(built: list[dict[str, Any]]) -> None:
 
 
 def test_deployment_is_hardened_and_its_args_are_the_clis(built: list[dict[str, Any]]) -> None:
-    from rollout.cli_controller import controller
+    from rollout.cli.controller import controller
 
     dep = only(built, "Deployment", "rollout-controller")
     spec = dep["spec"]["template"]["spec"]

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from config.schema import SmokeWindow
-from regions.smoke import detected_at, smoke_duration, start, time_to_detect
 from regions.analysis.runner import AnalysisRun
+from regions.smoke import detected_at, smoke_duration, start, time_to_detect
 from tests.unit.analysis.helpers import T0, at, check, series
 
 M = timedelta(minutes=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubernetes.client.exceptions import ApiException
 
-from rollout.cli_ops import action_rows, explain, history_rows, status_rows
+from rollout.cli.ops import action_rows, explain, history_rows, status_rows
 
 RELEASE = {
     "metadata": {"name": "checkout-cccccccccccc", "creationTimestamp": "2026-11-24T12:00:00Z"},

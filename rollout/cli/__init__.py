@@ -29,10 +29,10 @@ def demo(state_dir: str) -> None:
 
 def _register_subcommands() -> None:
     from deploy.lab.cli import lab
-    from rollout.cli_controller import controller
-    from rollout.cli_drill import drill
-    from rollout.cli_ops import ACTION_COMMANDS, history, status
-    from rollout.cli_repo import plan, render_command, validate
+    from rollout.cli.controller import controller
+    from rollout.cli.drill import drill
+    from rollout.cli.ops import ACTION_COMMANDS, history, status
+    from rollout.cli.repo import plan, render_command, validate
 
     for command in (validate, plan, render_command, controller, demo, lab, status, history, *ACTION_COMMANDS,
                     drill):

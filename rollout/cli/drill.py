@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from rollout.cli_ops import ACK_TIMEOUT_S, Ops, kube_options
+from rollout.cli.ops import ACK_TIMEOUT_S, Ops, kube_options
 from rollout.drill import FINAL
 from rollout.store import ACTIONS, GROUP, VERSION
 

@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from rollout.cli_repo import emit
+from rollout.cli.repo import emit
 from rollout.release import parse_iso
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION
 
