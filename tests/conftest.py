@@ -34,3 +34,17 @@ def example_copy(tmp_path: Path) -> Path:
     target = tmp_path / "shop"
     shutil.copytree(EXAMPLE, target, symlinks=True)
     return target
+
+
+_STAGES = ("unit", "integration", "e2e")  # fastest first: a broken unit test fails the run in seconds
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run unit tests, then integration, then e2e, keeping each module's own order (the e2e
+    modules' tests build on each other). Alphabetical collection would start with e2e."""
+
+    def stage(item: pytest.Item) -> int:
+        parts = item.path.relative_to(Path(__file__).parent).parts
+        return _STAGES.index(parts[0]) if parts and parts[0] in _STAGES else 0
+
+    items.sort(key=stage)  # stable: order inside a stage is unchanged
