@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh
-exec .venv/bin/rollout demo "$@"
+exec .venv/bin/rollout-lab demo "$@"

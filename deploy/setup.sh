@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test]'
+# The lab is its own distribution (deploy/pyproject.toml): the `rollout-lab` command.
+.venv/bin/pip install --quiet -e deploy/
 
 # Debian packages: Prometheus for the lab, an sshd so Git-over-SSH is tested against a real server.
 if ! command -v prometheus >/dev/null 2>&1 || ! [ -x /usr/sbin/sshd ]; then
@@ -27,4 +29,4 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 echo "setup: building the lab's Kubernetes binaries (cached per version)"
-.venv/bin/rollout lab build
+.venv/bin/rollout-lab build

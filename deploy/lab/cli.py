@@ -1,15 +1,23 @@
-"""`rollout lab ...`: start, stop and inspect the local lab."""
+"""`rollout-lab`: build, start, stop and inspect the local lab, and run the demo.
+
+The lab is its own distribution (deploy/pyproject.toml, installed by deploy/setup.sh); the
+product's `rollout` command knows nothing of it. Every state folder is made absolute here, before
+it reaches a child process or a config file: the defaults are relative to the current directory.
+"""
 
 from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import click
 
 DEFAULT_STATE = Path(".lab")
+DEFAULT_DEMO_STATE = Path(".lab/demo")
 
 
 def _services() -> ModuleType | None:
@@ -24,12 +32,25 @@ def _services() -> ModuleType | None:
         return None
 
 
-@click.group()
-def lab() -> None:
+def state_option(default: Path) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--state-dir, resolved to an absolute path (relative = to the current directory)."""
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path, resolve_path=True),
+        default=default,
+        show_default=True,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
     """Run a local lab: real control planes per region, Prometheus, traffic simulator, Git server."""
+    from rollout.logs import configure
+
+    configure(level="warning")
 
 
-@lab.command()
+@main.command()
 @click.option("--force", is_flag=True, help="Rebuild even when the cached binaries match the pins.")
 def build(force: bool) -> None:
     """Build kube-apiserver/-controller-manager/-scheduler, etcd and kwok from pinned Go modules (cached)."""
@@ -46,9 +67,9 @@ def build(force: bool) -> None:
     )
 
 
-@lab.command()
+@main.command()
 @click.option("--regions", help="Comma-separated region names (default: config/examples/shop/regions).")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+@state_option(DEFAULT_STATE)
 @click.option("--nodes", default=3, show_default=True, help="Fake (kwok) nodes per region.")
 @click.option("--clusters-only", is_flag=True, help="Do not start Prometheus, simulator, Git server.")
 def up(regions: str | None, state_dir: Path, nodes: int, clusters_only: bool) -> None:
@@ -91,8 +112,8 @@ def _stop_services(state_dir: Path) -> None:
         git.stop()
 
 
-@lab.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+@main.command()
+@state_option(DEFAULT_STATE)
 @click.option("--keep-logs", is_flag=True, help="Keep <state-dir>/logs for inspection.")
 def down(state_dir: Path, keep_logs: bool) -> None:
     """Stop every lab process recorded in the state folder and remove its files."""
@@ -104,8 +125,8 @@ def down(state_dir: Path, keep_logs: bool) -> None:
     click.echo("lab down" + (f" (SIGKILLed: {', '.join(killed)})" if killed else ""))
 
 
-@lab.command()
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+@main.command()
+@state_option(DEFAULT_STATE)
 def status(state_dir: Path) -> None:
     """Per-component pid, port, health and memory."""
     from rich.console import Console
@@ -135,3 +156,17 @@ def status(state_dir: Path) -> None:
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "NO"
+
+
+@main.command()
+@state_option(DEFAULT_DEMO_STATE)
+def demo(state_dir: Path) -> None:
+    """Run the lab demo: a release promoted across regions, then a bad release caught in the canary
+    region, drained, rolled back and quarantined. Prints a timeline and the measured durations."""
+    from deploy.lab.demo import run
+
+    raise SystemExit(0 if run(state_dir) else 1)
+
+
+if __name__ == "__main__":
+    main()

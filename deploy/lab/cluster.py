@@ -9,7 +9,7 @@ workloads, so no scheduler or kwok.
 
 Everything lives in the state folder: pki/, pids/, logs/, etcd/, one kubeconfig (`kubeconfig`,
 a context per cluster, user `lab-admin` in system:masters) and `lab.json`, which lets another
-process (`rollout lab status|down`) find the running lab.
+process (`rollout-lab status|down`) find the running lab.
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ class Lab:
         paths = {n: builder.binary(n) for n in names}
         missing = [n for n, p in paths.items() if not p.is_file()]
         if missing:
-            raise LabError(f"missing lab binaries {missing}: run `rollout lab build` first")
+            raise LabError(f"missing lab binaries {missing}: run `rollout-lab build` first")
         return {n: str(p) for n, p in paths.items()}
 
     def _plan(self) -> LabState:

@@ -1,4 +1,4 @@
-"""`rollout demo`: the whole product in the lab, in a few minutes.
+"""`rollout-lab demo`: the whole product in the lab, in a few minutes.
 
 Starts the lab (5 regions and a home cluster, Prometheus, the traffic simulator, a Git server
 seeded with config/examples/shop), installs the CRDs, runs the controller, then:

@@ -1,6 +1,6 @@
 """The lab's metrics side: a Prometheus and the traffic simulator, started for a running lab.
 
-`rollout lab up` calls `start(lab, state_dir)` once the clusters answer; `lab down` calls `stop`
+`rollout-lab up` calls `start(lab, state_dir)` once the clusters answer; `lab down` calls `stop`
 (or `stop_from_state` when only the state folder is left after a crash).
 """
 
@@ -142,7 +142,7 @@ def start(lab: LabLike, state_dir: Path, options: TrafficOptions | None = None) 
 
 
 def load(state_dir: Path) -> ServicesHandle | None:
-    """The Prometheus + simulator a previous `start` (e.g. `rollout lab up`) left running."""
+    """The Prometheus + simulator a previous `start` (e.g. `rollout-lab up`) left running."""
     prom = prometheus.load(state_dir)
     sim = simulator_process.load(state_dir)
     if prom is None or sim is None:

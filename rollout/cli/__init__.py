@@ -15,27 +15,13 @@ def main() -> None:
     configure(level="warning")  # logs go to stderr; commands' output on stdout stays parseable
 
 
-@click.command()
-@click.option("--state-dir", type=click.Path(file_okay=False), default=".lab/demo", show_default=True)
-def demo(state_dir: str) -> None:
-    """Run the lab demo: a release promoted across regions, then a bad release caught in the canary
-    region, drained, rolled back and quarantined. Prints a timeline and the measured durations."""
-    from pathlib import Path
-
-    from deploy.lab.demo import run
-
-    raise SystemExit(0 if run(Path(state_dir)) else 1)
-
-
 def _register_subcommands() -> None:
-    from deploy.lab.cli import lab
     from rollout.cli.controller import controller
     from rollout.cli.drill import drill
     from rollout.cli.ops import ACTION_COMMANDS, history, status
     from rollout.cli.repo import plan, render_command, validate
 
-    for command in (validate, plan, render_command, controller, demo, lab, status, history, *ACTION_COMMANDS,
-                    drill):
+    for command in (validate, plan, render_command, controller, status, history, *ACTION_COMMANDS, drill):
         main.add_command(command)
 
 

@@ -475,7 +475,7 @@ def assert_nothing_left(recs: list[procs.ProcessRecord], state_dir: Path) -> Non
 
 def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     state = tmp_path / "lab"
-    cli = [str(Path(sys.executable).parent / "rollout"), "lab"]
+    cli = [str(Path(sys.executable).parent / "rollout-lab")]
     up = subprocess.run(
         [*cli, "up", "--clusters-only", "--regions", "eu-west", "--nodes", "1", "--state-dir", str(state)],
         capture_output=True,

@@ -1,4 +1,4 @@
-"""`rollout lab` commands exist and behave without a lab."""
+"""`rollout-lab` commands exist and behave without a lab; the product's `rollout` has none of them."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from deploy.lab.cli import lab
+from deploy.lab.cli import main as lab
 from deploy.lab.cluster import default_regions, select_regions
 
 
 def test_lab_group_has_the_cluster_commands() -> None:
     out = CliRunner().invoke(lab, ["--help"]).output
-    for cmd in ("build", "up", "down", "status"):
+    for cmd in ("build", "up", "down", "status", "demo"):
         assert cmd in out
+
+
+def test_the_product_cli_has_no_lab_commands() -> None:
+    from rollout.cli import main
+
+    assert {"lab", "demo"}.isdisjoint(main.commands)
 
 
 def test_status_and_down_without_a_lab(tmp_path: Path) -> None:
