@@ -34,7 +34,7 @@ from deploy.lab import prometheus as prom
 from deploy.lab.simulator import process as simulator_process
 from deploy.lab.simulator.model import AppSpec, FaultProfile, RegionSpec
 from deploy.lab.simulator.server import SimulatorConfig
-from regions.analysis import AnalysisRun, Analyzer, Outcome, PrometheusProvider, RunState, Target, run_analysis
+from regions.analysis import AnalysisRun, Analyzer, PrometheusProvider, RunState, Target, Verdict, run_analysis
 from regions.smoke import detected_at
 
 REGION, STABLE, RATE = "r1", "1.0.0", 200.0
@@ -123,7 +123,7 @@ def detect(url: str, table: Table, client: Any, profile: Profile, n: int) -> flo
                           deadline=now() + timedelta(seconds=90))
     client.clear_fault("shop", version)
     found = detected_at(result.run, CHECKS)
-    if result.outcome is not Outcome.FAIL or found is None:
+    if result.outcome is not Verdict.FAILURE or found is None:
         print(f"  {profile.name} #{n}: {result.outcome.value} ({result.state.reason})", file=sys.stderr)
         return None
     failing = result.state.reason.split(":")[0]
@@ -142,12 +142,12 @@ class ReplayClock:
         self.now += timedelta(seconds=max(seconds, 0.001))
 
 
-def replay_window(url: str, app: str, version: str, start: datetime, length: timedelta) -> Outcome:
+def replay_window(url: str, app: str, version: str, start: datetime, length: timedelta) -> Verdict:
     clock = ReplayClock(start)
     analyzer = Analyzer(PrometheusProvider(url, timeout_s=5), target(app, version),
                         min_requests=MIN_REQUESTS, window=WINDOW)
     result = run_analysis(analyzer, CHECKS, duration=length, clock=clock, sleep=clock.sleep)
-    if result.outcome is not Outcome.PASS:
+    if result.outcome is not Verdict.SUCCESS:
         print(f"  noise {app} @ {start:%H:%M:%S}: {result.outcome.value} ({result.state.reason})",
               file=sys.stderr)
     return result.outcome
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         needed = noise_from + WINDOW + timedelta(seconds=2) + per_app * timedelta(seconds=args.window_s + 1)
         while now() < needed + timedelta(seconds=2):
             time.sleep(min(5.0, max(0.1, (needed - now()).total_seconds() + 2)))
-        outcomes: list[Outcome] = []
+        outcomes: list[Verdict] = []
         for app in noise_apps:
             start = noise_from + WINDOW + timedelta(seconds=2)
             for _ in range(per_app):
@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         got = [t for t in times if t is not None]
         figures = f"{statistics.median(got):5.2f} / {max(got):5.2f}" if got else "  -- / --"
         print(f"{name:<25} {len(got):>3}/{len(times):<3}      {figures}")
-    fails = sum(o is Outcome.FAIL for o in outcomes)
-    inconclusive = sum(o is Outcome.INCONCLUSIVE for o in outcomes)
+    fails = sum(o is Verdict.FAILURE for o in outcomes)
+    inconclusive = sum(o is Verdict.INCONCLUSIVE for o in outcomes)
     print(f"\nnoise-only windows: {len(outcomes)} x {args.window_s:g} s, {len(CHECKS)} checks each: "
           f"{fails} false alarm(s) (FAIL), {inconclusive} inconclusive, "
           f"{len(outcomes) - fails - inconclusive} passed")

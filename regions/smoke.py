@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from config.durations import format_duration
 from config.schema import Check, SmokeWindow
-from regions.analysis.model import Outcome
+from regions.analysis.model import Verdict
 from regions.analysis.runner import AnalysisRun
 from regions.analysis.verdicts import run_state
 
@@ -68,13 +68,13 @@ def start(window: SmokeWindow, times_to_detect: Iterable[timedelta], now: dateti
 
 
 def detected_at(run: AnalysisRun, checks: Sequence[Check]) -> datetime | None:
-    """When the run's outcome first became FAIL (the instant to record for time-to-detect)."""
+    """When the run's verdict first became FAILURE (the instant to record for time-to-detect)."""
     ms = sorted(run.measurements, key=lambda m: m.at)
     for i, m in enumerate(ms):
         if i + 1 < len(ms) and ms[i + 1].at == m.at:
             continue  # assess all measurements of one instant together
         state = run_state(checks, ms[: i + 1], m.at, started_at=run.started_at, ends_at=run.ends_at)
-        if state.outcome is Outcome.FAIL:
+        if state.outcome is Verdict.FAILURE:
             return m.at
     return None
 

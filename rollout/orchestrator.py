@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from regions.analysis.model import Outcome
+from regions.analysis.model import Verdict
 from rollout.release import (
     DrainRecord,
     RegionPhase,
@@ -50,7 +50,7 @@ class RegionView:
     reachable: bool = True
     strategy_phase: StrategyPhase | None = None  # after this pass's strategy step; None: not started
     strategy_reason: str = ""
-    smoke: Outcome | None = None  # the smoke window's outcome so far (SMOKE regions only)
+    smoke: Verdict | None = None  # the smoke window's verdict; None: none yet (SMOKE regions only)
     smoke_reason: str = ""
     drain_moved: float | None = None  # fraction of the region's traffic moved away (DRAINING only)
 
@@ -107,14 +107,16 @@ Action = StartStrategy | BeginRollback | SetRegionWeight | Notify
 
 
 @dataclass
-class Outcome_:
+class Draft:
+    """The status and actions decided so far in one `decide` (a private copy of the status)."""
+
     status: ReleaseStatus
     actions: list[Action] = field(default_factory=list)
     skip_smoke: set[str] = field(default_factory=set)
 
 
 def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action]]:
-    out = Outcome_(copy.deepcopy(view.status))
+    out = Draft(copy.deepcopy(view.status))
     for request in view.requests:
         _apply_request(view, out, request, now)
     phase = ReleasePhase(out.status.phase)
@@ -130,7 +132,7 @@ def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action
 # --- requests -------------------------------------------------------------------------------
 
 
-def _apply_request(view: ReleaseView, out: Outcome_, request: Request, now: datetime) -> None:
+def _apply_request(view: ReleaseView, out: Draft, request: Request, now: datetime) -> None:
     status = out.status
     phase = ReleasePhase(status.phase)
     status.record(now, request.action, request.reason, request.region, by=request.by)
@@ -147,13 +149,13 @@ def _apply_request(view: ReleaseView, out: Outcome_, request: Request, now: date
         _promote(view, out, request, now)
     elif request.action in ("rollback", "abort") and phase in (
             ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.SUCCEEDED):
-        target = request.region or _first_touched(status)
+        target = request.region or _last_started(status)
         _fail(view, out, target, f"{request.action} requested by {request.by}: {request.reason}", now)
     else:
         status.audit[-1].reason += f" (ignored: release is {phase.value})"
 
 
-def _promote(view: ReleaseView, out: Outcome_, request: Request, now: datetime) -> None:
+def _promote(view: ReleaseView, out: Draft, request: Request, now: datetime) -> None:
     status = out.status
     if ReleasePhase(status.phase) == ReleasePhase.PAUSED:
         status.move(ReleasePhase.PROGRESSING)
@@ -169,7 +171,7 @@ def _promote(view: ReleaseView, out: Outcome_, request: Request, now: datetime) 
 # --- forward --------------------------------------------------------------------------------
 
 
-def _start(view: ReleaseView, out: Outcome_, now: datetime) -> None:
+def _start(view: ReleaseView, out: Draft, now: datetime) -> None:
     if view.blocked_by:
         out.status.message = f"waiting for release {view.blocked_by} of the app to finish"
         return
@@ -186,7 +188,7 @@ def _start(view: ReleaseView, out: Outcome_, now: datetime) -> None:
     _progress(view, out, now)
 
 
-def _progress(view: ReleaseView, out: Outcome_, now: datetime) -> None:
+def _progress(view: ReleaseView, out: Draft, now: datetime) -> None:
     status = out.status
     failed = _first_failure(view, status)
     if failed:
@@ -219,7 +221,7 @@ def _progress(view: ReleaseView, out: Outcome_, now: datetime) -> None:
             out.actions.append(Notify("succeeded", f"version {view.spec.version} is live in every region"))
 
 
-def _start_region(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> None:
+def _start_region(view: ReleaseView, out: Draft, name: str, now: datetime) -> None:
     region = out.status.regions[name]
     if not view.regions.get(name, RegionView()).reachable:
         region.move(RegionPhase.WAITING)
@@ -231,7 +233,7 @@ def _start_region(view: ReleaseView, out: Outcome_, name: str, now: datetime) ->
     out.actions.append(StartStrategy(name))
 
 
-def _advance_region(view: ReleaseView, out: Outcome_, name: str, smoke_seconds: float, now: datetime) -> None:
+def _advance_region(view: ReleaseView, out: Draft, name: str, smoke_seconds: float, now: datetime) -> None:
     region = out.status.regions[name]
     seen = view.regions.get(name, RegionView())
     phase = RegionPhase(region.phase)
@@ -255,7 +257,7 @@ def _advance_region(view: ReleaseView, out: Outcome_, name: str, smoke_seconds: 
         _judge_smoke(view, out, name, now)
 
 
-def _judge_smoke(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> None:
+def _judge_smoke(view: ReleaseView, out: Draft, name: str, now: datetime) -> None:
     region = out.status.regions[name]
     seen = view.regions.get(name, RegionView())
     started = parse_iso(region.smoke_started_at)
@@ -264,7 +266,7 @@ def _judge_smoke(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> 
     skipped = name in out.skip_smoke or out.status.promote_full
     if not skipped and elapsed < (region.smoke_seconds or 0):
         return
-    if not skipped and seen.smoke in (Outcome.INCONCLUSIVE, None) and (region.smoke_seconds or 0) > 0:
+    if not skipped and seen.smoke in (Verdict.INCONCLUSIVE, None) and (region.smoke_seconds or 0) > 0:
         reason = seen.smoke_reason or "the smoke window ended without enough evidence"
         if view.policy.on_inconclusive == "fail":
             _fail(view, out, name, f"inconclusive: {reason}", now)
@@ -288,7 +290,7 @@ def _first_failure(view: ReleaseView, status: ReleaseStatus) -> tuple[str, str] 
         phase = RegionPhase(region.phase)
         if phase == RegionPhase.PROGRESSING and seen.strategy_phase in STRATEGY_GAVE_UP:
             return name, f"strategy failed: {seen.strategy_reason or 'no reason given'}"
-        if phase == RegionPhase.SMOKE and seen.smoke == Outcome.FAIL:
+        if phase == RegionPhase.SMOKE and seen.smoke == Verdict.FAILURE:
             return name, f"smoke check failed: {seen.smoke_reason or 'no reason given'}"
     return None
 
@@ -296,7 +298,7 @@ def _first_failure(view: ReleaseView, status: ReleaseStatus) -> tuple[str, str] 
 # --- failure, drain, rollback ---------------------------------------------------------------
 
 
-def _fail(view: ReleaseView, out: Outcome_, region_name: str | None, reason: str, now: datetime) -> None:
+def _fail(view: ReleaseView, out: Draft, region_name: str | None, reason: str, now: datetime) -> None:
     status = out.status
     status.move(ReleasePhase.ROLLING_BACK)
     status.message = reason
@@ -314,7 +316,7 @@ def _fail(view: ReleaseView, out: Outcome_, region_name: str | None, reason: str
     out.actions.append(Notify("failed", reason, region_name, warning=True))
 
 
-def _roll_back(view: ReleaseView, out: Outcome_, now: datetime) -> None:
+def _roll_back(view: ReleaseView, out: Draft, now: datetime) -> None:
     status = out.status
     failed = status.failed_region
     if failed and not _handle_failed_region(view, out, failed, now):
@@ -350,7 +352,7 @@ def _roll_back(view: ReleaseView, out: Outcome_, now: datetime) -> None:
     out.actions.append(Notify("rolledBack", status.message, failed, warning=True))
 
 
-def _handle_failed_region(view: ReleaseView, out: Outcome_, name: str, now: datetime) -> bool:
+def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetime) -> bool:
     """Drain, roll back and restore the failed region. True once it is fully handled."""
     status = out.status
     region = status.regions[name]
@@ -396,7 +398,7 @@ def _handle_failed_region(view: ReleaseView, out: Outcome_, name: str, now: date
     return phase == RegionPhase.ROLLED_BACK
 
 
-def _region_rolled_back(out: Outcome_, name: str, now: datetime) -> None:
+def _region_rolled_back(out: Draft, name: str, now: datetime) -> None:
     status = out.status
     status.regions[name].move(RegionPhase.ROLLED_BACK)
     status.regions[name].completed_at = now_iso(now)
@@ -420,7 +422,8 @@ def _rollback_order(status: ReleaseStatus) -> list[str]:
     return [n for _, n in sorted(touched, reverse=True)]
 
 
-def _first_touched(status: ReleaseStatus) -> str | None:
+def _last_started(status: ReleaseStatus) -> str | None:
+    """The region whose rollout started most recently (what a rollback without --region fails)."""
     touched = sorted((r.started_at or "", n) for n, r in status.regions.items() if r.started_at)
     return touched[-1][1] if touched else None
 

@@ -29,12 +29,12 @@ from regions.analysis import (
     Analyzer,
     MetricsError,
     MetricsProvider,
-    Outcome,
     Target,
+    Verdict,
     poll,
     select_checks,
+    verdict_text,
 )
-from regions.analysis.model import Verdict
 from regions.traffic import GlobalTraffic
 from rollout import metrics
 from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
@@ -60,14 +60,11 @@ from strategies.engine import fail_permanently
 from strategies.errors import PermanentError, TemporaryError
 from strategies.model import Commands, RegionRollout, StrategyStatus
 from strategies.model import Phase as StrategyPhase
-from strategies.model import Verdict as StrategyVerdict
 
 log = structlog.get_logger("rollout.reconciler")
 ACTIVE = frozenset({ReleasePhase.PENDING, ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK})
 DRIVEN = frozenset({RegionPhase.PROGRESSING, RegionPhase.ROLLING_BACK})
 DEFAULT_DRAIN_QUERY = 'sum(rate(http_requests_total{app="{{ app }}",region="{{ region }}"}[5s]))'
-_OUTCOME_TO_VERDICT = {Outcome.PASS: Verdict.SUCCESS, Outcome.FAIL: Verdict.FAILURE,
-                       Outcome.INCONCLUSIVE: Verdict.INCONCLUSIVE}
 
 
 class ClusterPool:
@@ -191,8 +188,7 @@ class ReleaseReconciler:
         request = pending_analysis(rollout, status, snapshot)
         if request is not None:
             verdict = self._step_analysis(work, name, region, request.step, request.checks)
-            # the strategies speak their own (equal-valued) verdict enum
-            snapshot = dataclasses.replace(snapshot, analysis=StrategyVerdict(verdict.value) if verdict else None)
+            snapshot = dataclasses.replace(snapshot, analysis=verdict)
         decision = strategy_decide(rollout, status, snapshot, work.now)
         if self.may_write():
             new = decision.status
@@ -242,12 +238,13 @@ class ReleaseReconciler:
         key = f"step-{step}"
         checks = self._checks(work, names)
         if not checks:
-            region.analysis[key] = {"outcome": "pass", "reason": "first release: nothing to compare with"}
+            region.analysis[key] = {"outcome": verdict_text(Verdict.SUCCESS),
+                                    "reason": "first release: nothing to compare with"}
             return Verdict.SUCCESS
         run = AnalysisRun.from_status(region.analysis[key]) if key in region.analysis else AnalysisRun(work.now)
         run, state = poll(analyzer, checks, run, work.now)
-        region.analysis[key] = {**run.to_status(), "outcome": state.outcome.value, "reason": state.reason}
-        return _OUTCOME_TO_VERDICT.get(state.outcome)
+        region.analysis[key] = {**run.to_status(), "outcome": verdict_text(state.outcome), "reason": state.reason}
+        return state.outcome
 
     def _smoke(self, work: Pass, name: str, region: RegionStatus) -> RegionView:
         started = parse_iso(region.smoke_started_at)
@@ -255,22 +252,22 @@ class ReleaseReconciler:
         baseline_at = parse_iso(region.started_at)
         analyzer = self._analyzer(work, name, "stable", baseline_at)
         if analyzer is None:
-            return RegionView(smoke=Outcome.INCONCLUSIVE, smoke_reason="no metrics provider configured")
+            return RegionView(smoke=Verdict.INCONCLUSIVE, smoke_reason="no metrics provider configured")
         ends = started + timedelta(seconds=region.smoke_seconds or 0)
         saved = region.analysis.get("smoke")
         run = AnalysisRun.from_status(saved) if saved and saved.get("startedAt") == started.isoformat() \
             else AnalysisRun(started, ends)
         checks = self._checks(work)
         if not checks:
-            done = work.now >= ends
+            verdict = Verdict.SUCCESS if work.now >= ends else None
             region.analysis["smoke"] = {"startedAt": started.isoformat(), "endsAt": ends.isoformat(),
-                                        "outcome": "pass" if done else "running",
+                                        "outcome": verdict_text(verdict),
                                         "reason": "first release: nothing to compare with; bake time only"}
-            return RegionView(smoke=Outcome.PASS if done else Outcome.RUNNING, smoke_reason="bake time only")
+            return RegionView(smoke=verdict, smoke_reason="bake time only")
         run, state = poll(analyzer, checks, run, work.now)
-        region.analysis["smoke"] = {**run.to_status(), "outcome": state.outcome.value, "reason": state.reason}
-        if state.outcome.done:
-            metrics.VERDICTS.labels(work.stored.spec.app, name, state.outcome.value).inc()
+        region.analysis["smoke"] = {**run.to_status(), "outcome": verdict_text(state.outcome), "reason": state.reason}
+        if state.done:
+            metrics.VERDICTS.labels(work.stored.spec.app, name, verdict_text(state.outcome)).inc()
         return RegionView(smoke=state.outcome, smoke_reason=state.reason)
 
     def _region_rate(self, work: Pass, name: str) -> float | None:

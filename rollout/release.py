@@ -1,8 +1,9 @@
 """The Release: one application change travelling through the regions.
 
 Phases of the release and of each region are explicit state machines: every allowed transition
-is written down once below and anything else raises IllegalTransition. The status is stored on
-the Release custom resource (deploy/crds/); these dataclasses are its typed form.
+is written down once below and anything else raises IllegalTransition (the one of
+strategies.model). The status is stored on the Release custom resource (deploy/crds/); these
+dataclasses are its typed form.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-
-class IllegalTransition(Exception):
-    pass
+from strategies.model import IllegalTransition
 
 
 class ReleasePhase(StrEnum):
@@ -70,13 +69,13 @@ ACTIVE_REGION_PHASES = frozenset({RegionPhase.PROGRESSING, RegionPhase.SMOKE, Re
 
 def check_release_transition(current: ReleasePhase, new: ReleasePhase) -> ReleasePhase:
     if new != current and new not in _RELEASE_TRANSITIONS[current]:
-        raise IllegalTransition(f"release phase {current} -> {new} is not allowed")
+        raise IllegalTransition(current, new, "release phase")
     return new
 
 
 def check_region_transition(current: RegionPhase, new: RegionPhase) -> RegionPhase:
     if new != current and new not in _REGION_TRANSITIONS[current]:
-        raise IllegalTransition(f"region phase {current} -> {new} is not allowed")
+        raise IllegalTransition(current, new, "region phase")
     return new
 
 

@@ -17,7 +17,7 @@ from config.identity import LABEL_COLOR
 from config.render import Rendered
 from config.schema import BlueGreenStrategy
 from strategies import engine, manifests
-from strategies.engine import Ctx, Outcome, Step
+from strategies.engine import Ctx, Step, StepResult
 from strategies.manifests import Obj
 from strategies.model import Action, Decision, Phase, RegionRollout, Scale, Snapshot, StrategyStatus
 
@@ -75,7 +75,7 @@ class _BlueGreen:
     # --- forward -----------------------------------------------------------------------------
 
     def deploy_new(self) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             objs = self.new_colour_objects()
             actions = engine.converge(objs, ctx.snap, f"deploy {self.new}")
             if actions:
@@ -85,7 +85,7 @@ class _BlueGreen:
         return Step(f"deploy {self.new}", run)
 
     def switch(self, source: Rendered, to: str, name: str) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             actions = engine.converge([self.active_service(source, to)], ctx.snap, f"switch to {to}")
             if actions:
                 return engine.wait(*actions)
@@ -96,7 +96,7 @@ class _BlueGreen:
         return Step(name, run)
 
     def scale_down(self, source: Rendered, color: str, delay: bool, name: str) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             if observed_active(ctx.snap, self.app) == color:
                 return engine.fail("ActiveColour",
                                    f"refusing to scale down {color}: Service {self.app} selects it")
@@ -129,7 +129,7 @@ class _BlueGreen:
     # --- rollback ----------------------------------------------------------------------------
 
     def restore_old(self, previous: Rendered, old: str) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             objs = [*manifests.others(previous, self.app), self.dep(previous, old, self.total)]
             actions = engine.converge(objs, ctx.snap, f"restore {previous.identity.number} on {old}")
             if actions:

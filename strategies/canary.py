@@ -13,7 +13,7 @@ from datetime import datetime
 from config.render import Rendered
 from config.schema import CanaryStrategy
 from strategies import engine, manifests
-from strategies.engine import Ctx, Outcome, Step
+from strategies.engine import Ctx, Step, StepResult
 from strategies.manifests import Obj
 from strategies.model import (
     Action,
@@ -91,7 +91,7 @@ class _Canary:
     # --- steps -------------------------------------------------------------------------------
 
     def set_weight(self, weight: int, source: Rendered, name: str | None = None) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             snap, what = ctx.snap, f"setWeight {weight}"
             route = self.route(weight)
             observed = self.router.observed_weight(snap, self.app) if route else None
@@ -137,7 +137,7 @@ class _Canary:
         return (*rest, self.set_weights(weight, objs)) if objs else tuple(rest)
 
     def promote_stable(self) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             new = self.r.release
             stable = self.stable_dep(new, self.total)
             objs = self.base(new) + [stable]
@@ -149,7 +149,7 @@ class _Canary:
         return Step("promoteStable", run)
 
     def shift_to_stable(self, name: str) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             route = self.route(0)
             todo = engine.changed(route, ctx.snap)
             if todo:
@@ -158,7 +158,7 @@ class _Canary:
         return Step(name, run)
 
     def scale_down_canary(self, source: Rendered, stable_replicas: int | None = None) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             canary = self.canary_dep(0)
             objs = [canary]
             if self.router.name == "replicas":
@@ -175,7 +175,7 @@ class _Canary:
         return Step("scaleDownCanary", run)
 
     def restore_stable(self, previous: Rendered) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             stable = self.stable_dep(previous, self.total)
             objs = self.base(previous) + [stable]
             actions = engine.converge(objs, ctx.snap, f"restore {previous.identity.number}")
@@ -213,7 +213,7 @@ class _Canary:
         return [abort, self.restore_stable(previous), self.scale_down_canary(previous)]
 
     def _abort_traffic(self, previous: Rendered):  # type: ignore[no-untyped-def]
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             route = self.route(0)
             if route:
                 todo = engine.changed(route, ctx.snap)
@@ -229,7 +229,7 @@ class _Canary:
         return run
 
     def first_release(self) -> Step:
-        def run(ctx: Ctx) -> Outcome:
+        def run(ctx: Ctx) -> StepResult:
             new = self.r.release
             stable = self.stable_dep(new, self.total)
             objs = [*manifests.others(new, self.app), manifests.service(new, self.app), stable]

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from config.identity import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from regions.analysis.model import Verdict
 from strategies.errors import Backoff, ClusterError, PermanentError, TemporaryError, Unreachable, classify
 from strategies.manifests import Obj, ref_of
 from strategies.model import (
@@ -32,7 +33,6 @@ from strategies.model import (
     Scale,
     SetWeights,
     Snapshot,
-    Verdict,
 )
 from strategies.observe import snapshot
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from regions.analysis.model import Verdict
 from strategies.manifests import Obj, hash_of, ref_of
 from strategies.model import (
     Action,
@@ -25,7 +26,6 @@ from strategies.model import (
     RegionRollout,
     Snapshot,
     StrategyStatus,
-    Verdict,
 )
 
 WAIT_READY = 2.0  # seconds between looks while pods become ready
@@ -41,7 +41,7 @@ class Ctx:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class StepResult:
     kind: Literal["wait", "done", "pause", "fail"]
     actions: tuple[Action, ...] = ()
     status: StrategyStatus | None = None  # bookkeeping kept while waiting (progress marker, weight...)
@@ -50,32 +50,32 @@ class Outcome:
     requeue: float = WAIT_READY
 
 
-def wait(*actions: Action, status: StrategyStatus | None = None, requeue: float = WAIT_READY) -> Outcome:
-    return Outcome("wait", tuple(actions), status, requeue=requeue)
+def wait(*actions: Action, status: StrategyStatus | None = None, requeue: float = WAIT_READY) -> StepResult:
+    return StepResult("wait", tuple(actions), status, requeue=requeue)
 
 
-def done(status: StrategyStatus | None = None) -> Outcome:
-    return Outcome("done", status=status)
+def done(status: StrategyStatus | None = None) -> StepResult:
+    return StepResult("done", status=status)
 
 
-def fail(reason: str, message: str) -> Outcome:
-    return Outcome("fail", reason=reason, message=message)
+def fail(reason: str, message: str) -> StepResult:
+    return StepResult("fail", reason=reason, message=message)
 
 
-def pause(reason: str, message: str) -> Outcome:
-    return Outcome("pause", reason=reason, message=message)
+def pause(reason: str, message: str) -> StepResult:
+    return StepResult("pause", reason=reason, message=message)
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
-    run: Callable[[Ctx], Outcome]
+    run: Callable[[Ctx], StepResult]
     checks: tuple[str, ...] | None = None  # set on analysis steps: the checks to run (empty: all)
 
 
 def analysis_step(name: str, checks: Sequence[str], hold: Callable[[Ctx], tuple[Action, ...]]) -> Step:
     """Wait for the analysis verdict in the snapshot; `hold` keeps the cluster as the step found it."""
-    def run(ctx: Ctx) -> Outcome:
+    def run(ctx: Ctx) -> StepResult:
         actions = hold(ctx)
         if actions:
             return wait(*actions)
@@ -93,7 +93,7 @@ def analysis_step(name: str, checks: Sequence[str], hold: Callable[[Ctx], tuple[
 
 def pause_step(name: str, duration: timedelta | None, hold: Callable[[Ctx], tuple[Action, ...]]) -> Step:
     """A timed pause (skipped by a promote), or one that waits for a responder's promote."""
-    def run(ctx: Ctx) -> Outcome:
+    def run(ctx: Ctx) -> StepResult:
         actions = hold(ctx)
         if actions:
             return wait(*actions)
@@ -120,7 +120,7 @@ def converge(desired: Sequence[Obj], snap: Snapshot, reason: str) -> tuple[Actio
     return (Apply(tuple(todo), reason),) if todo else ()
 
 
-def await_rollout(ctx: Ctx, want: Obj, deadline: timedelta, what: str) -> Outcome | None:
+def await_rollout(ctx: Ctx, want: Obj, deadline: timedelta, what: str) -> StepResult | None:
     """None when Deployment `want` is applied and fully rolled out; else wait, or fail on deadline.
 
     The deadline counts time without progress (as Kubernetes' progressDeadlineSeconds does); the

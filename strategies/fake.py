@@ -11,6 +11,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+from regions.analysis.model import Verdict
 from strategies.manifests import Obj, ref_of
 from strategies.model import (
     Action,
@@ -23,7 +24,6 @@ from strategies.model import (
     Scale,
     SetWeights,
     Snapshot,
-    Verdict,
 )
 from strategies.observe import snapshot
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from config.render import Rendered
 from config.schema import BlueGreenStrategy, CanaryStrategy, RollingStrategy
+from regions.analysis.model import Verdict
 
 FIELD_MANAGER = "regional-rollout"
 ANNOTATION_APPLIED = "rollout.dev/applied-hash"
@@ -50,18 +51,12 @@ TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
 
 
 class IllegalTransition(ValueError):
-    def __init__(self, source: Phase, target: Phase):
-        super().__init__(f"illegal phase transition {source.value} -> {target.value}")
+    """A move a state machine's transition table does not allow (the strategy's phases here, the
+    release's and the region's in rollout.release): the one error for every state machine."""
+
+    def __init__(self, source: StrEnum, target: StrEnum, machine: str = "phase"):
+        super().__init__(f"illegal {machine} transition {source.value} -> {target.value}")
         self.source, self.target = source, target
-
-
-class Verdict(StrEnum):
-    """Four-valued analysis outcome; only SUCCESS promotes."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    INCONCLUSIVE = "inconclusive"
-    ERROR = "error"
 
 
 def _ts(value: datetime | None) -> str | None:

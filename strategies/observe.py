@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from config.identity import LABEL_RELEASE
+from regions.analysis.model import Verdict
 from strategies.manifests import hash_of, ref_of
 from strategies.model import (
     Commands,
@@ -15,7 +16,6 @@ from strategies.model import (
     RouteState,
     ServiceState,
     Snapshot,
-    Verdict,
 )
 
 Raw = Mapping[str, Any]

@@ -7,7 +7,7 @@ from datetime import datetime
 from config.render import Rendered
 from config.schema import RollingStrategy
 from strategies import engine, manifests
-from strategies.engine import Ctx, Outcome, Step
+from strategies.engine import Ctx, Step, StepResult
 from strategies.manifests import Obj
 from strategies.model import Decision, RegionRollout, Snapshot, StrategyStatus
 
@@ -22,7 +22,7 @@ def desired(rollout: RegionRollout, rendered: Rendered) -> list[Obj]:
 
 
 def _apply_and_wait(rendered: Rendered, what: str) -> Step:
-    def run(ctx: Ctx) -> Outcome:
+    def run(ctx: Ctx) -> StepResult:
         want = desired(ctx.rollout, rendered)
         actions = engine.converge(want, ctx.snap, f"{what} {rendered.identity.number}")
         if actions:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from regions.analysis.model import Verdict
 from strategies import decide, pending_analysis
 from strategies.cluster import Cluster
 from strategies.engine import fail_permanently
@@ -23,7 +24,6 @@ from strategies.model import (
     Event,
     RegionRollout,
     StrategyStatus,
-    Verdict,
 )
 
 AnalysisHook = Callable[[AnalysisRequest], Verdict | None]

@@ -15,10 +15,9 @@ from regions.analysis.model import (
     CheckState,
     Measurement,
     Observation,
-    Outcome,
-    Phase,
     RunState,
     Verdict,
+    verdict_text,
 )
 from regions.analysis.prometheus import PrometheusProvider
 from regions.analysis.provider import MetricsError, MetricsProvider, MetricsUnavailable, QueryRejected
@@ -41,8 +40,8 @@ from regions.analysis.verdicts import (
 
 __all__ = [
     "AnalysisResult", "AnalysisRun", "Analyzer", "CheckState", "JudgeResult", "Measurement",
-    "MetricsError", "MetricsProvider", "MetricsUnavailable", "Observation", "Outcome", "Phase",
+    "MetricsError", "MetricsProvider", "MetricsUnavailable", "Observation",
     "PrometheusProvider", "QueryRejected", "RunState", "Target", "UnknownCheck", "Verdict",
     "aggregate", "assess", "evaluate", "mann_whitney", "poll", "run_analysis", "run_state",
-    "select_checks",
+    "select_checks", "verdict_text",
 ]

@@ -14,39 +14,27 @@ from typing import Any
 
 
 class Verdict(StrEnum):
-    """The verdict on one measurement. Only SUCCESS ever counts towards promotion."""
+    """The one verdict of the product: on one measurement, on a check, on a run of checks, on a
+    strategy's analysis step and on a smoke window. Only SUCCESS ever counts towards promotion.
 
-    SUCCESS = "success"
-    FAILURE = "failure"
-    INCONCLUSIVE = "inconclusive"  # no data, NaN, too little traffic, too few samples
+    Where a verdict is still being formed (a check or a smoke window still measuring), the value is
+    `None`, written "running" in status (`verdict_text`). A check's own verdict may be ERROR; the
+    verdict a caller acts on (`CheckState.outcome`, `RunState.outcome`) never is: the check's
+    onInconclusive turns ERROR and INCONCLUSIVE into INCONCLUSIVE (pause) or FAILURE (roll back).
+    """
+
+    SUCCESS = "success"  # promote
+    FAILURE = "failure"  # roll back
+    INCONCLUSIVE = "inconclusive"  # no data, NaN, too little traffic, too few samples: pause and alert
     ERROR = "error"  # the measurement could not be taken (query failed, Prometheus unreachable)
 
 
-class Phase(StrEnum):
-    """Where one check stands after its measurements so far."""
-
-    RUNNING = "running"
-    SUCCESSFUL = "successful"
-    FAILED = "failed"
-    INCONCLUSIVE = "inconclusive"  # more inconclusive measurements than inconclusiveLimit
-    ERROR = "error"  # more consecutive errors than consecutiveErrorLimit
-
-    @property
-    def done(self) -> bool:
-        return self is not Phase.RUNNING
+RUNNING = "running"  # how status spells a verdict not reached yet (None)
 
 
-class Outcome(StrEnum):
-    """What the caller (a strategy's analysis step, a smoke window) should do next."""
-
-    RUNNING = "running"  # keep polling
-    PASS = "pass"  # promote
-    FAIL = "fail"  # roll back
-    INCONCLUSIVE = "inconclusive"  # pause and alert; a responder decides
-
-    @property
-    def done(self) -> bool:
-        return self is not Outcome.RUNNING
+def verdict_text(verdict: Verdict | None) -> str:
+    """A verdict as status and metrics spell it; `None` (still measuring) is "running"."""
+    return RUNNING if verdict is None else verdict.value
 
 
 @dataclass(frozen=True)
@@ -119,8 +107,8 @@ class CheckState:
     """The state of one check, computed from its measurements by `verdicts.assess`."""
 
     check: str
-    phase: Phase
-    outcome: Outcome
+    verdict: Verdict | None  # the check's own conclusion; None while it is still measuring
+    outcome: Verdict | None  # what the caller acts on (after onInconclusive); never ERROR
     successes: int = 0
     failures: int = 0
     inconclusives: int = 0
@@ -131,7 +119,7 @@ class CheckState:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "check": self.check, "phase": self.phase.value, "outcome": self.outcome.value,
+            "check": self.check, "verdict": verdict_text(self.verdict), "outcome": verdict_text(self.outcome),
             "successes": self.successes, "failures": self.failures,
             "inconclusives": self.inconclusives, "errors": self.errors,
             "consecutiveErrors": self.consecutive_errors,
@@ -145,15 +133,20 @@ class CheckState:
 
 @dataclass(frozen=True)
 class RunState:
-    """All checks of a run, their aggregate outcome and when the next measurement is due."""
+    """All checks of a run, their aggregate verdict (None: still running) and when the next
+    measurement is due."""
 
-    outcome: Outcome
+    outcome: Verdict | None
     checks: tuple[CheckState, ...] = field(default=())
     next_due: datetime | None = None
     reason: str = ""
 
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None
+
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"outcome": self.outcome.value, "checks": [c.to_json() for c in self.checks]}
+        out: dict[str, Any] = {"outcome": verdict_text(self.outcome), "checks": [c.to_json() for c in self.checks]}
         if self.next_due is not None:
             out["nextDue"] = _iso(self.next_due)
         if self.reason:

@@ -21,7 +21,7 @@ from jinja2 import TemplateError
 from config.defaults import REQUEST_COUNT_QUERY
 from config.schema import Check
 from config.templating import render_query
-from regions.analysis.model import Measurement, Observation, Outcome, Phase, RunState, prom_duration
+from regions.analysis.model import Measurement, Observation, RunState, Verdict, prom_duration
 from regions.analysis.provider import MetricsError, MetricsProvider
 from regions.analysis.verdicts import evaluate, judge_window, run_state
 
@@ -164,10 +164,10 @@ def poll(analyzer: Analyzer, checks: Sequence[Check], run: AnalysisRun,
     """Take the measurements due at `now` (none once the outcome is known); return the new record
     and its state. Idempotent within one instant: a check measured at `now` is not due again."""
     state = run.state(checks, now)
-    if state.outcome.done:
+    if state.done:
         return run, state
     due = [c for c, s in zip(checks, state.checks, strict=True)
-           if s.phase is Phase.RUNNING and s.next_due is not None and s.next_due <= now]
+           if s.verdict is None and s.next_due is not None and s.next_due <= now]
     if not due:
         return run, state
     fresh = tuple(analyzer.measure(c, now) for c in due)
@@ -177,7 +177,7 @@ def poll(analyzer: Analyzer, checks: Sequence[Check], run: AnalysisRun,
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    outcome: Outcome
+    outcome: Verdict  # never ERROR
     run: AnalysisRun
     state: RunState
 
@@ -195,7 +195,7 @@ def run_analysis(
 ) -> AnalysisResult:
     """Poll until the outcome is known; block in between. Starts a new run at `clock()` (a smoke
     window when `duration` is given) unless `run` resumes one. `on_poll` sees every new state (to
-    write status). `deadline` bounds the wait: reaching it returns INCONCLUSIVE, never PASS."""
+    write status). `deadline` bounds the wait: reaching it returns INCONCLUSIVE, never SUCCESS."""
     if run is None:
         start = clock()
         run = AnalysisRun(start, start + duration if duration is not None else None)
@@ -204,11 +204,11 @@ def run_analysis(
         run, state = poll(analyzer, checks, run, now)
         if on_poll is not None:
             on_poll(run, state)
-        if state.outcome.done:
+        if state.outcome is not None:
             return AnalysisResult(state.outcome, run, state)
         if deadline is not None and now >= deadline:
-            state = replace(state, outcome=Outcome.INCONCLUSIVE, reason="the analysis deadline passed")
-            return AnalysisResult(Outcome.INCONCLUSIVE, run, state)
+            state = replace(state, outcome=Verdict.INCONCLUSIVE, reason="the analysis deadline passed")
+            return AnalysisResult(Verdict.INCONCLUSIVE, run, state)
         wake = state.next_due or now + timedelta(seconds=1)
         if deadline is not None:
             wake = min(wake, deadline)

@@ -1,5 +1,5 @@
 """Pure decisions: one observation -> a verdict; a check's measurements -> its state; the states of
-all checks -> one outcome. No IO and no clock: time is always an argument.
+all checks -> one verdict. No IO and no clock: time is always an argument.
 
 Rules that hold everywhere (DESIGN §5): no data, NaN, an empty vector, a failed query or too little
 traffic is never SUCCESS; INCONCLUSIVE and ERROR beyond their limits pause the release (or fail it
@@ -16,7 +16,7 @@ from typing import Any
 from config.expressions import ConditionError, parse_condition
 from config.schema import Analysis, Check
 from regions.analysis.judge import mann_whitney
-from regions.analysis.model import CheckState, Measurement, Observation, Outcome, Phase, RunState, Verdict
+from regions.analysis.model import CheckState, Measurement, Observation, RunState, Verdict
 
 # Worst first: combining two verdicts on one measurement keeps the worse one.
 _SEVERITY = (Verdict.FAILURE, Verdict.ERROR, Verdict.INCONCLUSIVE, Verdict.SUCCESS)
@@ -174,64 +174,62 @@ def assess(
              "consecutive_errors": consecutive}
     last = ms[-1] if ms else None
 
-    def done(phase: Phase, reason: str) -> CheckState:
-        return CheckState(check.name, phase, outcome_of(check, phase), reason=reason, **tally)
+    def done(verdict: Verdict, reason: str) -> CheckState:
+        return CheckState(check.name, verdict, outcome_of(check, verdict), reason=reason, **tally)
 
     if counts[Verdict.FAILURE] > check.failure_limit:
-        return done(Phase.FAILED, f"{counts[Verdict.FAILURE]} failed measurement(s), failureLimit "
+        return done(Verdict.FAILURE, f"{counts[Verdict.FAILURE]} failed measurement(s), failureLimit "
                                   f"{check.failure_limit}; last: {_last_reason(ms, Verdict.FAILURE)}")
     if consecutive > check.consecutive_error_limit:
-        return done(Phase.ERROR, f"{consecutive} consecutive errors, consecutiveErrorLimit "
+        return done(Verdict.ERROR, f"{consecutive} consecutive errors, consecutiveErrorLimit "
                                  f"{check.consecutive_error_limit}; last: {_last_reason(ms, Verdict.ERROR)}")
     if counts[Verdict.INCONCLUSIVE] > check.inconclusive_limit:
-        return done(Phase.INCONCLUSIVE, f"{counts[Verdict.INCONCLUSIVE]} inconclusive measurement(s), "
+        return done(Verdict.INCONCLUSIVE, f"{counts[Verdict.INCONCLUSIVE]} inconclusive measurement(s), "
                                         f"inconclusiveLimit {check.inconclusive_limit}; last: "
                                         f"{_last_reason(ms, Verdict.INCONCLUSIVE)}")
     next_due = last.at + check.interval if last else first_due(check, started_at)
     if ends_at is None:
         conclusive = counts[Verdict.SUCCESS] + counts[Verdict.FAILURE]
         if conclusive >= check.count:
-            return done(Phase.SUCCESSFUL, f"{counts[Verdict.SUCCESS]} of {conclusive} measurements passed")
+            return done(Verdict.SUCCESS, f"{counts[Verdict.SUCCESS]} of {conclusive} measurements passed")
     elif now >= ends_at:
         if last is not None and last.at >= ends_at:
             if last.verdict is Verdict.SUCCESS:
-                return done(Phase.SUCCESSFUL, f"window ended; {counts[Verdict.SUCCESS]} of {len(ms)} "
+                return done(Verdict.SUCCESS, f"window ended; {counts[Verdict.SUCCESS]} of {len(ms)} "
                                               "measurements passed, the final one included")
-            return done(Phase.INCONCLUSIVE,
+            return done(Verdict.INCONCLUSIVE,
                         f"window ended on a {last.verdict.value} measurement: {last.reason}")
         next_due = now  # the window's verdict needs a measurement taken at its end
     else:
         next_due = min(next_due, ends_at)  # never sleep past the end of the window
-    return CheckState(check.name, Phase.RUNNING, Outcome.RUNNING, next_due=next_due, **tally)
+    return CheckState(check.name, None, None, next_due=next_due, **tally)
 
 
 def _last_reason(ms: Sequence[Measurement], verdict: Verdict) -> str:
     return next((m.reason for m in reversed(ms) if m.verdict is verdict), "")
 
 
-def outcome_of(check: Check, phase: Phase) -> Outcome:
-    if phase is Phase.RUNNING:
-        return Outcome.RUNNING
-    if phase is Phase.SUCCESSFUL:
-        return Outcome.PASS
-    if phase is Phase.FAILED:
-        return Outcome.FAIL
-    return Outcome.FAIL if check.on_inconclusive == "fail" else Outcome.INCONCLUSIVE
+def outcome_of(check: Check, verdict: Verdict | None) -> Verdict | None:
+    """The verdict a caller acts on, from a check's own: ERROR and INCONCLUSIVE become the check's
+    onInconclusive (INCONCLUSIVE: pause, or FAILURE)."""
+    if verdict in (None, Verdict.SUCCESS, Verdict.FAILURE):
+        return verdict
+    return Verdict.FAILURE if check.on_inconclusive == "fail" else Verdict.INCONCLUSIVE
 
 
-def aggregate(states: Sequence[CheckState]) -> Outcome:
-    """One outcome for all checks: FAIL > INCONCLUSIVE > RUNNING > PASS.
+def aggregate(states: Sequence[CheckState]) -> Verdict | None:
+    """One verdict for all checks: FAILURE > INCONCLUSIVE > running (None) > SUCCESS.
 
     A failure anywhere ends the run at once (time to rollback is bounded by one interval); an
     inconclusive check pauses at once rather than after the others finish, so that the alert is
     not delayed by a long smoke window. No checks at all is no evidence: INCONCLUSIVE."""
     if not states:
-        return Outcome.INCONCLUSIVE
+        return Verdict.INCONCLUSIVE
     outcomes = {s.outcome for s in states}
-    for outcome in (Outcome.FAIL, Outcome.INCONCLUSIVE, Outcome.RUNNING):
+    for outcome in (Verdict.FAILURE, Verdict.INCONCLUSIVE, None):
         if outcome in outcomes:
             return outcome
-    return Outcome.PASS
+    return Verdict.SUCCESS
 
 
 def run_state(
@@ -247,9 +245,9 @@ def run_state(
     states = tuple(assess(c, ms, now, started_at=started_at, ends_at=ends_at) for c in checks)
     outcome = aggregate(states)
     due = [s.next_due for s in states if s.next_due is not None]
-    next_due = min(due) if due and not outcome.done else None
+    next_due = min(due) if due and outcome is None else None
     decisive = [s for s in states if s.outcome is outcome and s.reason]
-    reason = "; ".join(f"{s.check}: {s.reason}" for s in decisive) if outcome.done else ""
+    reason = "; ".join(f"{s.check}: {s.reason}" for s in decisive) if outcome is not None else ""
     if not states:
         reason = "no checks to run"
     return RunState(outcome, states, next_due, reason)

@@ -20,7 +20,6 @@ from regions.analysis import (
     AnalysisRun,
     Analyzer,
     MetricsProvider,
-    Outcome,
     PrometheusProvider,
     RunState,
     Verdict,
@@ -67,7 +66,7 @@ def test_healthy_version_passes_a_short_window(alab: AnalysisLab) -> None:
     target = alab.canary()
     alab.wait_for_canary_data(target)
     result, _ = run(alab.analyzer(target), fast(DEFAULT_CHECKS), timedelta(seconds=10))
-    assert result.outcome is Outcome.PASS, result.state.reason
+    assert result.outcome is Verdict.SUCCESS, result.state.reason
     by_check = {c.name: [m for m in result.run.measurements if m.check == c.name] for c in DEFAULT_CHECKS}
     for name, ms in by_check.items():
         assert len(ms) >= 5, name  # every 2 s over 10 s, plus the one at the end
@@ -81,7 +80,7 @@ def test_error_spike_fails_within_one_interval(alab: AnalysisLab) -> None:
     spike = FaultProfile(error_ratio=0.3)
     result, onset = run(alab.analyzer(target), fast(DEFAULT_CHECKS), timedelta(seconds=30),
                         inject=(2, lambda: alab.client.set_fault("shop", target.version, spike)))
-    assert result.outcome is Outcome.FAIL, result.state.reason
+    assert result.outcome is Verdict.FAILURE, result.state.reason
     assert onset is not None
     assert result.state.reason.startswith("error-ratio:")
     took = first_failure(result) - onset
@@ -97,7 +96,7 @@ def test_errors_after_t_seconds_fail_inside_the_window(alab: AnalysisLab) -> Non
     window = timedelta(seconds=25)
     start = now()
     result, _ = run(alab.analyzer(target), fast(DEFAULT_CHECKS), window)
-    assert result.outcome is Outcome.FAIL, result.state.reason
+    assert result.outcome is Verdict.FAILURE, result.state.reason
     failed_at = first_failure(result)
     onset = routed + timedelta(seconds=t)
     print(f"\nerrors after {t:g}s: failing verdict {(failed_at - onset).total_seconds():.2f}s after onset")
@@ -113,7 +112,7 @@ def test_latency_regression_fails_the_p99_check(alab: AnalysisLab) -> None:
     slow = FaultProfile(extra_latency_ms=150)
     result, onset = run(alab.analyzer(target), fast(DEFAULT_CHECKS), timedelta(seconds=30),
                         inject=(2, lambda: alab.client.set_fault("shop", target.version, slow)))
-    assert result.outcome is Outcome.FAIL, result.state.reason
+    assert result.outcome is Verdict.FAILURE, result.state.reason
     assert result.state.reason.startswith("latency-p99:"), result.state.reason
     assert onset is not None
     took = first_failure(result) - onset
@@ -125,7 +124,7 @@ def test_memory_leak_fails_memory_growth(alab: AnalysisLab) -> None:
     target = alab.canary(FaultProfile(memory_growth_bytes_per_min=6e6))  # 100 kB/s, limit ~17 kB/s
     alab.wait_for_canary_data(target)
     result, _ = run(alab.analyzer(target), [default_check("memory-growth")], timedelta(seconds=20))
-    assert result.outcome is Outcome.FAIL, result.state.reason
+    assert result.outcome is Verdict.FAILURE, result.state.reason
     assert len(result.run.measurements) == 1  # failed at its first measurement
 
 
@@ -134,7 +133,7 @@ def test_too_little_traffic_is_inconclusive_whatever_the_ratios(alab: AnalysisLa
     target = alab.canary(FaultProfile(error_ratio=0.5), weight=1)
     alab.wait_for_canary_data(target)
     result, _ = run(alab.analyzer(target), [default_check("error-ratio")], timedelta(seconds=20))
-    assert result.outcome is Outcome.INCONCLUSIVE, result.state.reason
+    assert result.outcome is Verdict.INCONCLUSIVE, result.state.reason
     assert all(m.verdict is Verdict.INCONCLUSIVE for m in result.run.measurements)
     assert "too little traffic" in result.state.reason
 
@@ -149,7 +148,7 @@ def test_prometheus_stopped_mid_window_is_inconclusive_not_pass(alab: AnalysisLa
     finally:
         prom.stop(own)
     assert stopped is not None
-    assert result.outcome is Outcome.INCONCLUSIVE, result.state.reason
+    assert result.outcome is Verdict.INCONCLUSIVE, result.state.reason
     before = [m for m in result.run.measurements if m.at < stopped]
     after = [m for m in result.run.measurements if m.at > stopped]
     assert before and all(m.verdict is Verdict.SUCCESS for m in before)
@@ -169,7 +168,7 @@ def test_judge_fails_a_latency_regression(alab: AnalysisLab) -> None:
                                    "judge": {"minSamples": 8, "confidence": 0.99}, "interval": "2s"})
     result = run_analysis(alab.analyzer(target), [judged], duration=timedelta(seconds=30),
                           deadline=now() + timedelta(seconds=60))
-    assert result.outcome is Outcome.FAIL, result.state.reason
+    assert result.outcome is Verdict.FAILURE, result.state.reason
     m = result.run.measurements[-1]
     assert m.p_value is not None and m.p_value < 0.01 and m.samples is not None and m.samples >= 8
 

@@ -15,8 +15,9 @@ from kubernetes import client
 
 from config.schema import CanaryStep
 from deploy.lab.simulator.model import AppSpec
+from regions.analysis.model import Verdict
 from strategies.cluster import KubernetesCluster
-from strategies.model import Commands, Phase, RegionRollout, SetWeights, StrategyStatus, Verdict
+from strategies.model import Commands, Phase, RegionRollout, SetWeights, StrategyStatus
 from strategies.runner import reconcile, run_until_settled
 from tests.fixtures.traffic import wait_until
 from tests.unit.strategies.helpers import broken, rollout

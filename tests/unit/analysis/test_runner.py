@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from config.defaults import DEFAULT_CHECKS
 from regions.analysis.fake import FakeMetricsProvider
-from regions.analysis.model import Outcome, Verdict
+from regions.analysis.model import Verdict
 from regions.analysis.provider import MetricsProvider, MetricsUnavailable
 from regions.analysis.runner import AnalysisRun, Analyzer, Target, poll, run_analysis
 from tests.unit.analysis.helpers import T0, at, check
@@ -101,7 +101,7 @@ def test_poll_measures_only_what_is_due() -> None:
 def test_run_analysis_count_mode_passes_after_count() -> None:
     clock = Clock(T0)
     result = run_analysis(Analyzer(answers({"": 0.0}), TARGET), [check()], clock=clock, sleep=clock.sleep)
-    assert result.outcome is Outcome.PASS
+    assert result.outcome is Verdict.SUCCESS
     assert [m.at for m in result.run.measurements] == [at(0), at(10), at(20)]
 
 
@@ -110,7 +110,7 @@ def test_error_spike_fails_within_one_interval() -> None:
     provider = FakeMetricsProvider(lambda q, t: (0.5,) if t >= at(33) else (0.0,))
     result = run_analysis(Analyzer(provider, TARGET), [check(count=100)], duration=timedelta(minutes=5),
                           clock=clock, sleep=clock.sleep)
-    assert result.outcome is Outcome.FAIL
+    assert result.outcome is Verdict.FAILURE
     assert result.run.measurements[-1].at - at(33) <= timedelta(seconds=10)
 
 
@@ -120,7 +120,7 @@ def test_provider_down_mid_window_is_inconclusive_not_pass() -> None:
 
     result = run_analysis(Analyzer(provider, TARGET), [check()], duration=timedelta(seconds=600),
                           clock=clock, sleep=clock.sleep)
-    assert result.outcome is Outcome.INCONCLUSIVE
+    assert result.outcome is Verdict.INCONCLUSIVE
     assert "consecutive errors" in result.state.reason
     assert result.run.measurements[-1].verdict is Verdict.ERROR
     assert result.run.measurements[-1].at == at(30 + 3 * 10)  # the fourth consecutive error
@@ -132,7 +132,7 @@ def test_window_ending_during_outage_is_inconclusive() -> None:
 
     result = run_analysis(Analyzer(provider, TARGET), [check()], duration=timedelta(seconds=50),
                           clock=clock, sleep=clock.sleep)
-    assert result.outcome is Outcome.INCONCLUSIVE and "window ended on a error" in result.state.reason
+    assert result.outcome is Verdict.INCONCLUSIVE and "window ended on a error" in result.state.reason
     assert result.run.measurements[-1].at == at(50)
 
 
@@ -140,7 +140,7 @@ def test_deadline_is_inconclusive_not_pass() -> None:
     clock = Clock(T0)
     result = run_analysis(Analyzer(answers({}), TARGET), [check(inconclusiveLimit=1000)], clock=clock,
                           sleep=clock.sleep, deadline=at(60))
-    assert result.outcome is Outcome.INCONCLUSIVE
+    assert result.outcome is Verdict.INCONCLUSIVE
 
 
 def test_run_round_trips_through_json() -> None:
@@ -168,7 +168,7 @@ def test_judge_check_uses_range_queries_and_fails_a_step() -> None:
     clock = Clock(T0)
     result = run_analysis(Analyzer(provider, TARGET), [judged], duration=timedelta(minutes=5),
                           clock=clock, sleep=clock.sleep)
-    assert result.outcome is Outcome.FAIL
+    assert result.outcome is Verdict.FAILURE
     first = result.run.measurements[0]
     assert first.at == at(20)  # minSamples x interval of data before the first judgement
     assert first.verdict is Verdict.SUCCESS and first.samples == 21  # 40 s lookback, both ends

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from config.schema import Analysis
-from regions.analysis.model import CheckState, Observation, Outcome, Phase, Verdict
+from regions.analysis.model import CheckState, Observation, Verdict
 from regions.analysis.verdicts import (
     UnknownCheck,
     aggregate,
@@ -116,30 +116,31 @@ def _state(verdicts: str, **fields: object) -> CheckState:
 @pytest.mark.parametrize(
     ("verdicts", "fields", "phase", "outcome"),
     [
-        ("", {}, Phase.RUNNING, Outcome.RUNNING),
-        ("ss", {}, Phase.RUNNING, Outcome.RUNNING),
-        ("sss", {}, Phase.SUCCESSFUL, Outcome.PASS),
-        ("f", {}, Phase.FAILED, Outcome.FAIL),
-        ("ssf", {}, Phase.FAILED, Outcome.FAIL),
-        ("sfs", {"failureLimit": 1}, Phase.SUCCESSFUL, Outcome.PASS),
-        ("sff", {"failureLimit": 1}, Phase.FAILED, Outcome.FAIL),
+        ("", {}, None, None),
+        ("ss", {}, None, None),
+        ("sss", {}, Verdict.SUCCESS, Verdict.SUCCESS),
+        ("f", {}, Verdict.FAILURE, Verdict.FAILURE),
+        ("ssf", {}, Verdict.FAILURE, Verdict.FAILURE),
+        ("sfs", {"failureLimit": 1}, Verdict.SUCCESS, Verdict.SUCCESS),
+        ("sff", {"failureLimit": 1}, Verdict.FAILURE, Verdict.FAILURE),
         # inconclusive and error measurements do not count towards `count`: never a pass without data
-        ("iis", {}, Phase.RUNNING, Outcome.RUNNING),
-        ("iii", {}, Phase.INCONCLUSIVE, Outcome.INCONCLUSIVE),
-        ("iii", {"onInconclusive": "fail"}, Phase.INCONCLUSIVE, Outcome.FAIL),
-        ("isisi", {"inconclusiveLimit": 2}, Phase.INCONCLUSIVE, Outcome.INCONCLUSIVE),
-        ("eee", {}, Phase.RUNNING, Outcome.RUNNING),
-        ("eeee", {}, Phase.ERROR, Outcome.INCONCLUSIVE),
-        ("eeee", {"onInconclusive": "fail"}, Phase.ERROR, Outcome.FAIL),
-        ("eeseeesss", {}, Phase.SUCCESSFUL, Outcome.PASS),  # errors that are not consecutive
-        ("e", {"consecutiveErrorLimit": 0}, Phase.ERROR, Outcome.INCONCLUSIVE),
-        ("iiiiii", {"inconclusiveLimit": 10, "count": 1}, Phase.RUNNING, Outcome.RUNNING),
+        ("iis", {}, None, None),
+        ("iii", {}, Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE),
+        ("iii", {"onInconclusive": "fail"}, Verdict.INCONCLUSIVE, Verdict.FAILURE),
+        ("isisi", {"inconclusiveLimit": 2}, Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE),
+        ("eee", {}, None, None),
+        ("eeee", {}, Verdict.ERROR, Verdict.INCONCLUSIVE),
+        ("eeee", {"onInconclusive": "fail"}, Verdict.ERROR, Verdict.FAILURE),
+        ("eeseeesss", {}, Verdict.SUCCESS, Verdict.SUCCESS),  # errors that are not consecutive
+        ("e", {"consecutiveErrorLimit": 0}, Verdict.ERROR, Verdict.INCONCLUSIVE),
+        ("iiiiii", {"inconclusiveLimit": 10, "count": 1}, None, None),
     ],
 )
-def test_assess_count_mode(verdicts: str, fields: dict[str, object], phase: Phase, outcome: Outcome) -> None:
+def test_assess_count_mode(verdicts: str, fields: dict[str, object], phase: Verdict | None,
+                           outcome: Verdict | None) -> None:
     state = _state(verdicts, **fields)
-    assert (state.phase, state.outcome) == (phase, outcome)
-    assert (state.next_due is None) == phase.done
+    assert (state.verdict, state.outcome) == (phase, outcome)
+    assert (state.next_due is None) == (phase is not None)
 
 
 def test_assess_timing_initial_delay_and_interval() -> None:
@@ -151,28 +152,28 @@ def test_assess_timing_initial_delay_and_interval() -> None:
 
 
 def test_assess_ignores_other_checks() -> None:
-    assert _state("").phase is Phase.RUNNING
+    assert _state("").verdict is None
     state = assess(check(), series("other", "fff"), at(30), started_at=T0)
-    assert (state.phase, state.failures) == (Phase.RUNNING, 0)
+    assert (state.verdict, state.failures) == (None, 0)
 
 
 @pytest.mark.parametrize(
     ("verdicts", "now", "phase", "next_due"),
     [
-        ("sss", 25, Phase.RUNNING, 30),  # window not over: keeps measuring after `count`
-        ("sss", 28, Phase.RUNNING, 30),
-        ("ssss", 30, Phase.SUCCESSFUL, None),  # last measurement at the end
-        ("sss", 30, Phase.RUNNING, 30),  # at(20) is before the end: measure at the end
-        ("ss", 40, Phase.RUNNING, 40),  # late (the controller was down): take one more now
-        ("sssi", 30, Phase.INCONCLUSIVE, None),  # ended on no data: never a pass
-        ("ssse", 30, Phase.INCONCLUSIVE, None),  # ended on an error (Prometheus went away at the end)
-        ("", 30, Phase.RUNNING, 30),
-        ("ssf", 20, Phase.FAILED, None),  # a failure ends the window early
+        ("sss", 25, None, 30),  # window not over: keeps measuring after `count`
+        ("sss", 28, None, 30),
+        ("ssss", 30, Verdict.SUCCESS, None),  # last measurement at the end
+        ("sss", 30, None, 30),  # at(20) is before the end: measure at the end
+        ("ss", 40, None, 40),  # late (the controller was down): take one more now
+        ("sssi", 30, Verdict.INCONCLUSIVE, None),  # ended on no data: never a pass
+        ("ssse", 30, Verdict.INCONCLUSIVE, None),  # ended on an error (Prometheus went away at the end)
+        ("", 30, None, 30),
+        ("ssf", 20, Verdict.FAILURE, None),  # a failure ends the window early
     ],
 )
-def test_assess_window_mode(verdicts: str, now: float, phase: Phase, next_due: float | None) -> None:
+def test_assess_window_mode(verdicts: str, now: float, phase: Verdict | None, next_due: float | None) -> None:
     state = assess(check(), series("c", verdicts), at(now), started_at=T0, ends_at=at(30))
-    assert state.phase is phase
+    assert state.verdict is phase
     assert state.next_due == (None if next_due is None else at(next_due))
 
 
@@ -181,7 +182,7 @@ def test_assess_window_never_sleeps_past_its_end() -> None:
     assert state.next_due == at(30)
 
 
-R, P, F, IN = Outcome.RUNNING, Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE
+R, P, F, IN = None, Verdict.SUCCESS, Verdict.FAILURE, Verdict.INCONCLUSIVE
 
 
 @pytest.mark.parametrize(
@@ -200,9 +201,9 @@ R, P, F, IN = Outcome.RUNNING, Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE
         ([IN, IN], IN),
     ],
 )
-def test_aggregate(outcomes: list[Outcome], expected: Outcome) -> None:
+def test_aggregate(outcomes: list[Verdict | None], expected: Verdict | None) -> None:
     states = [
-        CheckState(f"c{i}", Phase.RUNNING if o is R else Phase.SUCCESSFUL, o) for i, o in enumerate(outcomes)
+        CheckState(f"c{i}", None if o is R else Verdict.SUCCESS, o) for i, o in enumerate(outcomes)
     ]
     assert aggregate(states) is expected
 
@@ -211,9 +212,9 @@ def test_run_state_reports_earliest_due_and_reason() -> None:
     a, b = check(name="a"), check(name="b", interval="5s")
     ms = series("a", "s") + series("b", "s")
     state = run_state([a, b], ms, at(1), started_at=T0)
-    assert (state.outcome, state.next_due) == (Outcome.RUNNING, at(5))
+    assert (state.outcome, state.next_due) == (None, at(5))
     state = run_state([a, b], ms + series("b", "f", start=5), at(5), started_at=T0)
-    assert state.outcome is Outcome.FAIL and state.next_due is None
+    assert state.outcome is Verdict.FAILURE and state.next_due is None
     assert state.reason.startswith("b: 1 failed measurement(s)")
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from regions.analysis.model import Outcome
+from regions.analysis.model import Verdict
 from rollout.orchestrator import (
     BeginRollback,
     Notify,
@@ -19,7 +19,8 @@ from rollout.orchestrator import (
     StartStrategy,
     decide,
 )
-from rollout.release import IllegalTransition, PlannedWaveSpec, ReleasePhase, ReleaseSpec, ReleaseStatus
+from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec, ReleaseStatus
+from strategies.model import IllegalTransition
 from strategies.model import Phase as S
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -65,7 +66,7 @@ class Replay:
 
 
 DONE = RegionView(strategy_phase=S.SUCCEEDED)
-PASS = RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.PASS)
+PASS = RegionView(strategy_phase=S.SUCCEEDED, smoke=Verdict.SUCCESS)
 RUNNING = RegionView(strategy_phase=S.PROGRESSING)
 
 
@@ -112,7 +113,7 @@ def test_a_failing_smoke_check_drains_rolls_back_restores_and_quarantines() -> N
     actions = r.step(
         4,
         eu_canary=RegionView(
-            strategy_phase=S.SUCCEEDED, smoke=Outcome.FAIL, smoke_reason="error-ratio 0.2 > 0.05"
+            strategy_phase=S.SUCCEEDED, smoke=Verdict.FAILURE, smoke_reason="error-ratio 0.2 > 0.05"
         ),
     )
     assert actions == [
@@ -150,7 +151,7 @@ def test_a_late_failure_rolls_back_the_failed_region_first_then_earlier_ones_in_
     r.step(1, eu_west=DONE, ap_south=RUNNING)
     actions = r.step(
         5,
-        eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.FAIL, smoke_reason="p99"),
+        eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=Verdict.FAILURE, smoke_reason="p99"),
         ap_south=RUNNING,
     )
     assert [a for a in actions if isinstance(a, BeginRollback)] == [
@@ -185,7 +186,7 @@ def test_an_inconclusive_smoke_window_pauses_and_alerts_never_promotes() -> None
     r.step(1, eu_canary=DONE)
     actions = r.step(
         61,
-        eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.INCONCLUSIVE, smoke_reason="no data"),
+        eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Verdict.INCONCLUSIVE, smoke_reason="no data"),
     )
     assert r.phase() == "Paused" and r.phase("eu-canary") == "Smoke"
     assert actions[0].event == "paused"
@@ -197,7 +198,7 @@ def test_inconclusive_fails_when_the_plan_says_so() -> None:
     r = Replay(Policy(on_inconclusive="fail"))
     r.step()
     r.step(1, eu_canary=DONE)
-    r.step(61, eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.INCONCLUSIVE))
+    r.step(61, eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Verdict.INCONCLUSIVE))
     assert r.phase() == "RollingBack"
 
 
@@ -208,7 +209,7 @@ def test_promote_skips_the_smoke_window_and_is_audited() -> None:
     r.step(
         1,
         requests=[Request("promote", "hotfix for outage", "bob")],
-        eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.RUNNING),
+        eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=None),
     )
     assert r.phase("eu-canary") == "Succeeded" and r.status.current_wave == 1
     assert any(a.by == "bob" and a.action == "promote" for a in r.status.audit)
@@ -269,8 +270,8 @@ def test_promote_full_skips_every_remaining_smoke_window() -> None:
     r.step()
     r.step(1, eu_canary=DONE)
     r.step(1, requests=[Request("promote", "emergency fix", "erin", full=True)],
-           eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.RUNNING))
+           eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=None))
     r.step(1, eu_west=DONE, ap_south=DONE)
-    r.step(1, eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.RUNNING),
-           ap_south=RegionView(strategy_phase=S.SUCCEEDED, smoke=Outcome.RUNNING))
+    r.step(1, eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=None),
+           ap_south=RegionView(strategy_phase=S.SUCCEEDED, smoke=None))
     assert r.status.current_wave == 2

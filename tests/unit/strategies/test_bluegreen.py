@@ -5,10 +5,11 @@ from datetime import timedelta
 
 import pytest
 
+from regions.analysis.model import Verdict
 from strategies import decide
 from strategies.bluegreen import _BlueGreen
 from strategies.fake import FakeCluster
-from strategies.model import Commands, Phase, StrategyStatus, Verdict
+from strategies.model import Commands, Phase, StrategyStatus
 from strategies.runner import reconcile, run_until_settled
 
 from .helpers import T0, Clock, broken, events, rollout, world, writes

@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 
 from config.schema import CanaryStep
+from regions.analysis.model import Verdict
 from strategies import decide
 from strategies.fake import FakeCluster
-from strategies.model import Commands, Phase, SetWeights, StrategyStatus, Verdict
+from strategies.model import Commands, Phase, SetWeights, StrategyStatus
 from strategies.routers import GatewayAPIRouter, ReplicaRouter
 from strategies.runner import reconcile, run_until_settled
 
