@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import urllib3
 from apscheduler.schedulers.background import BackgroundScheduler
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from regions.analysis import PrometheusProvider
 from regions.traffic import DNSEndpointTraffic
-from rollout import metrics
+from rollout import actions, metrics
 from rollout.cache import WatchCache
 from rollout.drill import RUNNING, DrillRunner
 from rollout.gitsync import Credentials, GitMirror, Secret
@@ -34,7 +35,6 @@ from rollout.sync import SOURCES, GitSync
 from rollout.workspace import Workspace
 
 log = structlog.get_logger("rollout.controller")
-RELEASE_ACTIONS = frozenset({"rollback", "abort", "pause", "resume", "promote"})
 
 
 @dataclass
@@ -87,6 +87,7 @@ class Controller:
         self.http = Endpoints(settings.http_host, settings.http_port, key.encode() if key else None,
                               self._push_received, self._ready)
         self._custom = client.CustomObjectsApi(self.home)
+        self._events = KubernetesEvents(self.home, settings.namespace)
         self._reconciler: ReleaseReconciler | None = None
         self._drills: DrillRunner | None = None
         self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -179,48 +180,90 @@ class Controller:
 
     def _route_actions(self, pending: list[dict[str, Any]], by_app: dict[str, list[StoredRelease]],
                        now: datetime) -> dict[str, list[tuple[Request, dict[str, Any]]]]:
+        """Each responder's action checked (rollout/actions.py) and handled in its own error boundary:
+        a malformed one ends Rejected with its reason, an unexpected error Failed; neither can stop
+        the pass, and a transient API error leaves the action pending for the next one."""
         routed: dict[str, list[tuple[Request, dict[str, Any]]]] = defaultdict(list)
-        for action in sorted(pending, key=lambda a: a["metadata"].get("creationTimestamp", "")):
-            spec = action.get("spec") or {}
-            kind = spec.get("action")
-            if kind == "drill":
-                self._drills = self._drills or DrillRunner(self._reconciler, self.home, self.s.namespace,
-                                                           self.actions.items)
-                if (written := self._drills.tick(action, by_app.get(spec.get("app", ""), []), now)) is not None:
-                    self.actions.put(written)
-                continue
-            if kind in ("drain", "restore"):
-                self._global_action(action, now)
-                continue
-            target = spec.get("release") or _active_release(by_app.get(spec.get("app", ""), []))
-            if kind not in RELEASE_ACTIONS or target is None:
-                self._finish_action(action, "Rejected", f"no release to {kind} for app {spec.get('app')!r}", now)
-                continue
-            routed[target].append((Request(kind, spec.get("reason", ""), spec.get("requestedBy", "unknown"),
-                                           spec.get("region"), bool(spec.get("full")), spec.get("toRelease")),
-                                   action))
+        known = self._known(by_app)
+        for action in sorted(pending, key=_created):
+            try:
+                self._route_action(action, known, by_app, routed, now)
+            except Exception as exc:  # noqa: BLE001 - nothing a responder creates may stop the controller
+                if _transient(exc):
+                    log.warning("action deferred: transient error", action=_action_name(action),
+                                error=f"{type(exc).__name__}: {exc}"[:300])
+                    continue
+                log.exception("action failed", action=_action_name(action))
+                self._finish_action(action, "Failed", f"the controller could not carry it out "
+                                    f"({type(exc).__name__}: {str(exc)[:200]}); see its log", now, warning=True)
         return routed
 
-    def _global_action(self, action: dict[str, Any], now: datetime) -> None:
-        assert self._reconciler is not None
+    def _route_action(self, action: dict[str, Any], known: actions.Known, by_app: dict[str, list[StoredRelease]],
+                      routed: dict[str, list[tuple[Request, dict[str, Any]]]], now: datetime) -> None:
+        checked = actions.check(action, known)
+        if isinstance(checked, actions.Rejected):
+            self._finish_action(action, "Rejected", checked.reason, now, warning=True)
+            return
         spec = action["spec"]
-        weight = 0 if spec["action"] == "drain" else 100
-        apps = [spec["app"]] if spec.get("app") else sorted({StoredRelease.from_object(o).spec.app
-                                                               for o in self.releases.items()})
-        for app in apps:
-            self._reconciler.traffic.set_weights(app, {spec["region"]: weight})
-        log.info("global traffic changed by responder", action=spec["action"], region=spec.get("region"),
-                 apps=apps, by=spec.get("requestedBy"), reason=spec.get("reason"))
-        self._finish_action(action, "Done", f"{spec['region']} weight {weight} for {', '.join(apps)}", now)
+        if checked.action == actions.DRILL:
+            self._drills = self._drills or DrillRunner(self._reconciler, self.home, self.s.namespace,
+                                                       self.actions.items)
+            if (written := self._drills.tick(action, by_app.get(spec.get("app", ""), []), now)) is not None:
+                self.actions.put(written)
+            return
+        if checked.action in actions.GLOBAL_ACTIONS:
+            self._global_action(action, checked, now)
+            return
+        target = checked.release or _active_release(by_app.get(checked.app or "", []))
+        if target is None:
+            self._finish_action(action, "Rejected", f"no release to {checked.action} for app {checked.app!r}", now,
+                                warning=True)
+            return
+        routed[target].append((checked.request(), action))
 
-    def _finish_action(self, action: dict[str, Any], state: str, message: str, now: datetime) -> None:
+    def _known(self, by_app: dict[str, list[StoredRelease]]) -> actions.Known:
+        """Apps and regions of the last good commit, plus those of the Releases in the cluster."""
+        apps = set(by_app)
+        regions = set(self.s.regions_hint)
+        releases: dict[str, str] = {}
+        for app, stored in by_app.items():
+            for release in stored:
+                releases[release.name] = app
+                regions.update(r for wave in release.spec.waves for r in wave.regions)
+        commit = self.sync.last_status.get("lastGoodCommit")
+        if commit:
+            try:
+                repo = self.workspace.repository(commit)
+                apps.update(repo.apps)
+                regions.update(repo.regions)
+            except Exception as exc:  # noqa: BLE001 - the releases' own names still stand
+                log.warning("repository not loaded for action checks", commit=commit[:12], error=str(exc)[:200])
+        return actions.Known(frozenset(apps), frozenset(regions), releases)
+
+    def _global_action(self, action: dict[str, Any], checked: actions.Checked, now: datetime) -> None:
+        assert self._reconciler is not None and checked.region is not None
+        weight = 0 if checked.action == "drain" else 100
+        apps = [checked.app] if checked.app else sorted({StoredRelease.from_object(o).spec.app
+                                                         for o in self.releases.items()})
+        for app in apps:
+            self._reconciler.traffic.set_weights(app, {checked.region: weight})
+        log.info("global traffic changed by responder", action=checked.action, region=checked.region,
+                 apps=apps, by=checked.by, reason=checked.reason)
+        self._finish_action(action, "Done", f"{checked.region} weight {weight} for {', '.join(apps)}", now)
+
+    def _finish_action(self, action: dict[str, Any], state: str, message: str, now: datetime,
+                       warning: bool = False) -> None:
         body = {"status": {"state": state, "message": message, "handledAt": now_iso(now)}}
+        name = _action_name(action)
+        if warning:
+            log.warning("action not carried out", action=name, state=state, reason=message)
+            self._events.record("ReleaseAction", name, f"Action{state}", message, True, now)
         try:
             updated = self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.s.namespace, ACTIONS, action["metadata"]["name"], body)
+                GROUP, VERSION, self.s.namespace, ACTIONS, name, body)
             self.actions.put(as_object(updated))
         except ApiException as exc:
-            log.warning("action status not written", action=action["metadata"]["name"], status=exc.status)
+            log.warning("action status not written", action=name, status=exc.status)
 
 
 def _export_gauges(by_app: dict[str, list[StoredRelease]]) -> None:
@@ -232,6 +275,21 @@ def _export_gauges(by_app: dict[str, list[StoredRelease]]) -> None:
             if ReleasePhase(release.status.phase) in ACTIVE:
                 for region in release.status.regions.values():
                     metrics.REGIONS.labels(app, region.phase).inc()
+
+
+def _created(action: dict[str, Any]) -> str:
+    return str((action.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def _action_name(action: dict[str, Any]) -> str:
+    return str((action.get("metadata") or {}).get("name") or "?")
+
+
+def _transient(exc: Exception) -> bool:
+    """Worth another try on the next pass: the API server or the network, not the action."""
+    if isinstance(exc, ApiException):
+        return exc.status in (None, 0, 409, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError))
 
 
 def _active_release(releases: list[StoredRelease]) -> str | None:

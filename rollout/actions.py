@@ -1,0 +1,134 @@
+"""Responders' ReleaseActions, checked before the controller acts on any of them. Pure: no IO.
+
+A ReleaseAction is input from people (RBAC lets a responder create one); the CRD's CEL rules refuse
+most malformed ones at the API server, but the controller does not rely on that (an older CRD, a
+cluster without CEL, a field the schema allows but the repository does not know). Every action
+goes through `check` first: a malformed one becomes `Rejected` with a reason naming the field and
+the fix, and nothing acts on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rollout.orchestrator import Request
+
+RELEASE_ACTIONS = frozenset({"rollback", "abort", "pause", "resume", "promote"})
+GLOBAL_ACTIONS = frozenset({"drain", "restore"})
+DRILL = "drill"
+ALL_ACTIONS = RELEASE_ACTIONS | GLOBAL_ACTIONS | {DRILL}
+
+COMMON = frozenset({"action", "reason", "requestedBy"})
+# action -> (required fields, optional fields); a field outside both is refused (it would be ignored).
+FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "rollback": (frozenset({"app"}), frozenset({"release", "region", "toRelease"})),
+    "abort": (frozenset({"app"}), frozenset({"release", "region"})),
+    "pause": (frozenset({"app"}), frozenset({"release", "region"})),
+    "resume": (frozenset({"app"}), frozenset({"release", "region"})),
+    "promote": (frozenset({"app"}), frozenset({"release", "region", "full"})),
+    "drain": (frozenset({"region"}), frozenset({"app"})),
+    "restore": (frozenset({"region"}), frozenset({"app"})),
+    # the drill's "allow a high-traffic region" flag: `full` (old name) or `force`
+    "drill": (frozenset({"app", "region"}), frozenset({"full", "force"})),
+}
+BOOLEAN_FIELDS = frozenset({"full", "force"})
+NAME_FIELDS = ("app", "region", "release", "toRelease")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+MAX_TEXT = 1024
+HINT = {
+    "app": "name the app (rollout {action} APP)",
+    "region": "name the region (--region REGION)",
+}
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the repository and the cluster know: apps, regions, and which app each release is of."""
+
+    apps: frozenset[str]
+    regions: frozenset[str]
+    releases: Mapping[str, str]  # release name -> app
+
+
+@dataclass(frozen=True)
+class Checked:
+    action: str
+    reason: str
+    by: str
+    app: str | None = None
+    region: str | None = None
+    release: str | None = None
+    to_release: str | None = None
+    full: bool = False
+
+    def request(self) -> Request:
+        return Request(self.action, self.reason, self.by, self.region, self.full, self.to_release)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+
+
+def check(action: Mapping[str, Any], known: Known) -> Checked | Rejected:
+    """The action, checked against its kind's fields and the names the repository knows."""
+    spec = action.get("spec")
+    if not isinstance(spec, Mapping):
+        return Rejected("spec is missing or not an object; create the action with `rollout <action>`")
+    kind = spec.get("action")
+    if not isinstance(kind, str) or kind not in ALL_ACTIONS:
+        return Rejected(f"spec.action {kind!r} is not one of {', '.join(sorted(ALL_ACTIONS))}")
+    reason = spec.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        return Rejected(f"spec.reason is required for {kind}: say why (--reason '...'); it is kept in history")
+    if len(reason) > MAX_TEXT:
+        return Rejected(f"spec.reason is {len(reason)} characters; keep it under {MAX_TEXT}")
+    by = spec.get("requestedBy", "unknown")
+    if not isinstance(by, str) or len(by) > 256:
+        return Rejected("spec.requestedBy must be a user name (the CLI fills it in)")
+    required, optional = FIELDS[kind]
+    present = {key for key, value in spec.items() if value is not None}
+    for key in sorted(required - present):
+        hint = HINT.get(key, "set it").format(action=kind)
+        return Rejected(f"spec.{key} is required for {kind}: {hint}")
+    for key in sorted(present - required - optional - COMMON):
+        applies = sorted(a for a, (req, opt) in FIELDS.items() if key in req | opt)
+        where = f"it applies to {', '.join(applies)} only" if applies else "it is not a ReleaseAction field"
+        return Rejected(f"spec.{key} is not allowed for {kind}: {where}; remove it")
+    for key in sorted(present & BOOLEAN_FIELDS):
+        if not isinstance(spec[key], bool):
+            return Rejected(f"spec.{key} must be true or false, not {spec[key]!r}")
+    names: dict[str, str] = {}
+    for key in NAME_FIELDS:
+        if key in present:
+            value = spec[key]
+            pattern = DNS_LABEL if key in ("app", "region") else DNS_SUBDOMAIN
+            if not isinstance(value, str) or not pattern.match(value):
+                return Rejected(f"spec.{key} {value!r} is not a valid name (lowercase letters, digits, '-')")
+            names[key] = value
+    return _known(kind, reason, by, names, bool(spec.get("full") or spec.get("force")), known)
+
+
+def _known(kind: str, reason: str, by: str, names: dict[str, str], full: bool, known: Known) -> Checked | Rejected:
+    app, region = names.get("app"), names.get("region")
+    if app is not None and app not in known.apps:
+        listed = ", ".join(sorted(known.apps)) or "none yet"
+        return Rejected(f"spec.app {app!r} is not an app of the repository (apps: {listed}); check the name")
+    if region is not None and region not in known.regions:
+        listed = ", ".join(sorted(known.regions)) or "none yet"
+        return Rejected(f"spec.region {region!r} is not a region of the repository (regions: {listed}); "
+                        f"check the name")
+    for key in ("release", "toRelease"):
+        name = names.get(key)
+        if name is None:
+            continue
+        of = known.releases.get(name)
+        if of is None:
+            return Rejected(f"spec.{key} {name!r} does not exist; `rollout history {app}` lists the releases")
+        if of != app:
+            return Rejected(f"spec.{key} {name!r} is a release of {of!r}, not of {app!r}")
+    return Checked(kind, reason, by, app, region, names.get("release"), names.get("toRelease"), full)
