@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.errors import InvalidRepository, Issue, field_path, problem_and_fix
+from config.grants import DEFAULT_POLICY, Policy
 from config.policies import repository_issues
 from config.repository import AppSource, Repository
 from config.schema import AppValues, Plan, Region
@@ -25,15 +26,16 @@ M = TypeVar("M", bound=BaseModel)
 _UNREADABLE = object()  # read_yaml already reported why
 
 
-def load_repository(root: Path | str) -> Repository:
-    """Load `root` or raise InvalidRepository carrying every issue found."""
+def load_repository(root: Path | str, grants: Policy = DEFAULT_POLICY) -> Repository:
+    """Load `root` or raise InvalidRepository carrying every issue found; `grants` is the operator's
+    policy (config/grants.py) every render of this repository is checked against."""
     root = Path(root)
     issues: list[Issue] = []
     if not root.is_dir():
         raise InvalidRepository([Issue(str(root), "", "is not a directory", "point at a rollout repository")])
     regions = _load_regions(root, issues)
     apps = _load_apps(root, issues)
-    repo = Repository(root=root, regions=regions, apps=apps)
+    repo = Repository(root=root, regions=regions, apps=apps, grants=grants)
     issues += repository_issues(repo)
     if issues:
         raise InvalidRepository(issues)

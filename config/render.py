@@ -17,6 +17,7 @@ import yaml
 from jinja2.exceptions import SecurityError
 
 from config.errors import Issue
+from config.grants import violations
 from config.identity import ANNOTATION_COMMIT, ReleaseIdentity
 from config.repository import AppSource, Repository
 from config.templating import OutsideRepository, confined_path, environment
@@ -113,6 +114,10 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
                        for field, problem, fix in problems]
             if not problems:
                 objects.append(_stamp(doc, app.name, app.plan.target_namespace, region_name, identity))
+    # the operator's policy (config/grants.py): nothing outside the app's grant renders
+    issues += violations(objects, repo.grants.grant_for(app.name), app=app.name,
+                         namespace=app.plan.target_namespace, manifests=repo.relative(app.directory / "manifests"),
+                         plan_file=repo.relative(app.directory / "rollout.yaml"))
     if issues:
         raise RenderFailed(issues)
     return Rendered(app_name, region_name, identity, tuple(objects))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.grants import DEFAULT_POLICY, Policy
 from config.schema import AppValues, Plan, Region
 
 
@@ -21,6 +22,8 @@ class Repository:
     root: Path
     regions: dict[str, Region]
     apps: dict[str, AppSource]
+    # the operator's policy (config/grants.py), from outside Git; render() checks every output against it
+    grants: Policy = DEFAULT_POLICY
 
     def relative(self, path: Path) -> str:
         try:

@@ -59,8 +59,9 @@ from kubernetes.client.exceptions import ApiException
 from config.identity import ReleaseIdentity
 from config.render import Rendered, render
 from config.templating import render_query
+from config.times import format_time, parse_time
 from regions.analysis import MetricsError
-from rollout.release import ReleasePhase, now_iso, parse_iso
+from rollout.release import ReleasePhase
 from rollout.store import ACTIONS, GROUP, VERSION, StoredRelease
 from strategies import decide as strategy_decide
 from strategies.errors import TemporaryError
@@ -225,10 +226,10 @@ class DrillState:
                                "checklist": [i.to_dict() for i in self.checklist]}
         for key, value in (("startedAt", self.started_at), ("finishedAt", self.finished_at)):
             if value is not None:
-                out[key] = now_iso(value)
+                out[key] = format_time(value)
         drill: dict[str, Any] = {"step": self.step, "strategy": dict(self.strategy), "leftDrained": self.left_drained}
         if self.step_started_at is not None:
-            drill["stepStartedAt"] = self.step_started_at.isoformat()
+            drill["stepStartedAt"] = format_time(self.step_started_at)
         if self.baseline_rate is not None:
             drill["baselineRate"] = self.baseline_rate
         if self.facts is not None:
@@ -243,9 +244,9 @@ class DrillState:
         drill = status.get("drill") or {}
         step_started = drill.get("stepStartedAt")
         return cls(state=str(status.get("state") or ""), message=str(status.get("message") or ""),
-                   step=int(drill.get("step", DRAIN)), started_at=parse_iso(status.get("startedAt")),
-                   step_started_at=datetime.fromisoformat(step_started) if step_started else None,
-                   finished_at=parse_iso(status.get("finishedAt")),
+                   step=int(drill.get("step", DRAIN)), started_at=parse_time(status.get("startedAt")),
+                   step_started_at=parse_time(step_started),
+                   finished_at=parse_time(status.get("finishedAt")),
                    baseline_rate=drill.get("baselineRate"), strategy=dict(drill.get("strategy") or {}),
                    facts=Facts.from_dict(drill["facts"]) if drill.get("facts") else None,
                    checklist=tuple(Item.from_dict(i) for i in status.get("checklist") or []),
@@ -541,7 +542,7 @@ class DrillRunner:
             return None
         written = action
         old = action.get("status") or {}
-        status = _clean({**new.to_status(), "handledAt": old.get("handledAt") or now_iso(now)})
+        status = _clean({**new.to_status(), "handledAt": old.get("handledAt") or format_time(now)})
         if status != old:
             # the whole status, guarded by the resourceVersion it was decided from (a JSON patch: the
             # controller's role may patch releaseactions/status, not update it)

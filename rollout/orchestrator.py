@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
+from config.times import format_time, parse_time
 from regions.analysis.model import Verdict
 from rollout.release import (
     DrainRecord,
@@ -21,8 +22,6 @@ from rollout.release import (
     ReleasePhase,
     ReleaseSpec,
     ReleaseStatus,
-    now_iso,
-    parse_iso,
 )
 from strategies.model import Phase as StrategyPhase
 
@@ -143,7 +142,7 @@ def _apply_request(view: ReleaseView, out: Draft, request: Request, now: datetim
         status.move(ReleasePhase.PROGRESSING if status.started_at else ReleasePhase.PENDING)
         for region in status.regions.values():
             if RegionPhase(region.phase) == RegionPhase.SMOKE and region.message.startswith("inconclusive"):
-                region.smoke_started_at = now_iso(now)  # judge on fresh evidence, not the empty window
+                region.smoke_started_at = format_time(now)  # judge on fresh evidence, not the empty window
                 region.message = ""
     elif request.action == "promote" and phase in (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED):
         _promote(view, out, request, now)
@@ -177,7 +176,7 @@ def _start(view: ReleaseView, out: Draft, now: datetime) -> None:
         return
     status = out.status
     status.move(ReleasePhase.PROGRESSING)
-    status.started_at = now_iso(now)
+    status.started_at = format_time(now)
     if view.previous:
         status.previous_commit, status.previous_version = view.previous
     for index, wave in enumerate(view.spec.waves):
@@ -216,7 +215,7 @@ def _progress(view: ReleaseView, out: Draft, now: datetime) -> None:
             _progress(view, out, now)
         else:
             status.move(ReleasePhase.SUCCEEDED)
-            status.completed_at = now_iso(now)
+            status.completed_at = format_time(now)
             status.message = "every wave passed"
             out.actions.append(Notify("succeeded", f"version {view.spec.version} is live in every region"))
 
@@ -228,7 +227,7 @@ def _start_region(view: ReleaseView, out: Draft, name: str, now: datetime) -> No
         region.message = "cluster unreachable; the wave waits for it"
         return
     region.move(RegionPhase.PROGRESSING)
-    region.started_at = region.started_at or now_iso(now)
+    region.started_at = region.started_at or format_time(now)
     out.status.record(now, "region-start", "strategy started", name)
     out.actions.append(StartStrategy(name))
 
@@ -241,14 +240,14 @@ def _advance_region(view: ReleaseView, out: Draft, name: str, smoke_seconds: flo
         region.message = ""
         region.move(RegionPhase.PROGRESSING)
         if seen.strategy_phase is None:
-            region.started_at = region.started_at or now_iso(now)
+            region.started_at = region.started_at or format_time(now)
             out.actions.append(StartStrategy(name))
     elif phase == RegionPhase.PROGRESSING and not seen.reachable:
         region.move(RegionPhase.WAITING)
         region.message = "cluster unreachable; the wave waits for it"
     elif phase == RegionPhase.PROGRESSING and seen.strategy_phase == StrategyPhase.SUCCEEDED:
         region.move(RegionPhase.SMOKE)
-        region.smoke_started_at = now_iso(now)
+        region.smoke_started_at = format_time(now)
         region.smoke_seconds = smoke_seconds
         out.status.record(now, "smoke-start", f"fully on the release; smoke window {smoke_seconds:g}s", name)
     elif phase == RegionPhase.PROGRESSING and seen.strategy_phase == StrategyPhase.PAUSED:
@@ -260,7 +259,7 @@ def _advance_region(view: ReleaseView, out: Draft, name: str, smoke_seconds: flo
 def _judge_smoke(view: ReleaseView, out: Draft, name: str, now: datetime) -> None:
     region = out.status.regions[name]
     seen = view.regions.get(name, RegionView())
-    started = parse_iso(region.smoke_started_at)
+    started = parse_time(region.smoke_started_at)
     assert started is not None
     elapsed = (now - started).total_seconds()
     skipped = name in out.skip_smoke or out.status.promote_full
@@ -277,7 +276,7 @@ def _judge_smoke(view: ReleaseView, out: Draft, name: str, now: datetime) -> Non
         out.actions.append(Notify("paused", f"smoke window inconclusive in {name}: {reason}", name, warning=True))
         return
     region.move(RegionPhase.SUCCEEDED)
-    region.completed_at = now_iso(now)
+    region.completed_at = format_time(now)
     why = "smoke window skipped by promote" if skipped else f"smoke window of {region.smoke_seconds:g}s passed"
     out.status.record(now, "region-passed", why, name)
 
@@ -309,7 +308,7 @@ def _fail(view: ReleaseView, out: Draft, region_name: str | None, reason: str, n
     if RegionPhase(region.phase) in (RegionPhase.PROGRESSING, RegionPhase.SMOKE):
         region.move(RegionPhase.FAILED)
     region.message = reason
-    started = parse_iso(region.started_at)
+    started = parse_time(region.started_at)
     if started is not None:
         status.detect_seconds = round((now - started).total_seconds(), 3)
     status.record(now, "failed", reason, region_name)
@@ -340,7 +339,7 @@ def _roll_back(view: ReleaseView, out: Draft, now: datetime) -> None:
         status.record(now, "rollback-start", f"rolling back to {status.previous_version or 'nothing'}", name)
         return
     status.move(ReleasePhase.ROLLED_BACK)
-    status.completed_at = now_iso(now)
+    status.completed_at = format_time(now)
     status.quarantined = view.policy.quarantine
     status.record(now, "rolled-back", "every touched region is back on the previous release"
                   + ("; release quarantined" if status.quarantined else ""))
@@ -362,7 +361,7 @@ def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetim
                  RegionPhase.SMOKE):
         if view.policy.drain_first:
             region.move(RegionPhase.DRAINING)
-            status.drains.append(DrainRecord(region=name, started_at=now_iso(now),
+            status.drains.append(DrainRecord(region=name, started_at=format_time(now),
                                              target_seconds=view.policy.drain_within_seconds,
                                              target_percent=view.policy.drain_percent))
             status.record(now, "drain", f"weight 0 to stop the bleeding (target {view.policy.drain_percent:g}% "
@@ -375,11 +374,11 @@ def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetim
         return False
     if phase == RegionPhase.DRAINING:
         drain = _drain_of(status, name)
-        elapsed = (now - (parse_iso(drain.started_at) or now)).total_seconds()
+        elapsed = (now - (parse_time(drain.started_at) or now)).total_seconds()
         reached = seen.drain_moved is not None and seen.drain_moved * 100 >= view.policy.drain_percent
         if not reached and elapsed < view.policy.drain_within_seconds:
             return False
-        drain.completed_at = now_iso(now)
+        drain.completed_at = format_time(now)
         drain.seconds = round(elapsed, 3)
         drain.met = reached and elapsed <= view.policy.drain_within_seconds
         moved = f"{seen.drain_moved * 100:.1f}%" if seen.drain_moved is not None else "unmeasured"
@@ -401,11 +400,11 @@ def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetim
 def _region_rolled_back(out: Draft, name: str, now: datetime) -> None:
     status = out.status
     status.regions[name].move(RegionPhase.ROLLED_BACK)
-    status.regions[name].completed_at = now_iso(now)
+    status.regions[name].completed_at = format_time(now)
     status.record(now, "region-rolled-back", f"back on {status.previous_version or 'nothing'}", name)
     drain = next((d for d in status.drains if d.region == name and not d.restored_at), None)
     if drain is not None:
-        drain.restored_at = now_iso(now)
+        drain.restored_at = format_time(now)
         status.record(now, "restore", "rollback healthy; traffic restored", name)
         out.actions.append(SetRegionWeight(name, 100))
 
@@ -416,7 +415,7 @@ def _drain_of(status: ReleaseStatus, name: str) -> DrainRecord:
 
 def _rollback_order(status: ReleaseStatus) -> list[str]:
     """Touched regions other than the failed one, most recently started first."""
-    touched = [(r.started_at or "", n) for n, r in status.regions.items()
+    touched = [(_started(r), n) for n, r in status.regions.items()
                if RegionPhase(r.phase) in TOUCHED | {RegionPhase.WAITING} and n != status.failed_region
                and r.started_at]
     return [n for _, n in sorted(touched, reverse=True)]
@@ -424,8 +423,12 @@ def _rollback_order(status: ReleaseStatus) -> list[str]:
 
 def _last_started(status: ReleaseStatus) -> str | None:
     """The region whose rollout started most recently (what a rollback without --region fails)."""
-    touched = sorted((r.started_at or "", n) for n, r in status.regions.items() if r.started_at)
+    touched = sorted((_started(r), n) for n, r in status.regions.items() if r.started_at)
     return touched[-1][1] if touched else None
+
+
+def _started(region: RegionStatus) -> datetime:
+    return parse_time(region.started_at) or datetime.min.replace(tzinfo=UTC)
 
 
 def _wave_regions(spec: ReleaseSpec, index: int) -> tuple[str, ...]:

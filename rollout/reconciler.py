@@ -24,6 +24,7 @@ from config.render import Rendered, render
 from config.repository import AppSource
 from config.schema import Check
 from config.templating import render_query
+from config.times import format_time, parse_time
 from regions.analysis import (
     AnalysisRun,
     Analyzer,
@@ -50,7 +51,7 @@ from rollout.orchestrator import (
     StartStrategy,
     decide,
 )
-from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus, parse_iso
+from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus
 from rollout.store import ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace
 from strategies import decide as strategy_decide
@@ -247,20 +248,20 @@ class ReleaseReconciler:
         return state.outcome
 
     def _smoke(self, work: Pass, name: str, region: RegionStatus) -> RegionView:
-        started = parse_iso(region.smoke_started_at)
+        started = parse_time(region.smoke_started_at)
         assert started is not None  # a SMOKE region always has its start recorded
-        baseline_at = parse_iso(region.started_at)
+        baseline_at = parse_time(region.started_at)
         analyzer = self._analyzer(work, name, "stable", baseline_at)
         if analyzer is None:
             return RegionView(smoke=Verdict.INCONCLUSIVE, smoke_reason="no metrics provider configured")
         ends = started + timedelta(seconds=region.smoke_seconds or 0)
         saved = region.analysis.get("smoke")
-        run = AnalysisRun.from_status(saved) if saved and saved.get("startedAt") == started.isoformat() \
+        run = AnalysisRun.from_status(saved) if saved and parse_time(saved.get("startedAt")) == started \
             else AnalysisRun(started, ends)
         checks = self._checks(work)
         if not checks:
             verdict = Verdict.SUCCESS if work.now >= ends else None
-            region.analysis["smoke"] = {"startedAt": started.isoformat(), "endsAt": ends.isoformat(),
+            region.analysis["smoke"] = {"startedAt": format_time(started), "endsAt": format_time(ends),
                                         "outcome": verdict_text(verdict),
                                         "reason": "first release: nothing to compare with; bake time only"}
             return RegionView(smoke=verdict, smoke_reason="bake time only")

@@ -9,10 +9,11 @@ dataclasses are its typed form.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from config.times import format_time, parse_time
 from strategies.model import IllegalTransition
 
 
@@ -79,12 +80,9 @@ def check_region_transition(current: RegionPhase, new: RegionPhase) -> RegionPha
     return new
 
 
-def now_iso(now: datetime) -> str:
-    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+# The one formatter and parser (config.times), under the names the controller's modules know.
+now_iso = format_time
+parse_iso = parse_time
 
 
 class _Serial:
@@ -162,7 +160,7 @@ class ReleaseStatus:
 
     def record(self, now: datetime, action: str, reason: str, region: str | None = None,
                by: str = "controller") -> None:
-        self.audit.append(AuditEntry(now_iso(now), action, reason, region, by))
+        self.audit.append(AuditEntry(format_time(now), action, reason, region, by))
 
     def to_dict(self) -> dict[str, Any]:
         return {

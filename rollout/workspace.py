@@ -11,14 +11,16 @@ import shutil
 import threading
 from pathlib import Path
 
+from config.grants import DEFAULT_POLICY, Policy
 from config.loader import load_repository
 from config.repository import Repository
 from rollout.gitsync import GitSource
 
 
 class Workspace:
-    def __init__(self, source: GitSource, cache_dir: Path, keep: int = 16):
+    def __init__(self, source: GitSource, cache_dir: Path, keep: int = 16, grants: Policy = DEFAULT_POLICY):
         self.source = source
+        self.grants = grants  # the operator's policy (`--policy`), checked by every render
         self.cache_dir = Path(cache_dir)
         self._keep = keep
         self._loaded: dict[str, Repository] = {}
@@ -37,7 +39,7 @@ class Workspace:
         """The loaded repository at `commit` (raises config.errors.InvalidRepository)."""
         with self._lock:
             if commit not in self._loaded:
-                self._loaded[commit] = load_repository(self.tree(commit))
+                self._loaded[commit] = load_repository(self.tree(commit), self.grants)
                 while len(self._loaded) > self._keep:
                     self._loaded.pop(next(iter(self._loaded)))
             return self._loaded[commit]

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from config.identity import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
+from config.times import format_time
 from regions.analysis.model import Verdict
 from strategies.errors import Backoff, ClusterError, PermanentError, TemporaryError, Unreachable, classify
 from strategies.manifests import Obj, ref_of
@@ -160,7 +161,7 @@ class KubernetesCluster:
             "reason": action.reason, "message": action.message[:1024], "type": action.type,
             "source": {"component": MANAGED_BY}, "reportingComponent": MANAGED_BY,
             "reportingInstance": self.context or MANAGED_BY, "action": action.reason,
-            "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
+            "firstTimestamp": format_time(now), "lastTimestamp": format_time(now), "count": 1,
         }
         try:
             self._call(lambda: self.core.create_namespaced_event(namespace, body,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from config.render import Rendered
 from config.schema import BlueGreenStrategy, CanaryStrategy, RollingStrategy
+from config.times import format_time, parse_time
 from regions.analysis.model import Verdict
 
 FIELD_MANAGER = "regional-rollout"
@@ -60,11 +61,7 @@ class IllegalTransition(ValueError):
 
 
 def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _parse_ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return format_time(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -120,9 +117,9 @@ class StrategyStatus:
             phase=Phase(data.get("phase", Phase.PENDING.value)), step=int(data.get("step", 0)),
             step_name=str(data.get("stepName", "")), weight=int(data.get("weight", 0)),
             active_color=data.get("activeColor"), new_color=data.get("newColor"),
-            started_at=_parse_ts(data.get("startedAt")), step_started_at=_parse_ts(data.get("stepStartedAt")),
-            progress_marker=data.get("progressMarker"), progress_since=_parse_ts(data.get("progressSince")),
-            switched_at=_parse_ts(data.get("switchedAt")), finished_at=_parse_ts(data.get("finishedAt")),
+            started_at=parse_time(data.get("startedAt")), step_started_at=parse_time(data.get("stepStartedAt")),
+            progress_marker=data.get("progressMarker"), progress_since=parse_time(data.get("progressSince")),
+            switched_at=parse_time(data.get("switchedAt")), finished_at=parse_time(data.get("finishedAt")),
             reason=str(data.get("reason", "")), message=str(data.get("message", "")),
         )
 

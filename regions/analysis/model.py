@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from config.times import format_time, parse_time
+
 
 class Verdict(StrEnum):
     """The one verdict of the product: on one measurement, on a check, on a run of checks, on a
@@ -71,7 +73,7 @@ class Measurement:
     baseline_samples: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"check": self.check, "at": _iso(self.at), "verdict": self.verdict.value}
+        out: dict[str, Any] = {"check": self.check, "at": format_time(self.at), "verdict": self.verdict.value}
         for name in ("value", "baseline", "requests", "p_value"):
             number = getattr(self, name)
             if number is not None:
@@ -90,7 +92,7 @@ class Measurement:
 
         return cls(
             check=str(data["check"]),
-            at=datetime.fromisoformat(str(data["at"])),
+            at=_parsed(data["at"]),
             verdict=Verdict(data["verdict"]),
             value=number("value"),
             baseline=number("baseline"),
@@ -125,7 +127,7 @@ class CheckState:
             "consecutiveErrors": self.consecutive_errors,
         }
         if self.next_due is not None:
-            out["nextDue"] = _iso(self.next_due)
+            out["nextDue"] = format_time(self.next_due)
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -148,7 +150,7 @@ class RunState:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"outcome": verdict_text(self.outcome), "checks": [c.to_json() for c in self.checks]}
         if self.next_due is not None:
-            out["nextDue"] = _iso(self.next_due)
+            out["nextDue"] = format_time(self.next_due)
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -160,8 +162,11 @@ def prom_duration(value: timedelta) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat()
+def _parsed(text: Any) -> datetime:
+    parsed = parse_time(str(text))
+    if parsed is None:
+        raise ValueError("a measurement without its time ('at')")
+    return parsed
 
 
 def _camel(name: str) -> str:

@@ -21,6 +21,7 @@ from jinja2 import TemplateError
 from config.defaults import REQUEST_COUNT_QUERY
 from config.schema import Check
 from config.templating import render_query
+from config.times import format_time, parse_time
 from regions.analysis.model import Measurement, Observation, RunState, Verdict, prom_duration
 from regions.analysis.provider import MetricsError, MetricsProvider
 from regions.analysis.verdicts import evaluate, judge_window, run_state
@@ -143,18 +144,20 @@ class AnalysisRun:
         return run_state(checks, self.measurements, now, started_at=self.started_at, ends_at=self.ends_at)
 
     def to_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"startedAt": self.started_at.isoformat(),
+        out: dict[str, Any] = {"startedAt": format_time(self.started_at),
                                "measurements": [m.to_json() for m in self.measurements]}
         if self.ends_at is not None:
-            out["endsAt"] = self.ends_at.isoformat()
+            out["endsAt"] = format_time(self.ends_at)
         return out
 
     @classmethod
     def from_status(cls, data: dict[str, Any]) -> AnalysisRun:
-        ends = data.get("endsAt")
+        started = parse_time(data.get("startedAt"))
+        if started is None:
+            raise ValueError("an analysis run without its start (startedAt)")
         return cls(
-            started_at=datetime.fromisoformat(data["startedAt"]),
-            ends_at=datetime.fromisoformat(ends) if ends else None,
+            started_at=started,
+            ends_at=parse_time(data.get("endsAt")),
             measurements=tuple(Measurement.from_json(m) for m in data.get("measurements", [])),
         )
 

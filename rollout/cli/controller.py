@@ -34,14 +34,24 @@ import click
 @click.option("--retry-seconds", type=int, default=2, show_default=True)
 @click.option("--analysis-window-seconds", type=float, default=None,
               help="range of {{ interval }} in queries when shorter than a check interval is wanted")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
+              help="the operator's rollout policy: what each app may deploy (mounted from the ConfigMap "
+                   "rollout-policy; default: the built-in safe default, docs/security.md)")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto", show_default=True)
-def controller(log_format: str, identity: str | None, **options: object) -> None:
+def controller(log_format: str, identity: str | None, policy_file: str | None, **options: object) -> None:
     """Run the controller: sync Git, create Releases, promote them region by region."""
+    from config.grants import InvalidPolicy, load_policy
     from rollout.controller import Controller, Settings
     from rollout.logs import configure
 
     configure(None if log_format == "auto" else log_format == "json")
+    try:
+        grants = load_policy(policy_file)  # a broken policy stops the start, never widens a grant
+    except InvalidPolicy as invalid:
+        raise click.ClickException(str(invalid)) from None
     settings = Settings(**options)  # type: ignore[arg-type]
     if identity:
         settings.identity = identity
-    Controller(settings).run()
+    daemon = Controller(settings)
+    daemon.workspace.grants = grants  # before anything is loaded: every render is checked against it
+    daemon.run()

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from config.durations import format_duration
 from config.errors import InvalidRepository
+from config.grants import InvalidPolicy, Policy, load_policy
 from config.identity import ReleaseIdentity
 from config.loader import load_repository
 from config.render import RenderFailed, render
@@ -25,6 +26,16 @@ from config.waves import plan_waves
 OUTPUT = click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text",
                       help="text for people, json/yaml for scripts")
 REV = click.option("--rev", default=None, help="branch, tag or commit to read (default: the working tree)")
+POLICY = click.option("--policy", "policy_file", type=click.Path(dir_okay=False, exists=True), default=None,
+                      help="the operator's rollout policy (what each app may deploy; default: the built-in "
+                           "safe default, docs/security.md)")
+
+
+def operator_policy(policy_file: str | None) -> Policy:
+    try:
+        return load_policy(policy_file)
+    except InvalidPolicy as invalid:
+        raise click.ClickException(str(invalid)) from None
 
 
 @contextmanager
@@ -36,9 +47,9 @@ def repository_at(source: str, rev: str | None) -> Iterator[tuple[Path, str | No
         yield path, commit
 
 
-def _load(path: Path) -> Repository:
+def _load(path: Path, grants: Policy | None = None) -> Repository:
     try:
-        return load_repository(path)
+        return load_repository(path, grants or operator_policy(None))
     except InvalidRepository as invalid:
         raise click.ClickException(invalid.summary()) from None
 
@@ -46,13 +57,16 @@ def _load(path: Path) -> Repository:
 @click.command()
 @click.argument("source")
 @REV
+@POLICY
 @OUTPUT
-def validate(source: str, rev: str | None, output: str) -> None:
+def validate(source: str, rev: str | None, policy_file: str | None, output: str) -> None:
     """Check a rollout repository (PATH or Git URL): schema, policies, and a dry render of every
-    app in every region. Exits 1 and lists every problem when anything is wrong."""
+    app in every region, checked against the operator's policy (--policy). Exits 1 and lists every
+    problem when anything is wrong."""
+    grants = operator_policy(policy_file)
     with repository_at(source, rev) as (path, _commit):
         try:
-            repo = load_repository(path)
+            repo = load_repository(path, grants)
         except InvalidRepository as invalid:
             if output == "text":
                 click.echo(invalid.summary(), err=True)
@@ -95,10 +109,12 @@ def plan(source: str, app: str, rev: str | None, output: str) -> None:
 @click.argument("region")
 @REV
 @click.option("--track", type=click.Choice(["stable", "canary"]), default="stable")
-def render_command(source: str, app: str, region: str, rev: str | None, track: str) -> None:
-    """Print the YAML that would be applied for APP in REGION."""
+@POLICY
+def render_command(source: str, app: str, region: str, rev: str | None, track: str, policy_file: str | None) -> None:
+    """Print the YAML that would be applied for APP in REGION (checked against --policy)."""
+    grants = operator_policy(policy_file)
     with repository_at(source, rev) as (path, commit):
-        repo = _load(path)
+        repo = _load(path, grants)
         chosen = _app(repo, app)
         if region not in repo.regions:
             raise click.ClickException(f"unknown region {region!r}; known: {', '.join(sorted(repo.regions))}")
