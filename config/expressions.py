@@ -32,6 +32,10 @@ _COMPARE: dict[type[ast.cmpop], Callable[[float, float], bool]] = {
 
 
 _GRAMMAR = "use numbers, result, baseline, + - * /, comparisons, and/or/not, min(), max(), abs()"
+_ARITY = {"max": (2, 16), "min": (2, 16), "abs": (1, 1)}  # max(x) of one number would try to iterate it
+_EXAMPLES = {"max": "max(1.5 * baseline, 0.001)", "min": "min(result, 1)", "abs": "abs(result - baseline)"}
+MAX_CONDITION_CHARS = 1000
+MAX_CONDITION_DEPTH = 32
 
 
 class ConditionError(ValueError):
@@ -45,22 +49,39 @@ class Condition:
     variables: frozenset[str]
 
     def evaluate(self, values: Mapping[str, float]) -> bool:
-        """True or False; raises ConditionError when a variable is missing or not a number."""
+        """True or False; raises ConditionError when a variable is missing or not a number, and
+        ArithmeticError (e.g. ZeroDivisionError) when the numbers cannot be combined."""
         missing = self.variables - values.keys()
         if missing:
             raise ConditionError(f"condition {self.text!r} needs {', '.join(sorted(missing))}")
         for name in self.variables:
             if not isinstance(values[name], int | float) or math.isnan(values[name]):
                 raise ConditionError(f"{name} is not a number ({values[name]!r})")
-        return bool(_eval(self.tree.body, values))
+        try:
+            return bool(_eval(self.tree.body, values))
+        except ConditionError:
+            raise
+        except (TypeError, ValueError, RecursionError) as exc:  # ArithmeticError (a zero baseline) propagates
+            raise ConditionError(f"condition {self.text!r} cannot be evaluated: {type(exc).__name__}: {exc}") from None
 
 
 def parse_condition(text: str) -> Condition:
+    """Parse and check a condition; raises ConditionError (and nothing else) for any bad input."""
+    text = str(text)
+    if len(text) > MAX_CONDITION_CHARS:
+        raise ConditionError(f"the condition is {len(text)} characters; at most {MAX_CONDITION_CHARS} are allowed "
+                             "(split it into several checks)")
     try:
-        tree = ast.parse(str(text), mode="eval")
+        tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ConditionError(f"{text!r} is not a valid condition ({exc.msg}); {_GRAMMAR}") from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise ConditionError(f"the condition cannot be parsed ({type(exc).__name__}); "
+                             f"nest at most {MAX_CONDITION_DEPTH} levels") from None
     names: set[str] = set()
+    depth = _depth(tree.body)
+    if depth > MAX_CONDITION_DEPTH:
+        raise ConditionError(f"the condition nests {depth} levels; at most {MAX_CONDITION_DEPTH} are allowed")
     for node in ast.walk(tree):
         _check_node(node, names)
     if not isinstance(tree.body, ast.Compare | ast.BoolOp | ast.UnaryOp):
@@ -79,8 +100,29 @@ def _check_node(node: ast.AST, names: set[str]) -> None:
         if node.id not in CONDITION_VARIABLES:
             raise ConditionError(f"unknown variable {node.id!r}; use {', '.join(sorted(CONDITION_VARIABLES))}")
         names.add(node.id)
-    if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
-        raise ConditionError(f"only min(), max() and abs() may be called; {_GRAMMAR}")
+    if isinstance(node, ast.Call):
+        if not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
+            raise ConditionError(f"only min(), max() and abs() may be called; {_GRAMMAR}")
+        low, high = _ARITY[node.func.id]
+        if not low <= len(node.args) <= high:
+            wanted = f"exactly {low}" if low == high else f"at least {low}" if len(node.args) < low else \
+                f"at most {high}"
+            raise ConditionError(f"{node.func.id}() takes {wanted} argument{'s' if low > 1 else ''}, "
+                                 f"not {len(node.args)}; e.g. {_EXAMPLES[node.func.id]}")
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth of an expression, without recursion (a long chain like `a + a + ...` is deep)."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_CONDITION_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, ast.expr_context | ast.operator | ast.cmpop | ast.boolop | ast.unaryop))
+    return deepest
 
 
 def _eval(node: ast.AST, values: Mapping[str, float]) -> Any:

@@ -19,6 +19,7 @@ from config.errors import InvalidRepository, Issue, field_path, problem_and_fix
 from config.grants import DEFAULT_POLICY, Policy
 from config.policies import repository_issues
 from config.repository import AppSource, Repository
+from config.sandbox import MAX_FILE_BYTES, MiB, YamlRefused, load_yaml
 from config.schema import AppValues, Plan, Region
 from config.templating import OutsideRepository, confined_path
 
@@ -43,13 +44,23 @@ def load_repository(root: Path | str, grants: Policy = DEFAULT_POLICY) -> Reposi
 
 
 def read_yaml(root: Path, path: Path, issues: list[Issue]) -> Any:
+    """The file's data, or _UNREADABLE after adding an issue. Capped (config/sandbox.py): files over
+    MAX_FILE_BYTES, too deeply nested, or whose aliases expand too far are refused."""
     shown = str(path.relative_to(root))
     try:
         confined_path(root, shown)
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            issues.append(Issue(shown, "", f"is {size / MiB:.1f} MiB; repository files are limited to "
+                                f"{MAX_FILE_BYTES // MiB} MiB", "keep large data out of the repository"))
+            return _UNREADABLE
+        return load_yaml(path.read_text(encoding="utf-8"))
     except OutsideRepository:
         issues.append(Issue(shown, "", "is a symlink leading outside the repository",
                             "replace the symlink with the file itself"))
+    except YamlRefused as exc:
+        issues.append(Issue(shown, f"line {exc.line}" if exc.line else "", exc.problem,
+                            "write the values out instead of using anchors and aliases, or nest less"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
@@ -57,6 +68,9 @@ def read_yaml(root: Path, path: Path, issues: list[Issue]) -> Any:
                             "check indentation and quoting"))
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(Issue(shown, "", f"cannot be read ({exc.__class__.__name__})", "make it a UTF-8 file"))
+    except (RecursionError, MemoryError, ValueError) as exc:
+        issues.append(Issue(shown, "", f"cannot be loaded ({exc.__class__.__name__})",
+                            "simplify the file (less nesting, smaller values)"))
     return _UNREADABLE
 
 

@@ -1,14 +1,18 @@
 """Render an app's manifests for one region and one release, deterministically.
 
 Same repository, commit, app and region give byte-identical YAML: files are read in sorted
-order and objects are dumped with sorted keys.
+order and objects are dumped with sorted keys. Templates run in a limited child process
+(config/sandbox.py); `render` here in the caller's process only checks the result against the
+operator's grants.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +20,13 @@ import jinja2
 import yaml
 from jinja2.exceptions import SecurityError
 
+from config import sandbox
 from config.errors import Issue
 from config.grants import violations
 from config.identity import ANNOTATION_COMMIT, ReleaseIdentity
 from config.repository import AppSource, Repository
-from config.templating import OutsideRepository, confined_path, environment
+from config.sandbox import Limits, YamlRefused, current_limits, load_yaml_all
+from config.templating import OutsideRepository, TemplateTooLarge, confined_path, environment
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
 CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -72,7 +78,55 @@ def template_context(repo: Repository, app: AppSource, region_name: str, identit
 
 
 def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseIdentity) -> Rendered:
-    """Render or raise RenderFailed listing every problem found."""
+    """Render or raise RenderFailed listing every problem found.
+
+    The templates run in a child process under config.sandbox limits (time, CPU, memory, output);
+    a limit hit or any exception while rendering is an issue naming the file, never a crash here."""
+    app = repo.apps[app_name]
+    objects, issues = _render_sandboxed(repo, app, region_name, identity)
+    # the operator's policy (config/grants.py): nothing outside the app's grant renders
+    issues += violations(objects, repo.grants.grant_for(app.name), app=app.name,
+                         namespace=app.plan.target_namespace, manifests=repo.relative(app.directory / "manifests"),
+                         plan_file=repo.relative(app.directory / "rollout.yaml"))
+    if issues:
+        raise RenderFailed(issues)
+    return Rendered(app_name, region_name, identity, tuple(objects))
+
+
+_LIMIT_FIXES = {
+    "wall": "make the templates render faster (fewer or smaller loops)",
+    "cpu": "make the templates render faster (fewer or smaller loops, no huge arithmetic)",
+    "memory": "make the templates and params build smaller values",
+    "output": "render fewer or smaller objects (or split the app)",
+}
+
+
+def _render_sandboxed(repo: Repository, app: AppSource, region_name: str,
+                      identity: ReleaseIdentity) -> tuple[list[dict[str, Any]], list[Issue]]:
+    """Run `_render_here` in a sandbox child with only what it needs (absolute paths: the child's
+    working directory is /)."""
+    limits = current_limits()
+    root = Path(os.path.abspath(repo.root))
+    local = replace(app, directory=Path(os.path.abspath(app.directory)))
+    needed = Repository(root=root, regions={region_name: repo.regions[region_name]}, apps={app.name: local})
+    manifests = repo.relative(app.directory / "manifests")
+    try:
+        objects, issues = sandbox.call("config.render:_render_here", (needed, app.name, region_name, identity, limits),
+                                       limits)
+    except sandbox.LimitExceeded as exc:
+        return [], [Issue(exc.where or manifests, "", str(exc), _LIMIT_FIXES.get(exc.limit, "render less"))]
+    except sandbox.ChildFailed as exc:
+        return [], [Issue(exc.where or manifests, "", f"the render failed: {exc}", "correct the template")]
+    return list(objects), list(issues)
+
+
+class _OutputCap(Exception):
+    pass
+
+
+def _render_here(progress: Callable[[str], None], repo: Repository, app_name: str, region_name: str,
+                 identity: ReleaseIdentity, limits: Limits) -> tuple[list[dict[str, Any]], list[Issue]]:
+    """In the sandbox child: the objects and the issues of one app in one region."""
     app = repo.apps[app_name]
     context = template_context(repo, app, region_name, identity)
     env = environment(app.directory)
@@ -82,15 +136,22 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
     if not files:
         issues.append(Issue(repo.relative(app.directory / "manifests"), "", "no manifest templates found",
                             "add at least one *.yaml template"))
+    budget = limits.output_bytes
     for path in files:
         shown = repo.relative(path)
+        progress(shown)
         try:
             confined_path(app.directory, str(path.relative_to(app.directory)))
-            text = env.get_template(str(path.relative_to(app.directory))).render(**context)
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+            template = env.get_template(str(path.relative_to(app.directory)))
+            text = _generate(template, context, budget)
+            budget -= len(text)
+            docs = [d for d in load_yaml_all(text, limits.output_bytes) if d is not None]
         except OutsideRepository as exc:
             issues.append(Issue(shown, "", f"template reaches outside the app directory: {exc}",
                                 "keep templates and includes inside apps/<app>/"))
+            continue
+        except TemplateTooLarge as exc:
+            issues.append(Issue(shown, "", str(exc), "split the template or move data out of the repository"))
             continue
         except SecurityError as exc:
             issues.append(Issue(shown, _template_line(exc), f"the template sandbox refused: {exc}",
@@ -103,9 +164,27 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
         except jinja2.TemplateError as exc:
             issues.append(Issue(shown, _template_line(exc), f"template error: {exc}", "correct the template"))
             continue
+        except YamlRefused as exc:
+            issues.append(Issue(shown, f"line {exc.line}" if exc.line else "", f"rendered YAML {exc.problem}",
+                                "write the objects out instead of using anchors and aliases"))
+            continue
         except yaml.YAMLError as exc:
             issues.append(Issue(shown, "", f"rendered text is not YAML: {exc}".replace("\n", " "),
                                 "check indentation and quoting of rendered values"))
+            continue
+        except _OutputCap:
+            issues.append(Issue(shown, "", f"render exceeded {limits.describe('output')}", _LIMIT_FIXES["output"]))
+            return [], issues
+        except MemoryError:
+            issues.append(Issue(shown, "", f"render exceeded {limits.describe('memory')}", _LIMIT_FIXES["memory"]))
+            return [], issues
+        except RecursionError:
+            issues.append(Issue(shown, _traceback_line(path), "template error: recursion too deep (a macro that "
+                                "calls itself?)", "end the recursion or use a loop"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - every failure of a template is an issue of its file
+            issues.append(Issue(shown, _traceback_line(path), f"template failed: {type(exc).__name__}: {exc}",
+                                "correct the template (e.g. guard the division or the argument)"))
             continue
         for index, doc in enumerate(docs):
             problems = list(_check_object(doc))
@@ -114,13 +193,31 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
                        for field, problem, fix in problems]
             if not problems:
                 objects.append(_stamp(doc, app.name, app.plan.target_namespace, region_name, identity))
-    # the operator's policy (config/grants.py): nothing outside the app's grant renders
-    issues += violations(objects, repo.grants.grant_for(app.name), app=app.name,
-                         namespace=app.plan.target_namespace, manifests=repo.relative(app.directory / "manifests"),
-                         plan_file=repo.relative(app.directory / "rollout.yaml"))
-    if issues:
-        raise RenderFailed(issues)
-    return Rendered(app_name, region_name, identity, tuple(objects))
+    return objects, issues
+
+
+def _generate(template: jinja2.Template, context: dict[str, Any], budget: int) -> str:
+    """The rendered text, stopping as soon as it passes `budget` characters."""
+    out: list[str] = []
+    size = 0
+    for chunk in template.generate(**context):
+        size += len(chunk)
+        if size > budget:
+            raise _OutputCap
+        out.append(chunk)
+    return "".join(out)
+
+
+def _traceback_line(path: Path) -> str:
+    """The template line of the exception being handled, from Jinja's rewritten traceback."""
+    filename = str(path.resolve())
+    line = None
+    tb = sys.exc_info()[2]
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"line {line}" if line else ""
 
 
 def _template_line(exc: jinja2.TemplateError) -> str:

@@ -316,7 +316,15 @@ class Notification(Model):
     webhook: str = Field(pattern=r"^https?://", description="URL receiving a JSON POST per event")
     events: list[NotificationEvent] = Field(default_factory=lambda: list(DEFAULT_NOTIFIED))
     secret_env: str | None = Field(default=None, alias="secretEnv",
-                                   description="environment variable holding the HMAC signing key")
+                                   description="no longer accepted: the operator maps signing keys per app")
+
+    @field_validator("secret_env")
+    @classmethod
+    def _no_secret_env(cls, value: str | None) -> str | None:
+        if value is not None:  # a repository must not pick which of the controller's secrets signs
+            raise ValueError("secretEnv is not accepted: the repository cannot choose the signing key. Remove "
+                             "it; the operator maps a key to this app (rollout controller --notify-key APP=FILE)")
+        return value
 
 
 class Plan(Model):

@@ -61,6 +61,7 @@ class GitSync:
         self._may_write = may_write  # the leader check: followers never write
         self._lock = threading.Lock()
         self.last_status: dict[str, Any] = {}
+        self._unvalidated = ""  # the last commit whose validation failed for a reason other than its content
 
     def run_once(self) -> None:
         if not self._may_write():
@@ -91,6 +92,16 @@ class GitSync:
                                     f"commit {result.commit[:12]} rejected; nothing applied. " + invalid.summary(),
                                     True, now)
             log.warning("commit rejected", commit=result.commit[:12], issues=len(issues))
+            return
+        except Exception as exc:  # noqa: BLE001 - not known invalid (checkout, the render helper): retried next poll
+            GIT_SYNCS.labels("error").inc()
+            message = f"commit {result.commit[:12]} could not be validated yet; nothing applied: {exc}"
+            self._set_status({"reachable": True, "message": message[:4000], "lastSyncAt": now_iso(now)})
+            if self._unvalidated != result.commit:  # one Event per commit, not one per poll
+                self._unvalidated = result.commit
+                self._events.record("RolloutSource", self._name, "ValidationFailed", message[:4000], True, now)
+            log.warning("commit not validated; retrying on the next poll", commit=result.commit[:12],
+                        error=f"{type(exc).__name__}: {exc}")
             return
         GIT_SYNCS.labels("ok").inc()
         existing: dict[str, list[StoredRelease]] = defaultdict(list)
