@@ -49,21 +49,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, cast
 
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from config.identity import ReleaseIdentity
-from config.render import Rendered, render
-from config.templating import render_query
 from config.times import format_time, parse_time
-from regions.analysis import MetricsError
 from rollout.release import ReleasePhase
 from rollout.store import ACTIONS, GROUP, VERSION, StoredRelease
-from strategies import decide as strategy_decide
+from strategies.driver import ReleaseAt, drive
 from strategies.errors import TemporaryError
 from strategies.model import Phase as StrategyPhase
 from strategies.model import RegionRollout, Snapshot, StrategyStatus
@@ -522,7 +517,6 @@ class DrillRunner:
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self.list_actions = list_actions
-        self._render = lru_cache(maxsize=64)(self._render_uncached)
 
     def tick(self, action: dict[str, Any], releases: Sequence[StoredRelease], now: datetime) -> dict[str, Any] | None:
         """One step of one drill; returns the action as written (None: nothing written)."""
@@ -618,36 +612,17 @@ class DrillRunner:
             return replace(setup, problem=f"{type(exc).__name__}: {exc}")
 
     def _rate(self, app: str, region: str, now: datetime) -> float | None:
-        if self.r.metrics is None:
-            return None
-        query = render_query(self.r.drain_query, {"app": app, "region": region})
-        try:
-            values = self.r.metrics.query(query, now)
-        except MetricsError:
-            return None
-        return float(sum(values)) if values else 0.0
+        return cast(float | None, self.r.request_rate(app, region, now))
 
     # --- the strategy, one step per tick -------------------------------------------------------
-
-    def _render_uncached(self, commit: str, app: str, region: str, version: str, track: str) -> Rendered:
-        return render(self.r.workspace.repository(commit), app, region, ReleaseIdentity(commit, version, track))
 
     def _rollout(self, facts: Facts, which: str) -> RegionRollout:
         """Step 2 ("rollback"): the current release with the previous one as its rollback target, as the
         release itself would roll back. Step 3 ("forward"): the current release as its own rollback
         target, so that the restore path re-applies exactly what the release left in the region."""
-        repo = self.r.workspace.repository(facts.current.commit)
-        plan = repo.apps[facts.app].plan
-        chosen = plan.strategy.rolling or plan.strategy.blue_green or plan.strategy.canary
-        assert chosen is not None
-        cur, prev = facts.current, facts.previous
-        current = self._render(cur.commit, facts.app, facts.region, cur.version, "stable")
-        canary = self._render(cur.commit, facts.app, facts.region, cur.version, "canary") \
-            if plan.strategy.canary else None
-        target = current if which == "forward" else \
-            self._render(prev.commit, facts.app, facts.region, prev.version, "stable")
-        return RegionRollout(app=facts.app, namespace=plan.target_namespace, region=facts.region, strategy=chosen,
-                             release=current, previous=target, canary_release=canary)
+        current = ReleaseAt(facts.current.commit, facts.current.version)
+        target = current if which == "forward" else ReleaseAt(facts.previous.commit, facts.previous.version)
+        return cast(RegionRollout, self.r.renderer.rollout(facts.app, facts.region, current, target))
 
     def _drive(self, facts: Facts, state: DrillState, now: datetime) -> tuple[dict[str, Any], str | None]:
         which = "rollback" if state.step == ROLLBACK else "forward"
@@ -655,9 +630,7 @@ class DrillRunner:
         cluster = self.r.clusters.get(repo.regions[facts.region].cluster)
         rollout = self._rollout(facts, which)
         status = StrategyStatus.from_dict(state.strategy)
-        snapshot = cluster.observe(rollout)
-        decision = strategy_decide(rollout, status, snapshot, now)
-        if self.r.may_write() and decision.actions:
-            cluster.execute(rollout, decision.actions, logger=log.bind(
-                app=facts.app, region=facts.region, drill=which, step=decision.status.step_name))
-        return decision.status.to_dict(), serving_release(snapshot)
+        step = drive(cluster, rollout, status, now, may_write=self.r.may_write(), logger=log.bind(drill=which))
+        if step.transient:
+            raise TemporaryError(step.error)
+        return step.status.to_dict(), serving_release(step.snapshot) if step.snapshot is not None else None

@@ -13,22 +13,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import structlog
 
 from config.defaults import DEFAULT_CHECKS
-from config.identity import ReleaseIdentity
-from config.render import Rendered, render
 from config.repository import AppSource
 from config.schema import Check
-from config.templating import render_query
 from config.times import format_time, parse_time
 from regions.analysis import (
     AnalysisRun,
     Analyzer,
-    MetricsError,
     MetricsProvider,
     Target,
     Verdict,
@@ -36,6 +31,7 @@ from regions.analysis import (
     select_checks,
     verdict_text,
 )
+from regions.analysis.rate import DEFAULT_DRAIN_QUERY, request_rate
 from regions.traffic import GlobalTraffic
 from rollout import metrics
 from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
@@ -54,18 +50,15 @@ from rollout.orchestrator import (
 from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus
 from rollout.store import ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace
-from strategies import decide as strategy_decide
-from strategies import pending_analysis
 from strategies.cluster import KubernetesCluster
-from strategies.engine import fail_permanently
-from strategies.errors import PermanentError, TemporaryError
-from strategies.model import Commands, RegionRollout, StrategyStatus
+from strategies.driver import ReleaseAt, Renderer, drive
+from strategies.errors import TemporaryError
+from strategies.model import AnalysisRequest, Commands, RegionRollout, StrategyStatus
 from strategies.model import Phase as StrategyPhase
 
 log = structlog.get_logger("rollout.reconciler")
 ACTIVE = frozenset({ReleasePhase.PENDING, ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK})
 DRIVEN = frozenset({RegionPhase.PROGRESSING, RegionPhase.ROLLING_BACK})
-DEFAULT_DRAIN_QUERY = 'sum(rate(http_requests_total{app="{{ app }}",region="{{ region }}"}[5s]))'
 
 
 class ClusterPool:
@@ -109,7 +102,7 @@ class ReleaseReconciler:
         self.may_write = may_write
         self.drain_query = drain_query
         self.analysis_window = analysis_window
-        self._render = lru_cache(maxsize=256)(self._render_uncached)
+        self.renderer = Renderer(workspace.repository)
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -162,49 +155,33 @@ class ReleaseReconciler:
                 views[name] = RegionView(reachable=False)
         return views
 
-    def _rollout(self, work: Pass, repo: Any, region: str) -> RegionRollout:
-        spec, app = work.stored.spec, work.app
-        strategy = app.plan.strategy
-        release = self._render(spec.commit, spec.app, region, spec.version, "stable")
-        canary = self._render(spec.commit, spec.app, region, spec.version, "canary") if strategy.canary else None
-        previous = None
-        if work.status.previous_commit and work.status.previous_version:
-            previous = self._render(work.status.previous_commit, spec.app, region, work.status.previous_version,
-                                    "stable")
-        chosen = strategy.rolling or strategy.blue_green or strategy.canary
-        assert chosen is not None
-        return RegionRollout(app=spec.app, namespace=app.plan.target_namespace, region=region, strategy=chosen,
-                             release=release, previous=previous, canary_release=canary)
-
-    def _render_uncached(self, commit: str, app: str, region: str, version: str, track: str) -> Rendered:
-        return render(self.workspace.repository(commit), app, region, ReleaseIdentity(commit, version, track))
+    def _rollout(self, work: Pass, region: str) -> RegionRollout:
+        spec, status = work.stored.spec, work.status
+        previous = ReleaseAt(status.previous_commit, status.previous_version) \
+            if status.previous_commit and status.previous_version else None
+        return self.renderer.rollout(spec.app, region, ReleaseAt(spec.commit, spec.version), previous)
 
     def _drive(self, work: Pass, repo: Any, name: str, region: RegionStatus, promote: bool) -> RegionView:
-        """Drive the region's strategy one step: observe, decide, execute."""
-        rollout = self._rollout(work, repo, name)
-        cluster = self.clusters.get(repo.regions[name].cluster)
+        """Drive the region's strategy one step (strategies.driver: observe, decide, execute)."""
+        rollout = self._rollout(work, name)
         status = StrategyStatus.from_dict(region.strategy) if region.strategy else StrategyStatus()
-        commands = Commands(promote=promote)
-        snapshot = cluster.observe(rollout, commands=commands)
-        request = pending_analysis(rollout, status, snapshot)
-        if request is not None:
-            verdict = self._step_analysis(work, name, region, request.step, request.checks)
-            snapshot = dataclasses.replace(snapshot, analysis=verdict)
-        decision = strategy_decide(rollout, status, snapshot, work.now)
-        if self.may_write():
-            new = decision.status
-            try:
-                cluster.execute(rollout, decision.actions, logger=log.bind(
-                    app=rollout.app, release=rollout.release_number, region=name, step=new.step_name))
-            except PermanentError as exc:  # forbidden, invalid, a conflict with another manager
-                new = fail_permanently(status, exc.reason, str(exc), work.now, rollout.previous is not None)
-                decision = dataclasses.replace(decision, status=new)
+
+        def analysis(request: AnalysisRequest) -> Verdict | None:
+            return self._step_analysis(work, name, region, request.step, request.checks)
+
+        step = drive(self.clusters.get(repo.regions[name].cluster), rollout, status, work.now, analysis=analysis,
+                     commands=Commands(promote=promote), may_write=self.may_write(), logger=log)
+        if step.transient:
+            region.message = f"cluster unreachable: {step.error}"
+            return RegionView(reachable=False)
+        new = step.status
+        if step.executed or step.error:
             if (new.step_name, new.phase) != (status.step_name, status.phase) and new.step_name:
                 work.status.record(work.now, "step", f"{new.phase.value} {new.step_name} (weight {new.weight}%)", name)
             region.strategy = new.to_dict()
             region.weight = new.weight
-        reason = ": ".join(part for part in (decision.status.reason, decision.status.message) if part)
-        return RegionView(reachable=True, strategy_phase=decision.status.phase, strategy_reason=reason)
+        reason = ": ".join(part for part in (new.reason, new.message) if part)
+        return RegionView(reachable=True, strategy_phase=new.phase, strategy_reason=reason)
 
     def _reachable(self, repo: Any, name: str) -> bool:
         try:
@@ -271,19 +248,13 @@ class ReleaseReconciler:
             metrics.VERDICTS.labels(work.stored.spec.app, name, verdict_text(state.outcome)).inc()
         return RegionView(smoke=state.outcome, smoke_reason=state.reason)
 
-    def _region_rate(self, work: Pass, name: str) -> float | None:
-        if self.metrics is None:
-            return None
-        query = render_query(self.drain_query, {"app": work.stored.spec.app, "region": name})
-        try:
-            values = self.metrics.query(query, work.now)
-        except MetricsError:
-            return None
-        return float(sum(values)) if values else 0.0
+    def request_rate(self, app: str, region: str, now: datetime) -> float | None:
+        """`app`'s request rate in `region` (the drain query), None when not measurable."""
+        return request_rate(self.metrics, self.drain_query, app, region, now)
 
     def _drain_moved(self, work: Pass, name: str, region: RegionStatus) -> float | None:
         before = region.analysis.get("drainBaselineRate")
-        now_rate = self._region_rate(work, name)
+        now_rate = self.request_rate(work.stored.spec.app, name, work.now)
         if not before or now_rate is None:
             return None
         return max(0.0, 1.0 - now_rate / float(before))
@@ -302,7 +273,8 @@ class ReleaseReconciler:
                     region.strategy = current.to(StrategyPhase.ROLLING_BACK, work.now,
                                                  reason=action.reason[:200]).to_dict()
             elif isinstance(action, SetRegionWeight) and action.weight == 0:
-                rate = self._region_rate(work, action.region)  # before the drain: what "moved" is measured against
+                # before the drain: what "moved" is measured against
+                rate = self.request_rate(work.stored.spec.app, action.region, work.now)
                 if rate:
                     work.status.regions[action.region].analysis["drainBaselineRate"] = rate
 

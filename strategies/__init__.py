@@ -1,20 +1,17 @@
 """Per-region strategies (rolling, blue/green, canary) and in-region traffic routers.
 
 Pure part: `decide(rollout, status, snapshot, now) -> Decision` (no IO). Acting part:
-`strategies.cluster.KubernetesCluster` (observe / execute) and `strategies.runner`.
+`strategies.cluster.KubernetesCluster` (observe / execute), and `strategies.driver`: rendering a
+region's release (`Renderer`) and one region step with its error policy (`drive`), used by the
+release reconciler and the drill.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
-from config.identity import ReleaseIdentity
-from config.render import Rendered, render
-from config.repository import Repository
 from strategies import bluegreen, canary, rolling
 from strategies.model import (
-    DEFAULT_GATEWAY,
     AnalysisRequest,
     Decision,
     Phase,
@@ -22,21 +19,6 @@ from strategies.model import (
     Snapshot,
     StrategyStatus,
 )
-
-
-def prepare(repo: Repository, app: str, region: str, identity: ReleaseIdentity,
-            previous: Rendered | None = None, *, gateway: str = DEFAULT_GATEWAY) -> RegionRollout:
-    """Render the new release for `region` (both tracks for a canary plan) into a RegionRollout.
-
-    `previous` is the live release rendered from *its own* pinned commit (None for a first release).
-    """
-    plan = repo.apps[app].plan
-    spec = plan.strategy.rolling or plan.strategy.blue_green or plan.strategy.canary
-    assert spec is not None
-    stable = render(repo, app, region, replace(identity, track="stable"))
-    canary_release = render(repo, app, region, replace(identity, track="canary")) \
-        if plan.strategy.canary is not None else None
-    return RegionRollout(app, plan.target_namespace, region, spec, stable, previous, canary_release, gateway)
 
 
 def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, now: datetime) -> Decision:
@@ -63,5 +45,5 @@ def pending_analysis(rollout: RegionRollout, status: StrategyStatus,
                            steps[status.step].checks or (), status.step_started_at)
 
 
-__all__ = ["decide", "prepare", "pending_analysis", "Decision", "Phase", "RegionRollout", "Snapshot",
+__all__ = ["decide", "pending_analysis", "Decision", "Phase", "RegionRollout", "Snapshot",
            "StrategyStatus"]

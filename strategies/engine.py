@@ -17,6 +17,7 @@ from typing import Literal
 from regions.analysis.model import Verdict
 from strategies.manifests import Obj, hash_of, ref_of
 from strategies.model import (
+    TRANSITIONS,
     Action,
     Apply,
     Decision,
@@ -244,4 +245,6 @@ def fail_permanently(status: StrategyStatus, reason: str, message: str, now: dat
         return status.to(Phase.ROLLING_BACK, now, reason=reason, message=message)
     if status.phase is Phase.FAILED:
         return status
+    if Phase.FAILED not in TRANSITIONS[status.phase]:  # settled already (Succeeded, RolledBack): say why
+        return replace(status, reason=reason, message=message)
     return status.to(Phase.FAILED, now, reason=reason, message=message)

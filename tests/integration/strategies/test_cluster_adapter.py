@@ -9,9 +9,9 @@ from kubernetes import client
 
 from strategies import manifests
 from strategies.cluster import KubernetesCluster
+from strategies.driver import drive
 from strategies.errors import ApplyConflict, Backoff, PermanentError, Unreachable
 from strategies.model import FIELD_MANAGER, Apply, Event, Phase
-from strategies.runner import reconcile
 from tests.unit.strategies.helpers import T0, rollout
 
 from .conftest import REGION
@@ -42,18 +42,18 @@ def test_a_conflict_fails_the_step_with_its_reason_and_rolls_back(region: Any) -
     cluster = new_cluster()
     r = rollout("catalog", REGION, namespace=ns)
     apps = client.AppsV1Api(cluster.api_client)
-    first = reconcile(cluster, r, __import__("strategies").StrategyStatus(), T0)  # applies v2 over nothing
+    first = drive(cluster, r, __import__("strategies").StrategyStatus(), T0)  # applies v2 over nothing
     assert first.writes == 2
     apps.patch_namespaced_deployment("catalog", ns, {"spec": {"minReadySeconds": 7}}, field_manager="hpa-like")
     from dataclasses import replace
 
     r2 = replace(r, strategy=r.strategy.model_copy(update={"max_surge": 1}))  # a new apply of the Deployment
-    conflicted = reconcile(cluster, r2, first.status, T0)
+    conflicted = drive(cluster, r2, first.status, T0)
     # minReadySeconds is not ours: no conflict; the apply goes through without taking it over
     assert conflicted.error == "" and apps.read_namespaced_deployment("catalog", ns).spec.min_ready_seconds == 7
     apps.patch_namespaced_deployment("catalog", ns, {"spec": {"replicas": 4}}, field_manager="hpa-like")
     r3 = replace(r, strategy=r.strategy.model_copy(update={"max_surge": 2}))
-    result = reconcile(cluster, r3, conflicted.status, T0)
+    result = drive(cluster, r3, conflicted.status, T0)
     assert result.status.phase is Phase.ROLLING_BACK and result.status.reason == "ApplyConflict", result
     assert "hpa-like" in result.status.message
 

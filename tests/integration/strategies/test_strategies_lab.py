@@ -16,11 +16,11 @@ from kubernetes import client
 from config.schema import CanaryStep
 from deploy.lab.simulator.model import AppSpec
 from regions.analysis.model import Verdict
+from strategies import driver
 from strategies.cluster import KubernetesCluster
 from strategies.model import Commands, Phase, RegionRollout, SetWeights, StrategyStatus
-from strategies.runner import reconcile, run_until_settled
 from tests.fixtures.traffic import wait_until
-from tests.unit.strategies.helpers import broken, rollout
+from tests.unit.strategies.helpers import broken, rollout, run_until_settled
 
 from .conftest import REGION
 
@@ -134,7 +134,7 @@ def test_rolling_success(region: Any, timings: Any, stopwatch: Any) -> None:
     timings.record("rolling: success (2 replicas)", status.phase.value, stopwatch() - started)
     # idempotent: the same step again against the cluster in that state writes nothing
     before = cluster.writes
-    again = reconcile(cluster, r, replace(status, phase=Phase.PROGRESSING, step=0), status.finished_at)
+    again = driver.drive(cluster, r, replace(status, phase=Phase.PROGRESSING, step=0), status.finished_at)
     assert again.writes == 0 and cluster.writes == before and again.status.phase is Phase.SUCCEEDED
 
 
@@ -267,7 +267,7 @@ def test_canary_restart_mid_way_resumes_at_the_same_step(region: Any, timings: A
     del cluster, r, status  # a new controller process: only the stored status survives
     started = stopwatch()
     cluster, r = new_cluster(), make("checkout", ns, steps=STEPS)
-    resumed = reconcile(cluster, r, StrategyStatus.from_dict(stored), stored_now(stored))
+    resumed = driver.drive(cluster, r, StrategyStatus.from_dict(stored), stored_now(stored))
     assert resumed.writes == 0 and cluster.writes == 0 and resumed.status.step >= 3
     trace: list[int] = []
     status = drive(cluster, r, resumed.status, trace=trace)

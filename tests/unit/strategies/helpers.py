@@ -1,8 +1,10 @@
-"""Shared test helpers: example rollouts, a manual clock, a never-ready release."""
+"""Shared test helpers: example rollouts, a manual clock, a never-ready release, a settle loop."""
 
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,9 +12,10 @@ from pathlib import Path
 from config.identity import ReleaseIdentity
 from config.loader import load_repository
 from config.render import Rendered
-from strategies import prepare
+from strategies.cluster import Cluster
+from strategies.driver import AnalysisHook, Driven, ReleaseAt, Renderer, drive
 from strategies.fake import FAULT_LABEL
-from strategies.model import RegionRollout
+from strategies.model import Commands, RegionRollout, StrategyStatus
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "examples" / "shop"
 V1 = ReleaseIdentity("1" * 40, "1.0.0")
@@ -31,8 +34,9 @@ def repo():  # type: ignore[no-untyped-def]
 def rollout(app: str, region: str = "eu-west", *, first: bool = False, namespace: str | None = None,
             **strategy: object) -> RegionRollout:
     """The example app's release V2 over V1 (or V1 alone when `first`), plan fields overridden."""
-    r1 = prepare(repo(), app, region, V1)
-    r = r1 if first else prepare(repo(), app, region, V2, previous=r1.release)
+    renderer = Renderer(lambda commit: repo())
+    v1, v2 = ReleaseAt(V1.commit, V1.version), ReleaseAt(V2.commit, V2.version)
+    r = renderer.rollout(app, region, v1, None) if first else renderer.rollout(app, region, v2, v1)
     if strategy:
         r = replace(r, strategy=r.strategy.model_copy(update=strategy))
     if namespace:
@@ -120,3 +124,34 @@ def events(decision) -> list[str]:  # type: ignore[no-untyped-def]
     from strategies.model import Event
 
     return [a.reason for a in decision.actions if isinstance(a, Event)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_until_settled(cluster: Cluster, rollout: RegionRollout, status: StrategyStatus | None = None, *,
+                      timeout: float = 300.0, analysis: AnalysisHook | None = None,
+                      commands: Callable[[StrategyStatus], Commands] | None = None,
+                      clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep,
+                      max_wait: float = 1.0, stop: Callable[[StrategyStatus], bool] | None = None,
+                      on_pass: Callable[[Driven], None] | None = None) -> StrategyStatus:
+    """Drive region steps (strategies.driver.drive, as the reconciler does once per pass) until the
+    status is terminal or paused (or `stop(status)`); TimeoutError otherwise."""
+    status = status or StrategyStatus()
+    deadline = clock() + timedelta(seconds=timeout)  # on the given clock, so fake clocks time out too
+    failures = 0
+    while True:
+        result = drive(cluster, rollout, status, clock(), analysis=analysis,
+                       commands=commands(status) if commands else None, failures=failures)
+        failures = failures + 1 if result.transient else 0
+        status = result.status
+        if on_pass is not None:
+            on_pass(result)
+        if status.settled or (stop is not None and stop(status)):
+            return status
+        if clock() > deadline:
+            raise TimeoutError(f"{rollout.app} in {rollout.region} not settled after {timeout}s: "
+                               f"{status.phase.value} step {status.step} ({status.step_name}) "
+                               f"{status.message}")
+        sleep(min(max_wait, result.requeue_after if result.requeue_after is not None else max_wait))

@@ -8,11 +8,11 @@ import pytest
 from regions.analysis.model import Verdict
 from strategies import decide
 from strategies.bluegreen import _BlueGreen
+from strategies.driver import drive
 from strategies.fake import FakeCluster
 from strategies.model import Commands, Phase, StrategyStatus
-from strategies.runner import reconcile, run_until_settled
 
-from .helpers import T0, Clock, broken, events, rollout, world, writes
+from .helpers import T0, Clock, broken, events, rollout, run_until_settled, world, writes
 
 R = rollout("search")  # prePromotionAnalysis [error-ratio], autoPromotion, scaleDownDelay 1m
 
@@ -109,13 +109,13 @@ def test_rollback_inside_the_delay_is_an_instant_switch_back() -> None:
     status, _ = run(cluster, R, clock, stop=lambda s: s.step_name == "scale down blue")
     assert selector_color(cluster, "search") == "green"
     cluster.writes.clear()
-    first = reconcile(cluster, R, status, clock(), commands=Commands(abort="smoke failed"))
+    first = drive(cluster, R, status, clock(), commands=Commands(abort="smoke failed"))
     # blue still runs the previous release: nothing to restore, the rollback is the switch itself,
     # made in the very pass that sees the abort
     assert first.status.phase is Phase.ROLLING_BACK
     assert [str(ref) for _, ref in cluster.writes] == ["Service/search -n search"]
     assert selector_color(cluster, "search") == "blue"
-    second = reconcile(cluster, R, first.status, clock())
+    second = drive(cluster, R, first.status, clock())
     assert second.status.step_name == "scale down green"
     status, _ = run(cluster, R, clock, second.status)
     assert status.phase is Phase.ROLLED_BACK and replicas(cluster, "search-green") == 0

@@ -7,13 +7,12 @@ import pytest
 
 from config.schema import CanaryStep
 from regions.analysis.model import Verdict
-from strategies import decide
+from strategies import decide, driver
 from strategies.fake import FakeCluster
 from strategies.model import Commands, Phase, SetWeights, StrategyStatus
 from strategies.routers import GatewayAPIRouter, ReplicaRouter
-from strategies.runner import reconcile, run_until_settled
 
-from .helpers import T0, Clock, broken, events, rollout, world, writes
+from .helpers import T0, Clock, broken, events, rollout, run_until_settled, world, writes
 
 STEPS = [CanaryStep(setWeight=10), CanaryStep(analysis={"checks": ["error-ratio"]}), CanaryStep(setWeight=50),
          CanaryStep(pause={"duration": "30s"}), CanaryStep(pause={}), CanaryStep(analysis={})]
@@ -115,15 +114,15 @@ def test_set_weight_scales_first_then_moves_traffic_then_completes() -> None:
     cluster, clock = deployed_previous(R)
     status = StrategyStatus()
     # 1. the canary Deployment is created at ceil(2 * 10%) = 1 replica, traffic untouched
-    first = reconcile(cluster, R, status, clock())
+    first = driver.drive(cluster, R, status, clock())
     assert writes(first.decision)[-1] == "Deployment/checkout-canary" and route_weights(cluster) is None
     assert _sizes(cluster) == (2, 1)
     # 2. pods ready: the route goes to 90/10
-    second = reconcile(cluster, R, first.status, clock())
+    second = driver.drive(cluster, R, first.status, clock())
     assert [type(a).__name__ for a in second.decision.writes] == ["SetWeights"]
     assert route_weights(cluster) == {"checkout-stable": 90, "checkout-canary": 10}
     # 3. the route shows 10: the step is done, weight recorded, the analysis step waits
-    third = reconcile(cluster, R, second.status, clock())
+    third = driver.drive(cluster, R, second.status, clock())
     assert third.writes == 0 and third.status.weight == 10 and third.status.step_name == "analysis#1"
 
 
@@ -226,7 +225,7 @@ def test_restart_mid_way_resumes_at_the_same_step_without_rewrites() -> None:
     stored = status.to_dict()
     cluster.writes.clear()
     fresh = make()  # everything rebuilt: rollout, renderings; only the stored status survives
-    resumed = reconcile(cluster, fresh, StrategyStatus.from_dict(stored), clock())
+    resumed = driver.drive(cluster, fresh, StrategyStatus.from_dict(stored), clock())
     assert resumed.writes == 0 and resumed.status.step == 3
     status, trace = drive(cluster, fresh, clock, resumed.status,
                           commands=lambda s: Commands(promote=s.phase is Phase.PAUSED))
