@@ -2,19 +2,34 @@
 
 Every notification carries app, release, region, owner, reason and the playbook link, so the
 person paged at 3 a.m. has the context in the message itself.
+
+Webhook notifications never run on the reconcile path: `Webhooks.emit` only puts a message on a
+bounded queue (full: the message is dropped and logged), and one worker thread posts it with one
+total deadline per message (connect, send and the response head), no redirects followed. The
+repository names the URL, the operator decides where messages may go (`--notify-allow` URL
+prefixes) and which key signs an app's messages (`--notify-key APP=FILE`); the repository can
+neither pick a key nor receive a signature made with the controller's own secrets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
-import os
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
-import requests
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -43,7 +58,7 @@ class Notice:
 class WebhookTarget:
     url: str
     events: tuple[str, ...]
-    secret_env: str | None = None
+    secret_env: str | None = None  # no longer honoured (config refuses it): keys are the operator's
 
 
 def sign(body: bytes, key: bytes) -> str:
@@ -85,24 +100,277 @@ class KubernetesEvents:
 
 
 class Webhooks:
-    def __init__(self, targets: list[WebhookTarget], timeout: float = 5.0):
+    """The plan's notification webhooks; `emit` only queues (see the module's docstring)."""
+
+    def __init__(self, targets: list[WebhookTarget], timeout: float = 5.0, dispatcher: Dispatcher | None = None):
         self._targets = targets
-        self._timeout = timeout
+        self._dispatcher = dispatcher
 
     def emit(self, notice: Notice, now: datetime) -> None:
+        targets = [t for t in self._targets if notice.event in t.events]
+        if not targets:
+            return
+        dispatcher = self._dispatcher or _installed
+        if dispatcher is None:
+            log.warning("notification not sent: the operator allows no destination (--notify-allow)",
+                        app=notice.app, kind=notice.event)
+            return
         body = json.dumps({**asdict(notice), "time": now_iso(now), "summary": _message(notice)},
                           sort_keys=True).encode()
-        for target in self._targets:
-            if notice.event not in target.events:
-                continue
-            headers = {"Content-Type": "application/json"}
-            key = os.environ.get(target.secret_env or "", "")
-            if key:
-                headers[SIGNATURE_HEADER] = sign(body, key.encode())
+        for target in targets:
+            dispatcher.submit(Delivery(target.url, notice.app, notice.event, body))
+
+
+# --- the operator's side: destinations and keys --------------------------------------------------
+
+
+class NotifyConfigError(ValueError):
+    """An operator flag that cannot be used (the controller refuses to start with it)."""
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+
+def _port(scheme: str, port: int | None) -> int:
+    return port if port is not None else (443 if scheme == "https" else 80)
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """URL prefixes the operator allows notifications to (scheme, host, port and path prefix)."""
+
+    prefixes: tuple[_Prefix, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> Destinations:
+        parsed = []
+        for entry in entries:
+            parts = urlsplit(entry.strip())
+            if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc:
+                raise NotifyConfigError(f"--notify-allow {entry!r}: write a URL prefix such as "
+                                        f"https://hooks.example.com/services/ (no user, no credentials)")
             try:
-                requests.post(target.url, data=body, headers=headers, timeout=self._timeout)
-            except requests.RequestException as exc:
-                log.warning("notification not delivered", url=target.url, error=type(exc).__name__)
+                port = _port(parts.scheme, parts.port)
+            except ValueError:
+                raise NotifyConfigError(f"--notify-allow {entry!r}: invalid port") from None
+            path = parts.path or "/"
+            parsed.append(_Prefix(parts.scheme, parts.hostname.lower(), port, path))
+        return cls(tuple(parsed))
+
+    def problem(self, url: str) -> str | None:
+        """None when `url` may receive notifications, else why not."""
+        try:
+            parts = urlsplit(url)
+            port = _port(parts.scheme, parts.port)
+        except ValueError:
+            return f"{url!r} is not a valid URL"
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            return f"{url!r} is not an http(s) URL"
+        if "@" in parts.netloc:
+            return f"{url!r} carries credentials; put them in the operator's key, not in the URL"
+        lowered = parts.path.lower()
+        if any(seg in (".", "..") for seg in parts.path.split("/")) or "%2e" in lowered or "\\" in parts.path:
+            return f"{url!r} has dot segments in its path"
+        host, path = parts.hostname.lower(), parts.path or "/"
+        for p in self.prefixes:
+            if (p.scheme, p.host, p.port) != (parts.scheme, host, port):
+                continue
+            if p.path == "/" or path == p.path.rstrip("/") or path.startswith(p.path.rstrip("/") + "/"):
+                return None
+        return (f"{parts.scheme}://{parts.netloc}{path} is not allowed by the operator; ask them to add it "
+                f"to --notify-allow" if self.prefixes else
+                "the operator allows no notification destination (--notify-allow)")
+
+
+class KeyRefused(Exception):
+    """An operator key that must not be used (the controller's own secret, empty, unreadable)."""
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    """app -> file holding the HMAC key for that app's notifications, read at each use (rotation)."""
+
+    files: Mapping[str, Path]
+    forbidden: tuple[bytes, ...] = ()  # the controller's own secrets: never a signing key
+
+    @classmethod
+    def parse(cls, entries: Iterable[str], forbidden: Iterable[bytes | None] = ()) -> SigningKeys:
+        files: dict[str, Path] = {}
+        for entry in entries:
+            app, sep, path = entry.partition("=")
+            if not sep or not app.strip() or not path.strip():
+                raise NotifyConfigError(f"--notify-key {entry!r}: write APP=/path/to/key-file")
+            files[app.strip()] = Path(path.strip()).expanduser().resolve()
+        return cls(files, tuple(f for f in forbidden if f))
+
+    def key(self, app: str) -> bytes | None:
+        path = self.files.get(app)
+        if path is None:
+            return None
+        try:
+            key = path.read_bytes().strip()
+        except OSError as exc:
+            raise KeyRefused(f"signing key for {app} unreadable: {path}: {exc.strerror}") from None
+        if not key:
+            raise KeyRefused(f"signing key for {app} is empty: {path}")
+        if any(hmac.compare_digest(key, f) for f in self.forbidden):
+            raise KeyRefused(f"signing key for {app} ({path}) is one of the controller's own secrets")
+        return key
+
+
+# --- delivery --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    url: str
+    app: str
+    event: str
+    body: bytes
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str], deadline_s: float) -> int:
+    """POST and return the response status, all within `deadline_s` (connect, send, response head):
+    a watchdog shuts the socket at the deadline whatever the server trickles. No redirects."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", _port(parts.scheme, parts.port)
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(host, port, timeout=deadline_s, context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=deadline_s)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # plain shutdown: safe beside a TLS read
+
+    watchdog = threading.Timer(deadline_s, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request("POST", target, body=body, headers=dict(headers))
+        status = conn.getresponse().status
+    except Exception as exc:
+        if expired.is_set():
+            raise DeadlineExceeded(f"no answer within {deadline_s:g}s") from exc
+        raise
+    finally:
+        watchdog.cancel()
+        conn.close()
+    if expired.is_set():
+        raise DeadlineExceeded(f"no answer within {deadline_s:g}s")
+    return status
+
+
+class Dispatcher:
+    """A bounded queue of notifications and the one worker that posts them."""
+
+    def __init__(self, destinations: Destinations, keys: SigningKeys, capacity: int = 100,
+                 deadline_s: float = 10.0, poster: Callable[[str, bytes, Mapping[str, str], float], int] = post):
+        self.destinations = destinations
+        self.keys = keys
+        self.deadline_s = deadline_s
+        self._poster = poster
+        self._queue: queue.Queue[Delivery | None] = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
+        self.outcomes: list[tuple[str, str]] = []  # (url, outcome) of the last deliveries, for diagnosis
+        self.dropped = 0
+
+    def start(self) -> Dispatcher:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        self._thread.join(timeout)
+
+    def submit(self, delivery: Delivery) -> bool:
+        """Queue a delivery; never blocks. False when refused (destination) or dropped (queue full)."""
+        problem = self.destinations.problem(delivery.url)
+        if problem is not None:
+            log.warning("notification refused", app=delivery.app, kind=delivery.event, reason=problem)
+            self._record(delivery.url, f"refused: {problem}")
+            return False
+        try:
+            self._queue.put_nowait(delivery)
+        except queue.Full:
+            self.dropped += 1
+            log.warning("notification dropped: queue full", app=delivery.app, kind=delivery.event,
+                        dropped=self.dropped)
+            return False
+        return True
+
+    def join(self, timeout: float) -> bool:
+        """Wait until the queue is empty and processed (tests, shutdown); True when it was."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def deliver(self, delivery: Delivery) -> str:
+        """Post one delivery now (the worker's step); returns the outcome."""
+        headers = {"Content-Type": "application/json", "User-Agent": "regional-rollout"}
+        try:
+            key = self.keys.key(delivery.app)
+        except KeyRefused as exc:
+            return f"not sent: {exc}"
+        if key is not None:
+            headers[SIGNATURE_HEADER] = sign(delivery.body, key)
+        try:
+            status = self._poster(delivery.url, delivery.body, headers, self.deadline_s)
+        except DeadlineExceeded as exc:
+            return f"timed out: {exc}"
+        except Exception as exc:  # noqa: BLE001 - DNS, TLS, refused: the message is lost, the loop is not
+            return f"failed: {type(exc).__name__}"
+        if 300 <= status < 400:
+            return f"refused: redirect {status} not followed"
+        return "delivered" if status < 300 else f"failed: HTTP {status}"
+
+    def _work(self) -> None:
+        while True:
+            delivery = self._queue.get()
+            try:
+                if delivery is None:
+                    return
+                outcome = self.deliver(delivery)
+                self._record(delivery.url, outcome)
+                if outcome != "delivered":
+                    log.warning("notification not delivered", app=delivery.app, kind=delivery.event,
+                                outcome=outcome)
+            except Exception:  # noqa: BLE001 - the worker outlives any one message
+                log.exception("notification worker error")
+            finally:
+                self._queue.task_done()
+
+    def _record(self, url: str, outcome: str) -> None:
+        self.outcomes.append((url, outcome))
+        del self.outcomes[:-100]
+
+
+_installed: Dispatcher | None = None
+
+
+def install(dispatcher: Dispatcher | None) -> None:
+    """The process's dispatcher, used by every `Webhooks` (the controller installs it at start)."""
+    global _installed  # noqa: PLW0603 - one queue and worker per process
+    _installed = dispatcher
 
 
 def _reason(event: str) -> str:

@@ -22,8 +22,21 @@ import click
 @click.option("--tick-seconds", type=float, default=1.0, show_default=True,
               help="how often active releases are reconciled (watch events wake it sooner)")
 @click.option("--prometheus-url", default=None, help="without it every analysis is inconclusive")
-@click.option("--http-host", default="0.0.0.0", show_default=True)
-@click.option("--http-port", type=int, default=8080, show_default=True, help="/healthz /readyz /metrics /webhook/git")
+@click.option("--http-host", default="127.0.0.1", show_default=True,
+              help="address of /healthz /readyz /metrics (in a Pod: the pod IP, $(POD_IP))")
+@click.option("--http-port", type=int, default=8080, show_default=True, help="/healthz /readyz /metrics")
+@click.option("--webhook-host", default=None, help="address of /webhook/git (default: --http-host)")
+@click.option("--webhook-port", type=int, default=None,
+              help="port of /webhook/git alone (default: served on --http-port with the probes)")
+@click.option("--notify-allow", multiple=True, metavar="URL_PREFIX",
+              help="where notification webhooks may go, e.g. https://hooks.example.com/services/ "
+                   "(repeatable; without it no webhook notification is sent)")
+@click.option("--notify-key", "notify_keys", multiple=True, metavar="APP=FILE",
+              help="file holding the HMAC key that signs APP's notifications (repeatable)")
+@click.option("--notify-queue", type=int, default=100, show_default=True,
+              help="notifications waiting to be sent; beyond it new ones are dropped and logged")
+@click.option("--notify-timeout-seconds", type=float, default=10.0, show_default=True,
+              help="total time for one notification (connect, send, answer)")
 @click.option("--webhook-secret-env", default="ROLLOUT_WEBHOOK_SECRET", show_default=True,
               help="environment variable holding the push webhook's HMAC key")
 @click.option("--git-token-env", default="ROLLOUT_GIT_TOKEN", show_default=True)
@@ -49,9 +62,16 @@ def controller(log_format: str, identity: str | None, policy_file: str | None, *
         grants = load_policy(policy_file)  # a broken policy stops the start, never widens a grant
     except InvalidPolicy as invalid:
         raise click.ClickException(str(invalid)) from None
+    for many in ("notify_allow", "notify_keys"):
+        options[many] = list(options[many])  # type: ignore[call-overload]
     settings = Settings(**options)  # type: ignore[arg-type]
     if identity:
         settings.identity = identity
-    daemon = Controller(settings)
+    from rollout.notify import NotifyConfigError
+
+    try:
+        daemon = Controller(settings)
+    except NotifyConfigError as bad:  # an operator flag that cannot be used: refuse to start
+        raise click.ClickException(str(bad)) from None
     daemon.workspace.grants = grants  # before anything is loaded: every render is checked against it
     daemon.run()

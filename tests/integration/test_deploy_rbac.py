@@ -279,7 +279,16 @@ def test_deployment_is_hardened_and_its_args_are_the_clis(built: list[dict[str, 
     assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
     netpol = only(built, "NetworkPolicy")
     assert netpol["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert [p["port"] for rule in netpol["spec"]["ingress"] for p in rule["ports"]] == [8080]
+    # /metrics and probes on 8080 from monitoring only; the webhook alone on 8081 from the ingress only
+    ingress = {p["port"]: rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+               for rule in netpol["spec"]["ingress"] for p in rule["ports"]}
+    assert ingress == {8080: "monitoring", 8081: "ingress-nginx"}
+    assert {"name": "webhook", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert ctx.params["webhook_port"] == 8081 and "0.0.0.0" not in (ctx.params["http_host"], ctx.params["webhook_host"])
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    webhook_service = only(built, "Service", "rollout-controller-webhook")
+    assert [p["targetPort"] for p in webhook_service["spec"]["ports"]] == ["webhook"]
+    assert [p["targetPort"] for p in only(built, "Service", "rollout-controller-metrics")["spec"]["ports"]] == ["http"]
     egress_ports = {p["port"] for rule in netpol["spec"]["egress"] for p in rule["ports"]}
     assert {53, 9090, 443} <= egress_ports
 
@@ -531,6 +540,7 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
     proc.extra_args = manifest_args(built, {
         "--repo": git.url, "--prometheus-url": None, "--cache-dir": str(tmp_path / "controller" / "cache"),
         "--http-host": "127.0.0.1", "--http-port": str(proc.http_port), "--identity": proc.identity,
+        "--webhook-host": "127.0.0.1", "--webhook-port": None,  # the lab process: one loopback listener
         "--regions-kubeconfig": str(kubeconfig)})  # the Secret's mount path, here a local file
     assert "--ref=main" in proc.extra_args and "--lease-seconds=15" in proc.extra_args
     proc.start()
