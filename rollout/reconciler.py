@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from config.defaults import DEFAULT_CHECKS
-from config.repository import AppSource
+from config.repository import AppSource, Repository
 from config.schema import Check
 from config.times import format_time, parse_time
 from regions.analysis import (
@@ -128,6 +128,28 @@ class ReleaseReconciler:
             if ok:  # intent recorded first: a crash from here on is resumed, never repeated
                 self._perform(work, actions)
             return written
+
+    # --- what the drill uses (rollout.drill.DrillHost) -----------------------------------------
+
+    def repository(self, commit: str) -> Repository:
+        return self.workspace.repository(commit)
+
+    def region_cluster(self, repo: Repository, region: str) -> KubernetesCluster:
+        return self.clusters.get(repo.regions[region].cluster)
+
+    def region_rollout(self, app: str, region: str, release: ReleaseAt,
+                       rollback_to: ReleaseAt | None) -> RegionRollout:
+        return self.renderer.rollout(app, region, release, rollback_to)
+
+    def request_rate(self, app: str, region: str, now: datetime) -> float | None:
+        """`app`'s request rate in `region` (the drain query), None when not measurable."""
+        return request_rate(self.metrics, self.drain_query, app, region, now)
+
+    def region_weight(self, app: str, region: str) -> int | None:
+        return self.traffic.weights(app).get(region)
+
+    def set_region_weight(self, app: str, region: str, weight: int) -> None:
+        self.traffic.set_weights(app, {region: weight})
 
     # --- gather --------------------------------------------------------------------------------
 
@@ -248,9 +270,6 @@ class ReleaseReconciler:
             metrics.VERDICTS.labels(work.stored.spec.app, name, verdict_text(state.outcome)).inc()
         return RegionView(smoke=state.outcome, smoke_reason=state.reason)
 
-    def request_rate(self, app: str, region: str, now: datetime) -> float | None:
-        """`app`'s request rate in `region` (the drain query), None when not measurable."""
-        return request_rate(self.metrics, self.drain_query, app, region, now)
 
     def _drain_moved(self, work: Pass, name: str, region: RegionStatus) -> float | None:
         before = region.analysis.get("drainBaselineRate")

@@ -26,11 +26,11 @@ from rollout.drill import (
     Setup,
     SetWeight,
     Targets,
-    _clean,
     advance,
     current_and_previous,
     plan_drill,
     serving_release,
+    without_none,
 )
 from strategies.model import DeploymentState, Snapshot, StrategyStatus
 from strategies.model import Phase as SP
@@ -290,7 +290,7 @@ def test_a_release_starting_mid_drill_stops_it_and_restores_the_weight() -> None
 
 def _stored(state: DrillState) -> DrillState:
     """Through the API server: JSON, with None values dropped."""
-    return DrillState.from_status(json.loads(json.dumps(_clean(state.to_status()))))
+    return DrillState.from_status(json.loads(json.dumps(without_none(state.to_status()))))
 
 
 @pytest.mark.parametrize("stop_at", ["drain", "rollback", "forward", "restore"])
@@ -304,7 +304,7 @@ def test_a_restarted_controller_resumes_from_the_status_with_the_same_result(sto
     state = steps[stop_at](started())
     resumed = _stored(state)
     assert resumed == state
-    assert _clean(resumed.to_status()) == _clean(state.to_status())  # nothing to write after a restart
+    assert without_none(resumed.to_status()) == without_none(state.to_status())  # nothing to write after a restart
     # the run goes on from the recorded step; times count from the recorded step start
     for run in (state, resumed):
         s = run
