@@ -20,13 +20,13 @@ from kubernetes.client.exceptions import ApiException
 
 from regions.analysis import PrometheusProvider
 from regions.traffic import DNSEndpointTraffic
-from rollout import actions, metrics
+from rollout import actions, metrics, notify
 from rollout.cache import WatchCache
 from rollout.drill import RUNNING, DrillRunner
 from rollout.gitsync import Credentials, GitMirror, Secret
 from rollout.http import Endpoints
 from rollout.leader import LeaderElector
-from rollout.notify import KubernetesEvents
+from rollout.notify import Destinations, Dispatcher, KubernetesEvents, SigningKeys
 from rollout.orchestrator import Request
 from rollout.reconciler import ACTIVE, DEFAULT_DRAIN_QUERY, ClusterPool, ReleaseReconciler
 from rollout.release import ReleasePhase, now_iso
@@ -50,8 +50,14 @@ class Settings:
     poll_seconds: float = 30.0
     tick_seconds: float = 1.0
     prometheus_url: str | None = None
-    http_host: str = "0.0.0.0"
+    http_host: str = "127.0.0.1"  # probes and /metrics; the Deployment binds the pod IP
     http_port: int = 8080
+    webhook_host: str | None = None  # default: http_host
+    webhook_port: int | None = None  # default: the webhook shares the probes listener
+    notify_allow: list[str] = field(default_factory=list)  # URL prefixes notifications may go to
+    notify_keys: list[str] = field(default_factory=list)  # APP=FILE: the key signing APP's notifications
+    notify_queue: int = 100
+    notify_timeout_seconds: float = 10.0
     webhook_secret_env: str = "ROLLOUT_WEBHOOK_SECRET"
     git_token_env: str = "ROLLOUT_GIT_TOKEN"
     git_ssh_key: str | None = None
@@ -85,7 +91,14 @@ class Controller:
                             self.elector.is_leader)
         key = os.environ.get(settings.webhook_secret_env)
         self.http = Endpoints(settings.http_host, settings.http_port, key.encode() if key else None,
-                              self._push_received, self._ready)
+                              self._push_received, self._ready, webhook_host=settings.webhook_host,
+                              webhook_port=settings.webhook_port)
+        own_secrets = [key.encode() if key else None, token.encode() if token else None]
+        if settings.git_ssh_key and Path(settings.git_ssh_key).is_file():
+            own_secrets.append(Path(settings.git_ssh_key).read_bytes().strip())
+        self.notifications = Dispatcher(Destinations.parse(settings.notify_allow),
+                                        SigningKeys.parse(settings.notify_keys, own_secrets),
+                                        settings.notify_queue, settings.notify_timeout_seconds)
         self._custom = client.CustomObjectsApi(self.home)
         self._events = KubernetesEvents(self.home, settings.namespace)
         self._reconciler: ReleaseReconciler | None = None
@@ -96,6 +109,10 @@ class Controller:
 
     def run(self) -> None:
         self.http.start()
+        notify.install(self.notifications.start())
+        if not self.http.separate:
+            log.warning("the push webhook shares the probes and /metrics listener; pass --webhook-port to "
+                        "separate them", host=self.s.http_host)
         log.info("controller starting", identity=self.s.identity, source=self.mirror.remote,
                  http_port=self.http.port)
         self.elector.run(self._lead)
@@ -105,9 +122,12 @@ class Controller:
     def _ready(self) -> bool:
         return True  # followers are ready too: they stand by to take over
 
-    def _push_received(self) -> None:
-        if self.elector.is_leader():
-            self._scheduler.add_job(self.sync.run_once, id="push-sync", replace_existing=True)
+    def _push_received(self) -> bool:
+        """A verified push: the leader syncs now (coalesced); a follower says no so the sender retries."""
+        if not self.elector.is_leader():
+            return False
+        self._scheduler.add_job(self.sync.run_once, id="push-sync", replace_existing=True)
+        return True
 
     def _lead(self) -> None:
         self._ensure_source()
