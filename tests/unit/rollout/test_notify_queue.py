@@ -265,3 +265,13 @@ def test_the_installed_dispatcher_is_what_the_reconciler_reaches(servers: list[S
     finally:
         notify.install(None)
         worker.stop()
+
+
+def test_the_repository_can_no_longer_name_the_signing_key() -> None:
+    from pydantic import ValidationError
+
+    from config.schema import Notification
+
+    with pytest.raises(ValidationError, match="secretEnv is not accepted: the repository cannot choose"):
+        Notification.model_validate({"webhook": "https://hooks.example.com/x", "secretEnv": "ROLLOUT_WEBHOOK_SECRET"})
+    assert Notification.model_validate({"webhook": "https://hooks.example.com/x"}).secret_env is None
