@@ -1,7 +1,7 @@
 """`rollout drill APP --region R`: rehearse drain and rollback in one region, for real.
 
 The CLI only creates the drill ReleaseAction (RBAC decides who may) and follows its status; the
-controller carries the drill out (rollout/drill.py) and records the checklist on the action, so the
+controller carries the drill out (rollout/drill/) and records the checklist on the action, so the
 result stays in the cluster (`kubectl -n rollout-system get ra`) whatever happens to this terminal.
 """
 
@@ -64,7 +64,7 @@ def drill(app: str, region: str, reason: str, kubeconfig: str | None, context: s
     console.print(f"[bold yellow]This drill acts for real:[/bold yellow] {app}'s users in {region} are moved to "
                   f"the other regions, {region} is rolled back to the previous release and forward again, "
                   f"then its traffic is restored.")
-    action = ops.request("drill", app, reason, region=region, full=force, wait_s=min(timeout, ACK_TIMEOUT_S))
+    action = ops.request("drill", app, reason, region=region, force=force, wait_s=min(timeout, ACK_TIMEOUT_S))
     name = action["metadata"]["name"]
     deadline = time.monotonic() + timeout
 

@@ -66,7 +66,8 @@ class Ops:
             return "unknown"
 
     def request(self, action: str, app: str | None, reason: str, *, region: str | None = None,
-                full: bool = False, to_release: str | None = None, wait_s: float = ACK_TIMEOUT_S) -> dict[str, Any]:
+                full: bool = False, force: bool = False, to_release: str | None = None,
+                wait_s: float = ACK_TIMEOUT_S) -> dict[str, Any]:
         """Create the ReleaseAction and wait for the controller to handle it."""
         spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": self.whoami()}
         for key, value in (("app", app), ("region", region), ("toRelease", to_release)):
@@ -74,6 +75,8 @@ class Ops:
                 spec[key] = value
         if full:
             spec["full"] = True
+        if force:
+            spec["force"] = True
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ReleaseAction",
                 "metadata": {"generateName": f"{action}-{app or region}-"}, "spec": spec}
         created = self.call(f"create a {action} action", lambda: self.custom.create_namespaced_custom_object(
