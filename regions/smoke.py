@@ -3,8 +3,8 @@
 A window is fixed, or `auto`: twice the mean time it took the app's past failed releases to be
 detected ("if problems surfaced after one hour on average, wait two"), clamped to the plan's floor
 and ceiling; with no history it is the ceiling, since without evidence the safe side is the long
-side. Pure functions; the orchestrator keeps the history and runs the window's checks with
-`regions.analysis` (see `start` below).
+side. Pure functions: the Git sync sizes each wave's window from the app's history
+(`smoke_duration`); the release reconciler runs the window's checks with `regions.analysis.poll`.
 """
 
 from __future__ import annotations
@@ -62,11 +62,6 @@ def smoke_duration(window: SmokeWindow, times_to_detect: Iterable[timedelta] = (
     return SmokeDuration(chosen, "auto", reason, mean, len(past))
 
 
-def start(window: SmokeWindow, times_to_detect: Iterable[timedelta], now: datetime) -> AnalysisRun:
-    """A new smoke-window run starting at `now`; poll it with `regions.analysis.poll`."""
-    return AnalysisRun(started_at=now, ends_at=now + smoke_duration(window, times_to_detect).duration)
-
-
 def detected_at(run: AnalysisRun, checks: Sequence[Check]) -> datetime | None:
     """When the run's verdict first became FAILURE (the instant to record for time-to-detect)."""
     ms = sorted(run.measurements, key=lambda m: m.at)
@@ -77,9 +72,3 @@ def detected_at(run: AnalysisRun, checks: Sequence[Check]) -> datetime | None:
         if state.outcome is Verdict.FAILURE:
             return m.at
     return None
-
-
-def time_to_detect(run: AnalysisRun, checks: Sequence[Check]) -> timedelta | None:
-    """Time from the start of `run` to its failing verdict; None if it did not fail."""
-    at = detected_at(run, checks)
-    return None if at is None else at - run.started_at

@@ -4,10 +4,12 @@ Pure decisions live in `verdicts` and `judge`; the only IO is `Analyzer.measure`
 `MetricsProvider` (`PrometheusProvider`, or `FakeMetricsProvider` in tests).
 
 Callers:
-- a strategy's analysis step: `run_analysis(analyzer, checks)` (blocking) or
-  `poll(analyzer, checks, run, now)` once per reconcile (non-blocking), outcome in `RunState`;
-- the orchestrator's smoke window: `regions.smoke.start(...)` then `poll` every interval;
-  `AnalysisRun.to_status()` keeps every measurement for the Release status.
+- the release reconciler (rollout/reconciler.py), once per pass and without blocking:
+  `poll(analyzer, checks, run, now)` for a strategy's analysis step (the verdict goes into the
+  strategy's snapshot) and for a region's smoke window (the verdict goes to the orchestrator);
+  `AnalysisRun.to_status()` / `from_status()` keep every measurement in the Release status;
+- `run_analysis(analyzer, checks)` loops `poll` and blocks in between: the detection benchmark
+  (bench/analysis_detection.py) and the lab tests, which replay whole windows.
 """
 
 from regions.analysis.judge import JudgeResult, mann_whitney

@@ -4,7 +4,7 @@
 provider, and hands the raw numbers to the pure `verdicts.evaluate`. An `AnalysisRun` is the
 serialisable record of a run (start, optional end, every measurement); `poll` takes whatever
 measurements are due and returns the new record and its state. `run_analysis` loops `poll` until
-the outcome is known, for callers that may block (a strategy's analysis step, tests, the bench).
+the verdict is known, for callers that may block (the detection benchmark, the lab tests).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 
 from config.schema import SmokeWindow
 from regions.analysis.runner import AnalysisRun
-from regions.smoke import detected_at, smoke_duration, start, time_to_detect
+from regions.smoke import detected_at, smoke_duration
 from tests.unit.analysis.helpers import T0, at, check, series
 
 M = timedelta(minutes=1)
@@ -35,14 +35,8 @@ def test_fixed_ignores_history() -> None:
     assert (got.duration, got.mode, got.to_json()["duration"]) == (15 * M, "fixed", "15m")
 
 
-def test_start_sets_the_end() -> None:
-    run = start(AUTO, [20 * M], T0)
-    assert (run.started_at, run.ends_at) == (T0, T0 + 40 * M)
-
-
-def test_time_to_detect_is_when_the_run_first_failed() -> None:
+def test_detected_at_is_when_the_run_first_failed() -> None:
     c = check(failureLimit=1)
     run = AnalysisRun(T0, at(300), tuple(series("c", "sfsf")))
     assert detected_at(run, [c]) == at(30)
-    assert time_to_detect(run, [c]) == timedelta(seconds=30)
-    assert time_to_detect(AnalysisRun(T0, at(300), tuple(series("c", "sss"))), [c]) is None
+    assert detected_at(AnalysisRun(T0, at(300), tuple(series("c", "sss"))), [c]) is None

@@ -28,6 +28,7 @@ from rollout.drill import (
     Targets,
     advance,
     current_and_previous,
+    forced,
     plan_drill,
     serving_release,
     without_none,
@@ -336,3 +337,13 @@ def test_serving_release_ignores_deployments_scaled_to_zero() -> None:
     mixed = Snapshot(deployments=(DeploymentState("a", spec_replicas=1, release="x"),
                                   DeploymentState("b", spec_replicas=1, release="y")))
     assert serving_release(mixed) == "x,y" and serving_release(Snapshot()) is None
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ({}, False),
+    ({"force": True}, True),
+    ({"full": True}, True),  # a drill stored by an earlier version carried --force in `full`
+    ({"force": False, "full": True}, False),
+])
+def test_force_is_read_from_force_or_the_old_full(spec: dict[str, Any], expected: bool) -> None:
+    assert forced(spec) is expected
