@@ -275,3 +275,18 @@ def test_promote_full_skips_every_remaining_smoke_window() -> None:
     r.step(1, eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=None),
            ap_south=RegionView(strategy_phase=S.SUCCEEDED, smoke=None))
     assert r.status.current_wave == 2
+
+
+def test_a_rollback_without_region_fails_the_most_recently_started_one_across_time_formats() -> None:
+    """Start times compare as instants, not as strings: `+00:00` with microseconds (as `.isoformat()`
+    wrote) half a millisecond after a `Z` time sorts before it as a string, after it as a time."""
+    r = Replay()
+    r.step()
+    r.step(1, eu_canary=DONE)
+    r.step(61, eu_canary=PASS)  # wave "low" starts eu-west and ap-south
+    assert r.phase("eu-west") == "Progressing" and r.phase("ap-south") == "Progressing"
+    r.status.regions["eu-west"].started_at = "2026-11-24T12:01:01.950500+00:00"  # the later instant
+    r.status.regions["ap-south"].started_at = "2026-11-24T12:01:01.950Z"
+    assert r.status.regions["eu-west"].started_at < r.status.regions["ap-south"].started_at  # as strings
+    r.step(1, requests=[Request("rollback", "pager", "carol")], eu_west=RUNNING, ap_south=RUNNING)
+    assert r.status.failed_region == "eu-west"
