@@ -143,11 +143,11 @@ def main() -> None:
         bench.wait("1.5.0", {"Succeeded"})
 
         before = api_calls(proc)
-        cpu0, _ = process_usage(proc.process.pid)  # type: ignore[union-attr]
+        cpu0, _ = process_usage(proc.pid)  # type: ignore[arg-type]
         window = 30
         time.sleep(window)
         after = api_calls(proc)
-        cpu1, rss = process_usage(proc.process.pid)  # type: ignore[union-attr]
+        cpu1, rss = process_usage(proc.pid)  # type: ignore[arg-type]
         ticks = window / 1.0
         for kind in ("read", "write"):
             per_tick = (after.get(kind, 0) - before.get(kind, 0)) / ticks
@@ -173,9 +173,9 @@ def main() -> None:
 
         idle_releases(bench.custom, args.idle_apps)
         time.sleep(5)
-        cpu0, _ = process_usage(proc.process.pid)  # type: ignore[union-attr]
+        cpu0, _ = process_usage(proc.pid)  # type: ignore[arg-type]
         time.sleep(window)
-        cpu1, rss = process_usage(proc.process.pid)  # type: ignore[union-attr]
+        cpu1, rss = process_usage(proc.pid)  # type: ignore[arg-type]
         usage = f"CPU {100 * (cpu1 - cpu0) / window:.1f}%  RSS {rss:.0f} MiB"
         figures[f"idle: {args.idle_apps} apps x 5 regions"] = usage
         proc.stop()

@@ -20,7 +20,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ import yaml
 from deploy.lab import procs
 from deploy.lab.build import builder, versions
 from deploy.lab.pki import CertificateAuthority, KeyPair, service_account_keys
+from deploy.lab.procs import wait_until  # the lab's one condition poll (tests import it from here too)
 
 log = structlog.get_logger(__name__)
 
@@ -609,20 +610,6 @@ class Lab:
             if not node_schedulable(n):
                 return f"node {n['metadata']['name']} not Ready/schedulable yet"
         return None
-
-
-def wait_until(problem: Callable[[], str | None], timeout_s: float, what: str) -> None:
-    """Poll `problem()` (None = done) with backoff until the deadline; the error names the last problem."""
-    end = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        last = problem()
-        if last is None:
-            return
-        if time.monotonic() > end:
-            raise LabError(f"{what}: not done after {timeout_s:.0f}s: {last}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
 
 
 def node_schedulable(node: dict[str, Any]) -> bool:

@@ -1,25 +1,25 @@
-"""Run `rollout controller` against a lab as a real process (what the demo and e2e tests use)."""
+"""Run `rollout controller` against a lab as a real process (what the demo and e2e tests use).
+
+Started and stopped by `procs` (pidfile `<state>/pids/<identity>.json`, guarded against pid
+reuse); its output goes to `<state>/<identity>.log`. Every path handed to it is absolute.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-CRDS = Path(__file__).resolve().parents[1] / "crds"
+from deploy.lab import procs
+from deploy.lab.procs import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+REPO = Path(__file__).resolve().parents[2]
+CRDS = REPO / "deploy" / "crds"
 
 
 def install_crds(kubeconfig: Path, context: str) -> None:
@@ -43,11 +43,19 @@ class ControllerProcess:
     http_port: int = field(default_factory=free_port)
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
+    record: procs.ProcessRecord | None = None
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).resolve()
+        self.kubeconfig = Path(self.kubeconfig).resolve()
 
     @property
     def log_path(self) -> Path:
         return self.state_dir / f"{self.identity}.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.record.pid if self.record is not None else None
 
     def command(self) -> list[str]:
         args = [sys.executable, "-m", "rollout.cli", "controller", "--repo", self.repo_url,
@@ -61,42 +69,27 @@ class ControllerProcess:
 
     def start(self) -> ControllerProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **self.env}, start_new_session=True)
+        self.record = procs.start(self.identity, self.command(), state_dir=self.state_dir, port=self.http_port,
+                                  health_url=f"http://127.0.0.1:{self.http_port}/healthz",
+                                  env={**os.environ, **self.env}, cwd=REPO, log_file=self.log_path)
         return self
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.record is not None and procs.alive(self.record)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.alive():
-            assert self.process is not None
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=15)
+        """Send `sig` to the controller's process group and wait until it has exited."""
+        if self.record is not None:
+            procs.send(self.record, sig)
 
     def stop(self) -> None:
-        if not self.alive():
-            return
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self.record is not None:
+            procs.stop([self.record], self.state_dir)
 
     def metrics(self) -> str:
         return requests.get(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5).text
 
     def wait_healthy(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"controller exited; see {self.log_path}")
-            try:
-                if requests.get(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"controller not healthy within {timeout_s}s; see {self.log_path}")
+        assert self.record is not None, "start() first"
+        procs.wait_healthy(self.record, timeout_s)

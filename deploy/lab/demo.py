@@ -25,7 +25,7 @@ from kubernetes import client, config
 from rich.console import Console
 from rich.table import Table
 
-from deploy.lab import services
+from deploy.lab import procs, services
 from deploy.lab.cluster import Lab
 from deploy.lab.controllerproc import ControllerProcess, install_crds
 from deploy.lab.gitserver import GitServer
@@ -132,14 +132,19 @@ class Timeline:
                 console.print("  ".join(row), soft_wrap=True)
 
     def wait_for(self, app: str, version: str, phases: set[str], timeout_s: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        reached: dict[str, Any] = {}
+
+        def problem() -> str | None:
             self.poll()
             rel = self.release(app, version)
-            if rel and (rel.get("status") or {}).get("phase") in phases:
-                return rel
-            time.sleep(0.5)
-        raise TimeoutError(f"{app} {version} did not reach {phases} within {timeout_s:.0f}s")
+            phase = (rel.get("status") or {}).get("phase") if rel else None
+            if rel and phase in phases:
+                reached.update(rel)
+                return None
+            return f"phase {phase}" if rel else "no release yet"
+
+        procs.wait_until(problem, timeout_s, f"{app} {version} to reach {sorted(phases)}", max_delay_s=0.5)
+        return reached
 
 
 @contextmanager
@@ -162,7 +167,9 @@ def demo_lab(state_dir: Path) -> Iterator[tuple[Lab, services.ServicesHandle, Gi
 
 
 def run(state_dir: Path, keep: bool = False) -> bool:
+    """The demo in `state_dir` (made absolute first: it reaches Prometheus' config and every child)."""
     t0 = time.monotonic()
+    state_dir = Path(state_dir).resolve()
     with demo_lab(state_dir) as (lab, traffic, git):
         install_crds(lab.kubeconfig, lab.home_context)
         clone = git.clone(state_dir / "work")

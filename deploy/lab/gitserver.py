@@ -2,8 +2,9 @@
 
 `git http-backend` (Git's own CGI) does the protocol work behind a tiny threaded http.server, so
 clones, fetches and pushes are the real thing, and an optional token exercises HTTP auth the way
-a hosted forge does. The server runs as its own process group with a state file (pid, port);
-`GitServer` in the parent starts it, waits for readiness with a deadline and stops it cleanly.
+a hosted forge does. The server is a lab process (`procs`: own process group, pidfile guarded
+against pid reuse) that publishes its port in `state.json`; `GitServer` in the parent starts it,
+waits for readiness with a deadline and stops it cleanly.
 
 Helpers for tests and the demo commit through a working clone and push over HTTP:
 `commit_files`, `bump_app_version`, `force_push`, `tag`.
@@ -26,8 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,11 +37,14 @@ from urllib.parse import unquote, urlsplit
 import structlog
 import yaml
 
+from deploy.lab import procs
 from rollout.gitsync.pure import Credentials, Secret, git_env, redact_text
 
 log = structlog.get_logger(__name__)
 
-EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "config" / "examples" / "shop"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_REPO = REPO / "config" / "examples" / "shop"
+PROCESS_NAME = "gitserver"  # its procs record in the state folder
 TOKEN_ENV = "LAB_GIT_TOKEN"
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "lab",
@@ -345,16 +348,6 @@ def _scalar(value: str) -> str:
 # --- the parent-side handle ----------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    delay = 0.01
-    while not condition():
-        if time.monotonic() > deadline:
-            raise GitServerError(f"timed out after {deadline_s:g}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
 @dataclass
 class GitServer:
     """Handle on one lab Git server: seeds, starts, stops, and commits to its repository."""
@@ -366,7 +359,6 @@ class GitServer:
     repo_name: str = "shop.git"
     branch: str = "main"
     seed: Path | None = EXAMPLE_REPO
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _work: WorkingClone | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -391,7 +383,13 @@ class GitServer:
 
     @property
     def pidfile(self) -> Path:
-        return self.state_dir / "gitserver.pid"
+        """The server's procs record (pid and start time), `<state>/pids/gitserver.json`."""
+        return self.state_dir / "pids" / f"{PROCESS_NAME}.json"
+
+    @property
+    def pid(self) -> int | None:
+        rec = procs.running(self.state_dir, PROCESS_NAME)
+        return rec.pid if rec is not None else None
 
     @property
     def logfile(self) -> Path:
@@ -406,35 +404,25 @@ class GitServer:
         self._clear_stale()
         if not self.bare_path.exists():
             self._seed()
-        self._launch()
+        rec = self._launch()
         try:
-            wait_for(self._published, deadline_s, "the Git server to publish its port")
+            procs.wait_ready(rec, self._published, deadline_s, "the Git server to publish its port")
             state = json.loads((self.state_dir / "state.json").read_text())
             self.port = int(state["port"])
-            wait_for(self._answers, deadline_s, f"the Git server at {self.url} to answer")
+            procs.wait_ready(rec, self._answers, deadline_s, f"the Git server at {self.url} to answer")
         except BaseException:
             self.stop()
             raise
-        log.info("lab.git.started", url=self.url, pid=self._pid(), state_dir=str(self.state_dir))
+        log.info("lab.git.started", url=self.url, pid=rec.pid, state_dir=str(self.state_dir))
         return self
 
     def stop(self, deadline_s: float = 10.0) -> None:
-        pid = self._pid()
-        if pid is not None and self._is_ours(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            try:
-                wait_for(lambda: not self._alive(pid), deadline_s, f"Git server pid {pid} to exit")
-            except GitServerError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                wait_for(lambda: not self._alive(pid), 5.0, f"Git server pid {pid} to die")
+        procs.stop(self._records(), self.state_dir, deadline_s)
         self._clear_stale()
         log.info("lab.git.stopped", state_dir=str(self.state_dir))
 
     def is_running(self) -> bool:
-        pid = self._pid()
-        return pid is not None and self._alive(pid) and self._is_ours(pid)
+        return procs.running(self.state_dir, PROCESS_NAME) is not None
 
     def __enter__(self) -> GitServer:
         return self.start()
@@ -523,7 +511,7 @@ class GitServer:
         _run_git(["push", "--quiet", str(self.bare_path), f"{self.branch}:{self.branch}"], cwd=staging)
         shutil.rmtree(staging)
 
-    def _launch(self) -> None:
+    def _launch(self) -> procs.ProcessRecord:
         env = {**os.environ}
         env.pop(TOKEN_ENV, None)
         if self.token:
@@ -540,22 +528,9 @@ class GitServer:
             "--port",
             str(self.port),
         ]
-        with open(self.logfile, "ab") as logf:
-            self._proc = subprocess.Popen(
-                cmd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=logf,
-                start_new_session=True,
-                cwd=Path(__file__).resolve().parents[2],
-            )
-        self.pidfile.write_text(f"{self._proc.pid}\n")
+        return procs.start(PROCESS_NAME, cmd, state_dir=self.state_dir, env=env, log_file=self.logfile, cwd=REPO)
 
     def _published(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            tail = self.logfile.read_text(errors="replace")[-2000:]
-            raise GitServerError(f"the Git server exited with {self._proc.returncode}: {tail}")
         return (self.state_dir / "state.json").exists()
 
     def _answers(self) -> bool:
@@ -578,35 +553,12 @@ class GitServer:
             self._work = WorkingClone.clone(self.url, path, token=self.token, branch=self.branch)
         return self._work
 
-    def _pid(self) -> int | None:
-        try:
-            return int(self.pidfile.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def _alive(self, pid: int) -> bool:
-        if self._proc is not None and self._proc.pid == pid:
-            return self._proc.poll() is None  # also reaps our own child
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def _is_ours(self, pid: int) -> bool:
-        """Guard against a recycled pid: the process must be our server for this state folder."""
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"deploy.lab.gitserver" in cmdline and str(self.state_dir).encode() in cmdline
+    def _records(self) -> list[procs.ProcessRecord]:
+        return [r for r in procs.records(self.state_dir) if r.name == PROCESS_NAME]
 
     def _clear_stale(self) -> None:
         self.pidfile.unlink(missing_ok=True)
         (self.state_dir / "state.json").unlink(missing_ok=True)
-        self._proc = None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,28 +2,28 @@
 
 Scrape targets live in file_sd files (`<state>/prometheus/targets/<job>.json`); Prometheus watches
 that folder, so adding a target (the simulator now, the controller's /metrics later) needs neither
-a restart nor a reload.
+a restart nor a reload. Prometheus reads file_sd paths relative to its config file, so every path
+in the config is absolute. The process is started, waited for and stopped by `procs`
+(pidfile `<state>/prometheus/pids/prometheus.json`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 import structlog
 
+from deploy.lab import procs
+from deploy.lab.procs import free_port
+
 log = structlog.get_logger(__name__)
 
-PIDFILE = "prometheus.pid"
+NAME = "prometheus"  # its procs record in <state>/prometheus
 
 
 class PrometheusError(RuntimeError):
@@ -51,18 +51,14 @@ class PrometheusHandle:
         return self.home / "targets"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _duration(seconds: float) -> str:
     return f"{int(round(seconds * 1000))}ms"
 
 
 def render_config(scrape_interval_s: float, targets_dir: Path) -> str:
-    """prometheus.yml: one file_sd job; each targets file sets its own `job` label."""
+    """prometheus.yml: one file_sd job; each targets file sets its own `job` label. The targets
+    folder is made absolute: Prometheus would read a relative one from its config file's folder."""
+    targets_dir = Path(targets_dir).resolve()
     interval = _duration(scrape_interval_s)
     # The timeout must not exceed the interval; leave a little room.
     timeout = _duration(max(0.2, scrape_interval_s * 0.8))
@@ -107,7 +103,7 @@ def start(
     binary = shutil.which(config.binary)
     if binary is None:
         raise PrometheusError(f"{config.binary!r} not found: install Debian's prometheus (deploy/setup.sh)")
-    home = Path(state_dir) / "prometheus"
+    home = Path(state_dir).resolve() / "prometheus"
     stop_from_state(state_dir)  # a crashed run may have left one behind
     (home / "targets").mkdir(parents=True, exist_ok=True)
     (home / "data").mkdir(parents=True, exist_ok=True)
@@ -117,6 +113,7 @@ def start(
         write_targets(home / "targets", job, addrs)
     (home / "prometheus.yml").write_text(render_config(config.scrape_interval_s, home / "targets"))
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     args = [
         binary,
         f"--config.file={home / 'prometheus.yml'}",
@@ -126,110 +123,44 @@ def start(
         "--web.enable-lifecycle",
         "--log.level=warn",
     ]
-    logf = open(home / "prometheus.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    rec = procs.start(
+        NAME, args, state_dir=home, port=port, health_url=f"{url}/-/ready", log_file=home / "prometheus.log"
     )
-    logf.close()
-    (home / PIDFILE).write_text(str(proc.pid))
     (home / "handle.json").write_text(json.dumps({"port": port, "scrape_interval_s": config.scrape_interval_s}))
-    handle = PrometheusHandle(f"http://127.0.0.1:{port}", port, proc.pid, home, config)
+    handle = PrometheusHandle(url, port, rec.pid, home, config)
     try:
-        _wait_ready(handle, proc, config.ready_timeout_s)
+        procs.wait_healthy(rec, config.ready_timeout_s)
     except BaseException:
         stop(handle)
         raise
-    log.info("prometheus.started", url=handle.url, pid=proc.pid)
+    log.info("prometheus.started", url=handle.url, pid=rec.pid)
     return handle
-
-
-def _wait_ready(handle: PrometheusHandle, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (handle.home / "prometheus.log").read_text(errors="replace")[-2000:]
-            raise PrometheusError(f"prometheus exited with {proc.returncode}: {tail}")
-        try:
-            if requests.get(f"{handle.url}/-/ready", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise PrometheusError(f"prometheus not ready at {handle.url} after {timeout_s}s")
-
-
-def _is_prometheus(pid: int) -> bool:
-    """Guard against a recycled pid: only signal a process that really is our Prometheus."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"prometheus" in cmdline.split(b"\0")[0]
-
-
-def _terminate_group(pid: int, timeout_s: float = 10.0) -> None:
-    if not _is_prometheus(pid):
-        return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def load(state_dir: Path) -> PrometheusHandle | None:
     """The Prometheus a previous `start` left running in `state_dir`, if it is still there."""
-    home = Path(state_dir) / "prometheus"
+    home = Path(state_dir).resolve() / "prometheus"
+    rec = procs.running(home, NAME)
     try:
-        pid = int((home / PIDFILE).read_text().strip())
         meta = json.loads((home / "handle.json").read_text())
     except (OSError, ValueError):
         return None
-    if not _is_prometheus(pid) or not _alive(pid):
+    if rec is None:
         return None
     port = int(meta["port"])
     config = PrometheusConfig(scrape_interval_s=float(meta["scrape_interval_s"]))
-    return PrometheusHandle(f"http://127.0.0.1:{port}", port, pid, home, config)
+    return PrometheusHandle(f"http://127.0.0.1:{port}", port, rec.pid, home, config)
 
 
 def stop(handle: PrometheusHandle) -> None:
-    _terminate_group(handle.pid)
-    (handle.home / PIDFILE).unlink(missing_ok=True)
+    procs.stop(procs.records(handle.home), handle.home)
     log.info("prometheus.stopped", pid=handle.pid)
 
 
 def stop_from_state(state_dir: Path) -> None:
     """Stop a Prometheus recorded in `state_dir` (for `lab down` after a crash)."""
-    pidfile = Path(state_dir) / "prometheus" / PIDFILE
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    _terminate_group(pid)
-    pidfile.unlink(missing_ok=True)
+    home = Path(state_dir).resolve() / "prometheus"
+    procs.stop(procs.records(home), home)
 
 
 def query(url: str, promql: str, timeout_s: float = 5.0) -> list[dict[str, object]]:
@@ -245,12 +176,12 @@ def query(url: str, promql: str, timeout_s: float = 5.0) -> list[dict[str, objec
 def wait_for_target(handle: PrometheusHandle, job: str, timeout_s: float = 30.0) -> None:
     """Wait until Prometheus has scraped `job` successfully (new targets wait for its ~5 s
     discovery throttle)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def problem() -> str | None:
         try:
-            if any(r["value"][1] == "1" for r in query(handle.url, f'up{{job="{job}"}}')):  # type: ignore[index]
-                return
-        except (requests.RequestException, PrometheusError):
-            pass
-        time.sleep(0.2)
-    raise PrometheusError(f"job {job!r} not scraped by {handle.url} after {timeout_s}s")
+            up = query(handle.url, f'up{{job="{job}"}}')
+        except (requests.RequestException, PrometheusError) as exc:
+            return str(exc)
+        return None if any(r["value"][1] == "1" for r in up) else f"up{{job={job!r}}} is {up}"  # type: ignore[index]
+
+    procs.wait_until(problem, timeout_s, f"job {job!r} scraped by {handle.url}", error=PrometheusError, max_delay_s=0.2)

@@ -110,12 +110,13 @@ def regions_for(lab: LabLike, options: TrafficOptions) -> list[RegionSpec]:
 def start(lab: LabLike, state_dir: Path, options: TrafficOptions | None = None) -> ServicesHandle:
     """Start the simulator (reading the lab's clusters), then a Prometheus scraping it."""
     options = options or TrafficOptions()
+    state_dir = Path(state_dir).resolve()
     regions = regions_for(lab, options)
     config = SimulatorConfig(
         regions=regions,
         apps=list(options.apps) if options.apps is not None else example_apps(),
         source="kube",
-        kubeconfig=str(lab.kubeconfig),
+        kubeconfig=str(Path(lab.kubeconfig).resolve()),
         home_context=lab.home_context,
         tick_s=options.tick_s,
         poll_s=options.poll_s,
@@ -131,7 +132,7 @@ def start(lab: LabLike, state_dir: Path, options: TrafficOptions | None = None) 
     except BaseException:
         simulator_process.stop(sim)
         raise
-    handle = ServicesHandle(Path(state_dir), prom, sim, tuple(regions))
+    handle = ServicesHandle(state_dir, prom, sim, tuple(regions))
     try:
         prometheus.wait_for_target(prom, SIMULATOR_JOB)
     except BaseException:
@@ -143,12 +144,13 @@ def start(lab: LabLike, state_dir: Path, options: TrafficOptions | None = None) 
 
 def load(state_dir: Path) -> ServicesHandle | None:
     """The Prometheus + simulator a previous `start` (e.g. `rollout-lab up`) left running."""
+    state_dir = Path(state_dir).resolve()
     prom = prometheus.load(state_dir)
     sim = simulator_process.load(state_dir)
     if prom is None or sim is None:
         return None
     regions = tuple(simulator_process.load_config(sim).regions)
-    return ServicesHandle(Path(state_dir), prom, sim, regions)
+    return ServicesHandle(state_dir, prom, sim, regions)
 
 
 def stop(handle: ServicesHandle, purge: bool = False) -> None:
@@ -162,10 +164,11 @@ def stop(handle: ServicesHandle, purge: bool = False) -> None:
 def stop_from_state(state_dir: Path, purge: bool = True) -> None:
     """Stop whatever a previous `start` left in `state_dir` (pidfiles; the pids are verified) and,
     by default, remove its folders: `lab down` leaves nothing behind."""
+    state_dir = Path(state_dir).resolve()
     prometheus.stop_from_state(state_dir)
     simulator_process.stop_from_state(state_dir)
     if purge:
-        _purge(Path(state_dir))
+        _purge(state_dir)
 
 
 def _purge(state_dir: Path) -> None:

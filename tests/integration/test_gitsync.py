@@ -342,7 +342,7 @@ def test_reads_refuse_escapes_and_moving_refs(fresh_git_server: GitServer, tmp_p
 
 def test_lab_server_stops_cleanly_and_restarts_on_its_port(git_server_factory: GitServerFactory) -> None:
     server = git_server_factory()
-    pid = int(server.pidfile.read_text())
+    pid = server.pid
     port = server.port
     server.stop()
     assert not server.pidfile.exists()

@@ -1,29 +1,25 @@
-"""Start and stop the simulator as its own process (own pid and process group, pidfile)."""
+"""Start and stop the simulator as its own process (by `procs`: own process group, a pidfile
+`<state>/simulator/pids/simulator.json` guarded against pid reuse, readiness with a deadline)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import structlog
 
+from deploy.lab import procs
+
 from .client import SimulatorClient
 from .server import SimulatorConfig
 
 log = structlog.get_logger(__name__)
 
-PIDFILE = "simulator.pid"
-
-
-class SimulatorError(RuntimeError):
-    """The simulator could not be started."""
+NAME = "simulator"  # its procs record in <state>/simulator
+REPO = Path(__file__).resolve().parents[3]  # the children import deploy.lab from here, whatever the caller's cwd
 
 
 @dataclass(frozen=True)
@@ -45,85 +41,47 @@ class SimulatorProcess:
 
 
 def start(config: SimulatorConfig, state_dir: Path, timeout_s: float = 30.0) -> SimulatorProcess:
-    home = Path(state_dir) / "simulator"
+    home = Path(state_dir).resolve() / "simulator"
     stop_from_state(state_dir)
     home.mkdir(parents=True, exist_ok=True)
     ready = home / "ready.json"
     ready.unlink(missing_ok=True)
     config.ready_file = str(ready)
+    if config.kubeconfig:
+        config.kubeconfig = str(Path(config.kubeconfig).resolve())
     (home / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    with open(home / "simulator.log", "ab") as logf:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.lab.simulator", "--config", str(home / "config.json")],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-    (home / PIDFILE).write_text(str(proc.pid))
-    try:
-        port = _wait_ready(proc, ready, home, timeout_s)
-    except BaseException:
-        _terminate(proc.pid)
-        (home / PIDFILE).unlink(missing_ok=True)
-        raise
-    log.info("simulator.started", pid=proc.pid, port=port)
-    return SimulatorProcess(proc.pid, port, home)
+    argv = [sys.executable, "-m", "deploy.lab.simulator", "--config", str(home / "config.json")]
+    rec = procs.start(NAME, argv, state_dir=home, log_file=home / "simulator.log", cwd=REPO)
+    port = 0
 
-
-def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, home: Path, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (home / "simulator.log").read_text(errors="replace")[-2000:]
-            raise SimulatorError(f"simulator exited with {proc.returncode}: {tail}")
-        if ready.exists():
-            port = int(json.loads(ready.read_text())["port"])
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                    return port
-            except requests.RequestException:
-                pass
-        time.sleep(0.05)
-    raise SimulatorError(f"simulator not ready after {timeout_s}s (log: {home / 'simulator.log'})")
-
-
-def _is_simulator(pid: int) -> bool:
-    try:
-        return b"deploy.lab.simulator" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _terminate(pid: int, timeout_s: float = 10.0) -> None:
-    if not _is_simulator(pid):
-        return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def answers() -> bool:
+        nonlocal port
+        if not ready.exists():
+            return False
+        port = int(json.loads(ready.read_text())["port"])
         try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            if not _is_simulator(pid):  # not our child (a later `lab down`): watch /proc instead
-                return
-        time.sleep(0.05)
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
     try:
-        os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+        procs.wait_ready(rec, answers, timeout_s, f"simulator answering (log: {home / 'simulator.log'})")
+    except BaseException:
+        procs.stop([rec], home)
+        raise
+    log.info("simulator.started", pid=rec.pid, port=port)
+    return SimulatorProcess(rec.pid, port, home)
 
 
 def load(state_dir: Path) -> SimulatorProcess | None:
     """The simulator a previous `start` left running in `state_dir`, if it is still there."""
-    home = Path(state_dir) / "simulator"
+    home = Path(state_dir).resolve() / "simulator"
+    rec = procs.running(home, NAME)
     try:
-        pid = int((home / PIDFILE).read_text().strip())
         port = int(json.loads((home / "ready.json").read_text())["port"])
     except (OSError, ValueError, KeyError):
         return None
-    return SimulatorProcess(pid, port, home) if _is_simulator(pid) else None
+    return SimulatorProcess(rec.pid, port, home) if rec is not None else None
 
 
 def load_config(handle: SimulatorProcess) -> SimulatorConfig:
@@ -131,16 +89,10 @@ def load_config(handle: SimulatorProcess) -> SimulatorConfig:
 
 
 def stop(handle: SimulatorProcess) -> None:
-    _terminate(handle.pid)
-    (handle.home / PIDFILE).unlink(missing_ok=True)
+    procs.stop(procs.records(handle.home), handle.home)
     log.info("simulator.stopped", pid=handle.pid)
 
 
 def stop_from_state(state_dir: Path) -> None:
-    pidfile = Path(state_dir) / "simulator" / PIDFILE
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    _terminate(pid)
-    pidfile.unlink(missing_ok=True)
+    home = Path(state_dir).resolve() / "simulator"
+    procs.stop(procs.records(home), home)
