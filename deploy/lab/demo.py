@@ -33,7 +33,8 @@ from deploy.lab.simulator.model import AppSpec, FaultProfile
 from rollout.release import parse_iso
 from rollout.store import as_object
 
-APPS = ("checkout", "catalog", "search")
+EXAMPLE = services.EXAMPLE  # the repository the lab's Git server is seeded with
+APPS = tuple(sorted(p.parent.name for p in (EXAMPLE / "apps").glob("*/rollout.yaml")))  # every app of it
 DEMO_RATE_RPS = 3000.0  # per app: the 2 % canary region still sees 60 rps, enough evidence in 5 s
 console = Console()
 
@@ -73,11 +74,12 @@ def single_app_changes(app: str, read: Callable[[str], str], lab_regions: set[st
     changes: dict[str, str | None] = {path: text for path, text in lab_scale_plans(read).items()
                                       if path.startswith(f"apps/{app}/")}
     for other in (a for a in APPS if a != app):
-        for name in ("rollout.yaml", "values.yaml", "manifests/deployment.yaml", "manifests/service.yaml"):
-            changes[f"apps/{other}/{name}"] = None
-    for region in ("eu-canary", "eu-west", "ap-south", "us-east", "ap-east"):
-        if region not in lab_regions:
-            changes[f"regions/{region}.yaml"] = None
+        for f in sorted((EXAMPLE / "apps" / other).rglob("*")):
+            if f.is_file():
+                changes[f.relative_to(EXAMPLE).as_posix()] = None
+    for f in sorted((EXAMPLE / "regions").glob("*.yaml")):
+        if f.stem not in lab_regions:
+            changes[f"regions/{f.name}"] = None
     plan = yaml.safe_load(changes[f"apps/{app}/rollout.yaml"] or "")
     for wave in plan["waves"]:
         wave["regions"] = [r for r in wave.get("regions", []) if r in lab_regions]
@@ -154,7 +156,7 @@ def demo_lab(state_dir: Path) -> Iterator[tuple[Lab, services.ServicesHandle, Gi
     handle = None
     git = None
     try:
-        apps = [AppSpec(a, a, DEMO_RATE_RPS) for a in APPS]
+        apps = [AppSpec(a.name, a.namespace, DEMO_RATE_RPS) for a in services.example_apps()]
         handle = services.start(lab, state_dir / "traffic", services.TrafficOptions(apps=apps))
         git = GitServer(state_dir / "git").start()
         yield lab, handle, git
