@@ -20,12 +20,13 @@ import jinja2
 import yaml
 from jinja2.exceptions import SecurityError
 
-from config import sandbox
+from config import sandbox, sources
 from config.errors import Issue
 from config.grants import violations
 from config.identity import ANNOTATION_COMMIT, ReleaseIdentity
 from config.repository import AppSource, Repository
 from config.sandbox import Limits, YamlRefused, current_limits, load_yaml_all
+from config.sources.tools import ToolUnavailable
 from config.templating import OutsideRepository, TemplateTooLarge, confined_path, environment
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
@@ -83,10 +84,15 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
     The templates run in a child process under config.sandbox limits (time, CPU, memory, output);
     a limit hit or any exception while rendering is an issue naming the file, never a crash here."""
     app = repo.apps[app_name]
-    objects, issues = _render_sandboxed(repo, app, region_name, identity)
+    if app.plan.source.kind == "jinja":
+        objects, issues = _render_sandboxed(repo, app, region_name, identity)
+        manifests = repo.relative(app.directory / "manifests")
+    else:  # a Helm chart or a Kustomize tree, rendered by the pinned tool (config/sources/)
+        objects, issues = _render_external(repo, app, region_name, identity)
+        manifests = repo.relative(app.directory)
     # the operator's policy (config/grants.py): nothing outside the app's grant renders
     issues += violations(objects, repo.grants.grant_for(app.name), app=app.name,
-                         namespace=app.plan.target_namespace, manifests=repo.relative(app.directory / "manifests"),
+                         namespace=app.plan.target_namespace, manifests=manifests,
                          plan_file=repo.relative(app.directory / "rollout.yaml"))
     if issues:
         raise RenderFailed(issues)
@@ -187,12 +193,37 @@ def _render_here(progress: Callable[[str], None], repo: Repository, app_name: st
                                 "correct the template (e.g. guard the division or the argument)"))
             continue
         for index, doc in enumerate(docs):
-            problems = list(_check_object(doc))
-            field_prefix = f"document[{index}]"
-            issues += [Issue(shown, f"{field_prefix}.{field}" if field else field_prefix, problem, fix)
-                       for field, problem, fix in problems]
-            if not problems:
-                objects.append(_stamp(doc, app.name, app.plan.target_namespace, region_name, identity))
+            _accept(doc, shown, index, app, region_name, identity, objects, issues)
+    return objects, issues
+
+
+def _accept(doc: Any, shown: str, index: int, app: AppSource, region_name: str, identity: ReleaseIdentity,
+            objects: list[dict[str, Any]], issues: list[Issue]) -> None:
+    """What every source's output goes through: the object checks, then the identity labels."""
+    problems = list(_check_object(doc))
+    field_prefix = f"document[{index}]"
+    issues += [Issue(shown, f"{field_prefix}.{field}" if field else field_prefix, problem, fix)
+               for field, problem, fix in problems]
+    if not problems:
+        objects.append(_stamp(doc, app.name, app.plan.target_namespace, region_name, identity))
+
+
+def _render_external(repo: Repository, app: AppSource, region_name: str,
+                     identity: ReleaseIdentity) -> tuple[list[dict[str, Any]], list[Issue]]:
+    """A Helm or Kustomize source: the pinned tool in a limited child process (config/sources/),
+    then the same checks and labels as Jinja output."""
+    try:
+        documents = sources.documents(repo, app, region_name, identity,
+                                      template_context(repo, app, region_name, identity))
+    except sources.SourceFailed as failed:
+        return [], list(failed.issues)
+    except ToolUnavailable as exc:
+        return [], [Issue(repo.relative(app.directory / "rollout.yaml"), f"source.{app.plan.source.kind}",
+                          f"cannot render: {exc}", "install the pinned tools (deploy/tools/build.sh)")]
+    objects: list[dict[str, Any]] = []
+    issues: list[Issue] = []
+    for document in documents:
+        _accept(document.body, document.file, document.index, app, region_name, identity, objects, issues)
     return objects, issues
 
 

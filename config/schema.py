@@ -327,6 +327,71 @@ class Notification(Model):
         return value
 
 
+# --- the manifest source (rollout.yaml `source`): Jinja templates, a Helm chart or Kustomize ---
+
+PLACEHOLDERS = ("{region}", "{tier}")  # substituted in source paths per region
+
+
+def _app_path(value: str) -> str:
+    """A path inside the app's folder: relative, no '..', only the known placeholders."""
+    if not value or value.startswith("/") or ".." in value.replace("\\", "/").split("/"):
+        raise ValueError(f"{value!r} leaves the app folder; write a path relative to apps/<app>/ without '..'")
+    rest = value
+    for placeholder in PLACEHOLDERS:
+        rest = rest.replace(placeholder, "")
+    if "{" in rest or "}" in rest:
+        raise ValueError(f"{value!r} has an unknown placeholder; use only {' and '.join(PLACEHOLDERS)}")
+    return value
+
+
+AppPath = Annotated[str, AfterValidator(_app_path)]
+
+
+class JinjaSource(Model):
+    """apps/<app>/manifests/*.yaml(.j2), rendered with the template context (the default source)."""
+
+
+class HelmSource(Model):
+    """A chart kept in the app's folder, rendered with `helm template` (the pinned Helm)."""
+
+    chart: AppPath = Field(default="chart", description="chart folder (Chart.yaml, values.yaml, templates/)")
+    values_files: list[AppPath] = Field(
+        default_factory=list, alias="valuesFiles",
+        description="values files after the chart's values.yaml, in order; {region} and {tier} are substituted")
+    ignore_missing_values_files: bool = Field(
+        default=False, alias="ignoreMissingValuesFiles",
+        description="skip a values file that does not exist for a region instead of failing")
+    release_name: Name | None = Field(default=None, alias="releaseName", description="default: the app's name")
+
+
+class KustomizeSource(Model):
+    """A kustomization in the app's folder, built with `kustomize build` (the pinned Kustomize)."""
+
+    path: AppPath = Field(default="overlays/{region}", description="the kustomization folder built per region")
+    region_patch: bool = Field(
+        default=True, alias="regionPatch",
+        description="add the controller's patch: the image of values.yaml (with the region's registry) "
+                    "and params.replicas on every Deployment and StatefulSet")
+
+
+class Source(Model):
+    jinja: JinjaSource | None = None
+    helm: HelmSource | None = None
+    kustomize: KustomizeSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        given = [n for n in ("jinja", "helm", "kustomize") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"{'no' if not given else ' and '.join(given)} source given; "
+                             "choose exactly one of jinja: {}, helm: {chart: ...} or kustomize: {path: ...}")
+        return self
+
+    @property
+    def kind(self) -> Literal["jinja", "helm", "kustomize"]:
+        return "helm" if self.helm else "kustomize" if self.kustomize else "jinja"
+
+
 class Plan(Model):
     app: Name
     namespace: Name | None = None
@@ -342,6 +407,8 @@ class Plan(Model):
     notifications: list[Notification] = Field(default_factory=list)
     supersede: Literal["unstarted", "never"] = Field(
         default="unstarted", description="a newer commit replaces an older release that has not started")
+    source: Source = Field(default_factory=lambda: Source(jinja=JinjaSource()),
+                           description="where the manifests come from; default: Jinja templates in manifests/")
 
     @model_validator(mode="after")
     def _auto_needs_defaults(self) -> Plan:

@@ -5,10 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
-.venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e '.[test]'
-# The lab is its own distribution (deploy/pyproject.toml): the `rollout-lab` command.
-.venv/bin/pip install --quiet -e deploy/
+# Editable installs of the product (with its test tools) and of the lab, its own distribution
+# (deploy/pyproject.toml: the `rollout-lab` command). Redone only when a pyproject.toml changed, so
+# a second run neither rebuilds them nor swaps the packages under a running process.
+stamp=".venv/.installed-$(cat pyproject.toml deploy/pyproject.toml | sha256sum | cut -c1-16)"
+if ! [ -e "$stamp" ]; then
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -e '.[test]'
+  .venv/bin/pip install --quiet -e deploy/
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
 
 # Debian packages: Prometheus for the lab, an sshd so Git-over-SSH is tested against a real server.
 if ! command -v prometheus >/dev/null 2>&1 || ! [ -x /usr/sbin/sshd ]; then
@@ -28,5 +35,10 @@ if ! command -v go >/dev/null 2>&1; then
   echo "setup: the lab build needs Go >= 1.26 on PATH" >&2
   exit 1
 fi
+# The product's manifest renderers (helm, kustomize) from the pinned modules in deploy/tools/,
+# cached in ${ROLLOUT_TOOLS_CACHE:-~/.cache/regional-rollout/tools}: validating a repository with a
+# Helm or Kustomize app runs them. Cold: a few minutes; afterwards a no-op.
+echo "setup: building helm and kustomize (cached per version)"
+bash deploy/tools/build.sh
 echo "setup: building the lab's Kubernetes binaries (cached per version)"
 .venv/bin/rollout-lab build

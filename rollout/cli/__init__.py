@@ -20,8 +20,9 @@ def _register_subcommands() -> None:
     from rollout.cli.drill import drill
     from rollout.cli.ops import ACTION_COMMANDS, history, status
     from rollout.cli.repo import plan, render_command, validate
+    from rollout.cli.version import version
 
-    for command in (validate, plan, render_command, controller, status, history, *ACTION_COMMANDS, drill):
+    for command in (validate, plan, render_command, controller, status, history, *ACTION_COMMANDS, drill, version):
         main.add_command(command)
 
 

@@ -1,0 +1,3 @@
+{{- define "reviews.selector" -}}
+app.kubernetes.io/name: {{ .Values.rollout.app }}
+{{- end -}}
