@@ -79,9 +79,9 @@ def parse_condition(text: str) -> Condition:
         raise ConditionError(f"the condition cannot be parsed ({type(exc).__name__}); "
                              f"nest at most {MAX_CONDITION_DEPTH} levels") from None
     names: set[str] = set()
-    depth = _depth(tree.body)
-    if depth > MAX_CONDITION_DEPTH:
-        raise ConditionError(f"the condition nests {depth} levels; at most {MAX_CONDITION_DEPTH} are allowed")
+    if _depth(tree.body) > MAX_CONDITION_DEPTH:
+        raise ConditionError(f"the condition nests more than {MAX_CONDITION_DEPTH} levels (each operator is one); "
+                             "split it into several checks")
     for node in ast.walk(tree):
         _check_node(node, names)
     if not isinstance(tree.body, ast.Compare | ast.BoolOp | ast.UnaryOp):

@@ -10,7 +10,7 @@ import jinja2
 from config.defaults import DEFAULT_CHECKS
 from config.errors import Issue
 from config.identity import ReleaseIdentity
-from config.render import RenderFailed, render
+from config.render import RenderFailed, render_many
 from config.repository import AppSource, Repository
 from config.schema import AppValues
 from config.templating import QUERY_VARIABLES, undeclared_variables
@@ -65,12 +65,10 @@ def _analysis_issues(shown: str, app: AppSource) -> Iterator[Issue]:
 def _render_issues(repo: Repository, app: AppSource) -> list[Issue]:
     identity = validation_identity(app.values)
     issues: set[Issue] = set()
-    for wave in plan_waves(app.plan, repo.regions):
-        for region in wave.regions:
-            try:
-                render(repo, app.name, region, identity)
-            except RenderFailed as failed:
-                issues.update(failed.issues)
+    regions = [region for wave in plan_waves(app.plan, repo.regions) for region in wave.regions]
+    for result in render_many(repo, app.name, regions, identity).values():  # one sandbox child per app
+        if isinstance(result, RenderFailed):
+            issues.update(result.issues)
     return sorted(issues)
 
 

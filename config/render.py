@@ -8,10 +8,11 @@ operator's grants.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -107,23 +108,63 @@ _LIMIT_FIXES = {
 }
 
 
-def _render_sandboxed(repo: Repository, app: AppSource, region_name: str,
-                      identity: ReleaseIdentity) -> tuple[list[dict[str, Any]], list[Issue]]:
-    """Run `_render_here` in a sandbox child with only what it needs (absolute paths: the child's
-    working directory is /)."""
+def render_many(repo: Repository, app_name: str, region_names: Sequence[str],
+                identity: ReleaseIdentity) -> dict[str, Rendered | RenderFailed]:
+    """`render` for several regions of one app: a Jinja app renders all of them in one sandbox child
+    (validation renders every region; one child per app instead of one per region)."""
+    app = repo.apps[app_name]
+    batch = _sandbox_regions(repo, app, list(region_names), identity) if app.plan.source.kind == "jinja" else {}
+    token = _PRERENDERED.set({(id(repo), app_name, region, identity): done for region, done in batch.items()})
+    try:
+        out: dict[str, Rendered | RenderFailed] = {}
+        for region in region_names:
+            try:
+                out[region] = render(repo, app_name, region, identity)
+            except RenderFailed as failed:
+                out[region] = failed
+        return out
+    finally:
+        _PRERENDERED.reset(token)
+
+
+_Result = tuple[list[dict[str, Any]], list[Issue]]
+_PRERENDERED: contextvars.ContextVar[dict[tuple[int, str, str, ReleaseIdentity], _Result] | None] = \
+    contextvars.ContextVar("prerendered", default=None)
+
+
+def _render_sandboxed(repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity) -> _Result:
+    done = (_PRERENDERED.get() or {}).get((id(repo), app.name, region_name, identity))
+    if done is not None:
+        return list(done[0]), list(done[1])
+    return _sandbox_regions(repo, app, [region_name], identity)[region_name]
+
+
+def _sandbox_regions(repo: Repository, app: AppSource, regions: list[str],
+                     identity: ReleaseIdentity) -> dict[str, _Result]:
+    """Run `_render_regions_here` in one sandbox child with only what it needs (absolute paths: the
+    child's working directory is /). A limit hit stops the whole batch: every region gets the issue."""
     limits = current_limits()
     root = Path(os.path.abspath(repo.root))
     local = replace(app, directory=Path(os.path.abspath(app.directory)))
-    needed = Repository(root=root, regions={region_name: repo.regions[region_name]}, apps={app.name: local})
+    needed = Repository(root=root, regions={name: repo.regions[name] for name in regions}, apps={app.name: local})
     manifests = repo.relative(app.directory / "manifests")
     try:
-        objects, issues = sandbox.call("config.render:_render_here", (needed, app.name, region_name, identity, limits),
-                                       limits)
+        results = sandbox.call("config.render:_render_regions_here", (needed, app.name, regions, identity, limits),
+                               limits, answers=len(regions))
     except sandbox.LimitExceeded as exc:
-        return [], [Issue(exc.where or manifests, "", str(exc), _LIMIT_FIXES.get(exc.limit, "render less"))]
+        issue = Issue(exc.where or manifests, "", str(exc), _LIMIT_FIXES.get(exc.limit, "render less"))
+        return {name: ([], [issue]) for name in regions}
     except sandbox.ChildFailed as exc:
-        return [], [Issue(exc.where or manifests, "", f"the render failed: {exc}", "correct the template")]
-    return list(objects), list(issues)
+        issue = Issue(exc.where or manifests, "", f"the render failed: {exc}", "correct the template")
+        return {name: ([], [issue]) for name in regions}
+    return {name: (list(results[name][0]), list(results[name][1])) for name in regions}
+
+
+def _render_regions_here(progress: Callable[[str], None], repo: Repository, app_name: str, regions: list[str],
+                         identity: ReleaseIdentity, limits: Limits) -> dict[str, _Result]:
+    """In the sandbox child: each region's objects and issues, templates compiled once."""
+    env = environment(repo.apps[app_name].directory)
+    return {name: _render_here(progress, repo, app_name, name, identity, limits, env) for name in regions}
 
 
 class _OutputCap(Exception):
@@ -131,11 +172,11 @@ class _OutputCap(Exception):
 
 
 def _render_here(progress: Callable[[str], None], repo: Repository, app_name: str, region_name: str,
-                 identity: ReleaseIdentity, limits: Limits) -> tuple[list[dict[str, Any]], list[Issue]]:
+                 identity: ReleaseIdentity, limits: Limits, env: jinja2.Environment | None = None) -> _Result:
     """In the sandbox child: the objects and the issues of one app in one region."""
     app = repo.apps[app_name]
     context = template_context(repo, app, region_name, identity)
-    env = environment(app.directory)
+    env = env or environment(app.directory)
     issues: list[Issue] = []
     objects: list[dict[str, Any]] = []
     files = manifest_files(app)

@@ -41,6 +41,7 @@ built: a file over `MAX_FILE_BYTES`, nesting deeper than `MAX_YAML_DEPTH`, more 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import io
 import os
@@ -293,22 +294,23 @@ _server = _ForkServer()
 _slots = threading.BoundedSemaphore(4)  # renders in flight at once, across all threads
 
 
-def call(target: str, args: tuple[Any, ...], limits: Limits | None = None) -> Any:
+def call(target: str, args: tuple[Any, ...], limits: Limits | None = None, answers: int = 1) -> Any:
     """Run `module:function(progress, *args)` in a limited child and return its (plain-data) result.
 
-    Raises LimitExceeded, ChildFailed (the function raised) or SandboxUnavailable."""
+    `answers`: how many renders the result holds (each may be up to the output limit). Raises
+    LimitExceeded, ChildFailed (the function raised) or SandboxUnavailable."""
     limits = limits or current_limits()
     request = pickle.dumps((target, args, limits), protocol=pickle.HIGHEST_PROTOCOL)
     with _slots:
         conn = _server.channel()
         with conn:
             _send_frame(conn, b"Q", request)
-            return _await_answer(conn, limits)
+            return _await_answer(conn, limits, answers)
 
 
-def _await_answer(conn: socket.socket, limits: Limits) -> Any:
+def _await_answer(conn: socket.socket, limits: Limits, answers: int) -> Any:
     deadline = time.monotonic() + limits.wall_seconds + 5  # the child's own timer fires first
-    reader = _FrameReader(conn, max_frame=limits.output_bytes * 4 + MiB)
+    reader = _FrameReader(conn, max_frame=limits.output_bytes * 4 * max(1, answers) + MiB)
     pid, where = 0, ""
     while True:
         try:
@@ -327,7 +329,10 @@ def _await_answer(conn: socket.socket, limits: Limits) -> Any:
         elif kind == _FRAME_FILE:
             where = payload.decode("utf-8", "replace")
         elif kind == _FRAME_RESULT:
-            return _SafeUnpickler(io.BytesIO(payload)).load()
+            try:
+                return _SafeUnpickler(io.BytesIO(payload)).load()
+            except Exception as exc:  # noqa: BLE001 - whatever the child sent, it is not an answer
+                raise ChildFailed(f"the answer could not be read: {exc}", where) from None
         elif kind == _FRAME_MEMORY:
             raise LimitExceeded("memory", limits, payload.decode("utf-8", "replace"), where)
         elif kind == _FRAME_ERROR:
@@ -400,8 +405,9 @@ def serve(control_fd: int) -> None:  # pragma: no cover - runs in the helper pro
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    importlib.import_module("config.render")  # preload: workers start with everything imported
-    importlib.import_module("config.templating")
+    _warm_up()  # workers start with everything imported and Jinja's lexer built
+    gc.collect()
+    gc.freeze()  # workers' collections do not touch (and copy) the preloaded objects
     workers: dict[int, socket.socket] = {}
     while True:
         ready, _, _ = select.select([control.fileno(), wake_r], [], [])
@@ -425,6 +431,17 @@ def serve(control_fd: int) -> None:  # pragma: no cover - runs in the helper pro
                 workers[pid] = conn
         _reap(workers)
     os._exit(0)
+
+
+def _warm_up() -> None:  # pragma: no cover - runs in the helper process
+    """Import and build once what every worker needs (a failure here only costs speed)."""
+    importlib.import_module("config.render")
+    templating = importlib.import_module("config.templating")
+    with contextlib.suppress(Exception):
+        text = templating.environment().from_string(
+            "{% for i in range(2) %}k{{ i }}: {{ x | to_yaml }}\n{% endfor %}").render(x={"a": [1]})
+        load_yaml_all(text + "---\nb: &a [1]\nc: *a\n")
+        pickle.loads(pickle.dumps([{"a": 1}]))
 
 
 def _reap(workers: dict[int, socket.socket]) -> None:  # pragma: no cover - runs in the helper process
@@ -453,12 +470,12 @@ def _worker(conn: socket.socket, inherited: list[int]) -> None:  # pragma: no co
         header = _FrameReader(conn, 64 * MiB)
         _, request = header.next(time.monotonic() + 30)
         target, args, limits = pickle.loads(request)  # noqa: S301 - the parent wrote it
+        module, _, name = target.partition(":")
+        function: Callable[..., Any] = getattr(importlib.import_module(module), name)  # our code: before limits
         signal.setitimer(signal.ITIMER_REAL, limits.wall_seconds)  # SIGALRM's default action ends us
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        module, _, name = target.partition(":")
-        function: Callable[..., Any] = getattr(importlib.import_module(module), name)
 
         def progress(where: str) -> None:
             _send_frame(conn, _FRAME_FILE, where.encode())
