@@ -77,7 +77,8 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits of one render; `describe` gives the words used in issues."""
+    """Limits of one render (operators set them with ROLLOUT_RENDER_LIMITS); `describe` gives the
+    words used in issues."""
 
     wall_seconds: float = 10.0
     cpu_seconds: int = 10
@@ -93,7 +94,28 @@ class Limits:
         }.get(limit, limit)
 
 
-_limits = Limits()
+def limits_from_env(value: str | None = None) -> Limits:
+    """Limits from ROLLOUT_RENDER_LIMITS, e.g. "wall=10,cpu=10,memory=512,output=8" (seconds, seconds,
+    MiB, MiB); keys left out keep their defaults. Raises ValueError naming the variable."""
+    text = os.environ.get("ROLLOUT_RENDER_LIMITS", "") if value is None else value
+    fields = {"wall": ("wall_seconds", 1.0), "cpu": ("cpu_seconds", 1), "memory": ("memory_bytes", MiB),
+              "output": ("output_bytes", MiB)}
+    changes: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, number = part.partition("=")
+        try:
+            name, unit = fields[key.strip()]
+            amount = float(number)
+            if amount <= 0:
+                raise ValueError
+        except (KeyError, ValueError):
+            raise ValueError(f"ROLLOUT_RENDER_LIMITS: {part!r} is not one of wall=SECONDS, cpu=SECONDS, "
+                             "memory=MIB, output=MIB with a positive number") from None
+        changes[name] = amount if name == "wall_seconds" else max(1, int(amount * unit))
+    return replace(Limits(), **changes)
+
+
+_limits = limits_from_env()
 _limits_lock = threading.Lock()
 
 
