@@ -29,7 +29,7 @@ from config.sources.common import Document, SourceFailed, load_all, substitute
 from config.sources.confine import MAX_COPY_BYTES, Refused, copy_app
 from config.sources.tools import ToolFailed, ToolLimitExceeded, current_limits, run
 
-__all__ = ["Document", "SourceFailed", "documents"]
+__all__ = ["Document", "SourceFailed", "documents", "forget"]
 
 
 _CACHE_SIZE = 256
@@ -65,6 +65,12 @@ def documents(repo: Repository, app: AppSource, region_name: str, identity: Rele
     if isinstance(result, SourceFailed):
         raise SourceFailed(list(result.issues))
     return list(result)
+
+
+def forget() -> None:
+    """Drop every remembered rendering (tests that must run the tool again)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def _cache_key(repo: Repository, app: AppSource, region_name: str, context: dict[str, Any]) -> str:
