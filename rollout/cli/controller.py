@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -51,13 +52,25 @@ import click
               help="the operator's rollout policy: what each app may deploy (mounted from the ConfigMap "
                    "rollout-policy; default: the built-in safe default, docs/security.md)")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto", show_default=True)
-def controller(log_format: str, identity: str | None, policy_file: str | None, **options: object) -> None:
+@click.option("--helm", "helm_path", type=click.Path(dir_okay=False), default=None, envvar="ROLLOUT_HELM",
+              help="the pinned helm for Helm-chart apps (default: the deploy/tools/build.sh cache)")
+@click.option("--kustomize", "kustomize_path", type=click.Path(dir_okay=False), default=None,
+              envvar="ROLLOUT_KUSTOMIZE", help="the pinned kustomize for Kustomize apps (default: the build cache)")
+def controller(log_format: str, identity: str | None, policy_file: str | None, helm_path: str | None,
+               kustomize_path: str | None, **options: object) -> None:
     """Run the controller: sync Git, create Releases, promote them region by region."""
     from config.grants import InvalidPolicy, load_policy
+    from config.sources import tools
     from rollout.controller import Controller, Settings
     from rollout.logs import configure
 
     configure(None if log_format == "auto" else log_format == "json")
+    for tool, path in (("helm", helm_path), ("kustomize", kustomize_path)):
+        if path:  # config/sources/tools.py reads the path from the environment, absolute
+            os.environ[tools.ENVIRONMENT[tool]] = os.path.abspath(path)
+    for tool, found in tools.versions().items():  # a missing renderer fails only the apps that need it
+        if found.startswith("unavailable"):
+            click.echo(f"warning: {tool} {found}", err=True)
     try:
         grants = load_policy(policy_file)  # a broken policy stops the start, never widens a grant
     except InvalidPolicy as invalid:
