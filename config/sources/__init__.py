@@ -170,17 +170,17 @@ def _kustomize(repo: Repository, app: AppSource, region_name: str, context: dict
     issues = kustomize.tree_issues(copy, folder, shown_root)
     if issues:
         raise SourceFailed(issues)
-    built = copy / folder
     if source.region_patch:
         image = app.values.image
         wrapper = kustomize.region_kustomization(
             f"app/{folder}", image.repository,
             kustomize.image_fields(image.repository, context["params"].get("registry"), image.tag, image.digest),
             context["params"].get("replicas"))
-        (scratch / "kustomization.yaml").write_text(yaml.safe_dump(wrapper, sort_keys=True), encoding="utf-8")
-        built = scratch
+    else:
+        wrapper = kustomize.plain_kustomization(f"app/{folder}")
+    (scratch / "kustomization.yaml").write_text(yaml.safe_dump(wrapper, sort_keys=True), encoding="utf-8")
     try:
-        output = run("kustomize", kustomize.build_args(str(built)), cwd=scratch, home=scratch / "home")
+        output = run("kustomize", kustomize.build_args(str(scratch)), cwd=scratch, home=scratch / "home")
     except ToolFailed as failed:
         raise SourceFailed([kustomize.error_issue(failed.message, shown, str(scratch), shown_root)]) from None
     except ToolLimitExceeded as exceeded:
@@ -190,7 +190,14 @@ def _kustomize(repo: Repository, app: AppSource, region_name: str, context: dict
     except yaml.YAMLError as exc:
         raise SourceFailed([Issue(shown, "", f"kustomize output is not YAML: {exc}".replace("\n", " "),
                                   "correct the resources the kustomization includes")]) from None
-    return [Document(shown, i, body) for i, body in enumerate(bodies)]
+    out: list[Document] = []
+    counts: dict[str, int] = {}
+    for body in bodies:
+        origin = kustomize.pop_origin(body)  # the file the object came from, for messages
+        file = f"{shown_root}/{origin.removeprefix('app/')}" if origin.startswith("app/") else shown
+        out.append(Document(file, counts.get(file, 0), body))
+        counts[file] = counts.get(file, 0) + 1
+    return out
 
 
 def _limit_failure(exceeded: ToolLimitExceeded, shown: str) -> SourceFailed:

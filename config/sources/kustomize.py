@@ -11,7 +11,9 @@ must exist (kustomize would otherwise try it as a URL); Helm inflation inside Ku
 The region patch (`regionPatch: true`, the default) is a kustomization the controller writes next
 to the copy: it includes the built folder and sets the image of values.yaml (its repository
 prefixed with the region's `registry` param, its tag or digest) and `spec.replicas` of every
-Deployment and StatefulSet from the `replicas` param, when there is one.
+Deployment and StatefulSet from the `replicas` param, when there is one. The controller's
+kustomization always asks for origin annotations, so each object's issues name the file it came
+from (the annotation is removed before anything else sees the object).
 """
 
 from __future__ import annotations
@@ -130,12 +132,41 @@ def _check(app_dir: Path, folder: str, reference: str) -> tuple[tuple[str, str] 
 
 def region_kustomization(built: str, image_name: str, image: dict[str, str], replicas: Any) -> dict[str, Any]:
     """The controller's kustomization around `built`: the release's image and the region's replicas."""
-    out: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                           "resources": [built], "images": [{"name": image_name, **image}]}
+    out = plain_kustomization(built) | {"images": [{"name": image_name, **image}]}
     if isinstance(replicas, int) and not isinstance(replicas, bool):
         patch = json.dumps([{"op": "add", "path": "/spec/replicas", "value": replicas}])
         out["patches"] = [{"target": {"kind": kind}, "patch": patch} for kind in ("Deployment", "StatefulSet")]
     return out
+
+
+def plain_kustomization(built: str) -> dict[str, Any]:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [built],
+            "buildMetadata": [ORIGIN_METADATA]}
+
+
+ORIGIN_METADATA = "originAnnotations"  # kustomize notes each object's source file; pop_origin removes it
+ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
+
+
+def pop_origin(body: Any) -> str:
+    """Remove kustomize's origin annotation from an object; the path it names ('' when none)."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        return ""
+    metadata = body["metadata"]
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict) or ORIGIN_ANNOTATION not in annotations:
+        return ""
+    text = annotations.pop(ORIGIN_ANNOTATION)
+    if not annotations:
+        del metadata["annotations"]
+    try:
+        origin = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(origin, dict):
+        return ""
+    path = origin.get("path") or origin.get("configuredIn") or ""
+    return posixpath.normpath(path) if isinstance(path, str) and path else ""
 
 
 def image_fields(repository: str, registry: Any, tag: str | None, digest: str | None) -> dict[str, str]:

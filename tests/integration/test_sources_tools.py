@@ -187,6 +187,17 @@ def test_a_kustomize_error_points_at_the_kustomization(repo: Path) -> None:
     assert "kustomize build failed" in issue.problem and "/tmp/" not in issue.problem
 
 
+def test_an_unpinned_image_in_a_kustomize_base_points_at_the_base_file(repo: Path) -> None:
+    write(repo, {"rollout.yaml": yaml.safe_dump({**CANARY_ONLY, "source": {"kustomize": {"regionPatch": False}}}),
+                 "base/kustomization.yaml": "resources: [deployment.yaml]\n",
+                 "base/deployment.yaml": DEPLOYMENT.replace("IMAGE", "shop/web"),
+                 "overlays/eu-canary/kustomization.yaml": "resources: [../../base]\n"})
+    [issue] = issues_of(repo)
+    assert (issue.file, issue.field) == ("apps/web/base/deployment.yaml",
+                                         "document[0].spec.template.spec.containers[0].image")
+    assert "'shop/web' has no tag or digest" in issue.problem
+
+
 def test_a_helm_dependency_not_vendored_is_refused(repo: Path) -> None:
     helm_app(repo, {}, "dependencies:\n  - {name: redis, version: 19.0.0, repository: https://charts.example.com}\n")
     [issue] = issues_of(repo)

@@ -366,3 +366,13 @@ YAML
     [issue] = failed.value.issues
     assert (issue.file, issue.field) == ("apps/web/chart/templates/deployment.yaml",
                                          "document[0].spec.template.spec.containers[0].image")
+
+
+def test_the_origin_annotation_names_the_file_and_is_removed() -> None:
+    body = {"kind": "Service", "metadata": {"name": "s", "annotations": {
+        "config.kubernetes.io/origin": "path: app/overlays/eu/../../base/service.yaml\n"}}}
+    assert kustomize.pop_origin(body) == "app/base/service.yaml"
+    assert body["metadata"] == {"name": "s"}
+    kept = {"metadata": {"annotations": {"a": "b", "config.kubernetes.io/origin": "configuredIn: app/k.yaml\n"}}}
+    assert kustomize.pop_origin(kept) == "app/k.yaml" and kept["metadata"]["annotations"] == {"a": "b"}
+    assert kustomize.pop_origin({"metadata": {}}) == "" and kustomize.pop_origin("text") == ""
