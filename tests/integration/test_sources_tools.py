@@ -254,3 +254,11 @@ def test_the_tools_have_no_cluster_and_no_network(repo: Path, monkeypatch: pytes
                                "data: {kube: {{ .Capabilities.KubeVersion.Version | quote }}}\n"})
     rendered = render(load_repository(repo), "web", "eu-canary", ReleaseIdentity(COMMIT, "1.0.0"))
     assert rendered.objects[0]["data"]["kube"].startswith("v1.")
+
+
+def test_the_memory_limit_applies_to_the_tool(repo: Path) -> None:
+    """RLIMIT_AS reaches the helm process: under 256 MiB of address space the Go runtime cannot start."""
+    helm_app(repo, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"})
+    with tools.limits(memory_bytes=256 * 1024 * 1024):
+        [issue] = issues_of(repo)
+    assert "helm exceeded its memory limit of 256 MiB" in issue.problem
