@@ -14,15 +14,15 @@ from click.testing import CliRunner
 
 from regions.traffic import DNSEndpointTraffic
 from rollout.cli import main
-from tests.e2e.conftest import APP, NAMESPACE, Shop
+from tests.e2e.conftest import APP, NAMESPACE, RESPONDER, Shop
 
 pytestmark = pytest.mark.e2e
 REGION = "eu-west"
 
 
 def _drill(shop: Shop, region: str, *extra: str) -> Any:
-    args = ["drill", APP, "--region", region, "--reason", "e2e: quarterly drill", "--kubeconfig",
-            str(shop.lab.kubeconfig), "--context", shop.lab.home_context, "--timeout", "300", *extra]
+    args = ["drill", APP, "--region", region, "--reason", "e2e: quarterly drill", *shop.cli_kube(RESPONDER),
+            "--timeout", "300", *extra]
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
@@ -50,6 +50,7 @@ def test_drill_in_a_low_traffic_region_passes_with_measured_times(shop: Shop) ->
     drill = _drills(shop)[-1]
     status = drill["status"]
     assert status["state"] == "Done"
+    assert drill["spec"]["requestedBy"] == RESPONDER
     assert [i["step"] for i in status["checklist"]] == ["drain", "rollback", "roll forward", "restore"]
     assert all(i["passed"] and i["seconds"] >= 0 for i in status["checklist"]), status["checklist"]
     drain, rollback = status["checklist"][0], status["checklist"][1]
