@@ -150,6 +150,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limits: Limits):
         self.limits = limits
         self._slots = threading.BoundedSemaphore(limits.max_in_flight)
+        if ":" in address[0]:  # an IPv6 pod IP
+            self.address_family = socket.AF_INET6
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:

@@ -276,3 +276,17 @@ def test_without_a_webhook_port_one_listener_serves_both(leader: Leader) -> None
         assert post(endpoints.port)[0] == 202
     finally:
         endpoints.stop()
+
+
+def test_an_ipv6_pod_ip_can_be_bound(leader: Leader) -> None:
+    try:
+        endpoints = Endpoints("::1", 0, KEY, leader, lambda: True, limits=LIMITS)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    endpoints.start()
+    try:
+        with socket.create_connection(("::1", endpoints.port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            assert read_answer(sock)[0] == 200
+    finally:
+        endpoints.stop()
