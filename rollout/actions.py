@@ -52,6 +52,7 @@ class Known:
     apps: frozenset[str]
     regions: frozenset[str]
     releases: Mapping[str, str]  # release name -> app
+    complete: bool = True  # False before the first sync: an unknown name may just not be loaded yet
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Checked:
 @dataclass(frozen=True)
 class Rejected:
     reason: str
+    unknown_name: bool = False  # well-formed, but names something the controller does not know
 
 
 def check(action: Mapping[str, Any], known: Known) -> Checked | Rejected:
@@ -117,18 +119,20 @@ def _known(kind: str, reason: str, by: str, names: dict[str, str], full: bool, k
     app, region = names.get("app"), names.get("region")
     if app is not None and app not in known.apps:
         listed = ", ".join(sorted(known.apps)) or "none yet"
-        return Rejected(f"spec.app {app!r} is not an app of the repository (apps: {listed}); check the name")
+        return Rejected(f"spec.app {app!r} is not an app of the repository (apps: {listed}); check the name",
+                        unknown_name=True)
     if region is not None and region not in known.regions:
         listed = ", ".join(sorted(known.regions)) or "none yet"
         return Rejected(f"spec.region {region!r} is not a region of the repository (regions: {listed}); "
-                        f"check the name")
+                        f"check the name", unknown_name=True)
     for key in ("release", "toRelease"):
         name = names.get(key)
         if name is None:
             continue
         of = known.releases.get(name)
         if of is None:
-            return Rejected(f"spec.{key} {name!r} does not exist; `rollout history {app}` lists the releases")
+            return Rejected(f"spec.{key} {name!r} does not exist; `rollout history {app}` lists the releases",
+                            unknown_name=True)
         if of != app:
             return Rejected(f"spec.{key} {name!r} is a release of {of!r}, not of {app!r}")
     return Checked(kind, reason, by, app, region, names.get("release"), names.get("toRelease"), full)

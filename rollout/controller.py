@@ -222,6 +222,9 @@ class Controller:
                       routed: dict[str, list[tuple[Request, dict[str, Any]]]], now: datetime) -> None:
         checked = actions.check(action, known)
         if isinstance(checked, actions.Rejected):
+            if checked.unknown_name and not known.complete:
+                log.info("action waits for the first sync to know its names", action=_action_name(action))
+                return
             self._finish_action(action, "Rejected", checked.reason, now, warning=True)
             return
         spec = action["spec"]
@@ -259,7 +262,7 @@ class Controller:
                 regions.update(repo.regions)
             except Exception as exc:  # noqa: BLE001 - the releases' own names still stand
                 log.warning("repository not loaded for action checks", commit=commit[:12], error=str(exc)[:200])
-        return actions.Known(frozenset(apps), frozenset(regions), releases)
+        return actions.Known(frozenset(apps), frozenset(regions), releases, complete=bool(self.sync.last_status))
 
     def _global_action(self, action: dict[str, Any], checked: actions.Checked, now: datetime) -> None:
         assert self._reconciler is not None and checked.region is not None

@@ -159,7 +159,7 @@ def controller(traffic: FakeTraffic) -> tuple[Controller, FakeCustom, FakeEvents
     ctl._events = events
     ctl.actions = FakeCache([])
     ctl.releases = FakeCache([])
-    ctl.sync = SimpleNamespace(last_status={})
+    ctl.sync = SimpleNamespace(last_status={"valid": True})
     ctl._reconciler = SimpleNamespace(traffic=traffic)
     ctl._drills = None
     return ctl, custom, events
@@ -197,6 +197,17 @@ def test_a_transient_api_error_leaves_the_action_for_the_next_pass() -> None:
     ctl, custom, events = controller(FakeTraffic(fail_with=ApiException(status=503, reason="unavailable")))
     ctl._route_actions([named("later", action="drain", region="eu-west", app="checkout")], {"checkout": []}, NOW)
     assert "later" not in custom.status and not events.recorded
+
+
+def test_before_the_first_sync_an_unknown_name_waits_and_a_malformed_action_is_rejected() -> None:
+    ctl, custom, events = controller(FakeTraffic())
+    ctl.sync = SimpleNamespace(last_status={})  # no sync finished yet: the repository's names are not loaded
+    ctl._route_actions([named("early", action="drain", region="eu-later", app="checkout"),
+                        named("broken", action="drain")], {"checkout": []}, NOW)
+    assert "early" not in custom.status and custom.status["broken"]["state"] == "Rejected"
+    ctl.sync = SimpleNamespace(last_status={"valid": True})
+    ctl._route_actions([named("early", action="drain", region="eu-later", app="checkout")], {"checkout": []}, NOW)
+    assert custom.status["early"]["state"] == "Rejected"
 
 
 def test_a_release_action_without_a_release_is_rejected_and_a_valid_one_is_routed() -> None:
