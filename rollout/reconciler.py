@@ -185,13 +185,15 @@ class ReleaseReconciler:
 
     def _drive(self, work: Pass, repo: Any, name: str, region: RegionStatus, promote: bool) -> RegionView:
         """Drive the region's strategy one step (strategies.driver: observe, decide, execute)."""
-        rollout = self._rollout(work, name)
         status = StrategyStatus.from_dict(region.strategy) if region.strategy else StrategyStatus()
 
         def analysis(request: AnalysisRequest) -> Verdict | None:
             return self._step_analysis(work, name, region, request.step, request.checks)
 
-        step = drive(self.clusters.get(repo.regions[name].cluster), rollout, status, work.now, analysis=analysis,
+        # built inside the driver: a release that does not render (or lacks what its strategy needs)
+        # fails the region once with its message, by the driver's one error policy
+        step = drive(self.clusters.get(repo.regions[name].cluster), lambda: self._rollout(work, name), status,
+                     work.now, analysis=analysis,
                      commands=Commands(promote=promote), may_write=self.may_write(), logger=log)
         if step.transient:
             region.message = f"cluster unreachable: {step.error}"
@@ -366,9 +368,25 @@ class ReleaseReconciler:
 
     @staticmethod
     def _blocker(stored: StoredRelease, siblings: Sequence[StoredRelease]) -> str | None:
+        """Another release of the app still moving (progressing, paused, rolling back): this one
+        waits for it. A release whose rollback cannot go on (`wedged`) does not block the next one:
+        only a responder can help it, and the next release is usually the fix."""
         busy = [r.name for r in siblings if r.name != stored.name and ReleasePhase(r.status.phase) in
-                (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK)]
+                (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK) and not wedged(r)]
         return busy[0] if busy else None
+
+
+def wedged(release: StoredRelease) -> str | None:
+    """The region whose rollback cannot go on (its strategy ended Failed while rolling back: the
+    previous release could not be restored there), or None."""
+    if ReleasePhase(release.status.phase) != ReleasePhase.ROLLING_BACK:
+        return None
+    for name, region in release.status.regions.items():
+        strategy = StrategyStatus.from_dict(region.strategy) if region.strategy else None
+        if RegionPhase(region.phase) == RegionPhase.ROLLING_BACK and strategy is not None \
+                and strategy.phase is StrategyPhase.FAILED:
+            return name
+    return None
 
 
 def _policy(app: AppSource) -> Policy:

@@ -27,6 +27,20 @@ def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, n
     return deciders[rollout.kind](rollout, status, snapshot, now)
 
 
+def check(rollout: RegionRollout) -> None:
+    """Raise ManifestError (permanent) when a release lacks what its strategy needs; called when
+    the rollout is built, before any step, so a bad release fails its region once and at once."""
+    from strategies import manifests
+
+    for rendered in (rollout.release, rollout.canary_release):
+        if rendered is None:
+            continue
+        manifests.find(rendered, "Deployment", rollout.app)
+        manifests.find(rendered, "Service", rollout.app)
+        if rollout.kind == "canary" and getattr(rollout.strategy, "traffic_router", "") == "gatewayAPI":
+            manifests.service_port(rendered, rollout.app)
+
+
 def pending_analysis(rollout: RegionRollout, status: StrategyStatus,
                      snapshot: Snapshot) -> AnalysisRequest | None:
     """The analysis the current step waits for, if any: the caller runs it and puts the verdict
@@ -45,5 +59,5 @@ def pending_analysis(rollout: RegionRollout, status: StrategyStatus,
                            steps[status.step].checks or (), status.step_started_at)
 
 
-__all__ = ["decide", "pending_analysis", "Decision", "Phase", "RegionRollout", "Snapshot",
+__all__ = ["check", "decide", "pending_analysis", "Decision", "Phase", "RegionRollout", "Snapshot",
            "StrategyStatus"]

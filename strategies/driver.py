@@ -27,10 +27,10 @@ from typing import Any
 import structlog
 
 from config.identity import ReleaseIdentity
-from config.render import Rendered, render
+from config.render import Rendered, RenderFailed, render
 from config.repository import Repository
 from regions.analysis.model import Verdict
-from strategies import decide, pending_analysis
+from strategies import check, decide, pending_analysis
 from strategies.cluster import Cluster
 from strategies.engine import fail_permanently
 from strategies.errors import Backoff, PermanentError, TemporaryError
@@ -47,6 +47,8 @@ from strategies.model import (
 
 AnalysisHook = Callable[[AnalysisRequest], Verdict | None]
 RETRY = Backoff(initial=1.0, factor=2.0, maximum=30.0)
+RENDER_FAILED = "RenderFailed"
+BUILD_STEP = "build"  # the step name of a release that could not be built (nothing of it applied)
 log = structlog.get_logger("strategies.driver")
 
 
@@ -70,7 +72,18 @@ class Renderer:
 
     def rollout(self, app: str, region: str, release: ReleaseAt, rollback_to: ReleaseAt | None) -> RegionRollout:
         """`release` of `app` in `region` under its own plan's strategy; a rollback returns to
-        `rollback_to` (None: a first release, nothing to return to)."""
+        `rollback_to` (None: a first release, nothing to return to). A release that does not render,
+        or renders without what its strategy needs, raises PermanentError (RenderFailed,
+        InvalidManifests): the same answer on every try, so the region fails once with it."""
+        try:
+            built = self._rollout(app, region, release, rollback_to)
+        except RenderFailed as exc:
+            raise PermanentError(f"release {release.version} ({release.commit[:12]}) does not render in "
+                                 f"{region}: {exc}", reason=RENDER_FAILED) from None
+        check(built)
+        return built
+
+    def _rollout(self, app: str, region: str, release: ReleaseAt, rollback_to: ReleaseAt | None) -> RegionRollout:
         plan = self.repository(release.commit).apps[app].plan
         strategy = plan.strategy.rolling or plan.strategy.blue_green or plan.strategy.canary
         assert strategy is not None  # the schema requires exactly one
@@ -101,11 +114,22 @@ class Driven:
     retry_after: float = 0.0
 
 
-def drive(cluster: Cluster, rollout: RegionRollout, status: StrategyStatus, now: datetime, *,
-          analysis: AnalysisHook | None = None, commands: Commands | None = None, may_write: bool = True,
-          failures: int = 0, retry: Backoff = RETRY, logger: Any = None) -> Driven:
+def drive(cluster: Cluster, rollout: RegionRollout | Callable[[], RegionRollout], status: StrategyStatus,
+          now: datetime, *, analysis: AnalysisHook | None = None, commands: Commands | None = None,
+          may_write: bool = True, failures: int = 0, retry: Backoff = RETRY, logger: Any = None) -> Driven:
     """One step of `rollout`'s strategy in its region. `failures`: transient failures in a row
-    before this one (for the backoff)."""
+    before this one (for the backoff). `rollout` may be given as the function that builds it
+    (renders the release, `Renderer.rollout`): a release that cannot be built fails the step by
+    the same error policy (`unbuildable`), never raises."""
+    if callable(rollout):
+        try:
+            rollout = rollout()
+        except TemporaryError as exc:
+            delay = retry.delay(failures)
+            (logger or log).warning("region step not done; will retry", error=str(exc), retry_in=round(delay, 1))
+            return Driven(status, requeue_after=delay, error=str(exc), transient=True, retry_after=delay)
+        except PermanentError as exc:
+            return unbuildable(status, exc, now, logger=logger)
     logger = (logger or log).bind(app=rollout.app, region=rollout.region, release=rollout.release_number,
                                   strategy=rollout.kind)
     decision: Decision | None = None
@@ -137,6 +161,30 @@ def drive(cluster: Cluster, rollout: RegionRollout, status: StrategyStatus, now:
     if new.phase != status.phase or new.step != status.step:
         logger.info("status", reason=new.reason, message=new.message, weight=new.weight)
     return Driven(new, decision, snap, writes, True, decision.requeue_after)
+
+
+def unbuildable(status: StrategyStatus, exc: PermanentError, now: datetime, *, logger: Any = None) -> Driven:
+    """The step of a release that cannot be built in the region (it does not render, or renders
+    without what its strategy needs). Building comes before any write, and renders are
+    deterministic, so nothing of this release was ever applied in the region: going forward the
+    strategy fails at once with the message (the release then follows its rollback policy); a
+    rollback has nothing to restore and ends RolledBack. One log line, no traceback."""
+    if status.phase is Phase.ROLLING_BACK and status.step_name == BUILD_STEP:
+        new = status.to(Phase.ROLLED_BACK, now, message=f"{status.message or exc}; nothing of this release was "
+                        "applied in this region (it could not be built): nothing to restore")
+    elif status.phase is Phase.ROLLING_BACK:  # it was built before: what it applied cannot be undone now
+        new = status.to(Phase.FAILED, now, reason=exc.reason, message=f"rollback not possible: {exc}")
+    elif status.phase is Phase.PENDING:  # the strategy never started: nothing applied
+        new = replace(status.to(Phase.FAILED, now, reason=exc.reason, message=str(exc)), step_name=BUILD_STEP)
+    elif status.phase in (Phase.PROGRESSING, Phase.PAUSED):
+        new = status.to(Phase.FAILED, now, reason=exc.reason, message=str(exc))
+    else:
+        return Driven(status, error=str(exc))
+    if new.phase is Phase.ROLLED_BACK:
+        (logger or log).info("region rolled back: the release was never applied here", reason=exc.reason)
+    else:
+        (logger or log).error("region step failed", reason=exc.reason, error=str(exc), phase=new.phase.value)
+    return Driven(new, error=str(exc))
 
 
 def _workload(rollout: RegionRollout, status: StrategyStatus) -> str:

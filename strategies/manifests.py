@@ -18,13 +18,18 @@ from typing import Any
 
 from config.identity import LABEL_COLOR, LABEL_NAME, LABEL_TRACK
 from config.render import Rendered
+from strategies.errors import PermanentError
 from strategies.model import ANNOTATION_APPLIED, ObjectRef
 
 Obj = dict[str, Any]
+INVALID_MANIFESTS = "InvalidManifests"
 
 
-class ManifestError(ValueError):
-    """The rendered manifests lack what the strategy needs (a permanent problem)."""
+class ManifestError(PermanentError, ValueError):
+    """The rendered manifests lack what the strategy needs: permanent, the region fails with it."""
+
+    def __init__(self, message: str, *, reason: str = INVALID_MANIFESTS) -> None:
+        super().__init__(message, reason=reason)
 
 
 def applied_hash(obj: Mapping[str, Any]) -> str:
