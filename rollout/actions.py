@@ -10,11 +10,15 @@ the fix, and nothing acts on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollout.orchestrator import Request
+from rollout.release import ReleasePhase
+
+if TYPE_CHECKING:
+    from rollout.store import StoredRelease
 
 RELEASE_ACTIONS = frozenset({"rollback", "abort", "pause", "resume", "promote"})
 GLOBAL_ACTIONS = frozenset({"drain", "restore"})
@@ -136,3 +140,72 @@ def _known(kind: str, reason: str, by: str, names: dict[str, str], full: bool, k
         if of != app:
             return Rejected(f"spec.{key} {name!r} is a release of {of!r}, not of {app!r}")
     return Checked(kind, reason, by, app, region, names.get("release"), names.get("toRelease"), full)
+
+
+# --- which release an action acts on ---------------------------------------------------------------
+
+P = ReleasePhase
+# The release phases each action changes (as rollout.orchestrator._apply_request handles them).
+ACCEPTS: dict[str, frozenset[ReleasePhase]] = {
+    "pause": frozenset({P.PENDING, P.PROGRESSING}),
+    "resume": frozenset({P.PAUSED}),
+    "promote": frozenset({P.PROGRESSING, P.PAUSED}),
+    "abort": frozenset({P.PROGRESSING, P.PAUSED}),
+    "rollback": frozenset({P.PROGRESSING, P.PAUSED, P.SUCCEEDED}),
+}
+LIVE = (P.PROGRESSING, P.PAUSED, P.ROLLING_BACK)  # the release that holds the app's regions now
+
+
+@dataclass(frozen=True)
+class Target:
+    """The release an action acts on (None: refused) and what to tell the responder."""
+
+    release: str | None
+    note: str
+
+
+def target(checked: Checked, releases: Sequence[StoredRelease]) -> Target:
+    """The app's release a release action acts on: the one named, else the one actually live
+    (progressing, paused or rolling back, even when a newer release waits Pending behind it); a
+    rollback with nothing in progress returns from the latest Succeeded release; a pause may hold
+    a Pending release before it starts. Anything else is refused, saying what the release is."""
+    action, app = checked.action, checked.app or ""
+    ordered = sorted(releases, key=lambda r: (r.created, r.name))
+    accepts = ACCEPTS[action]
+
+    def phase(r: StoredRelease) -> ReleasePhase:
+        return ReleasePhase(r.status.phase)
+
+    def described(r: StoredRelease) -> str:
+        return f"release {r.name} (version {r.spec.version}) is {phase(r).value}"
+
+    if checked.release is not None:
+        named = next((r for r in ordered if r.name == checked.release), None)
+        if named is None:
+            return Target(None, f"release {checked.release!r} does not exist; `rollout history {app}` lists them")
+        if phase(named) not in accepts:
+            return Target(None, f"{described(named)}; {action} applies to a release that is "
+                                f"{' or '.join(sorted(p.value for p in accepts))}")
+        return Target(named.name, f"{described(named)}")
+    live = [r for r in reversed(ordered) if phase(r) in LIVE]
+    chosen = next((r for r in live if phase(r) in accepts), None)
+    if chosen is not None:
+        return Target(chosen.name, described(chosen))
+    if live:
+        hint = "it is already rolling back; `rollout status` shows where" if phase(live[0]) is P.ROLLING_BACK \
+            else f"{action} applies to a release that is {' or '.join(sorted(p.value for p in accepts))}"
+        return Target(None, f"{described(live[0])}: {hint}")
+    pending = [r for r in ordered if phase(r) is P.PENDING]
+    if action == "pause" and pending:
+        return Target(pending[0].name, f"{described(pending[0])}: paused, it will not start until resumed")
+    if action == "rollback":
+        good = [r for r in ordered if phase(r) is P.SUCCEEDED]
+        if good:
+            return Target(good[-1].name, described(good[-1]))
+    if pending:
+        why = pending[0].status.message or "it has not started"
+        return Target(None, f"{described(pending[0])} ({why}): nothing of it is live, so there is nothing to "
+                            f"{action}; `rollout pause {app}` keeps it from starting")
+    latest = f"; the latest {described(ordered[-1])}" if ordered else ""
+    more = f"; `rollout rollback {app}` returns to the release before it" if action == "abort" and ordered else ""
+    return Target(None, f"no release of {app!r} is in progress{latest}{more}")

@@ -238,12 +238,13 @@ class Controller:
         if checked.action in actions.GLOBAL_ACTIONS:
             self._global_action(action, checked, now)
             return
-        target = checked.release or _active_release(by_app.get(checked.app or "", []))
-        if target is None:
-            self._finish_action(action, "Rejected", f"no release to {checked.action} for app {checked.app!r}", now,
-                                warning=True)
+        chosen = actions.target(checked, by_app.get(checked.app or "", []))  # the release actually live
+        if chosen.release is None:
+            self._finish_action(action, "Rejected", chosen.note, now, warning=True)
             return
-        routed[target].append((checked.request(), action))
+        log.info("action routed", action=_action_name(action), kind=checked.action, release=chosen.release,
+                 why=chosen.note)
+        routed[chosen.release].append((checked.request(), action))
 
     def _known(self, by_app: dict[str, list[StoredRelease]]) -> actions.Known:
         """Apps and regions of the last good commit, plus those of the Releases in the cluster."""
@@ -314,11 +315,6 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in (None, 0, 409, 429) or (exc.status or 0) >= 500
     return isinstance(exc, (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError))
-
-
-def _active_release(releases: list[StoredRelease]) -> str | None:
-    active = [r for r in releases if ReleasePhase(r.status.phase) in ACTIVE | {ReleasePhase.SUCCEEDED}]
-    return sorted(active, key=lambda r: (r.created, r.name))[-1].name if active else None
 
 
 def _as_object(release: StoredRelease) -> dict[str, Any]:

@@ -117,6 +117,18 @@ def _verb_and_resource(what: str) -> tuple[str, str]:
     return verb, "releaseactions" if "action" in what else "releases"
 
 
+def acted_on(message: str, releases: list[dict[str, Any]]) -> str:
+    """Which release the controller acted on ("applied to NAME") and where it stands now."""
+    for rel in releases:
+        name = rel["metadata"]["name"]
+        if message.endswith(f" {name}") or f" {name} " in f"{message} ":
+            status = rel.get("status") or {}
+            return (f"acted on release {name} (version {rel['spec']['version']}, commit "
+                    f"{rel['spec']['commit'][:12]}): now {status.get('phase', 'Pending')}"
+                    + (f" — {status['message']}" if status.get("message") else ""))
+    return "acted on: see `rollout status`"
+
+
 def active_release(releases: list[dict[str, Any]]) -> dict[str, Any] | None:
     return releases[-1] if releases else None
 
@@ -294,6 +306,8 @@ def _action_command(action: str, help_text: str, needs_app: bool = True) -> clic
                              to_release=to_release, wait_s=timeout)
         state = result["status"]
         click.echo(f"{action} {target}: {state['state']} — {state.get('message', '')}")
+        if needs_app and state["state"] == "Done":
+            click.echo(acted_on(state.get("message", ""), ops.releases(app)))
         if state["state"] == "Rejected":
             raise SystemExit(1)
 
