@@ -446,7 +446,11 @@ def serve(control_fd: int) -> None:  # pragma: no cover - runs in the helper pro
                 break  # the parent is gone
             for fd in fds:
                 conn = socket.socket(fileno=fd)
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError:  # no process to spare: this render's caller sees EOF (temporary), we go on
+                    conn.close()
+                    continue
                 if pid == 0:
                     _worker(conn, [control.fileno(), wake_r, wake_w])
                 conn.setblocking(False)
