@@ -452,7 +452,7 @@ def serve(control_fd: int) -> None:  # pragma: no cover - runs in the helper pro
                     conn.close()
                     continue
                 if pid == 0:
-                    _worker(conn, [control.fileno(), wake_r, wake_w])
+                    _worker(conn)
                 conn.setblocking(False)
                 workers[pid] = conn
         _reap(workers)
@@ -485,13 +485,23 @@ def _reap(workers: dict[int, socket.socket]) -> None:  # pragma: no cover - runs
             conn.close()
 
 
-def _worker(conn: socket.socket, inherited: list[int]) -> None:  # pragma: no cover - runs in a worker
+def _close_all_but(keep: int) -> None:  # pragma: no cover - runs in a worker
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536)))
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _worker(conn: socket.socket) -> None:  # pragma: no cover - runs in a worker
     code = 0
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in inherited:
-            os.close(fd)
+        _close_all_but(conn.fileno())  # not the control socket, not other renders' sockets
         _send_frame(conn, _FRAME_PID, str(os.getpid()).encode())
         header = _FrameReader(conn, 64 * MiB)
         _, request = header.next(time.monotonic() + 30)
