@@ -87,6 +87,10 @@ def parse_model(model: type[M], data: Any, shown: str, issues: list[Issue]) -> M
             problem, fix = problem_and_fix(err["type"], err["msg"].removeprefix("Value error, "))
             issues.append(Issue(shown, field_path(err["loc"]) or "(top level)", problem, fix))
         return None
+    except Exception as exc:  # noqa: BLE001 - a validator failing unexpectedly (e.g. OverflowError on 10**20 days)
+        issues.append(Issue(shown, "", f"cannot be validated ({type(exc).__name__}: {exc})",
+                            "use ordinary values: numbers and durations of a sensible size"))
+        return None
 
 
 def _without_union_noise(errors: list[Any]) -> list[Any]:

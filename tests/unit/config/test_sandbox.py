@@ -229,6 +229,13 @@ def _values_with_bomb(shop: Path) -> str:
     return text.replace("params:\n", "params:\n" + bomb + "\n", 1)
 
 
+def test_a_value_that_breaks_a_validator_is_an_issue(shop: Path, tmp_path: Path) -> None:
+    huge = "smokeWindow: 99999999999999999999d"
+    plan = (shop / "apps/search/rollout.yaml").read_text().replace("smokeWindow: 5m", huge)
+    messages = load_issues(shop, tmp_path, {"apps/search/rollout.yaml": plan})
+    assert one(messages).startswith("apps/search/rollout.yaml: cannot be validated (OverflowError: ")
+
+
 def test_a_50_mb_values_file_is_refused_before_it_is_read(shop: Path, tmp_path: Path) -> None:
     messages = load_issues(shop, tmp_path, {"apps/search/values.yaml": 50 * sandbox.MiB})
     assert messages == ["apps/search/values.yaml: is 50.0 MiB; repository files are limited to 1 MiB. "
