@@ -3,7 +3,8 @@ render of every app in every region it reaches (templates, images, well-formed o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import jinja2
 
@@ -12,7 +13,7 @@ from config.errors import Issue
 from config.identity import ReleaseIdentity
 from config.render import RenderFailed, render_many
 from config.repository import AppSource, Repository
-from config.schema import AppValues
+from config.schema import AppValues, Plan
 from config.templating import QUERY_VARIABLES, undeclared_variables
 from config.waves import plan_waves, wave_problems
 
@@ -66,10 +67,58 @@ def _render_issues(repo: Repository, app: AppSource) -> list[Issue]:
     identity = validation_identity(app.values)
     issues: set[Issue] = set()
     regions = [region for wave in plan_waves(app.plan, repo.regions) for region in wave.regions]
+    plan_file = repo.relative(app.directory / "rollout.yaml")
     for result in render_many(repo, app.name, regions, identity).values():  # one sandbox child per app
         if isinstance(result, RenderFailed):
             issues.update(result.issues)
+        else:  # what the controller's strategies need from the manifests (strategies.check)
+            issues.update(Issue(plan_file, field, problem, fix)
+                          for field, problem, fix in workload_problems(app.name, app.plan, result.objects))
     return sorted(issues)
+
+
+def traffic_workload(app: str, plan: Plan, objects: Sequence[Mapping[str, Any]]) -> str | None:
+    """The Deployment that takes the traffic of a canary or blue/green release: the plan's
+    strategy.trafficWorkload, else the only Deployment, else the one named after the app; None
+    when there is none (workload_problems says why). Rolling plans have none: every workload rolls."""
+    if plan.strategy.kind == "rolling":
+        return None
+    deployments = [str(o["metadata"]["name"]) for o in objects if o.get("kind") == "Deployment"]
+    if plan.strategy.traffic_workload is not None:
+        return plan.strategy.traffic_workload if plan.strategy.traffic_workload in deployments else None
+    if len(deployments) == 1:
+        return deployments[0]
+    return app if app in deployments else None
+
+
+def workload_problems(app: str, plan: Plan, objects: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """What a release's manifests lack for its plan's strategy, as (plan field, problem, fix): the
+    one rule `rollout validate` and the controller (strategies.check) both apply."""
+    kind = plan.strategy.kind
+    if kind == "rolling":
+        return []
+    deployments = sorted(str(o["metadata"]["name"]) for o in objects if o.get("kind") == "Deployment")
+    named = plan.strategy.traffic_workload
+    out: list[tuple[str, str, str]] = []
+    if traffic_workload(app, plan, objects) is None:
+        if named is not None:
+            out.append(("strategy.trafficWorkload", f"{kind} names Deployment {named!r}, which the manifests do not "
+                        f"render (Deployments: {', '.join(deployments) or 'none'})",
+                        "name one of the rendered Deployments, or render it"))
+        else:
+            out.append(("strategy.trafficWorkload", f"{kind} needs the Deployment that takes the traffic; the "
+                        f"manifests render {len(deployments)} ({', '.join(deployments) or 'none'}) and none is "
+                        f"named after the app {app!r}",
+                        "set strategy.trafficWorkload to the Deployment behind the app's Service"))
+    services = {str(o["metadata"]["name"]): o for o in objects if o.get("kind") == "Service"}
+    if app not in services:
+        out.append(("strategy", f"{kind} routes traffic through a Service named after the app ({app!r}); the "
+                    f"manifests render none", f"add a Service named {app!r} selecting the traffic workload"))
+    elif plan.strategy.canary is not None and plan.strategy.canary.traffic_router == "gatewayAPI" \
+            and not (services[app].get("spec") or {}).get("ports"):
+        out.append(("strategy.canary.trafficRouter", f"Service {app!r} declares no port; the HTTPRoute needs one",
+                    f"add spec.ports to Service {app!r}"))
+    return out
 
 
 def query_issues(shown: str, field: str, source: str) -> Iterator[Issue]:

@@ -179,6 +179,10 @@ class Strategy(Model):
     rolling: RollingStrategy | None = None
     blue_green: BlueGreenStrategy | None = Field(default=None, alias="blueGreen")
     canary: CanaryStrategy | None = None
+    traffic_workload: Name | None = Field(
+        default=None, alias="trafficWorkload",
+        description="canary and blueGreen: the Deployment that takes the traffic (the others roll with the "
+                    "release); default: the only Deployment, or the one named after the app")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:

@@ -32,10 +32,12 @@ def check(rollout: RegionRollout) -> None:
     the rollout is built, before any step, so a bad release fails its region once and at once."""
     from strategies import manifests
 
+    if rollout.kind == "rolling":
+        return  # every workload rolls as rendered: nothing is looked up by name
     for rendered in (rollout.release, rollout.canary_release):
         if rendered is None:
             continue
-        manifests.find(rendered, "Deployment", rollout.app)
+        manifests.find(rendered, "Deployment", rollout.workload)
         manifests.find(rendered, "Service", rollout.app)
         if rollout.kind == "canary" and getattr(rollout.strategy, "traffic_router", "") == "gatewayAPI":
             manifests.service_port(rendered, rollout.app)

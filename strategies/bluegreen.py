@@ -49,10 +49,10 @@ class _BlueGreen:
         assert status.new_color is not None
         self.r, self.spec, self.app = rollout, spec, rollout.app
         self.new, self.old = status.new_color, status.active_color
-        self.total = manifests.total_replicas(rollout.release, rollout.app)
+        self.total = manifests.total_replicas(rollout.release, rollout.workload)
 
     def dep(self, source: Rendered, color: str, replicas: int) -> Obj:
-        return manifests.deployment(source, self.app, name=f"{self.app}-{color}", replicas=replicas,
+        return manifests.deployment(source, self.r.workload, name=f"{self.app}-{color}", replicas=replicas,
                                     extra_labels=manifests.color_labels(color),
                                     progress_deadline=self.spec.progress_deadline)
 
@@ -66,7 +66,7 @@ class _BlueGreen:
                                   extra_selector=manifests.color_labels(self.new))]
 
     def new_colour_objects(self) -> list[Obj]:
-        return [*manifests.others(self.r.release, self.app), *self.preview_service(),
+        return [*manifests.others(self.r.release, self.app, self.r.workload), *self.preview_service(),
                 self.dep(self.r.release, self.new, self.total)]
 
     def hold(self, ctx: Ctx) -> tuple[Action, ...]:
@@ -81,6 +81,7 @@ class _BlueGreen:
             if actions:
                 return engine.wait(*actions)
             return engine.await_rollout(ctx, objs[-1], self.spec.progress_deadline, f"deploy {self.new}") \
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, f"deploy {self.new}") \
                 or engine.done()
         return Step(f"deploy {self.new}", run)
 
@@ -130,11 +131,12 @@ class _BlueGreen:
 
     def restore_old(self, previous: Rendered, old: str) -> Step:
         def run(ctx: Ctx) -> StepResult:
-            objs = [*manifests.others(previous, self.app), self.dep(previous, old, self.total)]
+            objs = [*manifests.others(previous, self.app, self.r.workload), self.dep(previous, old, self.total)]
             actions = engine.converge(objs, ctx.snap, f"restore {previous.identity.number} on {old}")
             if actions:
                 return engine.wait(*actions)
             return engine.await_rollout(ctx, objs[-1], self.spec.progress_deadline, f"restore {old}") \
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, f"restore {old}") \
                 or engine.done()
         return Step(f"restore {old}", run)
 

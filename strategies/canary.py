@@ -34,17 +34,17 @@ class _Canary:
         assert isinstance(spec, CanaryStrategy)
         self.r, self.spec, self.app = rollout, spec, rollout.app
         self.router: TrafficRouter = router_for(spec.traffic_router)
-        self.total = manifests.total_replicas(rollout.release, rollout.app)
+        self.total = manifests.total_replicas(rollout.release, rollout.workload)
         self.canary_rendered = rollout.canary_release or rollout.release
 
     # --- desired objects ---------------------------------------------------------------------
 
     def stable_dep(self, source: Rendered, replicas: int) -> Obj:
-        return manifests.deployment(source, self.app, replicas=replicas,
+        return manifests.deployment(source, self.r.workload, replicas=replicas,
                                     progress_deadline=self.spec.progress_deadline)
 
     def canary_dep(self, replicas: int) -> Obj:
-        return manifests.deployment(self.canary_rendered, self.app, name=f"{self.app}-canary",
+        return manifests.deployment(self.canary_rendered, self.r.workload, name=f"{self.app}-canary",
                                     replicas=replicas,
                                     extra_labels=manifests.track_labels("canary"),
                                     progress_deadline=self.spec.progress_deadline)
@@ -56,7 +56,7 @@ class _Canary:
     def base(self, source: Rendered) -> list[Obj]:
         """Everything but the Deployments and the route: other objects and the three Services."""
         return [
-            *manifests.others(self.r.release, self.app),
+            *manifests.others(self.r.release, self.app, self.r.workload),
             manifests.service(source, self.app),
             manifests.service(source, self.app, name=stable_service(self.app),
                               extra_selector=manifests.track_labels("stable")),
@@ -145,6 +145,7 @@ class _Canary:
             if actions:
                 return engine.wait(*actions)
             return engine.await_rollout(ctx, stable, self.spec.progress_deadline, "promote stable") \
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "promote stable") \
                 or engine.done()
         return Step("promoteStable", run)
 
@@ -182,6 +183,7 @@ class _Canary:
             if actions:
                 return engine.wait(*actions)
             return engine.await_rollout(ctx, stable, self.spec.progress_deadline, "restore stable") \
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "restore stable") \
                 or engine.done()
         return Step("restoreStable", run)
 
@@ -232,11 +234,12 @@ class _Canary:
         def run(ctx: Ctx) -> StepResult:
             new = self.r.release
             stable = self.stable_dep(new, self.total)
-            objs = [*manifests.others(new, self.app), manifests.service(new, self.app), stable]
+            objs = [*manifests.others(new, self.app, self.r.workload), manifests.service(new, self.app), stable]
             actions = engine.converge(objs, ctx.snap, f"first release {new.identity.number}")
             if actions:
                 return engine.wait(*actions)
             return engine.await_rollout(ctx, stable, self.spec.progress_deadline, "first release") \
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "first release") \
                 or engine.done()
         return Step("firstRelease", run)
 

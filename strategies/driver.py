@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from config.identity import ReleaseIdentity
+from config.policies import traffic_workload, workload_problems
 from config.render import Rendered, RenderFailed, render
 from config.repository import Repository
 from regions.analysis.model import Verdict
@@ -34,6 +35,7 @@ from strategies import check, decide, pending_analysis
 from strategies.cluster import Cluster
 from strategies.engine import fail_permanently
 from strategies.errors import Backoff, PermanentError, TemporaryError
+from strategies.manifests import ManifestError, one_shot
 from strategies.model import (
     AnalysisRequest,
     Commands,
@@ -92,11 +94,18 @@ class Renderer:
             if plan.strategy.canary is not None else None
         previous = None if rollback_to is None else \
             self.rendered(rollback_to.commit, app, region, rollback_to.version, "stable")
+        problems = [f"{problem} (rollout.yaml {field}; fix: {fix})" for rendered in (stable, canary) if rendered
+                    for field, problem, fix in workload_problems(app, plan, rendered.objects)]
+        if problems:
+            raise ManifestError(f"release {stable.identity.number} in {region}: {'; '.join(dict.fromkeys(problems))}")
         return RegionRollout(app=app, namespace=plan.target_namespace, region=region, strategy=strategy,
-                             release=stable, previous=previous, canary_release=canary)
+                             release=stable, previous=previous, canary_release=canary,
+                             traffic_workload=traffic_workload(app, plan, stable.objects))
 
     def _render_uncached(self, commit: str, app: str, region: str, version: str, track: str) -> Rendered:
-        return render(self.repository(commit), app, region, ReleaseIdentity(commit, version, track))
+        rendered = render(self.repository(commit), app, region, ReleaseIdentity(commit, version, track))
+        # Jobs are immutable once created: each release gets its own (manifests.one_shot)
+        return replace(rendered, objects=tuple(one_shot(rendered.objects, rendered.identity.number)))
 
 
 @dataclass(frozen=True)

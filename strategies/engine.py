@@ -18,6 +18,7 @@ from regions.analysis.model import Verdict
 from strategies.manifests import Obj, hash_of, ref_of
 from strategies.model import (
     TRANSITIONS,
+    WORKLOAD_KINDS,
     Action,
     Apply,
     Decision,
@@ -144,6 +145,37 @@ def await_rollout(ctx: Ctx, want: Obj, deadline: timedelta, what: str) -> StepRe
         return fail("ProgressDeadlineExceeded",
                     f"{what}: Deployment {name} made no progress for {_human(deadline)} "
                     f"({dep.available}/{dep.spec_replicas} available, {dep.updated} updated)")
+    return wait()
+
+
+def await_workloads(ctx: Ctx, desired: Sequence[Obj], deadline: timedelta, what: str) -> StepResult | None:
+    """None when every workload among `desired` (Deployments, StatefulSets, DaemonSets, Jobs) is
+    applied and healthy by its kind's rules (WorkloadState.problem); else wait, or fail naming the
+    first one that reports a failure or made no progress for `deadline` (progress of any of them
+    restarts the clock, as progressDeadlineSeconds does for one Deployment)."""
+    states = []
+    for obj in desired:
+        if obj.get("kind") not in WORKLOAD_KINDS:
+            continue
+        state = ctx.snap.workload(obj["kind"], obj["metadata"]["name"])
+        if state is None or state.applied_hash != hash_of(obj):
+            return wait()  # the apply has not shown up yet
+        states.append(state)
+    unhealthy = [w for w in states if w.problem is not None]
+    if not unhealthy:
+        return None
+    for w in unhealthy:
+        if w.failed:
+            return fail("ProgressDeadlineExceeded" if w.kind != "Job" else "JobFailed",
+                        f"{what}: {w.kind} {w.name} {w.failed} ({w.problem})")
+    marker = " ".join(w.progress_marker for w in states)
+    status = ctx.status
+    if status.progress_marker != marker or status.progress_since is None:
+        return wait(status=replace(status, progress_marker=marker, progress_since=ctx.now))
+    if ctx.now - status.progress_since >= deadline:
+        first = unhealthy[0]
+        return fail("ProgressDeadlineExceeded", f"{what}: {first.kind} {first.name} made no progress for "
+                    f"{_human(deadline)} ({first.problem})")
     return wait()
 
 

@@ -62,6 +62,13 @@ def classify(status: int | None, reason: str, message: str, *,
         managers = tuple(sorted({str(c.get("message", "")).split('"')[1] for c in causes
                                  if '"' in str(c.get("message", ""))}))
         return ApplyConflict(f"fields owned by another manager: {message}", managers=managers)
+    if status == 422 and "field is immutable" in message:
+        fields = sorted({str(c.get("field")) for c in causes if "immutable" in str(c.get("message", ""))
+                         and c.get("field")}) or ["(see the message)"]
+        return PermanentError(f"{text}. Immutable field {', '.join(fields)}: this object cannot be updated in place. "
+                              "Fix: give the changed object a new name (a Job gets the release number in its name "
+                              "automatically), or delete the live object so that the next release creates it",
+                              reason="ImmutableField", status=status)
     if status is None or status in (408, 409, 429) or status >= 500:
         return TemporaryError(text, status=status)
     names = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 410: "Gone", 422: "Invalid",

@@ -61,10 +61,29 @@ def find(rendered: Rendered, kind: str, name: str) -> Obj:
                         f"(docs/conventions.md: the workload and its Service are named after the app)")
 
 
-def others(rendered: Rendered, app: str) -> list[Obj]:
-    """Rendered objects besides the app's Deployment and entry Service (ConfigMaps, ...), as-is."""
+def others(rendered: Rendered, app: str, workload: str | None = None) -> list[Obj]:
+    """Rendered objects besides the traffic Deployment `workload` (default: named after the app)
+    and the app's entry Service, as-is: ConfigMaps, and the workloads that roll with the release."""
+    workload = workload or app
     return [stamped(o) for o in rendered.objects
-            if not (o.get("kind") in ("Deployment", "Service") and o["metadata"]["name"] == app)]
+            if not ((o.get("kind") == "Deployment" and o["metadata"]["name"] == workload)
+                    or (o.get("kind") == "Service" and o["metadata"]["name"] == app))]
+
+
+def one_shot(objects: Iterable[Obj], number: str, ttl_seconds: int = 3600) -> list[Obj]:
+    """Jobs made safe to apply on every release: a Job's pod template is immutable, so each
+    release creates its own Job, named with the release number (`<name>-<number>`, at most 63
+    characters), and finished ones are cleaned by ttlSecondsAfterFinished (default one hour)
+    unless the manifest sets it. Other objects unchanged."""
+    out = []
+    for obj in objects:
+        if obj.get("kind") == "Job" and not str(obj["metadata"]["name"]).endswith(f"-{number}"):
+            obj = copy.deepcopy(obj)
+            base = str(obj["metadata"]["name"])[: 62 - len(number)].rstrip("-.")
+            obj["metadata"]["name"] = f"{base}-{number}"
+            obj.setdefault("spec", {}).setdefault("ttlSecondsAfterFinished", ttl_seconds)
+        out.append(obj)
+    return out
 
 
 def total_replicas(rendered: Rendered, app: str) -> int:

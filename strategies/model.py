@@ -146,6 +146,12 @@ class RegionRollout:
     previous: Rendered | None = None
     canary_release: Rendered | None = None
     gateway: str = DEFAULT_GATEWAY
+    traffic_workload: str | None = None  # canary/blueGreen: the Deployment taking traffic (default: app)
+
+    @property
+    def workload(self) -> str:
+        """The Deployment a canary or blue/green release shifts traffic to (config.policies)."""
+        return self.traffic_workload or self.app
 
     @property
     def kind(self) -> str:
@@ -202,6 +208,76 @@ class DeploymentState:
         return f"g{self.observed_generation}/u{self.updated}/r{self.ready}/a{self.available}/t{self.replicas}"
 
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """Any workload of a release, with its kind's health rules (`problem`: None when healthy).
+
+    Deployment: the controller saw the latest spec (observedGeneration), every replica updated,
+    available, no old one left. StatefulSet: observedGeneration, the replicas above the partition
+    updated, every replica ready (and available where reported). DaemonSet: observedGeneration,
+    every scheduled pod updated and available, numberUnavailable 0. Job: Complete (Failed fails).
+    """
+
+    kind: str
+    name: str
+    generation: int = 1
+    observed_generation: int = 0
+    desired: int = 1
+    updated: int = 0
+    ready: int = 0
+    available: int | None = 0  # None: not reported (a StatefulSet on an older server)
+    current: int = 0  # Deployment: status.replicas; DaemonSet: numberUnavailable
+    partition: int = 0
+    conditions: tuple[Condition, ...] = ()
+    applied_hash: str | None = None
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    @property
+    def problem(self) -> str | None:
+        if self.kind == "Job":
+            if (c := self.condition("Failed")) is not None and c.status == "True":
+                return f"failed: {c.reason or ''} {c.message or ''}".strip()
+            done = self.condition("Complete")
+            return None if done is not None and done.status == "True" else "not complete yet"
+        if self.observed_generation < self.generation:
+            return f"generation {self.generation} not observed yet"
+        if self.kind == "StatefulSet":
+            if self.updated < self.desired - self.partition:
+                return f"{self.updated}/{self.desired - self.partition} updated above partition {self.partition}"
+            if self.ready < self.desired or (self.available is not None and self.available < self.desired):
+                return f"{self.ready}/{self.desired} ready"
+            return None
+        if self.kind == "DaemonSet":
+            if self.updated < self.desired or (self.available or 0) < self.desired or self.current > 0:
+                return (f"{self.available or 0}/{self.desired} available, {self.updated} updated, "
+                        f"{self.current} unavailable")
+            return None
+        if self.updated != self.desired or (self.available or 0) != self.desired or self.current != self.desired:
+            return f"{self.available or 0}/{self.desired} available, {self.updated} updated, {self.current} in total"
+        return None
+
+    @property
+    def failed(self) -> str | None:
+        """A permanent failure the workload reports itself (deadline exceeded, Job failed), or None."""
+        if self.kind == "Job":
+            c = self.condition("Failed")
+            return self.problem if c is not None and c.status == "True" else None
+        c = self.condition("Progressing")
+        if c is not None and c.status == "False" and c.reason == "ProgressDeadlineExceeded" \
+                and self.observed_generation >= self.generation:
+            return "ProgressDeadlineExceeded"
+        return None
+
+    @property
+    def progress_marker(self) -> str:
+        return f"{self.kind}/{self.name}:g{self.observed_generation}/u{self.updated}/r{self.ready}/a{self.available}"
+
+
 @dataclass(frozen=True)
 class ServiceState:
     name: str
@@ -247,6 +323,7 @@ class Snapshot:
     """Every read a decision needs, gathered before deciding."""
 
     deployments: tuple[DeploymentState, ...] = ()
+    workloads: tuple[WorkloadState, ...] = ()  # every Deployment, StatefulSet, DaemonSet and Job read
     services: tuple[ServiceState, ...] = ()
     routes: tuple[RouteState, ...] = ()
     applied: tuple[tuple[ObjectRef, str | None], ...] = ()  # every observed object -> its applied hash
@@ -255,6 +332,9 @@ class Snapshot:
 
     def deployment(self, name: str) -> DeploymentState | None:
         return next((d for d in self.deployments if d.name == name), None)
+
+    def workload(self, kind: str, name: str) -> WorkloadState | None:
+        return next((w for w in self.workloads if w.kind == kind and w.name == name), None)
 
     def service(self, name: str) -> ServiceState | None:
         return next((s for s in self.services if s.name == name), None)

@@ -9,6 +9,7 @@ from config.identity import LABEL_RELEASE
 from regions.analysis.model import Verdict
 from strategies.manifests import hash_of, ref_of
 from strategies.model import (
+    WORKLOAD_KINDS,
     Commands,
     Condition,
     DeploymentState,
@@ -16,6 +17,7 @@ from strategies.model import (
     RouteState,
     ServiceState,
     Snapshot,
+    WorkloadState,
 )
 
 Raw = Mapping[str, Any]
@@ -40,6 +42,37 @@ def deployment_state(obj: Raw) -> DeploymentState:
     )
 
 
+def workload_state(obj: Raw) -> WorkloadState:
+    """A Deployment, StatefulSet, DaemonSet or Job read from the API, by its kind's status fields."""
+    kind, meta = str(obj.get("kind")), obj.get("metadata") or {}
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    conditions = tuple(Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""),
+                                 str(c.get("message") or "")) for c in status.get("conditions") or [])
+    common: dict[str, Any] = {"kind": kind, "name": str(meta["name"]), "generation": int(meta.get("generation") or 0),
+              "observed_generation": int(status.get("observedGeneration") or 0), "conditions": conditions,
+              "applied_hash": hash_of(obj)}
+    replicas = 1 if spec.get("replicas") is None else int(spec["replicas"])
+    if kind == "DaemonSet":
+        return WorkloadState(**common, desired=int(status.get("desiredNumberScheduled") or 0),
+                             updated=int(status.get("updatedNumberScheduled") or 0),
+                             ready=int(status.get("numberReady") or 0),
+                             available=int(status.get("numberAvailable") or 0),
+                             current=int(status.get("numberUnavailable") or 0))
+    if kind == "StatefulSet":
+        rolling = ((spec.get("updateStrategy") or {}).get("rollingUpdate") or {})
+        available = status.get("availableReplicas")
+        return WorkloadState(**common, desired=replicas, updated=int(status.get("updatedReplicas") or 0),
+                             ready=int(status.get("readyReplicas") or 0),
+                             available=None if available is None else int(available),
+                             current=int(status.get("replicas") or 0), partition=int(rolling.get("partition") or 0))
+    if kind == "Job":
+        return WorkloadState(**common, desired=int(spec.get("completions") or 1),
+                             updated=int(status.get("succeeded") or 0), ready=int(status.get("ready") or 0))
+    return WorkloadState(**common, desired=replicas, updated=int(status.get("updatedReplicas") or 0),
+                         ready=int(status.get("readyReplicas") or 0),
+                         available=int(status.get("availableReplicas") or 0), current=int(status.get("replicas") or 0))
+
+
 def service_state(obj: Raw) -> ServiceState:
     selector = (obj.get("spec") or {}).get("selector") or {}
     return ServiceState(obj["metadata"]["name"], tuple(sorted(selector.items())), hash_of(obj))
@@ -59,6 +92,7 @@ def snapshot(objects: Iterable[Raw], *, analysis: Verdict | None = None,
     applied: list[tuple[ObjectRef, str | None]] = [(ref_of(o), hash_of(o)) for o in objs]
     return Snapshot(
         deployments=tuple(deployment_state(o) for o in objs if o.get("kind") == "Deployment"),
+        workloads=tuple(workload_state(o) for o in objs if o.get("kind") in WORKLOAD_KINDS),
         services=tuple(service_state(o) for o in objs if o.get("kind") == "Service"),
         routes=tuple(route_state(o) for o in objs if o.get("kind") == "HTTPRoute"),
         applied=tuple(applied),

@@ -1,4 +1,10 @@
-"""Rolling update: apply the release's Deployment with the plan's surge bounds and watch it finish."""
+"""Rolling update: apply every object of the release, each workload rolled by its own controller,
+and wait until every workload is healthy by its kind's rules (engine.await_workloads).
+
+Deployments take the plan's surge bounds and progress deadline, except those whose manifest sets
+its own `strategy` (a `Recreate` database stays Recreate); StatefulSets, DaemonSets and Jobs are
+applied as rendered (Jobs once per release, see manifests.one_shot).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,27 @@ from config.schema import RollingStrategy
 from strategies import engine, manifests
 from strategies.engine import Ctx, Step, StepResult
 from strategies.manifests import Obj
-from strategies.model import Decision, RegionRollout, Snapshot, StrategyStatus
+from strategies.model import WORKLOAD_KINDS, Decision, RegionRollout, Snapshot, StrategyStatus
 
 
 def desired(rollout: RegionRollout, rendered: Rendered) -> list[Obj]:
+    """Every object of `rendered`: configuration first, workloads last (they start with it in place)."""
     spec = rollout.strategy
     assert isinstance(spec, RollingStrategy)
-    dep = manifests.deployment(rendered, rollout.app,
-                               rolling={"maxSurge": spec.max_surge, "maxUnavailable": spec.max_unavailable},
-                               progress_deadline=spec.progress_deadline)
-    return [*manifests.others(rendered, rollout.app), manifests.service(rendered, rollout.app), dep]
+    rest: list[Obj] = []
+    workloads: list[Obj] = []
+    for obj in rendered.objects:
+        name = obj["metadata"]["name"]
+        if obj.get("kind") == "Deployment":
+            own = bool((obj.get("spec") or {}).get("strategy")) and name != rollout.app
+            workloads.append(manifests.deployment(
+                rendered, name, progress_deadline=spec.progress_deadline,
+                rolling=None if own else {"maxSurge": spec.max_surge, "maxUnavailable": spec.max_unavailable}))
+        elif obj.get("kind") in WORKLOAD_KINDS:
+            workloads.append(manifests.stamped(obj))
+        else:
+            rest.append(manifests.stamped(obj))
+    return rest + workloads
 
 
 def _apply_and_wait(rendered: Rendered, what: str) -> Step:
@@ -29,7 +46,7 @@ def _apply_and_wait(rendered: Rendered, what: str) -> Step:
             return engine.wait(*actions)
         spec = ctx.rollout.strategy
         assert isinstance(spec, RollingStrategy)
-        return engine.await_rollout(ctx, want[-1], spec.progress_deadline, what) or engine.done()
+        return engine.await_workloads(ctx, want, spec.progress_deadline, what) or engine.done()
     return Step("apply" if what == "roll out" else "restore", run)
 
 

@@ -29,12 +29,18 @@ T0 = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Repository]:
-    """GOOD: the example; BAD: catalog's Deployment renamed (not named after the app)."""
+    """GOOD: the example; BAD: search (blue/green) renders two Deployments, none named after the
+    app, and its plan does not name the traffic one (the guestbook's first problem). `rollout
+    validate` refuses it (test_validate_refuses_what_the_controller_would_fail); this is the
+    controller's own line of defence, for a repository changed under it or an older validator."""
     bad = tmp_path_factory.mktemp("bad") / "shop"
     shutil.copytree(EXAMPLE, bad)
-    manifest = bad / "apps" / "catalog" / "manifests" / "deployment.yaml"
-    manifest.write_text(manifest.read_text().replace("  name: {{ app }}\nspec:", "  name: web\nspec:", 1))
-    return {GOOD: load_repository(EXAMPLE), BAD: load_repository(bad)}
+    loaded = load_repository(bad)  # valid when loaded; the controller renders releases later, from disk
+    manifest = bad / "apps" / "search" / "manifests" / "deployment.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("  name: {{ app }}\nspec:", "  name: web\nspec:", 1))
+    (manifest.parent / "worker.yaml").write_text(text.replace("  name: {{ app }}\nspec:", "  name: worker\nspec:", 1))
+    return {GOOD: load_repository(EXAMPLE), BAD: loaded}
 
 
 class Workspace:
@@ -83,7 +89,7 @@ class Sink:
 
 
 def release(commit: str, created: str, version: str) -> StoredRelease:
-    spec = ReleaseSpec("catalog", commit, version, "p", "d", (PlannedWaveSpec("one", ("eu-west",), 0, 1),))
+    spec = ReleaseSpec("search", commit, version, "p", "d", (PlannedWaveSpec("one", ("eu-west",), 0, 1),))
     return StoredRelease(spec.name, "1", spec, ReleaseStatus(), created)
 
 
@@ -106,7 +112,8 @@ def test_a_release_that_cannot_be_built_fails_once_rolls_back_and_does_not_block
     assert bad.status.phase == ReleasePhase.ROLLED_BACK.value, bad.status.to_dict()
     region = bad.status.regions["eu-west"]
     assert region.phase == RegionPhase.ROLLED_BACK.value
-    assert "renders no Deployment named 'catalog'" in region.message and "InvalidManifests" in region.message
+    assert "blueGreen needs the Deployment that takes the traffic" in region.message
+    assert "strategy.trafficWorkload" in region.message and "InvalidManifests" in region.message
     failed = [e for e in logs if e["event"] == "region step failed"]
     assert len(failed) == 1 and failed[0]["reason"] == "InvalidManifests" and "exc_info" not in failed[0]
     assert [n.event for n in sink.notices].count("failed") == 1
@@ -126,3 +133,11 @@ def test_a_release_whose_rollback_cannot_go_on_does_not_block(repos) -> None:
     assert ReleaseReconciler._blocker(nxt, [stuck, nxt]) is None
     moving = dataclasses.replace(stuck, status=ReleaseStatus.from_dict({"phase": "Progressing"}))
     assert ReleaseReconciler._blocker(nxt, [moving, nxt]) == moving.name
+
+
+def test_validate_refuses_what_the_controller_would_fail(repos) -> None:
+    from config.errors import InvalidRepository
+
+    with pytest.raises(InvalidRepository) as info:
+        load_repository(repos[BAD].root)
+    assert "apps/search/rollout.yaml: strategy.trafficWorkload: blueGreen needs the Deployment" in str(info.value)

@@ -18,7 +18,14 @@ DEADLINE = R.strategy.progress_deadline
 WAITING = StrategyStatus(phase=Phase.PROGRESSING, step=0, step_name="apply", started_at=T0, step_started_at=T0)
 RESTORING = StrategyStatus(phase=Phase.ROLLING_BACK, step=0, step_name="restore", started_at=T0,
                            step_started_at=T0)
-NO_PROGRESS = replace(WAITING, progress_marker="g1/u2/r0/a0/t2", progress_since=T0)
+
+
+def marker(snap) -> str:  # type: ignore[no-untyped-def]
+    """The progress marker of every workload (engine.await_workloads)."""
+    return " ".join(w.progress_marker for w in snap.workloads)
+
+
+NO_PROGRESS = replace(WAITING, progress_marker=marker(world(*NEW, ready=False)), progress_since=T0)
 
 
 CASES = [
@@ -42,7 +49,8 @@ CASES = [
      ["Service/catalog", "Deployment/catalog"], []),
     ("previous release back: rolled back", RESTORING, world(*OLD), T0, Phase.ROLLED_BACK, [],
      ["StepCompleted", "RolledBack"]),
-    ("rollback stuck: failed", replace(RESTORING, progress_marker="g1/u2/r0/a0/t2", progress_since=T0),
+    ("rollback stuck: failed", replace(RESTORING, progress_marker=marker(world(*OLD, ready=False)),
+                                       progress_since=T0),
      world(*OLD, ready=False), T0 + DEADLINE, Phase.FAILED, [], ["Failed"]),
     ("abort while progressing", WAITING, world(*NEW, ready=False, commands=Commands(abort="bad metrics")), T0,
      Phase.ROLLING_BACK, ["Service/catalog", "Deployment/catalog"], ["RollbackStarted"]),

@@ -28,11 +28,12 @@ def renamed(r: RegionRollout) -> RegionRollout:
     return replace(r, release=replace(r.release, objects=tuple(objs)))
 
 
-def test_a_release_without_its_workload_is_refused_when_built() -> None:
+def test_a_release_without_its_traffic_workload_is_refused_when_built() -> None:
     with pytest.raises(ManifestError) as info:
-        check(renamed(rollout("catalog")))
+        check(renamed(rollout("checkout")))  # canary: its traffic Deployment is looked up by name
     assert isinstance(info.value, PermanentError) and info.value.reason == "InvalidManifests"
-    assert "renders no Deployment named 'catalog'" in str(info.value)
+    assert "renders no Deployment named 'checkout'" in str(info.value)
+    check(renamed(rollout("catalog")))  # rolling: every workload rolls, none is looked up by name
 
 
 def test_a_render_failure_is_permanent_and_names_the_problem() -> None:
@@ -50,14 +51,14 @@ def test_an_unbuildable_release_fails_the_step_once_without_writing() -> None:
     cluster = FakeCluster()
 
     def build() -> RegionRollout:
-        bad = renamed(rollout("catalog"))
+        bad = renamed(rollout("checkout"))
         check(bad)
         return bad
 
     with capture_logs() as logs:
         step = drive(cluster, build, StrategyStatus(), T0)
     assert step.status.phase is Phase.FAILED and step.status.reason == "InvalidManifests"
-    assert step.status.step_name == BUILD_STEP and "named 'catalog'" in step.status.message
+    assert step.status.step_name == BUILD_STEP and "named 'checkout'" in step.status.message
     assert not step.transient and step.error and cluster.writes == []
     assert [e["event"] for e in logs] == ["region step failed"] and "exc_info" not in logs[0]
     # the rollback the release's policy starts has nothing to restore: it ends RolledBack at once
