@@ -90,6 +90,8 @@ def with_workloads(r, never_ready: str | None = None):  # type: ignore[no-untype
         db["metadata"]["name"] = "db"
         db["spec"]["replicas"] = 1
         db["spec"]["strategy"] = {"type": "Recreate"}
+        for labels in (db["spec"]["selector"]["matchLabels"], db["spec"]["template"]["metadata"]["labels"]):
+            labels["app.kubernetes.io/component"] = "db"  # its own pods, not the web tier's
         if never_ready == "db":
             db["spec"]["template"]["metadata"]["labels"]["lab.rollout.dev/fault"] = "never-ready"
         job = {"apiVersion": "batch/v1", "kind": "Job",
