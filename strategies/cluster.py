@@ -2,7 +2,8 @@
 
 One class per outside system behind the small `Cluster` protocol. `KubernetesCluster` talks to a
 real API server (kubeconfig path + context): server-side apply with the fixed field manager
-`regional-rollout`, never forcing conflicts; Events on the workload; every API answer classified
+`regional-rollout`, never forcing conflicts, after checking that no object the step writes belongs
+to another app (`check_ownership`); Events on the workload; every API answer classified
 into temporary (retried here with backoff) or permanent errors (raised for the caller to fail the
 step with a reason).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -38,6 +39,14 @@ from strategies.model import (
 from strategies.observe import snapshot
 
 T = TypeVar("T")
+OWNED_BY_ANOTHER_APP = "OwnedByAnotherApp"
+# Namespaces the controller creates: Pod Security admission enforces the default grant's level
+# (config/grants.py, baseline) and warns/audits against restricted. An app granted `privileged`
+# needs a namespace the operator creates and labels (docs/security.md).
+NAMESPACE_POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted",
+}
 log = structlog.get_logger("strategies.cluster")
 ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -112,6 +121,7 @@ class KubernetesCluster:
 
     def execute(self, rollout: RegionRollout, actions: Sequence[Action], *, logger: Any = None) -> int:
         logger = logger or log.bind(app=rollout.app, region=rollout.region, release=rollout.release_number)
+        self.check_ownership(rollout.app, actions)  # before the first write: nothing half-applied
         writes = 0
         for action in actions:
             if isinstance(action, Apply | SetWeights):
@@ -145,6 +155,16 @@ class KubernetesCluster:
             force_conflicts=False, _request_timeout=self.timeout))
         self.writes += 1
 
+    def check_ownership(self, app: str, actions: Sequence[Action]) -> None:
+        """Raise OwnedByAnotherApp when any object the actions would change or delete carries
+        another app's name label: an app never changes or deletes another app's objects."""
+        for ref in action_targets(actions):
+            live = self._get_or_none(lambda ref=ref: self._resource(ref).get(  # type: ignore[misc]
+                name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout).to_dict())
+            problem = owner_problem(app, ref, ((live or {}).get("metadata") or {}).get("labels") or {})
+            if problem:
+                raise PermanentError(problem, reason=OWNED_BY_ANOTHER_APP)
+
     def delete(self, ref: ObjectRef) -> None:
         self._get_or_none(lambda: self._resource(ref).delete(name=ref.name, namespace=ref.namespace,
                                                              _request_timeout=self.timeout))
@@ -176,7 +196,7 @@ class KubernetesCluster:
                                                                    _request_timeout=self.timeout))
         if found is None:
             body = {"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY}}}
+                    "metadata": {"name": namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY, **NAMESPACE_POD_SECURITY}}}
             resource = self._resource(ObjectRef("v1", "Namespace", None, namespace))
             self._call(lambda: resource.server_side_apply(
                 body=body, name=namespace, field_manager=FIELD_MANAGER, force_conflicts=False,
@@ -221,6 +241,30 @@ class KubernetesCluster:
                 log.warning("temporary cluster error, retrying", error=str(error), delay=round(delay, 2))
                 self.sleep(delay)
                 retry += 1
+
+
+def action_targets(actions: Sequence[Action]) -> list[ObjectRef]:
+    """Every object the actions write to (Events excluded), once each, in order."""
+    refs: dict[ObjectRef, None] = {}
+    for action in actions:
+        if isinstance(action, Apply | SetWeights):
+            refs.update((ref_of(o), None) for o in action.objects)
+        elif isinstance(action, Scale) and action.object:
+            refs[ref_of(action.object)] = None
+        elif isinstance(action, Delete):
+            refs[action.ref] = None
+    return list(refs)
+
+
+def owner_problem(app: str, ref: ObjectRef, live_labels: Mapping[str, str]) -> str | None:
+    """Why `app` may not write the live object `ref`, or None. The owner is the app named by the
+    object's app.kubernetes.io/name label, which render stamps on every object (an author cannot
+    choose it); objects without it are left to server-side apply's conflict detection."""
+    owner = live_labels.get(LABEL_NAME)
+    if owner is None or owner == app:
+        return None
+    return (f"{ref} belongs to app {owner!r} (label {LABEL_NAME}={owner}); app {app!r} may not change or "
+            f"delete it. Fix: rename the object in app {app!r}'s manifests, or remove it from app {owner!r} first")
 
 
 def to_cluster_error(exc: BaseException) -> ClusterError:

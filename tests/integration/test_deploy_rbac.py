@@ -41,6 +41,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 REGION_DEPLOY = DEPLOY / "base" / "region"
+REGION_GRANTS = REGION_DEPLOY / "example-grants"  # the example shop's namespaces and RoleBindings
 NS = "rollout-system"
 GROUP = "rollout.dev"
 CONTROLLER_SA = f"system:serviceaccount:{NS}:rollout-controller"
@@ -174,6 +175,7 @@ def installed(lab: Lab, built: list[dict[str, Any]]) -> Iterator[Lab]:
                 *[f"crd/{d['metadata']['name']}" for d in built if d["kind"] == "CustomResourceDefinition"])
     for context in lab.region_contexts.values():
         lab.kubectl(context, "apply", "--server-side", "-k", str(REGION_DEPLOY))
+        lab.kubectl(context, "apply", "--server-side", "-k", str(REGION_GRANTS))
     wait_until(lambda: _policy_problem(lab), 60, "admission policy active")
     try:
         yield lab
@@ -231,8 +233,21 @@ def test_kustomize_builds_offline_with_everything_the_install_needs(built: list[
     assert not [d for d in built if d["kind"] == "ClusterRoleBinding"]
     region = kustomize(REGION_DEPLOY)
     assert only(region, "ClusterRole", "rollout-region-deployer")
-    binding = only(region, "ClusterRoleBinding", "rollout-region-deployer")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rollout-deployer", "namespace": NS}]
+    # The region deployer is bound per granted namespace, never cluster-wide (docs/security.md).
+    assert not [d for d in region if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+    grants = kustomize(REGION_GRANTS)
+    bindings = [d for d in grants if d["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["catalog", "checkout", "inventory", "reviews",
+                                                                     "search"]
+    for binding in bindings:
+        assert binding["roleRef"]["kind"] == "ClusterRole" and binding["roleRef"]["name"] == "rollout-region-deployer"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rollout-deployer", "namespace": NS}]
+    for namespace in (d for d in grants if d["kind"] == "Namespace"):
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    policy = yaml.safe_load(only(built, "ConfigMap", "rollout-policy")["data"]["policy.yaml"])
+    from config.grants import parse_policy
+
+    assert parse_policy(policy).default.namespaces == ("{app}",)
 
 
 def test_no_shipped_role_has_a_wildcard(built: list[dict[str, Any]]) -> None:
@@ -274,6 +289,8 @@ def test_deployment_is_hardened_and_its_args_are_the_clis(built: list[dict[str, 
     assert "/etc/rollout/regions" in mounts
     assert ctx.params["regions_kubeconfig"].startswith("/etc/rollout/regions/") and "KUBECONFIG" not in env
     assert "secret" in volumes[mounts["/etc/rollout/regions"]]
+    assert ctx.params["policy_file"] == "/etc/rollout/policy/policy.yaml"
+    assert volumes[mounts["/etc/rollout/policy"]]["configMap"]["name"] == "rollout-policy"
     pdb = only(built, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
@@ -387,11 +404,12 @@ def test_controller_service_account_can_do_exactly_what_the_code_needs(installed
 
 
 REGION_NEEDS = [
-    Check("get", "/namespaces", None, "checkout"), Check("create", "/namespaces", None),
-    Check("patch", "/namespaces", None, "checkout"),
+    Check("get", "/namespaces", "checkout", "checkout"),
     Check("list", "apps/deployments", "checkout"), Check("create", "apps/deployments", "checkout"),
+    Check("get", "apps/deployments", "checkout", "checkout"),
     Check("patch", "apps/deployments", "checkout", "checkout-canary"),
-    Check("list", "/services", "checkout"), Check("create", "/services", "checkout"),
+    Check("list", "/services", "catalog"), Check("create", "/services", "search"),
+    Check("get", "/services", "checkout", "checkout"),
     Check("patch", "/services", "checkout", "checkout-stable"),
     Check("get", "gateway.networking.k8s.io/httproutes", "checkout", "checkout"),
     Check("create", "gateway.networking.k8s.io/httproutes", "checkout"),
@@ -409,6 +427,12 @@ REGION_MUST_NOT = [
     deny("bind", "rbac.authorization.k8s.io/clusterroles", None),
     deny("create", "/serviceaccounts/token", "rollout-system"), deny("impersonate", "/users", None),
     deny("list", "/nodes", None), deny("update", "/namespaces", None), deny("get", "/configmaps", "kube-system"),
+    # bound per granted namespace only: nothing in kube-system, rollout-system or a namespace not granted
+    deny("create", "/namespaces", None), deny("patch", "/namespaces", "checkout", "checkout"),
+    deny("create", "apps/deployments", "kube-system"), deny("patch", "apps/deployments", "kube-system", "coredns"),
+    deny("create", "apps/deployments", NS), deny("create", "/services", "kube-system"),
+    deny("create", "apps/deployments", "not-granted"), deny("list", "apps/deployments", None),
+    deny("get", "/namespaces", "kube-system", "kube-system"), deny("create", "/events", "kube-system"),
 ]
 
 
@@ -518,6 +542,12 @@ def manifest_args(built: list[dict[str, Any]], overrides: dict[str, str | None])
     return out
 
 
+def _shipped_policy(built: list[dict[str, Any]], tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(only(built, "ConfigMap", "rollout-policy")["data"]["policy.yaml"])
+    return path
+
+
 def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens(
         installed: Lab, built: list[dict[str, Any]], git_server_factory: Callable[..., GitServer],
         people: dict[str, str], tmp_path: Path) -> None:
@@ -541,7 +571,8 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
         "--repo": git.url, "--prometheus-url": None, "--cache-dir": str(tmp_path / "controller" / "cache"),
         "--http-host": "127.0.0.1", "--http-port": str(proc.http_port), "--identity": proc.identity,
         "--webhook-host": "127.0.0.1", "--webhook-port": None,  # the lab process: one loopback listener
-        "--regions-kubeconfig": str(kubeconfig)})  # the Secret's mount path, here a local file
+        "--regions-kubeconfig": str(kubeconfig),  # the Secret's mount path, here a local file
+        "--policy": str(_shipped_policy(built, tmp_path))})  # the ConfigMap's mount, here a local file
     assert "--ref=main" in proc.extra_args and "--lease-seconds=15" in proc.extra_args
     proc.start()
     try:
