@@ -59,7 +59,7 @@ def manifest_files(app: AppSource) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(MANIFEST_SUFFIXES)) if folder.is_dir() else []
 
 
-def template_context(repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity) -> dict:
+def template_context(repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity) -> dict[str, Any]:
     region = repo.regions[region_name]
     params = {**app.values.params, **region.params, **app.values.region_overrides.get(region_name, {})}
     registry = params.get("registry")
@@ -313,7 +313,7 @@ def _check_object(doc: Any) -> Iterator[tuple[str, str, str]]:
         yield from _check_deployment(doc)
 
 
-def _pod_specs(doc: dict) -> Iterator[tuple[str, dict]]:
+def _pod_specs(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     kind = doc.get("kind")
     spec = doc.get("spec") or {}
     if kind == "Pod":
@@ -325,7 +325,7 @@ def _pod_specs(doc: dict) -> Iterator[tuple[str, dict]]:
         yield "spec.jobTemplate.spec.template.spec", ((job.get("template") or {}).get("spec") or {})
 
 
-def _check_pod_spec(path: str, pod_spec: dict) -> Iterator[tuple[str, str, str]]:
+def _check_pod_spec(path: str, pod_spec: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     containers = pod_spec.get("containers")
     if not containers:
         yield f"{path}.containers", "is empty", "list at least one container with a name and an image"
@@ -352,7 +352,7 @@ def image_problem(image: str) -> str | None:
     return None
 
 
-def _check_deployment(doc: dict) -> Iterator[tuple[str, str, str]]:
+def _check_deployment(doc: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     spec = doc.get("spec") or {}
     selector = (spec.get("selector") or {}).get("matchLabels") or {}
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
@@ -363,10 +363,10 @@ def _check_deployment(doc: dict) -> Iterator[tuple[str, str, str]]:
             "make every selector label a pod template label"
 
 
-def _stamp(doc: dict, app: str, namespace: str, region: str, identity: ReleaseIdentity) -> dict:
+def _stamp(doc: dict[str, Any], app: str, namespace: str, region: str, identity: ReleaseIdentity) -> dict[str, Any]:
     """Add identity labels to the object and its pod template; leave selectors alone (immutable)."""
     labels = identity.labels(app, region)
-    out = yaml.safe_load(yaml.safe_dump(doc))  # deep copy through plain YAML types
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(doc))  # deep copy through plain YAML types
     metadata = out.setdefault("metadata", {})
     metadata.setdefault("labels", {}).update(labels)
     metadata.setdefault("annotations", {})[ANNOTATION_COMMIT] = identity.commit

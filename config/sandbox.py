@@ -69,7 +69,7 @@ MAX_YAML_DEPTH = 64  # nesting of mappings and sequences
 MAX_YAML_ALIASES = 100  # aliases (*name) per document stream
 MAX_ALIAS_EXPANSION = 10_000  # nodes that aliases add when expanded
 
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --- limits ---------------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from typing import Any
 import structlog
 import urllib3
 from apscheduler.schedulers.background import BackgroundScheduler
-from kubernetes import client, config
+from kubernetes import client
+from kubernetes import config as kube_config  # not the project's config package
 from kubernetes.client.exceptions import ApiException
 
 from regions.analysis import PrometheusProvider
+from regions.analysis.rate import DEFAULT_DRAIN_QUERY
 from regions.traffic import DNSEndpointTraffic
 from rollout import actions, metrics, notify
 from rollout.cache import WatchCache
@@ -28,7 +30,7 @@ from rollout.http import Endpoints
 from rollout.leader import LeaderElector
 from rollout.notify import Destinations, Dispatcher, KubernetesEvents, SigningKeys
 from rollout.orchestrator import Request
-from rollout.reconciler import ACTIVE, DEFAULT_DRAIN_QUERY, ClusterPool, ReleaseReconciler
+from rollout.reconciler import ACTIVE, ClusterPool, ReleaseReconciler
 from rollout.release import ReleasePhase, now_iso
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
@@ -74,7 +76,7 @@ class Controller:
     def __init__(self, settings: Settings):
         self.s = settings
         self.home = metrics.instrument(
-            config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
+            kube_config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
             if settings.kubeconfig or settings.home_context else _in_cluster_client(), "home")
         self.elector = LeaderElector(self.home, settings.namespace, "rollout-controller", settings.identity,
                                      settings.lease_seconds, settings.renew_seconds, settings.retry_seconds)
@@ -325,6 +327,6 @@ def _as_object(release: StoredRelease) -> dict[str, Any]:
 
 
 def _in_cluster_client() -> client.ApiClient:
-    config.load_incluster_config()
+    kube_config.load_incluster_config()
     return client.ApiClient()
 

@@ -23,11 +23,11 @@ log = structlog.get_logger("rollout.leader")
 
 class _FencedElection(leaderelection.LeaderElection):
     def __init__(self, config: electionconfig.Config, renewed: Callable[[], None]):
-        super().__init__(config)
+        super().__init__(config)  # type: ignore[no-untyped-call]  # the client ships no hints
         self._renewed = renewed
 
     def try_acquire_or_renew(self) -> bool:
-        ok = bool(super().try_acquire_or_renew())
+        ok = bool(super().try_acquire_or_renew())  # type: ignore[no-untyped-call]
         if ok and self.observed_record and self.observed_record.holder_identity == self.election_config.lock.identity:
             self._renewed()
         return ok
@@ -74,4 +74,4 @@ class LeaderElector:
     def run(self, on_start: Callable[[], None]) -> None:
         """Block campaigning; `on_start` runs in its own thread once the lease is ours."""
         self._on_start = on_start
-        self._election.run()
+        self._election.run()  # type: ignore[no-untyped-call]

@@ -78,10 +78,11 @@ class KubernetesCluster:
 
     def __init__(self, kubeconfig: str | None, context: str | None, *, backoff: Backoff | None = None,
                  timeout: float = 15.0, sleep: Callable[[float], None] = time.sleep):
-        from kubernetes import client, config
+        from kubernetes import client
+        from kubernetes import config as kube_config  # not the project's config package
 
         self.context = context or ""
-        self.api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        self.api_client = kube_config.new_client_from_config(
             config_file=kubeconfig, context=context)
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
@@ -210,7 +211,7 @@ class KubernetesCluster:
         if self._dynamic is None:
             from kubernetes.dynamic import DynamicClient
 
-            self._dynamic = self._call(lambda: DynamicClient(self.api_client))  # type: ignore[no-untyped-call]
+            self._dynamic = self._call(lambda: DynamicClient(self.api_client))
         return self._dynamic.resources.get(api_version=ref.api_version, kind=ref.kind)
 
     def _plain(self, model: Any, api_version: str, kind: str) -> dict[str, Any]:

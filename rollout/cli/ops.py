@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 import click
-from kubernetes import client, config
+from kubernetes import client
+from kubernetes import config as kube_config  # not the project's config package
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from rich.console import Console, Group
@@ -31,7 +32,7 @@ class Ops:
 
     def __init__(self, kubeconfig: str | None, context: str | None, namespace: str):
         try:
-            self.api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+            self.api_client = kube_config.new_client_from_config(config_file=kubeconfig, context=context)
         except (ConfigException, FileNotFoundError) as exc:
             raise click.ClickException(f"cannot use kubeconfig: {exc}") from None
         self.custom = client.CustomObjectsApi(self.api_client)
@@ -48,13 +49,14 @@ class Ops:
 
     def releases(self, app: str | None = None) -> list[dict[str, Any]]:
         selector = f"app.kubernetes.io/name={app}" if app else ""
-        items = self.call("list releases", lambda: self.custom.list_namespaced_custom_object(
+        items: list[dict[str, Any]] = self.call("list releases", lambda: self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, RELEASES, label_selector=selector))["items"]
         return sorted(items, key=lambda r: r["metadata"]["creationTimestamp"])
 
     def actions(self) -> list[dict[str, Any]]:
-        return self.call("list actions", lambda: self.custom.list_namespaced_custom_object(
+        items: list[dict[str, Any]] = self.call("list actions", lambda: self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, ACTIONS))["items"]
+        return items
 
     def whoami(self) -> str:
         try:
@@ -84,7 +86,7 @@ class Ops:
         name = created["metadata"]["name"]
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            current = self.call("read the action", lambda: self.custom.get_namespaced_custom_object(
+            current: dict[str, Any] = self.call("read the action", lambda: self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, ACTIONS, name))
             if (current.get("status") or {}).get("state"):
                 return current

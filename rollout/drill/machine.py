@@ -100,8 +100,9 @@ def rollback_start(facts: Facts, now: datetime) -> dict[str, Any]:
     """Step 2: the current release's own status in R, turned to rolling back (keeps blue/green colours)."""
     recorded = StrategyStatus.from_dict(facts.region_strategy) if facts.region_strategy else StrategyStatus()
     base = replace(recorded, phase=StrategyPhase.SUCCEEDED, step=0, finished_at=None)
-    return without_none(base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill",
-                          message="drill: rollback rehearsal").to_dict())
+    status: dict[str, Any] = without_none(base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill",
+                                                  message="drill: rollback rehearsal").to_dict())
+    return status
 
 
 def forward_start(facts: Facts, now: datetime) -> dict[str, Any]:
@@ -110,8 +111,9 @@ def forward_start(facts: Facts, now: datetime) -> dict[str, Any]:
     recorded = StrategyStatus.from_dict(facts.region_strategy) if facts.region_strategy else StrategyStatus()
     base = StrategyStatus(phase=StrategyPhase.SUCCEEDED, active_color=recorded.new_color,
                           new_color=recorded.active_color)
-    return without_none(base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill",
-                                message="drill: roll forward").to_dict())
+    status: dict[str, Any] = without_none(base.to(StrategyPhase.ROLLING_BACK, now, reason="Drill",
+                                                  message="drill: roll forward").to_dict())
+    return status
 
 
 def advance(state: DrillState, obs: Observations, now: datetime) -> tuple[DrillState, list[SetWeight]]:
