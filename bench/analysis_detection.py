@@ -74,10 +74,19 @@ class Table:
     def route(self, app: str, version: str, weight: int = 20) -> None:
         with self.lock:
             self.canaries[app] = (version, weight)
-            self.client.set_static({"regions": {REGION: {
-                a: [{"version": STABLE, "track": "stable", "weight": 100 - w},
-                    {"version": v, "track": "canary", "weight": w}]
-                for a, (v, w) in self.canaries.items()}}})
+            self.client.set_static(
+                {
+                    "regions": {
+                        REGION: {
+                            a: [
+                                {"version": STABLE, "track": "stable", "weight": 100 - w},
+                                {"version": v, "track": "canary", "weight": w},
+                            ]
+                            for a, (v, w) in self.canaries.items()
+                        }
+                    }
+                }
+            )
 
 
 def wait_for_data(url: str, app: str, version: str, timeout_s: float = 30.0) -> None:
@@ -117,10 +126,12 @@ def detect(url: str, table: Table, client: Any, profile: Profile, n: int) -> flo
             client.set_fault("shop", version, profile.fault)
             onset.append(now())
 
-    analyzer = Analyzer(PrometheusProvider(url, timeout_s=2), target("shop", version),
-                        min_requests=MIN_REQUESTS, window=WINDOW)
-    result = run_analysis(analyzer, CHECKS, duration=timedelta(seconds=60), on_poll=on_poll,
-                          deadline=now() + timedelta(seconds=90))
+    analyzer = Analyzer(
+        PrometheusProvider(url, timeout_s=2), target("shop", version), min_requests=MIN_REQUESTS, window=WINDOW
+    )
+    result = run_analysis(
+        analyzer, CHECKS, duration=timedelta(seconds=60), on_poll=on_poll, deadline=now() + timedelta(seconds=90)
+    )
     client.clear_fault("shop", version)
     found = detected_at(result.run, CHECKS)
     if result.outcome is not Verdict.FAILURE or found is None:
@@ -144,12 +155,12 @@ class ReplayClock:
 
 def replay_window(url: str, app: str, version: str, start: datetime, length: timedelta) -> Verdict:
     clock = ReplayClock(start)
-    analyzer = Analyzer(PrometheusProvider(url, timeout_s=5), target(app, version),
-                        min_requests=MIN_REQUESTS, window=WINDOW)
+    analyzer = Analyzer(
+        PrometheusProvider(url, timeout_s=5), target(app, version), min_requests=MIN_REQUESTS, window=WINDOW
+    )
     result = run_analysis(analyzer, CHECKS, duration=length, clock=clock, sleep=clock.sleep)
     if result.outcome is not Verdict.SUCCESS:
-        print(f"  noise {app} @ {start:%H:%M:%S}: {result.outcome.value} ({result.state.reason})",
-              file=sys.stderr)
+        print(f"  noise {app} @ {start:%H:%M:%S}: {result.outcome.value} ({result.state.reason})", file=sys.stderr)
     return result.outcome
 
 
@@ -164,12 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     noise_apps = [f"noise-{i}" for i in range(args.noise_apps)]
     apps = [AppSpec("shop", rate_rps=RATE)] + [AppSpec(a, rate_rps=RATE) for a in noise_apps]
     state = Path(tempfile.mkdtemp(prefix="bench-analysis-"))
-    sim = simulator_process.start(SimulatorConfig(regions=[RegionSpec(REGION, REGION, 1.0)], apps=apps,
-                                                  source="static", static={}, seed=5), state)
+    sim = simulator_process.start(
+        SimulatorConfig(regions=[RegionSpec(REGION, REGION, 1.0)], apps=apps, source="static", static={}, seed=5), state
+    )
     handle = None
     try:
-        handle = prom.start(state, prom.PrometheusConfig(scrape_interval_s=1.0),
-                            targets={"simulator": [sim.target]})
+        handle = prom.start(state, prom.PrometheusConfig(scrape_interval_s=1.0), targets={"simulator": [sim.target]})
         prom.wait_for_target(handle, "simulator")
         client = sim.client()
         table = Table(client)
@@ -206,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<25} {len(got):>3}/{len(times):<3}      {figures}")
     fails = sum(o is Verdict.FAILURE for o in outcomes)
     inconclusive = sum(o is Verdict.INCONCLUSIVE for o in outcomes)
-    print(f"\nnoise-only windows: {len(outcomes)} x {args.window_s:g} s, {len(CHECKS)} checks each: "
-          f"{fails} false alarm(s) (FAIL), {inconclusive} inconclusive, "
-          f"{len(outcomes) - fails - inconclusive} passed")
+    print(
+        f"\nnoise-only windows: {len(outcomes)} x {args.window_s:g} s, {len(CHECKS)} checks each: "
+        f"{fails} false alarm(s) (FAIL), {inconclusive} inconclusive, "
+        f"{len(outcomes) - fails - inconclusive} passed"
+    )
     return 0
 
 

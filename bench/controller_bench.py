@@ -45,9 +45,17 @@ class Bench:
         self.apps = client.AppsV1Api(lab.api_client(lab.region_contexts["eu-canary"]))
 
     def controller(self, poll: float, identity: str) -> ControllerProcess:
-        proc = ControllerProcess(self.lab.kubeconfig, self.lab.home_context, self.git.url, self.state,
-                                 self.traffic.prometheus_url, identity=identity, poll_seconds=poll,
-                                 extra_args=["--analysis-window-seconds", "5"], env={"ROLLOUT_WEBHOOK_SECRET": SECRET})
+        proc = ControllerProcess(
+            self.lab.kubeconfig,
+            self.lab.home_context,
+            self.git.url,
+            self.state,
+            self.traffic.prometheus_url,
+            identity=identity,
+            poll_seconds=poll,
+            extra_args=["--analysis-window-seconds", "5"],
+            env={"ROLLOUT_WEBHOOK_SECRET": SECRET},
+        )
         proc.start().wait_healthy()
         return proc
 
@@ -75,8 +83,12 @@ class Bench:
         if webhook:
             body = b"{}"
             sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            requests.post(f"http://127.0.0.1:{proc.http_port}/webhook/git", data=body,
-                          headers={"X-Hub-Signature-256": sig}, timeout=5)
+            requests.post(
+                f"http://127.0.0.1:{proc.http_port}/webhook/git",
+                data=body,
+                headers={"X-Hub-Signature-256": sig},
+                timeout=5,
+            )
         while not self.canary_region_version_seen(version):
             time.sleep(0.05)
         return time.monotonic() - start
@@ -85,7 +97,7 @@ class Bench:
 def api_calls(proc: ControllerProcess) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in proc.metrics().splitlines():
-        m = re.match(r'rollout_api_calls_total\{(.*)\} ([0-9.e+]+)', line)
+        m = re.match(r"rollout_api_calls_total\{(.*)\} ([0-9.e+]+)", line)
         if not m:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
@@ -107,17 +119,28 @@ def idle_releases(custom: client.CustomObjectsApi, count: int) -> None:
     regions = ["eu-canary", "eu-west", "ap-south", "us-east", "ap-east"]
     for i in range(count):
         commit = hashlib.sha1(f"idle-{i}".encode()).hexdigest()
-        body = {"apiVersion": "rollout.dev/v1alpha1", "kind": "Release",
-                "metadata": {"name": f"idle{i:03d}-{commit[:12]}",
-                             "labels": {"app.kubernetes.io/name": f"idle{i:03d}"}},
-                "spec": {"app": f"idle{i:03d}", "commit": commit, "version": "1.0.0", "planDigest": "x",
-                         "contentDigest": commit, "waves": [{"name": "all", "regions": regions, "smokeSeconds": 60,
-                                                             "maxParallel": 5}]}}
+        body = {
+            "apiVersion": "rollout.dev/v1alpha1",
+            "kind": "Release",
+            "metadata": {"name": f"idle{i:03d}-{commit[:12]}", "labels": {"app.kubernetes.io/name": f"idle{i:03d}"}},
+            "spec": {
+                "app": f"idle{i:03d}",
+                "commit": commit,
+                "version": "1.0.0",
+                "planDigest": "x",
+                "contentDigest": commit,
+                "waves": [{"name": "all", "regions": regions, "smokeSeconds": 60, "maxParallel": 5}],
+            },
+        }
         created = custom.create_namespaced_custom_object("rollout.dev", "v1alpha1", NS, "releases", body)
-        created["status"] = {"phase": "Succeeded", "currentWave": 0,
-                             "regions": {r: {"phase": "Succeeded", "wave": 0} for r in regions}}
-        custom.replace_namespaced_custom_object_status("rollout.dev", "v1alpha1", NS, "releases",
-                                                       created["metadata"]["name"], created)
+        created["status"] = {
+            "phase": "Succeeded",
+            "currentWave": 0,
+            "regions": {r: {"phase": "Succeeded", "wave": 0} for r in regions},
+        }
+        custom.replace_namespaced_custom_object_status(
+            "rollout.dev", "v1alpha1", NS, "releases", created["metadata"]["name"], created
+        )
 
 
 def main() -> None:
@@ -132,8 +155,10 @@ def main() -> None:
         install_crds(lab.kubeconfig, lab.home_context)
         git = GitServer(state / "git").start()
         clone = git.clone(state / "clone")
-        git.commit_files(single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(lab.region_contexts)),
-                         "bench: checkout at lab scale")
+        git.commit_files(
+            single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(lab.region_contexts)),
+            "bench: checkout at lab scale",
+        )
         bench = Bench(lab, traffic, git, state)
         figures: dict[str, str] = {}
 
@@ -164,8 +189,14 @@ def main() -> None:
         bench.git.bump_app_version(APP, "1.7.0")
         bad = bench.wait("1.7.0", {"RolledBack", "Succeeded"})
         status = bad["status"]
-        failing = min(t(m["at"]) for r in status["regions"].values() for run in r.get("analysis", {}).values()
-                      if isinstance(run, dict) for m in run.get("measurements", []) if m["verdict"] == "failure")
+        failing = min(
+            t(m["at"])
+            for r in status["regions"].values()
+            for run in r.get("analysis", {}).values()
+            if isinstance(run, dict)
+            for m in run.get("measurements", [])
+            if m["verdict"] == "failure"
+        )
         reacted = min(t(a["time"]) for a in status["audit"] if a["action"] in ("drain", "rollback-start"))
         figures["failing check -> rollback started"] = f"{reacted - failing:.2f}s (analysis interval 2s)"
         drain = status["drains"][0]

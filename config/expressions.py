@@ -69,19 +69,24 @@ def parse_condition(text: str) -> Condition:
     """Parse and check a condition; raises ConditionError (and nothing else) for any bad input."""
     text = str(text)
     if len(text) > MAX_CONDITION_CHARS:
-        raise ConditionError(f"the condition is {len(text)} characters; at most {MAX_CONDITION_CHARS} are allowed "
-                             "(split it into several checks)")
+        raise ConditionError(
+            f"the condition is {len(text)} characters; at most {MAX_CONDITION_CHARS} are allowed "
+            "(split it into several checks)"
+        )
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ConditionError(f"{text!r} is not a valid condition ({exc.msg}); {_GRAMMAR}") from None
     except (RecursionError, MemoryError, ValueError) as exc:
-        raise ConditionError(f"the condition cannot be parsed ({type(exc).__name__}); "
-                             f"nest at most {MAX_CONDITION_DEPTH} levels") from None
+        raise ConditionError(
+            f"the condition cannot be parsed ({type(exc).__name__}); nest at most {MAX_CONDITION_DEPTH} levels"
+        ) from None
     names: set[str] = set()
     if _depth(tree.body) > MAX_CONDITION_DEPTH:
-        raise ConditionError(f"the condition nests more than {MAX_CONDITION_DEPTH} levels (each operator is one); "
-                             "split it into several checks")
+        raise ConditionError(
+            f"the condition nests more than {MAX_CONDITION_DEPTH} levels (each operator is one); "
+            "split it into several checks"
+        )
     for node in ast.walk(tree):
         _check_node(node, names)
     if not isinstance(tree.body, ast.Compare | ast.BoolOp | ast.UnaryOp):
@@ -90,8 +95,23 @@ def parse_condition(text: str) -> Condition:
 
 
 def _check_node(node: ast.AST, names: set[str]) -> None:
-    allowed = (ast.Expression, ast.Compare, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
-               ast.BinOp, ast.Constant, ast.Name, ast.Load, ast.Call, *_BINARY, *_COMPARE)
+    allowed = (
+        ast.Expression,
+        ast.Compare,
+        ast.BoolOp,
+        ast.And,
+        ast.Or,
+        ast.UnaryOp,
+        ast.Not,
+        ast.USub,
+        ast.BinOp,
+        ast.Constant,
+        ast.Name,
+        ast.Load,
+        ast.Call,
+        *_BINARY,
+        *_COMPARE,
+    )
     if not isinstance(node, allowed):
         raise ConditionError(f"{type(node).__name__} is not allowed in a condition; {_GRAMMAR}")
     if isinstance(node, ast.Constant) and not isinstance(node.value, int | float):
@@ -105,10 +125,13 @@ def _check_node(node: ast.AST, names: set[str]) -> None:
             raise ConditionError(f"only min(), max() and abs() may be called; {_GRAMMAR}")
         low, high = _ARITY[node.func.id]
         if not low <= len(node.args) <= high:
-            wanted = f"exactly {low}" if low == high else f"at least {low}" if len(node.args) < low else \
-                f"at most {high}"
-            raise ConditionError(f"{node.func.id}() takes {wanted} argument{'s' if low > 1 else ''}, "
-                                 f"not {len(node.args)}; e.g. {_EXAMPLES[node.func.id]}")
+            wanted = (
+                f"exactly {low}" if low == high else f"at least {low}" if len(node.args) < low else f"at most {high}"
+            )
+            raise ConditionError(
+                f"{node.func.id}() takes {wanted} argument{'s' if low > 1 else ''}, "
+                f"not {len(node.args)}; e.g. {_EXAMPLES[node.func.id]}"
+            )
 
 
 def _depth(root: ast.AST) -> int:
@@ -120,8 +143,11 @@ def _depth(root: ast.AST) -> int:
         deepest = max(deepest, depth)
         if deepest > MAX_CONDITION_DEPTH:
             return deepest
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
-                     if not isinstance(child, ast.expr_context | ast.operator | ast.cmpop | ast.boolop | ast.unaryop))
+        stack.extend(
+            (child, depth + 1)
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, ast.expr_context | ast.operator | ast.cmpop | ast.boolop | ast.unaryop)
+        )
     return deepest
 
 

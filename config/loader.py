@@ -51,26 +51,46 @@ def read_yaml(root: Path, path: Path, issues: list[Issue]) -> Any:
         confined_path(root, shown)
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            issues.append(Issue(shown, "", f"is {size / MiB:.1f} MiB; repository files are limited to "
-                                f"{MAX_FILE_BYTES // MiB} MiB", "keep large data out of the repository"))
+            issues.append(
+                Issue(
+                    shown,
+                    "",
+                    f"is {size / MiB:.1f} MiB; repository files are limited to {MAX_FILE_BYTES // MiB} MiB",
+                    "keep large data out of the repository",
+                )
+            )
             return _UNREADABLE
         return load_yaml(path.read_text(encoding="utf-8"))
     except OutsideRepository:
-        issues.append(Issue(shown, "", "is a symlink leading outside the repository",
-                            "replace the symlink with the file itself"))
+        issues.append(
+            Issue(shown, "", "is a symlink leading outside the repository", "replace the symlink with the file itself")
+        )
     except YamlRefused as exc:
-        issues.append(Issue(shown, f"line {exc.line}" if exc.line else "", exc.problem,
-                            "write the values out instead of using anchors and aliases, or nest less"))
+        issues.append(
+            Issue(
+                shown,
+                f"line {exc.line}" if exc.line else "",
+                exc.problem,
+                "write the values out instead of using anchors and aliases, or nest less",
+            )
+        )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
-        issues.append(Issue(shown, where, f"is not valid YAML ({getattr(exc, 'problem', exc)})",
-                            "check indentation and quoting"))
+        issues.append(
+            Issue(shown, where, f"is not valid YAML ({getattr(exc, 'problem', exc)})", "check indentation and quoting")
+        )
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(Issue(shown, "", f"cannot be read ({exc.__class__.__name__})", "make it a UTF-8 file"))
     except (RecursionError, MemoryError, ValueError) as exc:
-        issues.append(Issue(shown, "", f"cannot be loaded ({exc.__class__.__name__})",
-                            "simplify the file (less nesting, smaller values)"))
+        issues.append(
+            Issue(
+                shown,
+                "",
+                f"cannot be loaded ({exc.__class__.__name__})",
+                "simplify the file (less nesting, smaller values)",
+            )
+        )
     return _UNREADABLE
 
 
@@ -88,16 +108,23 @@ def parse_model(model: type[M], data: Any, shown: str, issues: list[Issue]) -> M
             issues.append(Issue(shown, field_path(err["loc"]) or "(top level)", problem, fix))
         return None
     except Exception as exc:  # noqa: BLE001 - a validator failing unexpectedly (e.g. OverflowError on 10**20 days)
-        issues.append(Issue(shown, "", f"cannot be validated ({type(exc).__name__}: {exc})",
-                            "use ordinary values: numbers and durations of a sensible size"))
+        issues.append(
+            Issue(
+                shown,
+                "",
+                f"cannot be validated ({type(exc).__name__}: {exc})",
+                "use ordinary values: numbers and durations of a sensible size",
+            )
+        )
         return None
 
 
 def _without_union_noise(errors: list[Any]) -> list[Any]:
     """Drop "should be 'auto'" when the user clearly wrote the other branch of a union (a list)."""
     branch_errors = {e["loc"][0] for e in errors if e["type"] != "literal_error" and len(e["loc"]) > 2}
-    return [e for e in errors if not (e["type"] == "literal_error" and len(e["loc"]) == 2
-                                       and e["loc"][0] in branch_errors)]
+    return [
+        e for e in errors if not (e["type"] == "literal_error" and len(e["loc"]) == 2 and e["loc"][0] in branch_errors)
+    ]
 
 
 def _load_regions(root: Path, issues: list[Issue]) -> dict[str, Region]:
@@ -112,11 +139,23 @@ def _load_regions(root: Path, issues: list[Issue]) -> dict[str, Region]:
         if region is None:
             continue
         if region.name in regions:
-            issues.append(Issue(shown, "name", f"region {region.name!r} is declared twice",
-                                "give each region one file and a unique name"))
+            issues.append(
+                Issue(
+                    shown,
+                    "name",
+                    f"region {region.name!r} is declared twice",
+                    "give each region one file and a unique name",
+                )
+            )
         elif path.stem != region.name:
-            issues.append(Issue(shown, "name", f"{region.name!r} differs from the file name",
-                                f"rename the file to regions/{region.name}.yaml"))
+            issues.append(
+                Issue(
+                    shown,
+                    "name",
+                    f"{region.name!r} differs from the file name",
+                    f"rename the file to regions/{region.name}.yaml",
+                )
+            )
         regions[region.name] = region
     return regions
 
@@ -131,8 +170,14 @@ def _load_apps(root: Path, issues: list[Issue]) -> dict[str, AppSource]:
         plan = _load_file(root, directory / "rollout.yaml", Plan, issues)
         values = _load_file(root, directory / "values.yaml", AppValues, issues)
         if plan is not None and plan.app != directory.name:
-            issues.append(Issue(f"apps/{directory.name}/rollout.yaml", "app",
-                                f"{plan.app!r} differs from the folder name", f"set app: {directory.name}"))
+            issues.append(
+                Issue(
+                    f"apps/{directory.name}/rollout.yaml",
+                    "app",
+                    f"{plan.app!r} differs from the folder name",
+                    f"set app: {directory.name}",
+                )
+            )
         elif plan is not None and values is not None:
             apps[plan.app] = AppSource(plan.app, directory, plan, values)
     return apps

@@ -33,9 +33,16 @@ def app_issues(repo: Repository, app: AppSource) -> list[Issue]:
     problems = wave_problems(app.plan, repo.regions)
     issues = [Issue(plan_file, p.field, p.problem, p.fix) for p in problems]
     issues += list(_analysis_issues(plan_file, app))
-    issues += [Issue(values_file, f"regionOverrides.{name}", f"unknown region {name!r}",
-                     f"use one of {', '.join(sorted(repo.regions))}")
-               for name in app.values.region_overrides if name not in repo.regions]
+    issues += [
+        Issue(
+            values_file,
+            f"regionOverrides.{name}",
+            f"unknown region {name!r}",
+            f"use one of {', '.join(sorted(repo.regions))}",
+        )
+        for name in app.values.region_overrides
+        if name not in repo.regions
+    ]
     if not problems:
         issues += _render_issues(repo, app)
     return issues
@@ -72,8 +79,10 @@ def _render_issues(repo: Repository, app: AppSource) -> list[Issue]:
         if isinstance(result, RenderFailed):
             issues.update(result.issues)
         else:  # what the controller's strategies need from the manifests (strategies.check)
-            issues.update(Issue(plan_file, field, problem, fix)
-                          for field, problem, fix in workload_problems(app.name, app.plan, result.objects))
+            issues.update(
+                Issue(plan_file, field, problem, fix)
+                for field, problem, fix in workload_problems(app.name, app.plan, result.objects)
+            )
     return sorted(issues)
 
 
@@ -102,22 +111,45 @@ def workload_problems(app: str, plan: Plan, objects: Sequence[Mapping[str, Any]]
     out: list[tuple[str, str, str]] = []
     if traffic_workload(app, plan, objects) is None:
         if named is not None:
-            out.append(("strategy.trafficWorkload", f"{kind} names Deployment {named!r}, which the manifests do not "
-                        f"render (Deployments: {', '.join(deployments) or 'none'})",
-                        "name one of the rendered Deployments, or render it"))
+            out.append(
+                (
+                    "strategy.trafficWorkload",
+                    f"{kind} names Deployment {named!r}, which the manifests do not "
+                    f"render (Deployments: {', '.join(deployments) or 'none'})",
+                    "name one of the rendered Deployments, or render it",
+                )
+            )
         else:
-            out.append(("strategy.trafficWorkload", f"{kind} needs the Deployment that takes the traffic; the "
-                        f"manifests render {len(deployments)} ({', '.join(deployments) or 'none'}) and none is "
-                        f"named after the app {app!r}",
-                        "set strategy.trafficWorkload to the Deployment behind the app's Service"))
+            out.append(
+                (
+                    "strategy.trafficWorkload",
+                    f"{kind} needs the Deployment that takes the traffic; the "
+                    f"manifests render {len(deployments)} ({', '.join(deployments) or 'none'}) and none is "
+                    f"named after the app {app!r}",
+                    "set strategy.trafficWorkload to the Deployment behind the app's Service",
+                )
+            )
     services = {str(o["metadata"]["name"]): o for o in objects if o.get("kind") == "Service"}
     if app not in services:
-        out.append(("strategy", f"{kind} routes traffic through a Service named after the app ({app!r}); the "
-                    f"manifests render none", f"add a Service named {app!r} selecting the traffic workload"))
-    elif plan.strategy.canary is not None and plan.strategy.canary.traffic_router == "gatewayAPI" \
-            and not (services[app].get("spec") or {}).get("ports"):
-        out.append(("strategy.canary.trafficRouter", f"Service {app!r} declares no port; the HTTPRoute needs one",
-                    f"add spec.ports to Service {app!r}"))
+        out.append(
+            (
+                "strategy",
+                f"{kind} routes traffic through a Service named after the app ({app!r}); the manifests render none",
+                f"add a Service named {app!r} selecting the traffic workload",
+            )
+        )
+    elif (
+        plan.strategy.canary is not None
+        and plan.strategy.canary.traffic_router == "gatewayAPI"
+        and not (services[app].get("spec") or {}).get("ports")
+    ):
+        out.append(
+            (
+                "strategy.canary.trafficRouter",
+                f"Service {app!r} declares no port; the HTTPRoute needs one",
+                f"add spec.ports to Service {app!r}",
+            )
+        )
     return out
 
 
@@ -128,8 +160,7 @@ def query_issues(shown: str, field: str, source: str) -> Iterator[Issue]:
         yield Issue(shown, field, f"template syntax error: {exc.message}", "close every {{ ... }}")
         return
     for name in sorted(unknown):
-        yield Issue(shown, field, f"unknown variable {name!r}",
-                    f"use only {', '.join(sorted(QUERY_VARIABLES))}")
+        yield Issue(shown, field, f"unknown variable {name!r}", f"use only {', '.join(sorted(QUERY_VARIABLES))}")
 
 
 def validation_identity(values: AppValues) -> ReleaseIdentity:

@@ -31,8 +31,18 @@ from config.sources.tools import ToolUnavailable
 from config.templating import OutsideRepository, TemplateTooLarge, confined_path, environment
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
-CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                            "PriorityClass", "StorageClass", "IngressClass", "GatewayClass"})
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "PriorityClass",
+        "StorageClass",
+        "IngressClass",
+        "GatewayClass",
+    }
+)
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -50,8 +60,7 @@ class Rendered:
     objects: tuple[dict[str, Any], ...]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump_all(list(self.objects), sort_keys=True, default_flow_style=False,
-                                  explicit_start=True)
+        return yaml.safe_dump_all(list(self.objects), sort_keys=True, default_flow_style=False, explicit_start=True)
 
 
 def manifest_files(app: AppSource) -> list[Path]:
@@ -73,8 +82,13 @@ def template_context(repo: Repository, app: AppSource, region_name: str, identit
         "version": identity.version,
         "image": ref,
         "release": {"number": identity.number, "commit": identity.commit, "track": identity.track},
-        "region": {"name": region.name, "tier": region.tier.value, "cluster": region.cluster,
-                   "trafficShare": region.traffic_share, "characteristics": dict(region.characteristics)},
+        "region": {
+            "name": region.name,
+            "tier": region.tier.value,
+            "cluster": region.cluster,
+            "trafficShare": region.traffic_share,
+            "characteristics": dict(region.characteristics),
+        },
         "params": params,
     }
 
@@ -92,9 +106,14 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
         objects, issues = _render_external(repo, app, region_name, identity)
         manifests = repo.relative(app.directory)
     # the operator's policy (config/grants.py): nothing outside the app's grant renders
-    issues += violations(objects, repo.grants.grant_for(app.name), app=app.name,
-                         namespace=app.plan.target_namespace, manifests=manifests,
-                         plan_file=repo.relative(app.directory / "rollout.yaml"))
+    issues += violations(
+        objects,
+        repo.grants.grant_for(app.name),
+        app=app.name,
+        namespace=app.plan.target_namespace,
+        manifests=manifests,
+        plan_file=repo.relative(app.directory / "rollout.yaml"),
+    )
     if issues:
         raise RenderFailed(issues)
     return Rendered(app_name, region_name, identity, tuple(objects))
@@ -108,8 +127,9 @@ _LIMIT_FIXES = {
 }
 
 
-def render_many(repo: Repository, app_name: str, region_names: Sequence[str],
-                identity: ReleaseIdentity) -> dict[str, Rendered | RenderFailed]:
+def render_many(
+    repo: Repository, app_name: str, region_names: Sequence[str], identity: ReleaseIdentity
+) -> dict[str, Rendered | RenderFailed]:
     """`render` for several regions of one app: a Jinja app renders all of them in one sandbox child
     (validation renders every region; one child per app instead of one per region)."""
     app = repo.apps[app_name]
@@ -128,8 +148,9 @@ def render_many(repo: Repository, app_name: str, region_names: Sequence[str],
 
 
 _Result = tuple[list[dict[str, Any]], list[Issue]]
-_PRERENDERED: contextvars.ContextVar[dict[tuple[int, str, str, ReleaseIdentity], _Result] | None] = \
+_PRERENDERED: contextvars.ContextVar[dict[tuple[int, str, str, ReleaseIdentity], _Result] | None] = (
     contextvars.ContextVar("prerendered", default=None)
+)
 
 
 def _render_sandboxed(repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity) -> _Result:
@@ -139,8 +160,9 @@ def _render_sandboxed(repo: Repository, app: AppSource, region_name: str, identi
     return _sandbox_regions(repo, app, [region_name], identity)[region_name]
 
 
-def _sandbox_regions(repo: Repository, app: AppSource, regions: list[str],
-                     identity: ReleaseIdentity) -> dict[str, _Result]:
+def _sandbox_regions(
+    repo: Repository, app: AppSource, regions: list[str], identity: ReleaseIdentity
+) -> dict[str, _Result]:
     """Run `_render_regions_here` in one sandbox child with only what it needs (absolute paths: the
     child's working directory is /). A limit hit stops the whole batch: every region gets the issue."""
     limits = current_limits()
@@ -149,8 +171,12 @@ def _sandbox_regions(repo: Repository, app: AppSource, regions: list[str],
     needed = Repository(root=root, regions={name: repo.regions[name] for name in regions}, apps={app.name: local})
     manifests = repo.relative(app.directory / "manifests")
     try:
-        results = sandbox.call("config.render:_render_regions_here", (needed, app.name, regions, identity, limits),
-                               limits, answers=len(regions))
+        results = sandbox.call(
+            "config.render:_render_regions_here",
+            (needed, app.name, regions, identity, limits),
+            limits,
+            answers=len(regions),
+        )
     except sandbox.LimitExceeded as exc:
         issue = Issue(exc.where or manifests, "", str(exc), _LIMIT_FIXES.get(exc.limit, "render less"))
         return {name: ([], [issue]) for name in regions}
@@ -160,8 +186,14 @@ def _sandbox_regions(repo: Repository, app: AppSource, regions: list[str],
     return {name: (list(results[name][0]), list(results[name][1])) for name in regions}
 
 
-def _render_regions_here(progress: Callable[[str], None], repo: Repository, app_name: str, regions: list[str],
-                         identity: ReleaseIdentity, limits: Limits) -> dict[str, _Result]:
+def _render_regions_here(
+    progress: Callable[[str], None],
+    repo: Repository,
+    app_name: str,
+    regions: list[str],
+    identity: ReleaseIdentity,
+    limits: Limits,
+) -> dict[str, _Result]:
     """In the sandbox child: each region's objects and issues, templates compiled once."""
     env = environment(repo.apps[app_name].directory)
     return {name: _render_here(progress, repo, app_name, name, identity, limits, env) for name in regions}
@@ -171,8 +203,15 @@ class _OutputCap(Exception):
     pass
 
 
-def _render_here(progress: Callable[[str], None], repo: Repository, app_name: str, region_name: str,
-                 identity: ReleaseIdentity, limits: Limits, env: jinja2.Environment | None = None) -> _Result:
+def _render_here(
+    progress: Callable[[str], None],
+    repo: Repository,
+    app_name: str,
+    region_name: str,
+    identity: ReleaseIdentity,
+    limits: Limits,
+    env: jinja2.Environment | None = None,
+) -> _Result:
     """In the sandbox child: the objects and the issues of one app in one region."""
     app = repo.apps[app_name]
     context = template_context(repo, app, region_name, identity)
@@ -181,8 +220,14 @@ def _render_here(progress: Callable[[str], None], repo: Repository, app_name: st
     objects: list[dict[str, Any]] = []
     files = manifest_files(app)
     if not files:
-        issues.append(Issue(repo.relative(app.directory / "manifests"), "", "no manifest templates found",
-                            "add at least one *.yaml template"))
+        issues.append(
+            Issue(
+                repo.relative(app.directory / "manifests"),
+                "",
+                "no manifest templates found",
+                "add at least one *.yaml template",
+            )
+        )
     budget = limits.output_bytes
     for path in files:
         shown = repo.relative(path)
@@ -194,30 +239,60 @@ def _render_here(progress: Callable[[str], None], repo: Repository, app_name: st
             budget -= len(text)
             docs = [d for d in load_yaml_all(text, limits.output_bytes) if d is not None]
         except OutsideRepository as exc:
-            issues.append(Issue(shown, "", f"template reaches outside the app directory: {exc}",
-                                "keep templates and includes inside apps/<app>/"))
+            issues.append(
+                Issue(
+                    shown,
+                    "",
+                    f"template reaches outside the app directory: {exc}",
+                    "keep templates and includes inside apps/<app>/",
+                )
+            )
             continue
         except TemplateTooLarge as exc:
             issues.append(Issue(shown, "", str(exc), "split the template or move data out of the repository"))
             continue
         except SecurityError as exc:
-            issues.append(Issue(shown, _template_line(exc), f"the template sandbox refused: {exc}",
-                                "templates may read values and call filters, not reach into Python objects"))
+            issues.append(
+                Issue(
+                    shown,
+                    _template_line(exc),
+                    f"the template sandbox refused: {exc}",
+                    "templates may read values and call filters, not reach into Python objects",
+                )
+            )
             continue
         except jinja2.UndefinedError as exc:
-            issues.append(Issue(shown, _template_line(exc), f"undefined variable: {exc.message}",
-                                "define it in values.yaml params or the region's params, or use | default(...)"))
+            issues.append(
+                Issue(
+                    shown,
+                    _template_line(exc),
+                    f"undefined variable: {exc.message}",
+                    "define it in values.yaml params or the region's params, or use | default(...)",
+                )
+            )
             continue
         except jinja2.TemplateError as exc:
             issues.append(Issue(shown, _template_line(exc), f"template error: {exc}", "correct the template"))
             continue
         except YamlRefused as exc:
-            issues.append(Issue(shown, f"line {exc.line}" if exc.line else "", f"rendered YAML {exc.problem}",
-                                "write the objects out instead of using anchors and aliases"))
+            issues.append(
+                Issue(
+                    shown,
+                    f"line {exc.line}" if exc.line else "",
+                    f"rendered YAML {exc.problem}",
+                    "write the objects out instead of using anchors and aliases",
+                )
+            )
             continue
         except yaml.YAMLError as exc:
-            issues.append(Issue(shown, "", f"rendered text is not YAML: {exc}".replace("\n", " "),
-                                "check indentation and quoting of rendered values"))
+            issues.append(
+                Issue(
+                    shown,
+                    "",
+                    f"rendered text is not YAML: {exc}".replace("\n", " "),
+                    "check indentation and quoting of rendered values",
+                )
+            )
             continue
         except _OutputCap:
             issues.append(Issue(shown, "", f"render exceeded {limits.describe('output')}", _LIMIT_FIXES["output"]))
@@ -226,41 +301,71 @@ def _render_here(progress: Callable[[str], None], repo: Repository, app_name: st
             issues.append(Issue(shown, "", f"render exceeded {limits.describe('memory')}", _LIMIT_FIXES["memory"]))
             return [], issues
         except RecursionError:
-            issues.append(Issue(shown, _traceback_line(path), "template error: recursion too deep (a macro that "
-                                "calls itself?)", "end the recursion or use a loop"))
+            issues.append(
+                Issue(
+                    shown,
+                    _traceback_line(path),
+                    "template error: recursion too deep (a macro that calls itself?)",
+                    "end the recursion or use a loop",
+                )
+            )
             continue
         except Exception as exc:  # noqa: BLE001 - every failure of a template is an issue of its file
-            issues.append(Issue(shown, _traceback_line(path), f"template failed: {type(exc).__name__}: {exc}",
-                                "correct the template (e.g. guard the division or the argument)"))
+            issues.append(
+                Issue(
+                    shown,
+                    _traceback_line(path),
+                    f"template failed: {type(exc).__name__}: {exc}",
+                    "correct the template (e.g. guard the division or the argument)",
+                )
+            )
             continue
         for index, doc in enumerate(docs):
             _accept(doc, shown, index, app, region_name, identity, objects, issues)
     return objects, issues
 
 
-def _accept(doc: Any, shown: str, index: int, app: AppSource, region_name: str, identity: ReleaseIdentity,
-            objects: list[dict[str, Any]], issues: list[Issue]) -> None:
+def _accept(
+    doc: Any,
+    shown: str,
+    index: int,
+    app: AppSource,
+    region_name: str,
+    identity: ReleaseIdentity,
+    objects: list[dict[str, Any]],
+    issues: list[Issue],
+) -> None:
     """What every source's output goes through: the object checks, then the identity labels."""
     problems = list(_check_object(doc))
     field_prefix = f"document[{index}]"
-    issues += [Issue(shown, f"{field_prefix}.{field}" if field else field_prefix, problem, fix)
-               for field, problem, fix in problems]
+    issues += [
+        Issue(shown, f"{field_prefix}.{field}" if field else field_prefix, problem, fix)
+        for field, problem, fix in problems
+    ]
     if not problems:
         objects.append(_stamp(doc, app.name, app.plan.target_namespace, region_name, identity))
 
 
-def _render_external(repo: Repository, app: AppSource, region_name: str,
-                     identity: ReleaseIdentity) -> tuple[list[dict[str, Any]], list[Issue]]:
+def _render_external(
+    repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity
+) -> tuple[list[dict[str, Any]], list[Issue]]:
     """A Helm or Kustomize source: the pinned tool in a limited child process (config/sources/),
     then the same checks and labels as Jinja output."""
     try:
-        documents = sources.documents(repo, app, region_name, identity,
-                                      template_context(repo, app, region_name, identity))
+        documents = sources.documents(
+            repo, app, region_name, identity, template_context(repo, app, region_name, identity)
+        )
     except sources.SourceFailed as failed:
         return [], list(failed.issues)
     except ToolUnavailable as exc:
-        return [], [Issue(repo.relative(app.directory / "rollout.yaml"), f"source.{app.plan.source.kind}",
-                          f"cannot render: {exc}", "install the pinned tools (deploy/tools/build.sh)")]
+        return [], [
+            Issue(
+                repo.relative(app.directory / "rollout.yaml"),
+                f"source.{app.plan.source.kind}",
+                f"cannot render: {exc}",
+                "install the pinned tools (deploy/tools/build.sh)",
+            )
+        ]
     objects: list[dict[str, Any]] = []
     issues: list[Issue] = []
     for document in documents:
@@ -359,8 +464,11 @@ def _check_deployment(doc: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     if not selector:
         yield "spec.selector.matchLabels", "is missing", "select the pod template's labels"
     elif any(labels.get(k) != v for k, v in selector.items()):
-        yield "spec.selector.matchLabels", "does not match spec.template.metadata.labels", \
-            "make every selector label a pod template label"
+        yield (
+            "spec.selector.matchLabels",
+            "does not match spec.template.metadata.labels",
+            "make every selector label a pod template label",
+        )
 
 
 def _stamp(doc: dict[str, Any], app: str, namespace: str, region: str, identity: ReleaseIdentity) -> dict[str, Any]:

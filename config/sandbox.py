@@ -98,8 +98,12 @@ def limits_from_env(value: str | None = None) -> Limits:
     """Limits from ROLLOUT_RENDER_LIMITS, e.g. "wall=10,cpu=10,memory=512,output=8" (seconds, seconds,
     MiB, MiB); keys left out keep their defaults. Raises ValueError naming the variable."""
     text = os.environ.get("ROLLOUT_RENDER_LIMITS", "") if value is None else value
-    fields = {"wall": ("wall_seconds", 1.0), "cpu": ("cpu_seconds", 1), "memory": ("memory_bytes", MiB),
-              "output": ("output_bytes", MiB)}
+    fields = {
+        "wall": ("wall_seconds", 1.0),
+        "cpu": ("cpu_seconds", 1),
+        "memory": ("memory_bytes", MiB),
+        "output": ("output_bytes", MiB),
+    }
     changes: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, _, number = part.partition("=")
@@ -109,8 +113,10 @@ def limits_from_env(value: str | None = None) -> Limits:
             if amount <= 0:
                 raise ValueError
         except (KeyError, ValueError):
-            raise ValueError(f"ROLLOUT_RENDER_LIMITS: {part!r} is not one of wall=SECONDS, cpu=SECONDS, "
-                             "memory=MIB, output=MIB with a positive number") from None
+            raise ValueError(
+                f"ROLLOUT_RENDER_LIMITS: {part!r} is not one of wall=SECONDS, cpu=SECONDS, "
+                "memory=MIB, output=MIB with a positive number"
+            ) from None
         changes[name] = amount if name == "wall_seconds" else max(1, int(amount * unit))
     return replace(Limits(), **changes)
 
@@ -204,8 +210,7 @@ def check_yaml(text: str, max_bytes: int = MAX_FILE_BYTES) -> None:
             size = anchors.get(str(event.anchor), 1)
             expanded += size
             if expanded > MAX_ALIAS_EXPANSION:
-                raise YamlRefused(f"aliases expand to more than {MAX_ALIAS_EXPANSION} nodes "
-                                  "(an alias bomb)", line)
+                raise YamlRefused(f"aliases expand to more than {MAX_ALIAS_EXPANSION} nodes (an alias bomb)", line)
         elif isinstance(event, yaml.ScalarEvent):
             size, anchor = 1, event.anchor
         elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
@@ -239,10 +244,17 @@ def load_yaml_all(text: str, max_bytes: int = MAX_FILE_BYTES) -> list[Any]:
 
 _HEADER = struct.Struct("!cI")
 _FRAME_PID, _FRAME_FILE, _FRAME_RESULT, _FRAME_ERROR, _FRAME_MEMORY, _FRAME_EXIT = (bytes([c]) for c in b"PFRKMX")
-_SAFE_CLASSES = {("builtins", name) for name in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes",
-                                                 "int", "float", "bool", "complex")}
-_SAFE_CLASSES |= {("datetime", "datetime"), ("datetime", "date"), ("datetime", "timezone"),
-                  ("datetime", "timedelta"), ("config.errors", "Issue")}
+_SAFE_CLASSES = {
+    ("builtins", name)
+    for name in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float", "bool", "complex")
+}
+_SAFE_CLASSES |= {
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "timezone"),
+    ("datetime", "timedelta"),
+    ("config.errors", "Issue"),
+}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -284,8 +296,12 @@ class _ForkServer:
         return ours
 
     def _running(self) -> socket.socket:
-        if self._proc is not None and self._control is not None and self._owner == os.getpid() \
-                and self._proc.poll() is None:
+        if (
+            self._proc is not None
+            and self._control is not None
+            and self._owner == os.getpid()
+            and self._proc.poll() is None
+        ):
             return self._control
         self._stop()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -293,7 +309,11 @@ class _ForkServer:
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
                 [sys.executable, "-c", code, _PACKAGE_ROOT, str(child_end.fileno())],
-                pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL, cwd="/", start_new_session=True)
+                pass_fds=[child_end.fileno()],
+                stdin=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,
+            )
         finally:
             child_end.close()
         self._control, self._owner = parent_end, os.getpid()
@@ -464,8 +484,11 @@ def _warm_up() -> None:  # pragma: no cover - runs in the helper process
     importlib.import_module("config.render")
     templating = importlib.import_module("config.templating")
     with contextlib.suppress(Exception):
-        text = templating.environment().from_string(
-            "{% for i in range(2) %}k{{ i }}: {{ x | to_yaml }}\n{% endfor %}").render(x={"a": [1]})
+        text = (
+            templating.environment()
+            .from_string("{% for i in range(2) %}k{{ i }}: {{ x | to_yaml }}\n{% endfor %}")
+            .render(x={"a": [1]})
+        )
         load_yaml_all(text + "---\nb: &a [1]\nc: *a\n")
         pickle.loads(pickle.dumps([{"a": 1}]))
 

@@ -108,8 +108,9 @@ class Image(Model):
     @model_validator(mode="after")
     def _pinned(self) -> Image:
         if self.tag is None and self.digest is None:
-            raise ValueError("image has neither tag nor digest; "
-                             "add a tag naming a build (e.g. 1.4.2) or a digest (sha256:...)")
+            raise ValueError(
+                "image has neither tag nor digest; add a tag naming a build (e.g. 1.4.2) or a digest (sha256:...)"
+            )
         if self.tag == "latest":
             raise ValueError("the tag 'latest' moves under you; tag images with the version or commit")
         return self
@@ -180,9 +181,11 @@ class Strategy(Model):
     blue_green: BlueGreenStrategy | None = Field(default=None, alias="blueGreen")
     canary: CanaryStrategy | None = None
     traffic_workload: Name | None = Field(
-        default=None, alias="trafficWorkload",
+        default=None,
+        alias="trafficWorkload",
         description="canary and blueGreen: the Deployment that takes the traffic (the others roll with the "
-                    "release); default: the only Deployment, or the one named after the app")
+        "release); default: the only Deployment, or the one named after the app",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
@@ -221,8 +224,9 @@ class SmokeWindow(DurationModel):
     @model_validator(mode="after")
     def _one(self) -> SmokeWindow:
         if (self.fixed is None) == (self.auto is None):
-            raise ValueError("give either a duration or auto; "
-                             "write a duration (e.g. 10m) or auto: {floor: 5m, ceiling: 1h}")
+            raise ValueError(
+                "give either a duration or auto; write a duration (e.g. 10m) or auto: {floor: 5m, ceiling: 1h}"
+            )
         return self
 
 
@@ -280,14 +284,17 @@ class Check(DurationModel):
             raise ValueError("a judge compares with the stable track; add baselineQuery")
         for condition in (self.success_condition, self.failure_condition):
             if condition and self.baseline_query is None and "baseline" in parse_condition(condition).variables:
-                raise ValueError("the condition uses baseline but nothing measures it; add baselineQuery "
-                                 "or compare with a fixed number")
+                raise ValueError(
+                    "the condition uses baseline but nothing measures it; add baselineQuery "
+                    "or compare with a fixed number"
+                )
         return self
 
 
 class Analysis(Model):
-    min_requests: int = Field(default=50, alias="minRequests", ge=0,
-                              description="fewer requests in a window make it inconclusive")
+    min_requests: int = Field(
+        default=50, alias="minRequests", ge=0, description="fewer requests in a window make it inconclusive"
+    )
     checks: list[Check] = Field(default_factory=list, description="empty: the default RED checks")
 
     @field_validator("checks")
@@ -319,15 +326,18 @@ DEFAULT_NOTIFIED: tuple[NotificationEvent, ...] = ("failed", "rolledBack", "paus
 class Notification(Model):
     webhook: str = Field(pattern=r"^https?://", description="URL receiving a JSON POST per event")
     events: list[NotificationEvent] = Field(default_factory=lambda: list(DEFAULT_NOTIFIED))
-    secret_env: str | None = Field(default=None, alias="secretEnv",
-                                   description="no longer accepted: the operator maps signing keys per app")
+    secret_env: str | None = Field(
+        default=None, alias="secretEnv", description="no longer accepted: the operator maps signing keys per app"
+    )
 
     @field_validator("secret_env")
     @classmethod
     def _no_secret_env(cls, value: str | None) -> str | None:
         if value is not None:  # a repository must not pick which of the controller's secrets signs
-            raise ValueError("secretEnv is not accepted: the repository cannot choose the signing key. Remove "
-                             "it; the operator maps a key to this app (rollout controller --notify-key APP=FILE)")
+            raise ValueError(
+                "secretEnv is not accepted: the repository cannot choose the signing key. Remove "
+                "it; the operator maps a key to this app (rollout controller --notify-key APP=FILE)"
+            )
         return value
 
 
@@ -360,11 +370,15 @@ class HelmSource(Model):
 
     chart: AppPath = Field(default="chart", description="chart folder (Chart.yaml, values.yaml, templates/)")
     values_files: list[AppPath] = Field(
-        default_factory=list, alias="valuesFiles",
-        description="values files after the chart's values.yaml, in order; {region} and {tier} are substituted")
+        default_factory=list,
+        alias="valuesFiles",
+        description="values files after the chart's values.yaml, in order; {region} and {tier} are substituted",
+    )
     ignore_missing_values_files: bool = Field(
-        default=False, alias="ignoreMissingValuesFiles",
-        description="skip a values file that does not exist for a region instead of failing")
+        default=False,
+        alias="ignoreMissingValuesFiles",
+        description="skip a values file that does not exist for a region instead of failing",
+    )
     release_name: Name | None = Field(default=None, alias="releaseName", description="default: the app's name")
 
 
@@ -373,9 +387,11 @@ class KustomizeSource(Model):
 
     path: AppPath = Field(default="overlays/{region}", description="the kustomization folder built per region")
     region_patch: bool = Field(
-        default=True, alias="regionPatch",
+        default=True,
+        alias="regionPatch",
         description="add the controller's patch: the image of values.yaml (with the region's registry) "
-                    "and params.replicas on every Deployment and StatefulSet")
+        "and params.replicas on every Deployment and StatefulSet",
+    )
 
 
 class Source(Model):
@@ -387,8 +403,10 @@ class Source(Model):
     def _exactly_one(self) -> Source:
         given = [n for n in ("jinja", "helm", "kustomize") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError(f"{'no' if not given else ' and '.join(given)} source given; "
-                             "choose exactly one of jinja: {}, helm: {chart: ...} or kustomize: {path: ...}")
+            raise ValueError(
+                f"{'no' if not given else ' and '.join(given)} source given; "
+                "choose exactly one of jinja: {}, helm: {chart: ...} or kustomize: {path: ...}"
+            )
         return self
 
     @property
@@ -410,9 +428,12 @@ class Plan(Model):
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
     notifications: list[Notification] = Field(default_factory=list)
     supersede: Literal["unstarted", "never"] = Field(
-        default="unstarted", description="a newer commit replaces an older release that has not started")
-    source: Source = Field(default_factory=lambda: Source(jinja=JinjaSource()),
-                           description="where the manifests come from; default: Jinja templates in manifests/")
+        default="unstarted", description="a newer commit replaces an older release that has not started"
+    )
+    source: Source = Field(
+        default_factory=lambda: Source(jinja=JinjaSource()),
+        description="where the manifests come from; default: Jinja templates in manifests/",
+    )
 
     @model_validator(mode="after")
     def _auto_needs_defaults(self) -> Plan:

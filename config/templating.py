@@ -26,8 +26,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from config import sandbox
 
 # Variables a PromQL template may use; each analysis run supplies all of them.
-QUERY_VARIABLES = frozenset({"app", "namespace", "region", "release", "version", "track", "interval",
-                             "stable_version"})
+QUERY_VARIABLES = frozenset({"app", "namespace", "region", "release", "version", "track", "interval", "stable_version"})
 
 
 MAX_QUERY_CHARS = 16_384  # a PromQL template
@@ -59,8 +58,10 @@ class ConfinedLoader(jinja2.BaseLoader):
         if not path.is_file():
             raise jinja2.TemplateNotFound(template)
         if path.stat().st_size > sandbox.MAX_FILE_BYTES:
-            raise TemplateTooLarge(f"{template} is {path.stat().st_size / sandbox.MiB:.1f} MiB; templates "
-                                   f"are limited to {sandbox.MAX_FILE_BYTES // sandbox.MiB} MiB")
+            raise TemplateTooLarge(
+                f"{template} is {path.stat().st_size / sandbox.MiB:.1f} MiB; templates "
+                f"are limited to {sandbox.MAX_FILE_BYTES // sandbox.MiB} MiB"
+            )
         mtime = path.stat().st_mtime
         return path.read_text(encoding="utf-8"), str(path), lambda: path.stat().st_mtime == mtime
 
@@ -76,15 +77,21 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0 \
-                    and right * math.log2(abs(left)) > _MAX_POWER_BITS:
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and abs(left) > 1
+                and right > 0
+                and right * math.log2(abs(left)) > _MAX_POWER_BITS
+            ):
                 raise SecurityError(f"{left} ** {right} is too large (over {_MAX_POWER_BITS} bits)")
             return left**right
         for count, other in ((left, right), (right, left)):
-            if isinstance(count, int) and isinstance(other, str | list | tuple) and \
-                    count * len(other) > _MAX_REPEAT:
-                raise SecurityError(f"repeating a {type(other).__name__} of length {len(other)} {count} times "
-                                    f"is too large (over {_MAX_REPEAT})")
+            if isinstance(count, int) and isinstance(other, str | list | tuple) and count * len(other) > _MAX_REPEAT:
+                raise SecurityError(
+                    f"repeating a {type(other).__name__} of length {len(other)} {count} times "
+                    f"is too large (over {_MAX_REPEAT})"
+                )
         return left * right
 
 
@@ -123,8 +130,9 @@ def undeclared_variables(source: str) -> set[str]:
     Walks the parsed template instead of compiling it (jinja2.meta compiles, and compiling folds
     constant expressions and filters in this process)."""
     if len(source) > MAX_QUERY_CHARS:
-        raise jinja2.TemplateSyntaxError(f"the template is {len(source)} characters; at most "
-                                         f"{MAX_QUERY_CHARS} are allowed", 1)
+        raise jinja2.TemplateSyntaxError(
+            f"the template is {len(source)} characters; at most {MAX_QUERY_CHARS} are allowed", 1
+        )
     tree = parse(source)
     try:
         names = list(tree.find_all(nodes.Name))
@@ -160,8 +168,12 @@ def _cached_query(key: tuple[str, tuple[tuple[str, Any], ...]]) -> str:
 
 def _render_query(source: str, variables: dict[str, Any]) -> str:
     limits = sandbox.current_limits()
-    limits = sandbox.Limits(min(limits.wall_seconds, 5.0), min(limits.cpu_seconds, 2), limits.memory_bytes,
-                            min(limits.output_bytes, sandbox.MiB))
+    limits = sandbox.Limits(
+        min(limits.wall_seconds, 5.0),
+        min(limits.cpu_seconds, 2),
+        limits.memory_bytes,
+        min(limits.output_bytes, sandbox.MiB),
+    )
     try:
         result, error = sandbox.call("config.templating:render_query_here", (source, variables), limits)
     except (sandbox.LimitExceeded, sandbox.ChildFailed) as exc:

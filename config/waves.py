@@ -35,13 +35,15 @@ def plan_waves(plan: Plan, regions: Mapping[str, Region]) -> list[PlannedWave]:
     if plan.waves == "auto":
         assert plan.auto_waves is not None
         return _auto_waves(eligible, plan.auto_waves.smoke_window, plan.auto_waves.max_parallel)
-    return [PlannedWave(w.name, tuple(_members(w, eligible)), w.smoke_window, w.max_parallel)
-            for w in plan.waves]
+    return [PlannedWave(w.name, tuple(_members(w, eligible)), w.smoke_window, w.max_parallel) for w in plan.waves]
 
 
 def wave_problems(plan: Plan, regions: Mapping[str, Region]) -> list[WaveProblem]:
-    problems = [WaveProblem(f"excludeRegions[{i}]", f"unknown region {name!r}", _known(regions))
-                for i, name in enumerate(plan.exclude_regions) if name not in regions]
+    problems = [
+        WaveProblem(f"excludeRegions[{i}]", f"unknown region {name!r}", _known(regions))
+        for i, name in enumerate(plan.exclude_regions)
+        if name not in regions
+    ]
     if plan.waves == "auto":
         return problems
     eligible = {name: r for name, r in regions.items() if name not in plan.exclude_regions}
@@ -52,23 +54,38 @@ def wave_problems(plan: Plan, regions: Mapping[str, Region]) -> list[WaveProblem
                 problems.append(WaveProblem(f"waves[{i}].regions[{j}]", f"unknown region {name!r}", _known(regions)))
         members = _members(wave, eligible)
         if wave.select is not None and not _selected(wave, eligible):
-            problems.append(WaveProblem(f"waves[{i}].select", "selects no region",
-                                        "loosen the selector or list the regions"))
+            problems.append(
+                WaveProblem(f"waves[{i}].select", "selects no region", "loosen the selector or list the regions")
+            )
         for name in members:
             if name in seen:
-                problems.append(WaveProblem(f"waves[{i}]", f"region {name!r} is already in wave {seen[name]!r}",
-                                            "put each region in exactly one wave"))
+                problems.append(
+                    WaveProblem(
+                        f"waves[{i}]",
+                        f"region {name!r} is already in wave {seen[name]!r}",
+                        "put each region in exactly one wave",
+                    )
+                )
             seen.setdefault(name, wave.name)
     for name in sorted(set(eligible) - set(seen)):
-        problems.append(WaveProblem("waves", f"region {name!r} is in no wave",
-                                    "add it to a wave, or to excludeRegions to keep this app out of it"))
+        problems.append(
+            WaveProblem(
+                "waves",
+                f"region {name!r} is in no wave",
+                "add it to a wave, or to excludeRegions to keep this app out of it",
+            )
+        )
     first = _members(plan.waves[0], eligible)
     if first and not plan.allow_non_canary_first_wave:
         non_canary = [n for n in first if eligible[n].tier != Tier.CANARY]
         if non_canary:
-            problems.append(WaveProblem("waves[0]",
-                                        f"the first wave holds non-canary region(s) {', '.join(non_canary)}",
-                                        "start with canary-tier regions, or set allowNonCanaryFirstWave: true"))
+            problems.append(
+                WaveProblem(
+                    "waves[0]",
+                    f"the first wave holds non-canary region(s) {', '.join(non_canary)}",
+                    "start with canary-tier regions, or set allowNonCanaryFirstWave: true",
+                )
+            )
     return problems
 
 
@@ -80,9 +97,12 @@ def _selected(wave: Wave, regions: Mapping[str, Region]) -> list[str]:
     sel = wave.select
     if sel is None:
         return []
-    return [n for n, r in regions.items()
-            if (sel.tier is None or r.tier == sel.tier)
-            and all(r.characteristics.get(k) == v for k, v in sel.characteristics.items())]
+    return [
+        n
+        for n, r in regions.items()
+        if (sel.tier is None or r.tier == sel.tier)
+        and all(r.characteristics.get(k) == v for k, v in sel.characteristics.items())
+    ]
 
 
 def _members(wave: Wave, regions: Mapping[str, Region]) -> list[str]:

@@ -32,8 +32,12 @@ class SmokeDuration:
     failures: int = 0  # past failed releases the mean is taken over
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"duration": format_duration(self.duration), "mode": self.mode,
-                               "reason": self.reason, "failures": self.failures}
+        out: dict[str, Any] = {
+            "duration": format_duration(self.duration),
+            "mode": self.mode,
+            "reason": self.reason,
+            "failures": self.failures,
+        }
         if self.mean_time_to_detect is not None:
             out["meanTimeToDetect"] = format_duration(self.mean_time_to_detect)
         return out
@@ -49,16 +53,23 @@ def smoke_duration(window: SmokeWindow, times_to_detect: Iterable[timedelta] = (
     assert auto is not None
     past = [t for t in times_to_detect if t >= timedelta(0)]
     if not past:
-        return SmokeDuration(auto.ceiling, "auto",
-                             f"no failed release in history: the ceiling {format_duration(auto.ceiling)}")
+        return SmokeDuration(
+            auto.ceiling, "auto", f"no failed release in history: the ceiling {format_duration(auto.ceiling)}"
+        )
     mean = sum(past, timedelta(0)) / len(past)
     wanted = 2 * mean
     chosen = min(max(wanted, auto.floor), auto.ceiling)
-    clamp = ("" if chosen == wanted else
-             f", raised to the floor {format_duration(auto.floor)}" if chosen == auto.floor else
-             f", cut to the ceiling {format_duration(auto.ceiling)}")
-    reason = (f"2 x mean time-to-detect {format_duration(mean)} over {len(past)} failed release(s)"
-              f" = {format_duration(wanted)}{clamp}")
+    clamp = (
+        ""
+        if chosen == wanted
+        else f", raised to the floor {format_duration(auto.floor)}"
+        if chosen == auto.floor
+        else f", cut to the ceiling {format_duration(auto.ceiling)}"
+    )
+    reason = (
+        f"2 x mean time-to-detect {format_duration(mean)} over {len(past)} failed release(s)"
+        f" = {format_duration(wanted)}{clamp}"
+    )
     return SmokeDuration(chosen, "auto", reason, mean, len(past))
 
 

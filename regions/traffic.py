@@ -28,21 +28,29 @@ class GlobalTraffic(Protocol):
         """Make the given regions' weights so; True when something was written."""
 
 
-def dns_endpoint(app: str, namespace: str, domain: str, weights: Mapping[str, int],
-                 targets: Mapping[str, str]) -> dict[str, Any]:
+def dns_endpoint(
+    app: str, namespace: str, domain: str, weights: Mapping[str, int], targets: Mapping[str, str]
+) -> dict[str, Any]:
     """The DNSEndpoint object holding one weighted record per region (pure, for apply and tests)."""
-    endpoints = [{
-        "dnsName": f"{app}.{domain}",
-        "recordType": "CNAME",
-        "targets": [targets.get(region, f"{app}.{region}.{domain}")],
-        "setIdentifier": region,
-        "recordTTL": 30,
-        "providerSpecific": [{"name": WEIGHT_KEY, "value": str(weight)}],
-    } for region, weight in sorted(weights.items())]
+    endpoints = [
+        {
+            "dnsName": f"{app}.{domain}",
+            "recordType": "CNAME",
+            "targets": [targets.get(region, f"{app}.{region}.{domain}")],
+            "setIdentifier": region,
+            "recordTTL": 30,
+            "providerSpecific": [{"name": WEIGHT_KEY, "value": str(weight)}],
+        }
+        for region, weight in sorted(weights.items())
+    ]
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "DNSEndpoint",
-        "metadata": {"name": app, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/name": app, "app.kubernetes.io/managed-by": FIELD_MANAGER}},
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DNSEndpoint",
+        "metadata": {
+            "name": app,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": app, "app.kubernetes.io/managed-by": FIELD_MANAGER},
+        },
         "spec": {"endpoints": endpoints},
     }
 
@@ -61,8 +69,13 @@ def weights_of(obj: Mapping[str, Any] | None) -> dict[str, int]:
 class DNSEndpointTraffic:
     """GlobalTraffic on ExternalDNS DNSEndpoint objects in the home cluster."""
 
-    def __init__(self, api_client: client.ApiClient, regions: list[str], namespace: str = "rollout-system",
-                 domain: str = "global.example.com"):
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        regions: list[str],
+        namespace: str = "rollout-system",
+        domain: str = "global.example.com",
+    ):
         self._api = client.CustomObjectsApi(api_client)
         self._regions = regions
         self._namespace = namespace
@@ -70,8 +83,9 @@ class DNSEndpointTraffic:
 
     def _get(self, app: str) -> dict[str, Any] | None:
         try:
-            return cast(dict[str, Any], self._api.get_namespaced_custom_object(GROUP, VERSION, self._namespace,
-                                                                              PLURAL, app))
+            return cast(
+                dict[str, Any], self._api.get_namespaced_custom_object(GROUP, VERSION, self._namespace, PLURAL, app)
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -93,6 +107,14 @@ class DNSEndpointTraffic:
         # Forced: a drain is the safety action of an incident and must not lose to a stray edit;
         # the release's audit records every weight the controller set.
         self._api.patch_namespaced_custom_object(
-            GROUP, VERSION, self._namespace, PLURAL, app, body,
-            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml")
+            GROUP,
+            VERSION,
+            self._namespace,
+            PLURAL,
+            app,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
         return True

@@ -123,20 +123,24 @@ def _known(kind: str, reason: str, by: str, names: dict[str, str], full: bool, k
     app, region = names.get("app"), names.get("region")
     if app is not None and app not in known.apps:
         listed = ", ".join(sorted(known.apps)) or "none yet"
-        return Rejected(f"spec.app {app!r} is not an app of the repository (apps: {listed}); check the name",
-                        unknown_name=True)
+        return Rejected(
+            f"spec.app {app!r} is not an app of the repository (apps: {listed}); check the name", unknown_name=True
+        )
     if region is not None and region not in known.regions:
         listed = ", ".join(sorted(known.regions)) or "none yet"
-        return Rejected(f"spec.region {region!r} is not a region of the repository (regions: {listed}); "
-                        f"check the name", unknown_name=True)
+        return Rejected(
+            f"spec.region {region!r} is not a region of the repository (regions: {listed}); check the name",
+            unknown_name=True,
+        )
     for key in ("release", "toRelease"):
         name = names.get(key)
         if name is None:
             continue
         of = known.releases.get(name)
         if of is None:
-            return Rejected(f"spec.{key} {name!r} does not exist; `rollout history {app}` lists the releases",
-                            unknown_name=True)
+            return Rejected(
+                f"spec.{key} {name!r} does not exist; `rollout history {app}` lists the releases", unknown_name=True
+            )
         if of != app:
             return Rejected(f"spec.{key} {name!r} is a release of {of!r}, not of {app!r}")
     return Checked(kind, reason, by, app, region, names.get("release"), names.get("toRelease"), full)
@@ -184,16 +188,22 @@ def target(checked: Checked, releases: Sequence[StoredRelease]) -> Target:
         if named is None:
             return Target(None, f"release {checked.release!r} does not exist; `rollout history {app}` lists them")
         if phase(named) not in accepts:
-            return Target(None, f"{described(named)}; {action} applies to a release that is "
-                                f"{' or '.join(sorted(p.value for p in accepts))}")
+            return Target(
+                None,
+                f"{described(named)}; {action} applies to a release that is "
+                f"{' or '.join(sorted(p.value for p in accepts))}",
+            )
         return Target(named.name, f"{described(named)}")
     live = [r for r in reversed(ordered) if phase(r) in LIVE]
     chosen = next((r for r in live if phase(r) in accepts), None)
     if chosen is not None:
         return Target(chosen.name, described(chosen))
     if live:
-        hint = "it is already rolling back; `rollout status` shows where" if phase(live[0]) is P.ROLLING_BACK \
+        hint = (
+            "it is already rolling back; `rollout status` shows where"
+            if phase(live[0]) is P.ROLLING_BACK
             else f"{action} applies to a release that is {' or '.join(sorted(p.value for p in accepts))}"
+        )
         return Target(None, f"{described(live[0])}: {hint}")
     pending = [r for r in ordered if phase(r) is P.PENDING]
     if action == "pause" and pending:
@@ -204,8 +214,11 @@ def target(checked: Checked, releases: Sequence[StoredRelease]) -> Target:
             return Target(good[-1].name, described(good[-1]))
     if pending:
         why = pending[0].status.message or "it has not started"
-        return Target(None, f"{described(pending[0])} ({why}): nothing of it is live, so there is nothing to "
-                            f"{action}; `rollout pause {app}` keeps it from starting")
+        return Target(
+            None,
+            f"{described(pending[0])} ({why}): nothing of it is live, so there is nothing to "
+            f"{action}; `rollout pause {app}` keeps it from starting",
+        )
     latest = f"; the latest {described(ordered[-1])}" if ordered else ""
     more = f"; `rollout rollback {app}` returns to the release before it" if action == "abort" and ordered else ""
     return Target(None, f"no release of {app!r} is in progress{latest}{more}")

@@ -16,8 +16,15 @@ log = structlog.get_logger("rollout.cache")
 
 
 class WatchCache:
-    def __init__(self, api_client: client.ApiClient, group: str, version: str, namespace: str, plural: str,
-                 on_change: Callable[[], None]):
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        on_change: Callable[[], None],
+    ):
         self._api = client.CustomObjectsApi(api_client)
         self._args = (group, version, namespace, plural)
         self._on_change = on_change
@@ -62,8 +69,9 @@ class WatchCache:
 
     def _watch(self, resource_version: str) -> None:
         stream = watch.Watch()
-        for event in stream.stream(self._api.list_namespaced_custom_object, *self._args,
-                                   resource_version=resource_version, timeout_seconds=60):
+        for event in stream.stream(
+            self._api.list_namespaced_custom_object, *self._args, resource_version=resource_version, timeout_seconds=60
+        ):
             if self._stop.is_set():
                 stream.stop()
                 return

@@ -77,30 +77,52 @@ class Controller:
         self.s = settings
         self.home = metrics.instrument(
             kube_config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
-            if settings.kubeconfig or settings.home_context else _in_cluster_client(), "home")
-        self.elector = LeaderElector(self.home, settings.namespace, "rollout-controller", settings.identity,
-                                     settings.lease_seconds, settings.renew_seconds, settings.retry_seconds)
+            if settings.kubeconfig or settings.home_context
+            else _in_cluster_client(),
+            "home",
+        )
+        self.elector = LeaderElector(
+            self.home,
+            settings.namespace,
+            "rollout-controller",
+            settings.identity,
+            settings.lease_seconds,
+            settings.renew_seconds,
+            settings.retry_seconds,
+        )
         token = os.environ.get(settings.git_token_env)
-        creds = Credentials(token=Secret(token) if token else None,
-                            ssh_key_file=Path(settings.git_ssh_key) if settings.git_ssh_key else None)
+        creds = Credentials(
+            token=Secret(token) if token else None,
+            ssh_key_file=Path(settings.git_ssh_key) if settings.git_ssh_key else None,
+        )
         self.mirror = GitMirror(settings.repo_url, settings.cache_dir / "git", ref=settings.ref, credentials=creds)
         self.workspace = Workspace(self.mirror, settings.cache_dir)
         self.store = ReleaseStore(self.home, settings.namespace)
         self.wake = threading.Event()
         self.releases = WatchCache(self.home, GROUP, VERSION, settings.namespace, RELEASES, self.wake.set)
         self.actions = WatchCache(self.home, GROUP, VERSION, settings.namespace, ACTIONS, self.wake.set)
-        self.sync = GitSync(self.mirror, self.workspace, self.store, self.home, settings.source_name,
-                            self.elector.is_leader)
+        self.sync = GitSync(
+            self.mirror, self.workspace, self.store, self.home, settings.source_name, self.elector.is_leader
+        )
         key = os.environ.get(settings.webhook_secret_env)
-        self.http = Endpoints(settings.http_host, settings.http_port, key.encode() if key else None,
-                              self._push_received, self._ready, webhook_host=settings.webhook_host,
-                              webhook_port=settings.webhook_port)
+        self.http = Endpoints(
+            settings.http_host,
+            settings.http_port,
+            key.encode() if key else None,
+            self._push_received,
+            self._ready,
+            webhook_host=settings.webhook_host,
+            webhook_port=settings.webhook_port,
+        )
         own_secrets = [key.encode() if key else None, token.encode() if token else None]
         if settings.git_ssh_key and Path(settings.git_ssh_key).is_file():
             own_secrets.append(Path(settings.git_ssh_key).read_bytes().strip())
-        self.notifications = Dispatcher(Destinations.parse(settings.notify_allow),
-                                        SigningKeys.parse(settings.notify_keys, own_secrets),
-                                        settings.notify_queue, settings.notify_timeout_seconds)
+        self.notifications = Dispatcher(
+            Destinations.parse(settings.notify_allow),
+            SigningKeys.parse(settings.notify_keys, own_secrets),
+            settings.notify_queue,
+            settings.notify_timeout_seconds,
+        )
         self._custom = client.CustomObjectsApi(self.home)
         self._events = KubernetesEvents(self.home, settings.namespace)
         self._reconciler: ReleaseReconciler | None = None
@@ -113,10 +135,11 @@ class Controller:
         self.http.start()
         notify.install(self.notifications.start())
         if not self.http.separate:
-            log.warning("the push webhook shares the probes and /metrics listener; pass --webhook-port to "
-                        "separate them", host=self.s.http_host)
-        log.info("controller starting", identity=self.s.identity, source=self.mirror.remote,
-                 http_port=self.http.port)
+            log.warning(
+                "the push webhook shares the probes and /metrics listener; pass --webhook-port to separate them",
+                host=self.s.http_host,
+            )
+        log.info("controller starting", identity=self.s.identity, source=self.mirror.remote, http_port=self.http.port)
         self.elector.run(self._lead)
         log.warning("leadership lost; exiting so a fresh process campaigns again")
         os._exit(1)  # noqa: SLF001 - the library's thread holds state we cannot trust any more
@@ -137,8 +160,15 @@ class Controller:
         self.actions.start()
         self.releases.synced.wait(30)
         self._reconciler = self._build_reconciler()
-        self._scheduler.add_job(self.sync.run_once, "interval", seconds=self.s.poll_seconds, id="poll",
-                                next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self.sync.run_once,
+            "interval",
+            seconds=self.s.poll_seconds,
+            id="poll",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
         while not self.elector.lost.is_set():
             self.wake.clear()
@@ -153,8 +183,17 @@ class Controller:
         sinks = [KubernetesEvents(self.home, self.s.namespace)]
         window = timedelta(seconds=self.s.analysis_window_seconds) if self.s.analysis_window_seconds else None
         clusters = ClusterPool(self.s.regions_kubeconfig or self.s.kubeconfig)
-        return ReleaseReconciler(self.workspace, self.store, clusters, traffic, prom, sinks,
-                                 self.elector.is_leader, self.s.drain_query, window)
+        return ReleaseReconciler(
+            self.workspace,
+            self.store,
+            clusters,
+            traffic,
+            prom,
+            sinks,
+            self.elector.is_leader,
+            self.s.drain_query,
+            window,
+        )
 
     def _regions_from_git(self) -> list[str]:
         try:
@@ -165,12 +204,23 @@ class Controller:
             return []
 
     def _ensure_source(self) -> None:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RolloutSource",
-                "metadata": {"name": self.s.source_name, "namespace": self.s.namespace},
-                "spec": {"url": self.mirror.remote, "ref": self.s.ref, "pollSeconds": self.s.poll_seconds}}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RolloutSource",
+            "metadata": {"name": self.s.source_name, "namespace": self.s.namespace},
+            "spec": {"url": self.mirror.remote, "ref": self.s.ref, "pollSeconds": self.s.poll_seconds},
+        }
         self._custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.s.namespace, SOURCES, self.s.source_name, body, field_manager="regional-rollout",
-            force=True, _content_type="application/apply-patch+yaml")
+            GROUP,
+            VERSION,
+            self.s.namespace,
+            SOURCES,
+            self.s.source_name,
+            body,
+            field_manager="regional-rollout",
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
 
     # --- reconcile -----------------------------------------------------------------------------
 
@@ -181,8 +231,11 @@ class Controller:
             release = StoredRelease.from_object(obj)
             by_app[release.spec.app].append(release)
         _export_gauges(by_app)
-        pending = [a for a in self.actions.items()  # a running drill is advanced on every pass
-                   if (a.get("status") or {}).get("state") in (None, "", RUNNING)]
+        pending = [
+            a
+            for a in self.actions.items()  # a running drill is advanced on every pass
+            if (a.get("status") or {}).get("state") in (None, "", RUNNING)
+        ]
         requests = self._route_actions(pending, by_app, now)
         for _app, releases in sorted(by_app.items()):
             releases.sort(key=lambda r: (r.created, r.name))
@@ -200,8 +253,9 @@ class Controller:
                 for _, action in mine:
                     self._finish_action(action, "Done", f"applied to {release.name}", now)
 
-    def _route_actions(self, pending: list[dict[str, Any]], by_app: dict[str, list[StoredRelease]],
-                       now: datetime) -> dict[str, list[tuple[Request, dict[str, Any]]]]:
+    def _route_actions(
+        self, pending: list[dict[str, Any]], by_app: dict[str, list[StoredRelease]], now: datetime
+    ) -> dict[str, list[tuple[Request, dict[str, Any]]]]:
         """Each responder's action checked (rollout/actions.py) and handled in its own error boundary:
         a malformed one ends Rejected with its reason, an unexpected error Failed; neither can stop
         the pass, and a transient API error leaves the action pending for the next one."""
@@ -212,16 +266,30 @@ class Controller:
                 self._route_action(action, known, by_app, routed, now)
             except Exception as exc:  # noqa: BLE001 - nothing a responder creates may stop the controller
                 if _transient(exc):
-                    log.warning("action deferred: transient error", action=_action_name(action),
-                                error=f"{type(exc).__name__}: {exc}"[:300])
+                    log.warning(
+                        "action deferred: transient error",
+                        action=_action_name(action),
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                    )
                     continue
                 log.exception("action failed", action=_action_name(action))
-                self._finish_action(action, "Failed", f"the controller could not carry it out "
-                                    f"({type(exc).__name__}: {str(exc)[:200]}); see its log", now, warning=True)
+                self._finish_action(
+                    action,
+                    "Failed",
+                    f"the controller could not carry it out ({type(exc).__name__}: {str(exc)[:200]}); see its log",
+                    now,
+                    warning=True,
+                )
         return routed
 
-    def _route_action(self, action: dict[str, Any], known: actions.Known, by_app: dict[str, list[StoredRelease]],
-                      routed: dict[str, list[tuple[Request, dict[str, Any]]]], now: datetime) -> None:
+    def _route_action(
+        self,
+        action: dict[str, Any],
+        known: actions.Known,
+        by_app: dict[str, list[StoredRelease]],
+        routed: dict[str, list[tuple[Request, dict[str, Any]]]],
+        now: datetime,
+    ) -> None:
         checked = actions.check(action, known)
         if isinstance(checked, actions.Rejected):
             if checked.unknown_name and not known.complete:
@@ -232,8 +300,9 @@ class Controller:
         spec = action["spec"]
         if checked.action == actions.DRILL:
             assert self._reconciler is not None  # built when leading, before any action is routed
-            self._drills = self._drills or DrillRunner(self._reconciler, self.home, self.s.namespace,
-                                                       self.actions.items)
+            self._drills = self._drills or DrillRunner(
+                self._reconciler, self.home, self.s.namespace, self.actions.items
+            )
             if (written := self._drills.tick(action, by_app.get(spec.get("app", ""), []), now)) is not None:
                 self.actions.put(written)
             return
@@ -244,8 +313,9 @@ class Controller:
         if chosen.release is None:
             self._finish_action(action, "Rejected", chosen.note, now, warning=True)
             return
-        log.info("action routed", action=_action_name(action), kind=checked.action, release=chosen.release,
-                 why=chosen.note)
+        log.info(
+            "action routed", action=_action_name(action), kind=checked.action, release=chosen.release, why=chosen.note
+        )
         routed[chosen.release].append((checked.request(), action))
 
     def _known(self, by_app: dict[str, list[StoredRelease]]) -> actions.Known:
@@ -270,16 +340,26 @@ class Controller:
     def _global_action(self, action: dict[str, Any], checked: actions.Checked, now: datetime) -> None:
         assert self._reconciler is not None and checked.region is not None
         weight = 0 if checked.action == "drain" else 100
-        apps = [checked.app] if checked.app else sorted({StoredRelease.from_object(o).spec.app
-                                                         for o in self.releases.items()})
+        apps = (
+            [checked.app]
+            if checked.app
+            else sorted({StoredRelease.from_object(o).spec.app for o in self.releases.items()})
+        )
         for app in apps:
             self._reconciler.traffic.set_weights(app, {checked.region: weight})
-        log.info("global traffic changed by responder", action=checked.action, region=checked.region,
-                 apps=apps, by=checked.by, reason=checked.reason)
+        log.info(
+            "global traffic changed by responder",
+            action=checked.action,
+            region=checked.region,
+            apps=apps,
+            by=checked.by,
+            reason=checked.reason,
+        )
         self._finish_action(action, "Done", f"{checked.region} weight {weight} for {', '.join(apps)}", now)
 
-    def _finish_action(self, action: dict[str, Any], state: str, message: str, now: datetime,
-                       warning: bool = False) -> None:
+    def _finish_action(
+        self, action: dict[str, Any], state: str, message: str, now: datetime, warning: bool = False
+    ) -> None:
         body = {"status": {"state": state, "message": message, "handledAt": now_iso(now)}}
         name = _action_name(action)
         if warning:
@@ -287,7 +367,8 @@ class Controller:
             self._events.record("ReleaseAction", name, f"Action{state}", message, True, now)
         try:
             updated = self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.s.namespace, ACTIONS, name, body)
+                GROUP, VERSION, self.s.namespace, ACTIONS, name, body
+            )
             self.actions.put(as_object(updated))
         except ApiException as exc:
             log.warning("action status not written", action=name, status=exc.status)
@@ -320,13 +401,20 @@ def _transient(exc: Exception) -> bool:
 
 
 def _as_object(release: StoredRelease) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release",
-            "metadata": {"name": release.name, "resourceVersion": release.resource_version,
-                         "creationTimestamp": release.created, "labels": {"app.kubernetes.io/name": release.spec.app}},
-            "spec": release.spec.to_dict(), "status": release.status.to_dict()}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Release",
+        "metadata": {
+            "name": release.name,
+            "resourceVersion": release.resource_version,
+            "creationTimestamp": release.created,
+            "labels": {"app.kubernetes.io/name": release.spec.app},
+        },
+        "spec": release.spec.to_dict(),
+        "status": release.status.to_dict(),
+    }
 
 
 def _in_cluster_client() -> client.ApiClient:
     kube_config.load_incluster_config()
     return client.ApiClient()
-

@@ -105,8 +105,9 @@ def check_body(body: bytes, key: bytes, signature: str) -> Refusal | None:
 
 def delivery_keys(headers: Message) -> tuple[str, ...]:
     """What identifies one delivery: the forge's delivery ids (none: no replay check)."""
-    return tuple(f"{h.lower()}:{headers.get(h, '').strip()[:200]}" for h in DELIVERY_HEADERS
-                 if headers.get(h, "").strip())
+    return tuple(
+        f"{h.lower()}:{headers.get(h, '').strip()[:200]}" for h in DELIVERY_HEADERS if headers.get(h, "").strip()
+    )
 
 
 class ReplayGuard:
@@ -174,17 +175,29 @@ class _Server(ThreadingHTTPServer):
 
 def _busy(request: socket.socket, retry_after: int) -> None:
     body = b"busy\n"
-    head = (f"HTTP/1.0 503 Service Unavailable\r\nRetry-After: {retry_after}\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"HTTP/1.0 503 Service Unavailable\r\nRetry-After: {retry_after}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     with contextlib.suppress(OSError):
         request.settimeout(1.0)
         request.sendall(head + body)
 
 
 class Endpoints:
-    def __init__(self, host: str, port: int, webhook_key: bytes | None, on_push: Callable[[], bool],
-                 ready: Callable[[], bool], *, webhook_host: str | None = None, webhook_port: int | None = None,
-                 limits: Limits | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        webhook_key: bytes | None,
+        on_push: Callable[[], bool],
+        ready: Callable[[], bool],
+        *,
+        webhook_host: str | None = None,
+        webhook_port: int | None = None,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._key = webhook_key
         self._on_push = on_push
         self._ready = ready
@@ -196,11 +209,13 @@ class Endpoints:
         self._webhook = self._probes
         if not shared:
             assert webhook_port is not None
-            self._webhook = _Server((webhook_host or host, webhook_port), self._handler(probes=False, webhook=True),
-                                    self.limits)
+            self._webhook = _Server(
+                (webhook_host or host, webhook_port), self._handler(probes=False, webhook=True), self.limits
+            )
             self._servers.append(self._webhook)
-        self._threads = [threading.Thread(target=s.serve_forever, name=f"http-{i}", daemon=True)
-                         for i, s in enumerate(self._servers)]
+        self._threads = [
+            threading.Thread(target=s.serve_forever, name=f"http-{i}", daemon=True) for i, s in enumerate(self._servers)
+        ]
 
     @property
     def port(self) -> int:
@@ -288,11 +303,15 @@ class Endpoints:
                 except (TimeoutError, OSError):
                     body, timed_out = b"", True
                 if len(body) < head:
-                    self._refuse(Refusal(408, "request timed out") if self.expired or timed_out
-                                 else Refusal(400, "body shorter than Content-Length"))
+                    self._refuse(
+                        Refusal(408, "request timed out")
+                        if self.expired or timed_out
+                        else Refusal(400, "body shorter than Content-Length")
+                    )
                     return
-                refusal = check_body(body, endpoints._key, self.headers[PUSH_SIGNATURE_HEADER]) or \
-                    endpoints._push(self.headers, body)
+                refusal = check_body(body, endpoints._key, self.headers[PUSH_SIGNATURE_HEADER]) or endpoints._push(
+                    self.headers, body
+                )
                 if refusal is not None:
                     self._refuse(refusal)
                     return
@@ -300,14 +319,16 @@ class Endpoints:
 
             def _refuse(self, refusal: Refusal) -> None:
                 if refusal.status in (401, 403, 409):
-                    log.warning("webhook refused", status=refusal.status, reason=refusal.message,
-                                client=self.client_address[0])
+                    log.warning(
+                        "webhook refused", status=refusal.status, reason=refusal.message, client=self.client_address[0]
+                    )
                 extra = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after else {}
                 self.close_connection = True
                 self._reply(refusal.status, refusal.message.encode() + b"\n", extra=extra)
 
-            def _reply(self, code: int, body: bytes, content_type: str = "text/plain",
-                       extra: dict[str, str] | None = None) -> None:
+            def _reply(
+                self, code: int, body: bytes, content_type: str = "text/plain", extra: dict[str, str] | None = None
+            ) -> None:
                 try:
                     self.send_response(code)
                     self.send_header("Content-Type", content_type)

@@ -43,8 +43,9 @@ class Candidate:
     supersede: str  # the plan's policy: "unstarted" or "never"
 
 
-def decide_intake(candidates: Mapping[str, Candidate],
-                  existing: Mapping[str, Sequence[StoredRelease]]) -> list[IntakeAction]:
+def decide_intake(
+    candidates: Mapping[str, Candidate], existing: Mapping[str, Sequence[StoredRelease]]
+) -> list[IntakeAction]:
     actions: list[IntakeAction] = []
     for app, candidate in sorted(candidates.items()):
         releases = list(existing.get(app, ()))
@@ -59,6 +60,9 @@ def decide_intake(candidates: Mapping[str, Candidate],
             continue  # this commit already made a release (e.g. the branch was moved back)
         actions.append(CreateRelease(candidate.spec))
         if candidate.supersede == "unstarted":
-            actions += [SupersedeRelease(r.name, by=candidate.spec.name) for r in releases
-                        if r.status.phase == ReleasePhase.PENDING]
+            actions += [
+                SupersedeRelease(r.name, by=candidate.spec.name)
+                for r in releases
+                if r.status.phase == ReleasePhase.PENDING
+            ]
     return actions

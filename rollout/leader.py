@@ -34,8 +34,16 @@ class _FencedElection(leaderelection.LeaderElection):
 
 
 class LeaderElector:
-    def __init__(self, api_client: client.ApiClient, namespace: str, name: str, identity: str,
-                 lease_seconds: int = 15, renew_seconds: int = 10, retry_seconds: int = 2):
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_seconds: int = 15,
+        renew_seconds: int = 10,
+        retry_seconds: int = 2,
+    ):
         lock = LeaseLock(name, namespace, identity)
         lock.api_instance = client.CoordinationV1Api(api_client)  # the library defaults to the global client
         self.identity = identity
@@ -44,8 +52,7 @@ class LeaderElector:
         self._leading = threading.Event()
         self._lost = threading.Event()
         self._on_start: Callable[[], None] = lambda: None
-        config = electionconfig.Config(lock, lease_seconds, renew_seconds, retry_seconds,
-                                       self._started, self._stopped)
+        config = electionconfig.Config(lock, lease_seconds, renew_seconds, retry_seconds, self._started, self._stopped)
         self._election = _FencedElection(config, self._mark_renewed)
 
     def _mark_renewed(self) -> None:

@@ -11,15 +11,30 @@ REGISTRY = CollectorRegistry()
 
 RELEASES = Gauge("rollout_releases", "Releases by app and phase", ["app", "phase"], registry=REGISTRY)
 REGIONS = Gauge("rollout_regions", "Regions of active releases by phase", ["app", "phase"], registry=REGISTRY)
-VERDICTS = Counter("rollout_analysis_verdicts_total", "Smoke-window outcomes", ["app", "region", "outcome"],
-                   registry=REGISTRY)
+VERDICTS = Counter(
+    "rollout_analysis_verdicts_total", "Smoke-window outcomes", ["app", "region", "outcome"], registry=REGISTRY
+)
 ROLLBACKS = Counter("rollout_rollbacks_total", "Regions rolled back", ["app", "region"], registry=REGISTRY)
-DRAINS = Histogram("rollout_drain_seconds", "Time to drain a region to its target", ["app", "region"],
-                   buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300), registry=REGISTRY)
-RECONCILE = Histogram("rollout_reconcile_seconds", "Duration of one release reconcile", ["app"],
-                      buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)
-API_CALLS = Counter("rollout_api_calls_total", "Kubernetes API calls by cluster, verb, resource and outcome",
-                    ["cluster", "verb", "resource", "code"], registry=REGISTRY)
+DRAINS = Histogram(
+    "rollout_drain_seconds",
+    "Time to drain a region to its target",
+    ["app", "region"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+RECONCILE = Histogram(
+    "rollout_reconcile_seconds",
+    "Duration of one release reconcile",
+    ["app"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+    registry=REGISTRY,
+)
+API_CALLS = Counter(
+    "rollout_api_calls_total",
+    "Kubernetes API calls by cluster, verb, resource and outcome",
+    ["cluster", "verb", "resource", "code"],
+    registry=REGISTRY,
+)
 GIT_SYNCS = Counter("rollout_git_syncs_total", "Git syncs by outcome", ["outcome"], registry=REGISTRY)
 LEADER = Gauge("rollout_leader", "1 while this replica holds the lease", registry=REGISTRY)
 

@@ -88,11 +88,17 @@ class KubernetesEvents:
         """An Event on one of our objects (rollout.dev/v1alpha1 `kind`/`name`)."""
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{name}.", namespace=self._namespace),
-            involved_object=client.V1ObjectReference(api_version="rollout.dev/v1alpha1", kind=kind,
-                                                     name=name, namespace=self._namespace),
-            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
+            involved_object=client.V1ObjectReference(
+                api_version="rollout.dev/v1alpha1", kind=kind, name=name, namespace=self._namespace
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
             source=client.V1EventSource(component=self._component),
-            first_timestamp=now, last_timestamp=now, count=1)
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
         try:
             self._api.create_namespaced_event(self._namespace, body)
         except ApiException as exc:  # an event is worth less than the reconcile that made it
@@ -112,11 +118,15 @@ class Webhooks:
             return
         dispatcher = self._dispatcher or _installed
         if dispatcher is None:
-            log.warning("notification not sent: the operator allows no destination (--notify-allow)",
-                        app=notice.app, kind=notice.event)
+            log.warning(
+                "notification not sent: the operator allows no destination (--notify-allow)",
+                app=notice.app,
+                kind=notice.event,
+            )
             return
-        body = json.dumps({**asdict(notice), "time": now_iso(now), "summary": _message(notice)},
-                          sort_keys=True).encode()
+        body = json.dumps(
+            {**asdict(notice), "time": now_iso(now), "summary": _message(notice)}, sort_keys=True
+        ).encode()
         for target in targets:
             dispatcher.submit(Delivery(target.url, notice.app, notice.event, body))
 
@@ -152,8 +162,10 @@ class Destinations:
         for entry in entries:
             parts = urlsplit(entry.strip())
             if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc:
-                raise NotifyConfigError(f"--notify-allow {entry!r}: write a URL prefix such as "
-                                        f"https://hooks.example.com/services/ (no user, no credentials)")
+                raise NotifyConfigError(
+                    f"--notify-allow {entry!r}: write a URL prefix such as "
+                    f"https://hooks.example.com/services/ (no user, no credentials)"
+                )
             try:
                 port = _port(parts.scheme, parts.port)
             except ValueError:
@@ -182,9 +194,12 @@ class Destinations:
                 continue
             if p.path == "/" or path == p.path.rstrip("/") or path.startswith(p.path.rstrip("/") + "/"):
                 return None
-        return (f"{parts.scheme}://{parts.netloc}{path} is not allowed by the operator; ask them to add it "
-                f"to --notify-allow" if self.prefixes else
-                "the operator allows no notification destination (--notify-allow)")
+        return (
+            f"{parts.scheme}://{parts.netloc}{path} is not allowed by the operator; ask them to add it "
+            f"to --notify-allow"
+            if self.prefixes
+            else "the operator allows no notification destination (--notify-allow)"
+        )
 
 
 class KeyRefused(Exception):
@@ -279,8 +294,14 @@ def post(url: str, body: bytes, headers: Mapping[str, str], deadline_s: float) -
 class Dispatcher:
     """A bounded queue of notifications and the one worker that posts them."""
 
-    def __init__(self, destinations: Destinations, keys: SigningKeys, capacity: int = 100,
-                 deadline_s: float = 10.0, poster: Callable[[str, bytes, Mapping[str, str], float], int] = post):
+    def __init__(
+        self,
+        destinations: Destinations,
+        keys: SigningKeys,
+        capacity: int = 100,
+        deadline_s: float = 10.0,
+        poster: Callable[[str, bytes, Mapping[str, str], float], int] = post,
+    ):
         self.destinations = destinations
         self.keys = keys
         self.deadline_s = deadline_s
@@ -310,8 +331,7 @@ class Dispatcher:
             self._queue.put_nowait(delivery)
         except queue.Full:
             self.dropped += 1
-            log.warning("notification dropped: queue full", app=delivery.app, kind=delivery.event,
-                        dropped=self.dropped)
+            log.warning("notification dropped: queue full", app=delivery.app, kind=delivery.event, dropped=self.dropped)
             return False
         return True
 
@@ -352,8 +372,7 @@ class Dispatcher:
                 outcome = self.deliver(delivery)
                 self._record(delivery.url, outcome)
                 if outcome != "delivered":
-                    log.warning("notification not delivered", app=delivery.app, kind=delivery.event,
-                                outcome=outcome)
+                    log.warning("notification not delivered", app=delivery.app, kind=delivery.event, outcome=outcome)
             except Exception:  # noqa: BLE001 - the worker outlives any one message
                 log.exception("notification worker error")
             finally:
@@ -374,12 +393,20 @@ def install(dispatcher: Dispatcher | None) -> None:
 
 
 def _reason(event: str) -> str:
-    return {"started": "ReleaseStarted", "promoted": "WavePromoted", "failed": "ReleaseFailed",
-            "drained": "RegionDrained", "rolledBack": "ReleaseRolledBack", "paused": "ReleasePaused",
-            "succeeded": "ReleaseSucceeded"}.get(event, event[:1].upper() + event[1:])
+    return {
+        "started": "ReleaseStarted",
+        "promoted": "WavePromoted",
+        "failed": "ReleaseFailed",
+        "drained": "RegionDrained",
+        "rolledBack": "ReleaseRolledBack",
+        "paused": "ReleasePaused",
+        "succeeded": "ReleaseSucceeded",
+    }.get(event, event[:1].upper() + event[1:])
 
 
 def _message(notice: Notice) -> str:
     where = f" in {notice.region}" if notice.region else ""
-    return (f"{notice.app} {notice.version}{where}: {notice.reason} "
-            f"(owner {notice.owner}, {notice.contact}; playbook {notice.playbook})")
+    return (
+        f"{notice.app} {notice.version}{where}: {notice.reason} "
+        f"(owner {notice.owner}, {notice.contact}; playbook {notice.playbook})"
+    )

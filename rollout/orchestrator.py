@@ -28,8 +28,17 @@ from strategies.model import Phase as StrategyPhase
 # A strategy may abort on its own (a canary's failed analysis step puts its weight to 0 at once and
 # restores the stable track); for the release that is a failure of the region all the same.
 STRATEGY_GAVE_UP = frozenset({StrategyPhase.FAILED, StrategyPhase.ROLLING_BACK, StrategyPhase.ROLLED_BACK})
-TOUCHED = frozenset({RegionPhase.PROGRESSING, RegionPhase.SMOKE, RegionPhase.SUCCEEDED, RegionPhase.FAILED,
-                     RegionPhase.DRAINING, RegionPhase.ROLLING_BACK, RegionPhase.ROLLED_BACK})
+TOUCHED = frozenset(
+    {
+        RegionPhase.PROGRESSING,
+        RegionPhase.SMOKE,
+        RegionPhase.SUCCEEDED,
+        RegionPhase.FAILED,
+        RegionPhase.DRAINING,
+        RegionPhase.ROLLING_BACK,
+        RegionPhase.ROLLED_BACK,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,10 @@ def _apply_request(view: ReleaseView, out: Draft, request: Request, now: datetim
     elif request.action == "promote" and phase in (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED):
         _promote(view, out, request, now)
     elif request.action in ("rollback", "abort") and phase in (
-            ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.SUCCEEDED):
+        ReleasePhase.PROGRESSING,
+        ReleasePhase.PAUSED,
+        ReleasePhase.SUCCEEDED,
+    ):
         target = request.region or _last_started(status)
         _fail(view, out, target, f"{request.action} requested by {request.by}: {request.reason}", now)
     else:
@@ -199,8 +211,11 @@ def _progress(view: ReleaseView, out: Draft, now: datetime) -> None:
         _advance_region(view, out, name, wave.smoke_seconds, now)
     if ReleasePhase(status.phase) != ReleasePhase.PROGRESSING:
         return
-    active = [n for n in wave.regions if RegionPhase(status.regions[n].phase) in
-              (RegionPhase.PROGRESSING, RegionPhase.SMOKE, RegionPhase.WAITING)]
+    active = [
+        n
+        for n in wave.regions
+        if RegionPhase(status.regions[n].phase) in (RegionPhase.PROGRESSING, RegionPhase.SMOKE, RegionPhase.WAITING)
+    ]
     for name in wave.regions:
         region = status.regions[name]
         if RegionPhase(region.phase) == RegionPhase.PENDING and len(active) < wave.max_parallel:
@@ -210,8 +225,11 @@ def _progress(view: ReleaseView, out: Draft, now: datetime) -> None:
         status.record(now, "wave-passed", f"wave {wave.name} passed its smoke window")
         if status.current_wave + 1 < len(view.spec.waves):
             status.current_wave += 1
-            out.actions.append(Notify("promoted", f"wave {wave.name} passed; starting wave "
-                                                  f"{view.spec.waves[status.current_wave].name}"))
+            out.actions.append(
+                Notify(
+                    "promoted", f"wave {wave.name} passed; starting wave {view.spec.waves[status.current_wave].name}"
+                )
+            )
             _progress(view, out, now)
         else:
             status.move(ReleasePhase.SUCCEEDED)
@@ -341,13 +359,21 @@ def _roll_back(view: ReleaseView, out: Draft, now: datetime) -> None:
     status.move(ReleasePhase.ROLLED_BACK)
     status.completed_at = format_time(now)
     status.quarantined = view.policy.quarantine
-    status.record(now, "rolled-back", "every touched region is back on the previous release"
-                  + ("; release quarantined" if status.quarantined else ""))
+    status.record(
+        now,
+        "rolled-back",
+        "every touched region is back on the previous release"
+        + ("; release quarantined" if status.quarantined else ""),
+    )
     if view.policy.revert_commit:
         # Pushing the revert needs write credentials to Git, which this controller does not take yet;
         # say so where the responder looks instead of silently ignoring the plan.
-        status.record(now, "revert-commit", "not pushed: the controller has no Git write credentials; "
-                      "revert the change in Git (the release stays quarantined meanwhile)")
+        status.record(
+            now,
+            "revert-commit",
+            "not pushed: the controller has no Git write credentials; "
+            "revert the change in Git (the release stays quarantined meanwhile)",
+        )
     out.actions.append(Notify("rolledBack", status.message, failed, warning=True))
 
 
@@ -357,15 +383,30 @@ def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetim
     region = status.regions[name]
     seen = view.regions.get(name, RegionView())
     phase = RegionPhase(region.phase)
-    if phase in (RegionPhase.FAILED, RegionPhase.SUCCEEDED, RegionPhase.WAITING, RegionPhase.PROGRESSING,
-                 RegionPhase.SMOKE):
+    if phase in (
+        RegionPhase.FAILED,
+        RegionPhase.SUCCEEDED,
+        RegionPhase.WAITING,
+        RegionPhase.PROGRESSING,
+        RegionPhase.SMOKE,
+    ):
         if view.policy.drain_first:
             region.move(RegionPhase.DRAINING)
-            status.drains.append(DrainRecord(region=name, started_at=format_time(now),
-                                             target_seconds=view.policy.drain_within_seconds,
-                                             target_percent=view.policy.drain_percent))
-            status.record(now, "drain", f"weight 0 to stop the bleeding (target {view.policy.drain_percent:g}% "
-                                        f"within {view.policy.drain_within_seconds:g}s)", name)
+            status.drains.append(
+                DrainRecord(
+                    region=name,
+                    started_at=format_time(now),
+                    target_seconds=view.policy.drain_within_seconds,
+                    target_percent=view.policy.drain_percent,
+                )
+            )
+            status.record(
+                now,
+                "drain",
+                f"weight 0 to stop the bleeding (target {view.policy.drain_percent:g}% "
+                f"within {view.policy.drain_within_seconds:g}s)",
+                name,
+            )
             out.actions.append(SetRegionWeight(name, 0))
             return False
         region.move(RegionPhase.ROLLING_BACK)
@@ -382,8 +423,12 @@ def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetim
         drain.seconds = round(elapsed, 3)
         drain.met = reached and elapsed <= view.policy.drain_within_seconds
         moved = f"{seen.drain_moved * 100:.1f}%" if seen.drain_moved is not None else "unmeasured"
-        status.record(now, "drained", f"{moved} of traffic moved in {elapsed:.1f}s "
-                                      f"({'met' if drain.met else 'missed'} target)", name)
+        status.record(
+            now,
+            "drained",
+            f"{moved} of traffic moved in {elapsed:.1f}s ({'met' if drain.met else 'missed'} target)",
+            name,
+        )
         out.actions.append(Notify("drained", f"{moved} moved in {elapsed:.1f}s", name))
         region.move(RegionPhase.ROLLING_BACK)
         out.actions.append(BeginRollback(name, status.message))
@@ -415,9 +460,11 @@ def _drain_of(status: ReleaseStatus, name: str) -> DrainRecord:
 
 def _rollback_order(status: ReleaseStatus) -> list[str]:
     """Touched regions other than the failed one, most recently started first."""
-    touched = [(_started(r), n) for n, r in status.regions.items()
-               if RegionPhase(r.phase) in TOUCHED | {RegionPhase.WAITING} and n != status.failed_region
-               and r.started_at]
+    touched = [
+        (_started(r), n)
+        for n, r in status.regions.items()
+        if RegionPhase(r.phase) in TOUCHED | {RegionPhase.WAITING} and n != status.failed_region and r.started_at
+    ]
     return [n for _, n in sorted(touched, reverse=True)]
 
 

@@ -89,10 +89,18 @@ class Pass:
 
 
 class ReleaseReconciler:
-    def __init__(self, workspace: Workspace, store: ReleaseStore, clusters: ClusterPool, traffic: GlobalTraffic,
-                 metrics_provider: MetricsProvider | None, sinks: Sequence[EventSink],
-                 may_write: Callable[[], bool], drain_query: str = DEFAULT_DRAIN_QUERY,
-                 analysis_window: timedelta | None = None):
+    def __init__(
+        self,
+        workspace: Workspace,
+        store: ReleaseStore,
+        clusters: ClusterPool,
+        traffic: GlobalTraffic,
+        metrics_provider: MetricsProvider | None,
+        sinks: Sequence[EventSink],
+        may_write: Callable[[], bool],
+        drain_query: str = DEFAULT_DRAIN_QUERY,
+        analysis_window: timedelta | None = None,
+    ):
         self.workspace = workspace
         self.store = store
         self.clusters = clusters
@@ -106,8 +114,9 @@ class ReleaseReconciler:
 
     # --- entry point ---------------------------------------------------------------------------
 
-    def reconcile(self, stored: StoredRelease, siblings: Sequence[StoredRelease], requests: Sequence[Request],
-                  now: datetime) -> StoredRelease:
+    def reconcile(
+        self, stored: StoredRelease, siblings: Sequence[StoredRelease], requests: Sequence[Request], now: datetime
+    ) -> StoredRelease:
         """One pass; returns the stored release after the pass (unchanged when nothing was written)."""
         phase = ReleasePhase(stored.status.phase)
         if phase not in ACTIVE and not requests:
@@ -119,8 +128,15 @@ class ReleaseReconciler:
             work = Pass(stored, app, private, now, self._previous(stored, siblings), tuple(requests))
             self._retarget(work, siblings)
             views = self._gather(work, repo)
-            view = ReleaseView(stored.spec, work.status, _policy(app), views, work.requests,
-                               self._blocker(stored, siblings), work.previous)
+            view = ReleaseView(
+                stored.spec,
+                work.status,
+                _policy(app),
+                views,
+                work.requests,
+                self._blocker(stored, siblings),
+                work.previous,
+            )
             status, actions = decide(view, now)
             work.status = status
             self._prepare(work, actions)
@@ -137,8 +153,7 @@ class ReleaseReconciler:
     def region_cluster(self, repo: Repository, region: str) -> KubernetesCluster:
         return self.clusters.get(repo.regions[region].cluster)
 
-    def region_rollout(self, app: str, region: str, release: ReleaseAt,
-                       rollback_to: ReleaseAt | None) -> RegionRollout:
+    def region_rollout(self, app: str, region: str, release: ReleaseAt, rollback_to: ReleaseAt | None) -> RegionRollout:
         return self.renderer.rollout(app, region, release, rollback_to)
 
     def request_rate(self, app: str, region: str, now: datetime) -> float | None:
@@ -179,8 +194,11 @@ class ReleaseReconciler:
 
     def _rollout(self, work: Pass, region: str) -> RegionRollout:
         spec, status = work.stored.spec, work.status
-        previous = ReleaseAt(status.previous_commit, status.previous_version) \
-            if status.previous_commit and status.previous_version else None
+        previous = (
+            ReleaseAt(status.previous_commit, status.previous_version)
+            if status.previous_commit and status.previous_version
+            else None
+        )
         return self.renderer.rollout(spec.app, region, ReleaseAt(spec.commit, spec.version), previous)
 
     def _drive(self, work: Pass, repo: Any, name: str, region: RegionStatus, promote: bool) -> RegionView:
@@ -192,9 +210,16 @@ class ReleaseReconciler:
 
         # built inside the driver: a release that does not render (or lacks what its strategy needs)
         # fails the region once with its message, by the driver's one error policy
-        step = drive(self.clusters.get(repo.regions[name].cluster), lambda: self._rollout(work, name), status,
-                     work.now, analysis=analysis,
-                     commands=Commands(promote=promote), may_write=self.may_write(), logger=log)
+        step = drive(
+            self.clusters.get(repo.regions[name].cluster),
+            lambda: self._rollout(work, name),
+            status,
+            work.now,
+            analysis=analysis,
+            commands=Commands(promote=promote),
+            may_write=self.may_write(),
+            logger=log,
+        )
         if step.transient:
             region.message = f"cluster unreachable: {step.error}"
             return RegionView(reachable=False)
@@ -218,11 +243,19 @@ class ReleaseReconciler:
         if self.metrics is None:
             return None
         spec = work.stored.spec
-        target = Target(app=spec.app, region=region, release=spec.commit[:12], version=spec.version,
-                        stable_version=work.status.previous_version or spec.version,
-                        namespace=work.app.plan.target_namespace, track=track, baseline_at=baseline_at)
-        return Analyzer(self.metrics, target, min_requests=work.app.plan.analysis.min_requests,
-                        window=self.analysis_window)
+        target = Target(
+            app=spec.app,
+            region=region,
+            release=spec.commit[:12],
+            version=spec.version,
+            stable_version=work.status.previous_version or spec.version,
+            namespace=work.app.plan.target_namespace,
+            track=track,
+            baseline_at=baseline_at,
+        )
+        return Analyzer(
+            self.metrics, target, min_requests=work.app.plan.analysis.min_requests, window=self.analysis_window
+        )
 
     def _checks(self, work: Pass, names: Sequence[str] = ()) -> list[Check]:
         """The checks to run. An app's first release has no earlier version to compare with, so
@@ -232,16 +265,19 @@ class ReleaseReconciler:
             checks = [c for c in checks if c.baseline_query is None]
         return checks
 
-    def _step_analysis(self, work: Pass, name: str, region: RegionStatus, step: int,
-                       names: Sequence[str]) -> Verdict | None:
+    def _step_analysis(
+        self, work: Pass, name: str, region: RegionStatus, step: int, names: Sequence[str]
+    ) -> Verdict | None:
         analyzer = self._analyzer(work, name, "canary", None)
         if analyzer is None:
             return Verdict.INCONCLUSIVE  # no metrics never promotes
         key = f"step-{step}"
         checks = self._checks(work, names)
         if not checks:
-            region.analysis[key] = {"outcome": verdict_text(Verdict.SUCCESS),
-                                    "reason": "first release: nothing to compare with"}
+            region.analysis[key] = {
+                "outcome": verdict_text(Verdict.SUCCESS),
+                "reason": "first release: nothing to compare with",
+            }
             return Verdict.SUCCESS
         run = AnalysisRun.from_status(region.analysis[key]) if key in region.analysis else AnalysisRun(work.now)
         run, state = poll(analyzer, checks, run, work.now)
@@ -257,21 +293,26 @@ class ReleaseReconciler:
             return RegionView(smoke=Verdict.INCONCLUSIVE, smoke_reason="no metrics provider configured")
         ends = started + timedelta(seconds=region.smoke_seconds or 0)
         saved = region.analysis.get("smoke")
-        run = AnalysisRun.from_status(saved) if saved and parse_time(saved.get("startedAt")) == started \
+        run = (
+            AnalysisRun.from_status(saved)
+            if saved and parse_time(saved.get("startedAt")) == started
             else AnalysisRun(started, ends)
+        )
         checks = self._checks(work)
         if not checks:
             verdict = Verdict.SUCCESS if work.now >= ends else None
-            region.analysis["smoke"] = {"startedAt": format_time(started), "endsAt": format_time(ends),
-                                        "outcome": verdict_text(verdict),
-                                        "reason": "first release: nothing to compare with; bake time only"}
+            region.analysis["smoke"] = {
+                "startedAt": format_time(started),
+                "endsAt": format_time(ends),
+                "outcome": verdict_text(verdict),
+                "reason": "first release: nothing to compare with; bake time only",
+            }
             return RegionView(smoke=verdict, smoke_reason="bake time only")
         run, state = poll(analyzer, checks, run, work.now)
         region.analysis["smoke"] = {**run.to_status(), "outcome": verdict_text(state.outcome), "reason": state.reason}
         if state.done:
             metrics.VERDICTS.labels(work.stored.spec.app, name, verdict_text(state.outcome)).inc()
         return RegionView(smoke=state.outcome, smoke_reason=state.reason)
-
 
     def _drain_moved(self, work: Pass, name: str, region: RegionStatus) -> float | None:
         before = region.analysis.get("drainBaselineRate")
@@ -291,8 +332,9 @@ class ReleaseReconciler:
                 region = work.status.regions[action.region]
                 current = StrategyStatus.from_dict(region.strategy) if region.strategy else StrategyStatus()
                 if current.phase not in (StrategyPhase.ROLLING_BACK, StrategyPhase.ROLLED_BACK):
-                    region.strategy = current.to(StrategyPhase.ROLLING_BACK, work.now,
-                                                 reason=action.reason[:200]).to_dict()
+                    region.strategy = current.to(
+                        StrategyPhase.ROLLING_BACK, work.now, reason=action.reason[:200]
+                    ).to_dict()
             elif isinstance(action, SetRegionWeight) and action.weight == 0:
                 # before the drain: what "moved" is measured against
                 rate = self.request_rate(work.stored.spec.app, action.region, work.now)
@@ -319,16 +361,26 @@ class ReleaseReconciler:
 
     def _notify(self, work: Pass, action: Notify) -> None:
         plan = work.app.plan
-        notice = Notice(event=action.event, app=work.stored.spec.app, release=work.stored.name,
-                        version=work.stored.spec.version, reason=action.reason, owner=plan.owner.team,
-                        contact=plan.owner.contact, playbook=plan.playbook, region=action.region,
-                        warning=action.warning)
-        log.info("release event", kind=action.event, release=work.stored.name, region=action.region,
-                 reason=action.reason)
+        notice = Notice(
+            event=action.event,
+            app=work.stored.spec.app,
+            release=work.stored.name,
+            version=work.stored.spec.version,
+            reason=action.reason,
+            owner=plan.owner.team,
+            contact=plan.owner.contact,
+            playbook=plan.playbook,
+            region=action.region,
+            warning=action.warning,
+        )
+        log.info(
+            "release event", kind=action.event, release=work.stored.name, region=action.region, reason=action.reason
+        )
         for sink in self.sinks:
             sink.emit(notice, work.now)
         Webhooks([WebhookTarget(n.webhook, tuple(n.events), n.secret_env) for n in plan.notifications]).emit(
-            notice, work.now)
+            notice, work.now
+        )
         if action.event == "drained":
             drain = next((d for d in reversed(work.status.drains) if d.region == action.region), None)
             if drain is not None and drain.seconds is not None:
@@ -371,8 +423,14 @@ class ReleaseReconciler:
         """Another release of the app still moving (progressing, paused, rolling back): this one
         waits for it. A release whose rollback cannot go on (`wedged`) does not block the next one:
         only a responder can help it, and the next release is usually the fix."""
-        busy = [r.name for r in siblings if r.name != stored.name and ReleasePhase(r.status.phase) in
-                (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK) and not wedged(r)]
+        busy = [
+            r.name
+            for r in siblings
+            if r.name != stored.name
+            and ReleasePhase(r.status.phase)
+            in (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK)
+            and not wedged(r)
+        ]
         return busy[0] if busy else None
 
 
@@ -383,8 +441,11 @@ def wedged(release: StoredRelease) -> str | None:
         return None
     for name, region in release.status.regions.items():
         strategy = StrategyStatus.from_dict(region.strategy) if region.strategy else None
-        if RegionPhase(region.phase) == RegionPhase.ROLLING_BACK and strategy is not None \
-                and strategy.phase is StrategyPhase.FAILED:
+        if (
+            RegionPhase(region.phase) == RegionPhase.ROLLING_BACK
+            and strategy is not None
+            and strategy.phase is StrategyPhase.FAILED
+        ):
             return name
     return None
 
@@ -392,8 +453,11 @@ def wedged(release: StoredRelease) -> str | None:
 def _policy(app: AppSource) -> Policy:
     rollback = app.plan.rollback
     on_inconclusive = "fail" if any(c.on_inconclusive == "fail" for c in app.plan.analysis.checks) else "pause"
-    return Policy(drain_first=rollback.drain_first, drain_percent=rollback.drain_target.percent,
-                  drain_within_seconds=rollback.drain_target.within.total_seconds(),
-                  quarantine=rollback.quarantine, revert_commit=rollback.revert_commit,
-                  on_inconclusive=on_inconclusive)
-
+    return Policy(
+        drain_first=rollback.drain_first,
+        drain_percent=rollback.drain_target.percent,
+        drain_within_seconds=rollback.drain_target.within.total_seconds(),
+        quarantine=rollback.quarantine,
+        revert_commit=rollback.revert_commit,
+        on_inconclusive=on_inconclusive,
+    )

@@ -18,20 +18,20 @@ from strategies.model import IllegalTransition
 
 
 class ReleasePhase(StrEnum):
-    PENDING = "Pending"          # created from a commit, not started
+    PENDING = "Pending"  # created from a commit, not started
     PROGRESSING = "Progressing"  # some wave is rolling or baking
-    PAUSED = "Paused"            # a responder or an inconclusive analysis stopped it
-    SUCCEEDED = "Succeeded"      # every wave passed its smoke window
-    ROLLING_BACK = "RollingBack" # a region failed: draining and rolling back
-    ROLLED_BACK = "RolledBack"   # every touched region is back on the previous release
-    SUPERSEDED = "Superseded"    # a newer commit replaced it before it started
+    PAUSED = "Paused"  # a responder or an inconclusive analysis stopped it
+    SUCCEEDED = "Succeeded"  # every wave passed its smoke window
+    ROLLING_BACK = "RollingBack"  # a region failed: draining and rolling back
+    ROLLED_BACK = "RolledBack"  # every touched region is back on the previous release
+    SUPERSEDED = "Superseded"  # a newer commit replaced it before it started
 
 
 class RegionPhase(StrEnum):
     PENDING = "Pending"
-    WAITING = "Waiting"          # cluster unreachable: the wave waits, never skips the region
+    WAITING = "Waiting"  # cluster unreachable: the wave waits, never skips the region
     PROGRESSING = "Progressing"  # the strategy is moving the region to the release
-    SMOKE = "Smoke"              # fully on the release; checks run through the smoke window
+    SMOKE = "Smoke"  # fully on the release; checks run through the smoke window
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     DRAINING = "Draining"
@@ -51,12 +51,15 @@ _RELEASE_TRANSITIONS: dict[ReleasePhase, frozenset[ReleasePhase]] = {
 
 _REGION_TRANSITIONS: dict[RegionPhase, frozenset[RegionPhase]] = {
     RegionPhase.PENDING: frozenset({RegionPhase.PROGRESSING, RegionPhase.WAITING}),
-    RegionPhase.WAITING: frozenset({RegionPhase.PROGRESSING, RegionPhase.PENDING, RegionPhase.DRAINING,
-                                    RegionPhase.ROLLING_BACK}),
-    RegionPhase.PROGRESSING: frozenset({RegionPhase.SMOKE, RegionPhase.FAILED, RegionPhase.ROLLING_BACK,
-                                        RegionPhase.DRAINING, RegionPhase.WAITING}),
-    RegionPhase.SMOKE: frozenset({RegionPhase.SUCCEEDED, RegionPhase.FAILED, RegionPhase.ROLLING_BACK,
-                                  RegionPhase.DRAINING}),
+    RegionPhase.WAITING: frozenset(
+        {RegionPhase.PROGRESSING, RegionPhase.PENDING, RegionPhase.DRAINING, RegionPhase.ROLLING_BACK}
+    ),
+    RegionPhase.PROGRESSING: frozenset(
+        {RegionPhase.SMOKE, RegionPhase.FAILED, RegionPhase.ROLLING_BACK, RegionPhase.DRAINING, RegionPhase.WAITING}
+    ),
+    RegionPhase.SMOKE: frozenset(
+        {RegionPhase.SUCCEEDED, RegionPhase.FAILED, RegionPhase.ROLLING_BACK, RegionPhase.DRAINING}
+    ),
     RegionPhase.SUCCEEDED: frozenset({RegionPhase.ROLLING_BACK, RegionPhase.DRAINING}),
     RegionPhase.FAILED: frozenset({RegionPhase.DRAINING, RegionPhase.ROLLING_BACK}),
     RegionPhase.DRAINING: frozenset({RegionPhase.ROLLING_BACK}),
@@ -158,17 +161,20 @@ class ReleaseStatus:
     def move(self, phase: ReleasePhase) -> None:
         self.phase = check_release_transition(ReleasePhase(self.phase), phase).value
 
-    def record(self, now: datetime, action: str, reason: str, region: str | None = None,
-               by: str = "controller") -> None:
+    def record(
+        self, now: datetime, action: str, reason: str, region: str | None = None, by: str = "controller"
+    ) -> None:
         self.audit.append(AuditEntry(format_time(now), action, reason, region, by))
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "phase": self.phase, "currentWave": self.current_wave,
+            "phase": self.phase,
+            "currentWave": self.current_wave,
             "regions": {name: _camel(r.to_dict()) for name, r in sorted(self.regions.items())},
             "drains": [_camel(d.to_dict()) for d in self.drains],
             "audit": [_camel(a.to_dict()) for a in self.audit],
-            "quarantined": self.quarantined, "message": self.message,
+            "quarantined": self.quarantined,
+            "message": self.message,
             **({"promoteFull": True} if self.promote_full else {}),
             **({"failedRegion": self.failed_region} if self.failed_region else {}),
             **({"detectSeconds": self.detect_seconds} if self.detect_seconds is not None else {}),
@@ -237,19 +243,34 @@ class ReleaseSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "app": self.app, "commit": self.commit, "version": self.version,
-            "planDigest": self.plan_digest, "contentDigest": self.content_digest,
-            "waves": [{"name": w.name, "regions": list(w.regions), "smokeSeconds": w.smoke_seconds,
-                       "maxParallel": w.max_parallel} for w in self.waves],
+            "app": self.app,
+            "commit": self.commit,
+            "version": self.version,
+            "planDigest": self.plan_digest,
+            "contentDigest": self.content_digest,
+            "waves": [
+                {
+                    "name": w.name,
+                    "regions": list(w.regions),
+                    "smokeSeconds": w.smoke_seconds,
+                    "maxParallel": w.max_parallel,
+                }
+                for w in self.waves
+            ],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReleaseSpec:
         return cls(
-            app=data["app"], commit=data["commit"], version=data["version"],
-            plan_digest=data["planDigest"], content_digest=data["contentDigest"],
-            waves=tuple(PlannedWaveSpec(w["name"], tuple(w["regions"]), float(w["smokeSeconds"]),
-                                        int(w["maxParallel"])) for w in data.get("waves", [])),
+            app=data["app"],
+            commit=data["commit"],
+            version=data["version"],
+            plan_digest=data["planDigest"],
+            content_digest=data["contentDigest"],
+            waves=tuple(
+                PlannedWaveSpec(w["name"], tuple(w["regions"]), float(w["smokeSeconds"]), int(w["maxParallel"]))
+                for w in data.get("waves", [])
+            ),
         )
 
 

@@ -40,8 +40,13 @@ class StoredRelease:
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> StoredRelease:
         meta = obj["metadata"]
-        return cls(meta["name"], meta["resourceVersion"], ReleaseSpec.from_dict(obj["spec"]),
-                   ReleaseStatus.from_dict(obj.get("status")), meta.get("creationTimestamp", ""))
+        return cls(
+            meta["name"],
+            meta["resourceVersion"],
+            ReleaseSpec.from_dict(obj["spec"]),
+            ReleaseStatus.from_dict(obj.get("status")),
+            meta.get("creationTimestamp", ""),
+        )
 
 
 class ReleaseStore:
@@ -51,8 +56,12 @@ class ReleaseStore:
 
     def create(self, spec: ReleaseSpec, status: ReleaseStatus | None = None) -> StoredRelease:
         """Create the release; if it already exists (a restart, another pass), return the stored one."""
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release",
-                "metadata": {"name": spec.name, "labels": {LABEL_APP: spec.app}}, "spec": spec.to_dict()}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Release",
+            "metadata": {"name": spec.name, "labels": {LABEL_APP: spec.app}},
+            "spec": spec.to_dict(),
+        }
         try:
             created = self._api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, body)
         except ApiException as exc:
@@ -63,23 +72,30 @@ class ReleaseStore:
         return self.write_status(stored, status) if status is not None else stored
 
     def get(self, name: str) -> StoredRelease:
-        return StoredRelease.from_object(as_object(
-            self._api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, name)))
+        return StoredRelease.from_object(
+            as_object(self._api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, name))
+        )
 
     def list(self, app: str | None = None) -> list[StoredRelease]:
         selector = f"{LABEL_APP}={app}" if app else ""
-        items = as_object(self._api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES,
-                                                                  label_selector=selector))["items"]
+        items = as_object(
+            self._api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, label_selector=selector)
+        )["items"]
         return sorted((StoredRelease.from_object(i) for i in items), key=lambda r: (r.created, r.name))
 
     def write_status(self, release: StoredRelease, status: ReleaseStatus) -> StoredRelease:
         """Replace the status, guarded by the resourceVersion it was decided from."""
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Release",
-                "metadata": {"name": release.name, "resourceVersion": release.resource_version},
-                "spec": release.spec.to_dict(), "status": status.to_dict()}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Release",
+            "metadata": {"name": release.name, "resourceVersion": release.resource_version},
+            "spec": release.spec.to_dict(),
+            "status": status.to_dict(),
+        }
         try:
             updated = self._api.replace_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, RELEASES, release.name, body)
+                GROUP, VERSION, self.namespace, RELEASES, release.name, body
+            )
         except ApiException as exc:
             if exc.status == 409:
                 raise StatusConflict(release.name) from None

@@ -37,21 +37,39 @@ SOURCES = "rolloutsources"
 def candidates_at(repo: Repository, commit: str, history: dict[str, list[StoredRelease]]) -> dict[str, Candidate]:
     out: dict[str, Candidate] = {}
     for name, app in repo.apps.items():
-        detect = [timedelta(seconds=r.status.detect_seconds) for r in history.get(name, [])
-                  if r.status.detect_seconds is not None]
-        waves = tuple(PlannedWaveSpec(w.name, w.regions,
-                                      smoke_duration(w.smoke_window, detect).duration.total_seconds(),
-                                      w.max_parallel) for w in plan_waves(app.plan, repo.regions))
-        spec = ReleaseSpec(app=name, commit=commit, version=app.values.version,
-                           plan_digest=file_digest(app.directory / "rollout.yaml"),
-                           content_digest=content_digest(repo.root, name), waves=waves)
+        detect = [
+            timedelta(seconds=r.status.detect_seconds)
+            for r in history.get(name, [])
+            if r.status.detect_seconds is not None
+        ]
+        waves = tuple(
+            PlannedWaveSpec(
+                w.name, w.regions, smoke_duration(w.smoke_window, detect).duration.total_seconds(), w.max_parallel
+            )
+            for w in plan_waves(app.plan, repo.regions)
+        )
+        spec = ReleaseSpec(
+            app=name,
+            commit=commit,
+            version=app.values.version,
+            plan_digest=file_digest(app.directory / "rollout.yaml"),
+            content_digest=content_digest(repo.root, name),
+            waves=waves,
+        )
         out[name] = Candidate(spec, app.plan.supersede)
     return out
 
 
 class GitSync:
-    def __init__(self, source: GitSource, workspace: Workspace, store: ReleaseStore, api_client: client.ApiClient,
-                 source_name: str, may_write: Any):
+    def __init__(
+        self,
+        source: GitSource,
+        workspace: Workspace,
+        store: ReleaseStore,
+        api_client: client.ApiClient,
+        source_name: str,
+        may_write: Any,
+    ):
         self._source = source
         self._workspace = workspace
         self._store = store
@@ -85,12 +103,25 @@ class GitSync:
             GIT_SYNCS.labels("invalid").inc()
             issues = [i.to_dict() for i in invalid.issues]
             already_reported = self.last_status.get("commit") == result.commit and not self.last_status.get("valid")
-            self._set_status({"reachable": True, "valid": False, "commit": result.commit, "issues": issues,
-                              "message": invalid.summary()[:4000], "lastSyncAt": now_iso(now)})
+            self._set_status(
+                {
+                    "reachable": True,
+                    "valid": False,
+                    "commit": result.commit,
+                    "issues": issues,
+                    "message": invalid.summary()[:4000],
+                    "lastSyncAt": now_iso(now),
+                }
+            )
             if not already_reported:  # one Event per rejected commit, not one per poll
-                self._events.record("RolloutSource", self._name, "InvalidCommit",
-                                    f"commit {result.commit[:12]} rejected; nothing applied. " + invalid.summary(),
-                                    True, now)
+                self._events.record(
+                    "RolloutSource",
+                    self._name,
+                    "InvalidCommit",
+                    f"commit {result.commit[:12]} rejected; nothing applied. " + invalid.summary(),
+                    True,
+                    now,
+                )
             log.warning("commit rejected", commit=result.commit[:12], issues=len(issues))
             return
         except Exception as exc:  # noqa: BLE001 - not known invalid (checkout, the render helper): retried next poll
@@ -100,8 +131,11 @@ class GitSync:
             if self._unvalidated != result.commit:  # one Event per commit, not one per poll
                 self._unvalidated = result.commit
                 self._events.record("RolloutSource", self._name, "ValidationFailed", message[:4000], True, now)
-            log.warning("commit not validated; retrying on the next poll", commit=result.commit[:12],
-                        error=f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "commit not validated; retrying on the next poll",
+                commit=result.commit[:12],
+                error=f"{type(exc).__name__}: {exc}",
+            )
             return
         GIT_SYNCS.labels("ok").inc()
         existing: dict[str, list[StoredRelease]] = defaultdict(list)
@@ -109,8 +143,17 @@ class GitSync:
             existing[release.spec.app].append(release)
         for action in decide_intake(candidates_at(repo, result.commit, existing), existing):
             self._execute(action, now)
-        self._set_status({"reachable": True, "valid": True, "commit": result.commit, "issues": [],
-                          "lastGoodCommit": result.commit, "message": "", "lastSyncAt": now_iso(now)})
+        self._set_status(
+            {
+                "reachable": True,
+                "valid": True,
+                "commit": result.commit,
+                "issues": [],
+                "lastGoodCommit": result.commit,
+                "message": "",
+                "lastSyncAt": now_iso(now),
+            }
+        )
 
     def _execute(self, action: CreateRelease | SupersedeRelease | SkipQuarantined, now: datetime) -> None:
         if isinstance(action, CreateRelease):
@@ -136,7 +179,8 @@ class GitSync:
             return  # nothing new: no write (lastSyncAt alone is refreshed every few minutes)
         try:
             self._api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self._store.namespace, SOURCES, self._name, {"status": merged})
+                GROUP, VERSION, self._store.namespace, SOURCES, self._name, {"status": merged}
+            )
             self.last_status = merged
         except ApiException as exc:
             log.warning("source status not written", status=exc.status)

@@ -43,8 +43,7 @@ def check(rollout: RegionRollout) -> None:
             manifests.service_port(rendered, rollout.app)
 
 
-def pending_analysis(rollout: RegionRollout, status: StrategyStatus,
-                     snapshot: Snapshot) -> AnalysisRequest | None:
+def pending_analysis(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot) -> AnalysisRequest | None:
     """The analysis the current step waits for, if any: the caller runs it and puts the verdict
     in the next snapshot (`Snapshot.analysis`)."""
     if status.phase is not Phase.PROGRESSING:
@@ -57,9 +56,14 @@ def pending_analysis(rollout: RegionRollout, status: StrategyStatus,
         return None
     if status.step >= len(steps) or steps[status.step].checks is None:
         return None
-    return AnalysisRequest(rollout.app, rollout.region, rollout.release_number, status.step,
-                           steps[status.step].checks or (), status.step_started_at)
+    return AnalysisRequest(
+        rollout.app,
+        rollout.region,
+        rollout.release_number,
+        status.step,
+        steps[status.step].checks or (),
+        status.step_started_at,
+    )
 
 
-__all__ = ["check", "decide", "pending_analysis", "Decision", "Phase", "RegionRollout", "Snapshot",
-           "StrategyStatus"]
+__all__ = ["check", "decide", "pending_analysis", "Decision", "Phase", "RegionRollout", "Snapshot", "StrategyStatus"]

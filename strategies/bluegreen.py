@@ -52,9 +52,14 @@ class _BlueGreen:
         self.total = manifests.total_replicas(rollout.release, rollout.workload)
 
     def dep(self, source: Rendered, color: str, replicas: int) -> Obj:
-        return manifests.deployment(source, self.r.workload, name=f"{self.app}-{color}", replicas=replicas,
-                                    extra_labels=manifests.color_labels(color),
-                                    progress_deadline=self.spec.progress_deadline)
+        return manifests.deployment(
+            source,
+            self.r.workload,
+            name=f"{self.app}-{color}",
+            replicas=replicas,
+            extra_labels=manifests.color_labels(color),
+            progress_deadline=self.spec.progress_deadline,
+        )
 
     def active_service(self, source: Rendered, color: str) -> Obj:
         return manifests.service(source, self.app, extra_selector=manifests.color_labels(color))
@@ -62,12 +67,18 @@ class _BlueGreen:
     def preview_service(self) -> list[Obj]:
         if not self.spec.preview_service:
             return []
-        return [manifests.service(self.r.release, self.app, name=f"{self.app}-preview",
-                                  extra_selector=manifests.color_labels(self.new))]
+        return [
+            manifests.service(
+                self.r.release, self.app, name=f"{self.app}-preview", extra_selector=manifests.color_labels(self.new)
+            )
+        ]
 
     def new_colour_objects(self) -> list[Obj]:
-        return [*manifests.others(self.r.release, self.app, self.r.workload), *self.preview_service(),
-                self.dep(self.r.release, self.new, self.total)]
+        return [
+            *manifests.others(self.r.release, self.app, self.r.workload),
+            *self.preview_service(),
+            self.dep(self.r.release, self.new, self.total),
+        ]
 
     def hold(self, ctx: Ctx) -> tuple[Action, ...]:
         return engine.converge(self.new_colour_objects(), ctx.snap, "hold new colour")
@@ -80,9 +91,12 @@ class _BlueGreen:
             actions = engine.converge(objs, ctx.snap, f"deploy {self.new}")
             if actions:
                 return engine.wait(*actions)
-            return engine.await_rollout(ctx, objs[-1], self.spec.progress_deadline, f"deploy {self.new}") \
-                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, f"deploy {self.new}") \
+            return (
+                engine.await_rollout(ctx, objs[-1], self.spec.progress_deadline, f"deploy {self.new}")
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, f"deploy {self.new}")
                 or engine.done()
+            )
+
         return Step(f"deploy {self.new}", run)
 
     def switch(self, source: Rendered, to: str, name: str) -> Step:
@@ -94,13 +108,13 @@ class _BlueGreen:
             if status.phase is Phase.PROGRESSING and status.switched_at is None:
                 status = replace(status, switched_at=ctx.now)
             return engine.done(status)
+
         return Step(name, run)
 
     def scale_down(self, source: Rendered, color: str, delay: bool, name: str) -> Step:
         def run(ctx: Ctx) -> StepResult:
             if observed_active(ctx.snap, self.app) == color:
-                return engine.fail("ActiveColour",
-                                   f"refusing to scale down {color}: Service {self.app} selects it")
+                return engine.fail("ActiveColour", f"refusing to scale down {color}: Service {self.app} selects it")
             if delay and not ctx.snap.commands.promote:
                 since = ctx.status.switched_at or ctx.status.step_started_at or ctx.now
                 left = (since + self.spec.scale_down_delay - ctx.now).total_seconds()
@@ -113,13 +127,13 @@ class _BlueGreen:
             if todo:
                 return engine.wait(Scale(want["metadata"]["name"], 0, want))
             return engine.done()
+
         return Step(name, run)
 
     def forward(self) -> list[Step]:
         steps = [self.deploy_new()]
         if self.spec.pre_promotion_analysis:
-            steps.append(engine.analysis_step("prePromotionAnalysis", self.spec.pre_promotion_analysis,
-                                              self.hold))
+            steps.append(engine.analysis_step("prePromotionAnalysis", self.spec.pre_promotion_analysis, self.hold))
         if not self.spec.auto_promotion:
             steps.append(engine.pause_step("awaitPromotion", None, self.hold))
         steps.append(self.switch(self.r.release, self.new, f"switch to {self.new}"))
@@ -135,24 +149,31 @@ class _BlueGreen:
             actions = engine.converge(objs, ctx.snap, f"restore {previous.identity.number} on {old}")
             if actions:
                 return engine.wait(*actions)
-            return engine.await_rollout(ctx, objs[-1], self.spec.progress_deadline, f"restore {old}") \
-                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, f"restore {old}") \
+            return (
+                engine.await_rollout(ctx, objs[-1], self.spec.progress_deadline, f"restore {old}")
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, f"restore {old}")
                 or engine.done()
+            )
+
         return Step(f"restore {old}", run)
 
     def rollback(self) -> list[Step] | None:
         previous, old = self.r.previous, self.old
         if previous is None or old is None:
             return None
-        return [self.restore_old(previous, old), self.switch(previous, old, f"switch back to {old}"),
-                self.scale_down(self.r.release, self.new, False, f"scale down {self.new}")]
+        return [
+            self.restore_old(previous, old),
+            self.switch(previous, old, f"switch back to {old}"),
+            self.scale_down(self.r.release, self.new, False, f"scale down {self.new}"),
+        ]
 
 
 def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, now: datetime) -> Decision:
     status = choose_colors(status, snapshot, rollout.app)
     bg = _BlueGreen(rollout, status)
-    return engine.run(Ctx(rollout, status, snapshot, now), bg.forward(), bg.rollback(),
-                      f"{rollout.app}-{status.new_color}")
+    return engine.run(
+        Ctx(rollout, status, snapshot, now), bg.forward(), bg.rollback(), f"{rollout.app}-{status.new_color}"
+    )
 
 
 def steps(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot) -> list[Step]:

@@ -40,14 +40,19 @@ class _Canary:
     # --- desired objects ---------------------------------------------------------------------
 
     def stable_dep(self, source: Rendered, replicas: int) -> Obj:
-        return manifests.deployment(source, self.r.workload, replicas=replicas,
-                                    progress_deadline=self.spec.progress_deadline)
+        return manifests.deployment(
+            source, self.r.workload, replicas=replicas, progress_deadline=self.spec.progress_deadline
+        )
 
     def canary_dep(self, replicas: int) -> Obj:
-        return manifests.deployment(self.canary_rendered, self.r.workload, name=f"{self.app}-canary",
-                                    replicas=replicas,
-                                    extra_labels=manifests.track_labels("canary"),
-                                    progress_deadline=self.spec.progress_deadline)
+        return manifests.deployment(
+            self.canary_rendered,
+            self.r.workload,
+            name=f"{self.app}-canary",
+            replicas=replicas,
+            extra_labels=manifests.track_labels("canary"),
+            progress_deadline=self.spec.progress_deadline,
+        )
 
     def deployments(self, source: Rendered, weight: int) -> list[Obj]:
         stable, canary = self.router.replicas(self.total, weight)
@@ -58,10 +63,15 @@ class _Canary:
         return [
             *manifests.others(self.r.release, self.app, self.r.workload),
             manifests.service(source, self.app),
-            manifests.service(source, self.app, name=stable_service(self.app),
-                              extra_selector=manifests.track_labels("stable")),
-            manifests.service(self.canary_rendered, self.app, name=canary_service(self.app),
-                              extra_selector=manifests.track_labels("canary")),
+            manifests.service(
+                source, self.app, name=stable_service(self.app), extra_selector=manifests.track_labels("stable")
+            ),
+            manifests.service(
+                self.canary_rendered,
+                self.app,
+                name=canary_service(self.app),
+                extra_selector=manifests.track_labels("canary"),
+            ),
         ]
 
     def route(self, weight: int) -> list[Obj]:
@@ -82,10 +92,12 @@ class _Canary:
 
     def hold(self, source: Rendered):  # type: ignore[no-untyped-def]
         """Keep the cluster as the previous steps left it (no write when it already is)."""
+
         def run(ctx: Ctx) -> tuple[Action, ...]:
             weight = ctx.status.weight
             objs = self.base(source) + self.deployments(source, weight) + self.route(weight)
             return engine.converge(objs, ctx.snap, f"hold weight {weight}%")
+
         return run
 
     # --- steps -------------------------------------------------------------------------------
@@ -119,6 +131,7 @@ class _Canary:
                 if out is not None:
                     return out
             return engine.done(status=_with_weight(ctx.status, weight))
+
         return Step(name or f"setWeight {weight}", run)
 
     def _awaited(self, deps: list[Obj]) -> list[Obj]:
@@ -144,9 +157,12 @@ class _Canary:
             actions = engine.converge(objs, ctx.snap, f"promote {new.identity.number} to stable")
             if actions:
                 return engine.wait(*actions)
-            return engine.await_rollout(ctx, stable, self.spec.progress_deadline, "promote stable") \
-                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "promote stable") \
+            return (
+                engine.await_rollout(ctx, stable, self.spec.progress_deadline, "promote stable")
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "promote stable")
                 or engine.done()
+            )
+
         return Step("promoteStable", run)
 
     def shift_to_stable(self, name: str) -> Step:
@@ -156,6 +172,7 @@ class _Canary:
             if todo:
                 return engine.wait(self.set_weights(0, todo))
             return engine.done(status=_with_weight(ctx.status, 0))
+
         return Step(name, run)
 
     def scale_down_canary(self, source: Rendered, stable_replicas: int | None = None) -> Step:
@@ -173,6 +190,7 @@ class _Canary:
                 if out is not None:
                     return out
             return engine.done(status=_with_weight(ctx.status, 0))
+
         return Step("scaleDownCanary", run)
 
     def restore_stable(self, previous: Rendered) -> Step:
@@ -182,9 +200,12 @@ class _Canary:
             actions = engine.converge(objs, ctx.snap, f"restore {previous.identity.number}")
             if actions:
                 return engine.wait(*actions)
-            return engine.await_rollout(ctx, stable, self.spec.progress_deadline, "restore stable") \
-                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "restore stable") \
+            return (
+                engine.await_rollout(ctx, stable, self.spec.progress_deadline, "restore stable")
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "restore stable")
                 or engine.done()
+            )
+
         return Step("restoreStable", run)
 
     # --- step lists --------------------------------------------------------------------------
@@ -228,6 +249,7 @@ class _Canary:
             if actions:
                 return engine.wait(*self._as_weights(0, actions))
             return engine.done(_with_weight(ctx.status, 0))
+
         return run
 
     def first_release(self) -> Step:
@@ -238,9 +260,12 @@ class _Canary:
             actions = engine.converge(objs, ctx.snap, f"first release {new.identity.number}")
             if actions:
                 return engine.wait(*actions)
-            return engine.await_rollout(ctx, stable, self.spec.progress_deadline, "first release") \
-                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "first release") \
+            return (
+                engine.await_rollout(ctx, stable, self.spec.progress_deadline, "first release")
+                or engine.await_workloads(ctx, objs, self.spec.progress_deadline, "first release")
                 or engine.done()
+            )
+
         return Step("firstRelease", run)
 
 
@@ -258,4 +283,3 @@ def steps(rollout: RegionRollout) -> tuple[list[Step], list[Step] | None]:
 def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, now: datetime) -> Decision:
     forward, rollback = steps(rollout)
     return engine.run(Ctx(rollout, status, snapshot, now), forward, rollback, rollout.app)
-

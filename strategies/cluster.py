@@ -44,8 +44,10 @@ OWNED_BY_ANOTHER_APP = "OwnedByAnotherApp"
 # (config/grants.py, baseline) and warns/audits against restricted. An app granted `privileged`
 # needs a namespace the operator creates and labels (docs/security.md).
 NAMESPACE_POD_SECURITY = {
-    "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/enforce-version": "latest",
-    "pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
 }
 log = structlog.get_logger("strategies.cluster")
 ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
@@ -54,11 +56,11 @@ ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "h
 class Cluster(Protocol):
     """What the strategies need from a region's cluster."""
 
-    def observe(self, rollout: RegionRollout, *, analysis: Verdict | None = None,
-                commands: Commands | None = None) -> Snapshot: ...
+    def observe(
+        self, rollout: RegionRollout, *, analysis: Verdict | None = None, commands: Commands | None = None
+    ) -> Snapshot: ...
 
-    def execute(self, rollout: RegionRollout, actions: Sequence[Action], *,
-                logger: Any = None) -> int:
+    def execute(self, rollout: RegionRollout, actions: Sequence[Action], *, logger: Any = None) -> int:
         """Perform the actions in order; return the number of writes made (Events excluded)."""
         ...
 
@@ -76,14 +78,20 @@ def other_refs(rollout: RegionRollout) -> list[ObjectRef]:
 class KubernetesCluster:
     """A real region cluster, from a kubeconfig path and context."""
 
-    def __init__(self, kubeconfig: str | None, context: str | None, *, backoff: Backoff | None = None,
-                 timeout: float = 15.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        kubeconfig: str | None,
+        context: str | None,
+        *,
+        backoff: Backoff | None = None,
+        timeout: float = 15.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         from kubernetes import client
         from kubernetes import config as kube_config  # not the project's config package
 
         self.context = context or ""
-        self.api_client = kube_config.new_client_from_config(
-            config_file=kubeconfig, context=context)
+        self.api_client = kube_config.new_client_from_config(config_file=kubeconfig, context=context)
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
@@ -96,24 +104,37 @@ class KubernetesCluster:
 
     # --- reads -----------------------------------------------------------------------------
 
-    def observe(self, rollout: RegionRollout, *, analysis: Verdict | None = None,
-                commands: Commands | None = None) -> Snapshot:
+    def observe(
+        self, rollout: RegionRollout, *, analysis: Verdict | None = None, commands: Commands | None = None
+    ) -> Snapshot:
         ns, app = rollout.namespace, rollout.app
         selector = f"{LABEL_NAME}={app}"
         objs: list[dict[str, Any]] = []
-        deps = self._call(lambda: self.apps.list_namespaced_deployment(
-            ns, label_selector=selector, _request_timeout=self.timeout))
+        deps = self._call(
+            lambda: self.apps.list_namespaced_deployment(ns, label_selector=selector, _request_timeout=self.timeout)
+        )
         objs += [self._plain(d, "apps/v1", "Deployment") for d in deps.items]
-        svcs = self._call(lambda: self.core.list_namespaced_service(
-            ns, label_selector=selector, _request_timeout=self.timeout))
+        svcs = self._call(
+            lambda: self.core.list_namespaced_service(ns, label_selector=selector, _request_timeout=self.timeout)
+        )
         objs += [self._plain(s, "v1", "Service") for s in svcs.items]
-        route = self._get_or_none(lambda: self.custom.get_namespaced_custom_object(
-            ROUTE_GROUP, ROUTE_VERSION, ns, ROUTE_PLURAL, app, _request_timeout=self.timeout))
+        route = self._get_or_none(
+            lambda: self.custom.get_namespaced_custom_object(
+                ROUTE_GROUP, ROUTE_VERSION, ns, ROUTE_PLURAL, app, _request_timeout=self.timeout
+            )
+        )
         if isinstance(route, dict):
             objs.append(route)
         for ref in other_refs(rollout):
-            found = self._get_or_none(lambda ref=ref: self._resource(ref).get(  # type: ignore[misc]
-                name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout).to_dict())
+            found = self._get_or_none(
+                lambda ref=ref: (
+                    self._resource(ref)
+                    .get(  # type: ignore[misc]
+                        name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout
+                    )
+                    .to_dict()
+                )
+            )
             if found is not None:
                 objs.append(found)
         return snapshot(objs, analysis=analysis, commands=commands)
@@ -130,8 +151,12 @@ class KubernetesCluster:
                     self.apply(obj)
                     writes += 1
                 what = f"weight {action.weight}%" if isinstance(action, SetWeights) else action.reason
-                logger.info("applied", action=type(action).__name__, detail=what,
-                            objects=[str(ref_of(o)) for o in action.objects])
+                logger.info(
+                    "applied",
+                    action=type(action).__name__,
+                    detail=what,
+                    objects=[str(ref_of(o)) for o in action.objects],
+                )
             elif isinstance(action, Scale):
                 self.apply(action.object)
                 writes += 1
@@ -151,57 +176,93 @@ class KubernetesCluster:
         if ref.namespace:
             self.ensure_namespace(ref.namespace)
         body = json.loads(json.dumps(obj))
-        self._call(lambda: self._resource(ref).server_side_apply(
-            body=body, name=ref.name, namespace=ref.namespace, field_manager=FIELD_MANAGER,
-            force_conflicts=False, _request_timeout=self.timeout))
+        self._call(
+            lambda: self._resource(ref).server_side_apply(
+                body=body,
+                name=ref.name,
+                namespace=ref.namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=False,
+                _request_timeout=self.timeout,
+            )
+        )
         self.writes += 1
 
     def check_ownership(self, app: str, actions: Sequence[Action]) -> None:
         """Raise OwnedByAnotherApp when any object the actions would change or delete carries
         another app's name label: an app never changes or deletes another app's objects."""
         for ref in action_targets(actions):
-            live = self._get_or_none(lambda ref=ref: self._resource(ref).get(  # type: ignore[misc]
-                name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout).to_dict())
+            live = self._get_or_none(
+                lambda ref=ref: (
+                    self._resource(ref)
+                    .get(  # type: ignore[misc]
+                        name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout
+                    )
+                    .to_dict()
+                )
+            )
             problem = owner_problem(app, ref, ((live or {}).get("metadata") or {}).get("labels") or {})
             if problem:
                 raise PermanentError(problem, reason=OWNED_BY_ANOTHER_APP)
 
     def delete(self, ref: ObjectRef) -> None:
-        self._get_or_none(lambda: self._resource(ref).delete(name=ref.name, namespace=ref.namespace,
-                                                             _request_timeout=self.timeout))
+        self._get_or_none(
+            lambda: self._resource(ref).delete(name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout)
+        )
         self.writes += 1
 
     def event(self, namespace: str, action: Event) -> None:
         now = datetime.now(UTC)
         body: Any = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{action.deployment}.", "namespace": namespace,
-                         "labels": {LABEL_MANAGED_BY: MANAGED_BY}},
-            "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": action.deployment,
-                               "namespace": namespace},
-            "reason": action.reason, "message": action.message[:1024], "type": action.type,
-            "source": {"component": MANAGED_BY}, "reportingComponent": MANAGED_BY,
-            "reportingInstance": self.context or MANAGED_BY, "action": action.reason,
-            "firstTimestamp": format_time(now), "lastTimestamp": format_time(now), "count": 1,
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{action.deployment}.",
+                "namespace": namespace,
+                "labels": {LABEL_MANAGED_BY: MANAGED_BY},
+            },
+            "involvedObject": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": action.deployment,
+                "namespace": namespace,
+            },
+            "reason": action.reason,
+            "message": action.message[:1024],
+            "type": action.type,
+            "source": {"component": MANAGED_BY},
+            "reportingComponent": MANAGED_BY,
+            "reportingInstance": self.context or MANAGED_BY,
+            "action": action.reason,
+            "firstTimestamp": format_time(now),
+            "lastTimestamp": format_time(now),
+            "count": 1,
         }
         try:
-            self._call(lambda: self.core.create_namespaced_event(namespace, body,
-                                                                 _request_timeout=self.timeout))
+            self._call(lambda: self.core.create_namespaced_event(namespace, body, _request_timeout=self.timeout))
         except ClusterError as exc:  # an Event is a courtesy: never fail a step for it
             log.warning("event not recorded", reason=action.reason, error=str(exc))
 
     def ensure_namespace(self, namespace: str) -> None:
         if namespace in self._namespaces:
             return
-        found = self._get_or_none(lambda: self.core.read_namespace(namespace,
-                                                                   _request_timeout=self.timeout))
+        found = self._get_or_none(lambda: self.core.read_namespace(namespace, _request_timeout=self.timeout))
         if found is None:
-            body = {"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY, **NAMESPACE_POD_SECURITY}}}
+            body = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY, **NAMESPACE_POD_SECURITY}},
+            }
             resource = self._resource(ObjectRef("v1", "Namespace", None, namespace))
-            self._call(lambda: resource.server_side_apply(
-                body=body, name=namespace, field_manager=FIELD_MANAGER, force_conflicts=False,
-                _request_timeout=self.timeout))
+            self._call(
+                lambda: resource.server_side_apply(
+                    body=body,
+                    name=namespace,
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=False,
+                    _request_timeout=self.timeout,
+                )
+            )
             self.writes += 1
         self._namespaces.add(namespace)
 
@@ -264,8 +325,10 @@ def owner_problem(app: str, ref: ObjectRef, live_labels: Mapping[str, str]) -> s
     owner = live_labels.get(LABEL_NAME)
     if owner is None or owner == app:
         return None
-    return (f"{ref} belongs to app {owner!r} (label {LABEL_NAME}={owner}); app {app!r} may not change or "
-            f"delete it. Fix: rename the object in app {app!r}'s manifests, or remove it from app {owner!r} first")
+    return (
+        f"{ref} belongs to app {owner!r} (label {LABEL_NAME}={owner}); app {app!r} may not change or "
+        f"delete it. Fix: rename the object in app {app!r}'s manifests, or remove it from app {owner!r} first"
+    )
 
 
 def to_cluster_error(exc: BaseException) -> ClusterError:
@@ -283,10 +346,15 @@ def to_cluster_error(exc: BaseException) -> ClusterError:
             pass
         return classify(status, reason, message, causes=causes)
     name = type(exc).__name__
-    if name in ("MaxRetryError", "NewConnectionError", "ConnectionError", "ProtocolError", "SSLError",
-                "ConnectionRefusedError") or isinstance(exc, ConnectionError | OSError):
+    if name in (
+        "MaxRetryError",
+        "NewConnectionError",
+        "ConnectionError",
+        "ProtocolError",
+        "SSLError",
+        "ConnectionRefusedError",
+    ) or isinstance(exc, ConnectionError | OSError):
         return Unreachable(f"API server unreachable: {name}: {exc}")
     if "Timeout" in name or isinstance(exc, TimeoutError):
         return TemporaryError(f"timed out: {exc}")
     return PermanentError(f"{name}: {exc}", reason="ClientError")
-

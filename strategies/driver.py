@@ -80,8 +80,10 @@ class Renderer:
         try:
             built = self._rollout(app, region, release, rollback_to)
         except RenderFailed as exc:
-            raise PermanentError(f"release {release.version} ({release.commit[:12]}) does not render in "
-                                 f"{region}: {exc}", reason=RENDER_FAILED) from None
+            raise PermanentError(
+                f"release {release.version} ({release.commit[:12]}) does not render in {region}: {exc}",
+                reason=RENDER_FAILED,
+            ) from None
         check(built)
         return built
 
@@ -90,17 +92,34 @@ class Renderer:
         strategy = plan.strategy.rolling or plan.strategy.blue_green or plan.strategy.canary
         assert strategy is not None  # the schema requires exactly one
         stable = self.rendered(release.commit, app, region, release.version, "stable")
-        canary = self.rendered(release.commit, app, region, release.version, "canary") \
-            if plan.strategy.canary is not None else None
-        previous = None if rollback_to is None else \
-            self.rendered(rollback_to.commit, app, region, rollback_to.version, "stable")
-        problems = [f"{problem} (rollout.yaml {field}; fix: {fix})" for rendered in (stable, canary) if rendered
-                    for field, problem, fix in workload_problems(app, plan, rendered.objects)]
+        canary = (
+            self.rendered(release.commit, app, region, release.version, "canary")
+            if plan.strategy.canary is not None
+            else None
+        )
+        previous = (
+            None
+            if rollback_to is None
+            else self.rendered(rollback_to.commit, app, region, rollback_to.version, "stable")
+        )
+        problems = [
+            f"{problem} (rollout.yaml {field}; fix: {fix})"
+            for rendered in (stable, canary)
+            if rendered
+            for field, problem, fix in workload_problems(app, plan, rendered.objects)
+        ]
         if problems:
             raise ManifestError(f"release {stable.identity.number} in {region}: {'; '.join(dict.fromkeys(problems))}")
-        return RegionRollout(app=app, namespace=plan.target_namespace, region=region, strategy=strategy,
-                             release=stable, previous=previous, canary_release=canary,
-                             traffic_workload=traffic_workload(app, plan, stable.objects))
+        return RegionRollout(
+            app=app,
+            namespace=plan.target_namespace,
+            region=region,
+            strategy=strategy,
+            release=stable,
+            previous=previous,
+            canary_release=canary,
+            traffic_workload=traffic_workload(app, plan, stable.objects),
+        )
 
     def _render_uncached(self, commit: str, app: str, region: str, version: str, track: str) -> Rendered:
         rendered = render(self.repository(commit), app, region, ReleaseIdentity(commit, version, track))
@@ -123,9 +142,19 @@ class Driven:
     retry_after: float = 0.0
 
 
-def drive(cluster: Cluster, rollout: RegionRollout | Callable[[], RegionRollout], status: StrategyStatus,
-          now: datetime, *, analysis: AnalysisHook | None = None, commands: Commands | None = None,
-          may_write: bool = True, failures: int = 0, retry: Backoff = RETRY, logger: Any = None) -> Driven:
+def drive(
+    cluster: Cluster,
+    rollout: RegionRollout | Callable[[], RegionRollout],
+    status: StrategyStatus,
+    now: datetime,
+    *,
+    analysis: AnalysisHook | None = None,
+    commands: Commands | None = None,
+    may_write: bool = True,
+    failures: int = 0,
+    retry: Backoff = RETRY,
+    logger: Any = None,
+) -> Driven:
     """One step of `rollout`'s strategy in its region. `failures`: transient failures in a row
     before this one (for the backoff). `rollout` may be given as the function that builds it
     (renders the release, `Renderer.rollout`): a release that cannot be built fails the step by
@@ -139,8 +168,9 @@ def drive(cluster: Cluster, rollout: RegionRollout | Callable[[], RegionRollout]
             return Driven(status, requeue_after=delay, error=str(exc), transient=True, retry_after=delay)
         except PermanentError as exc:
             return unbuildable(status, exc, now, logger=logger)
-    logger = (logger or log).bind(app=rollout.app, region=rollout.region, release=rollout.release_number,
-                                  strategy=rollout.kind)
+    logger = (logger or log).bind(
+        app=rollout.app, region=rollout.region, release=rollout.release_number, strategy=rollout.kind
+    )
     decision: Decision | None = None
     snap: Snapshot | None = None
     try:
@@ -179,8 +209,12 @@ def unbuildable(status: StrategyStatus, exc: PermanentError, now: datetime, *, l
     strategy fails at once with the message (the release then follows its rollback policy); a
     rollback has nothing to restore and ends RolledBack. One log line, no traceback."""
     if status.phase is Phase.ROLLING_BACK and status.step_name == BUILD_STEP:
-        new = status.to(Phase.ROLLED_BACK, now, message=f"{status.message or exc}; nothing of this release was "
-                        "applied in this region (it could not be built): nothing to restore")
+        new = status.to(
+            Phase.ROLLED_BACK,
+            now,
+            message=f"{status.message or exc}; nothing of this release was "
+            "applied in this region (it could not be built): nothing to restore",
+        )
     elif status.phase is Phase.ROLLING_BACK:  # it was built before: what it applied cannot be undone now
         new = status.to(Phase.FAILED, now, reason=exc.reason, message=f"rollback not possible: {exc}")
     elif status.phase is Phase.PENDING:  # the strategy never started: nothing applied

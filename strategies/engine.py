@@ -77,6 +77,7 @@ class Step:
 
 def analysis_step(name: str, checks: Sequence[str], hold: Callable[[Ctx], tuple[Action, ...]]) -> Step:
     """Wait for the analysis verdict in the snapshot; `hold` keeps the cluster as the step found it."""
+
     def run(ctx: Ctx) -> StepResult:
         actions = hold(ctx)
         if actions:
@@ -88,13 +89,17 @@ def analysis_step(name: str, checks: Sequence[str], hold: Callable[[Ctx], tuple[
             return done()
         if verdict is Verdict.FAILURE:
             return fail("AnalysisFailed", f"analysis {', '.join(checks) or '(all checks)'} failed")
-        return pause(f"Analysis{verdict.value.capitalize()}",
-                     f"analysis was {verdict.value}; promote to go on or abort to roll back")
+        return pause(
+            f"Analysis{verdict.value.capitalize()}",
+            f"analysis was {verdict.value}; promote to go on or abort to roll back",
+        )
+
     return Step(name, run, tuple(checks))
 
 
 def pause_step(name: str, duration: timedelta | None, hold: Callable[[Ctx], tuple[Action, ...]]) -> Step:
     """A timed pause (skipped by a promote), or one that waits for a responder's promote."""
+
     def run(ctx: Ctx) -> StepResult:
         actions = hold(ctx)
         if actions:
@@ -106,6 +111,7 @@ def pause_step(name: str, duration: timedelta | None, hold: Callable[[Ctx], tupl
         started = ctx.status.step_started_at or ctx.now
         left = (started + duration - ctx.now).total_seconds()
         return done() if left <= 0 else wait(requeue=left)
+
     return Step(name, run)
 
 
@@ -135,16 +141,20 @@ def await_rollout(ctx: Ctx, want: Obj, deadline: timedelta, what: str) -> StepRe
     if dep.rolled_out:
         return None
     if dep.deadline_exceeded:
-        return fail("ProgressDeadlineExceeded",
-                    f"{what}: Deployment {name} made no progress within {_human(deadline)} "
-                    f"({dep.available}/{dep.spec_replicas} available)")
+        return fail(
+            "ProgressDeadlineExceeded",
+            f"{what}: Deployment {name} made no progress within {_human(deadline)} "
+            f"({dep.available}/{dep.spec_replicas} available)",
+        )
     status = ctx.status
     if status.progress_marker != dep.progress_marker or status.progress_since is None:
         return wait(status=replace(status, progress_marker=dep.progress_marker, progress_since=ctx.now))
     if ctx.now - status.progress_since >= deadline:
-        return fail("ProgressDeadlineExceeded",
-                    f"{what}: Deployment {name} made no progress for {_human(deadline)} "
-                    f"({dep.available}/{dep.spec_replicas} available, {dep.updated} updated)")
+        return fail(
+            "ProgressDeadlineExceeded",
+            f"{what}: Deployment {name} made no progress for {_human(deadline)} "
+            f"({dep.available}/{dep.spec_replicas} available, {dep.updated} updated)",
+        )
     return wait()
 
 
@@ -166,16 +176,20 @@ def await_workloads(ctx: Ctx, desired: Sequence[Obj], deadline: timedelta, what:
         return None
     for w in unhealthy:
         if w.failed:
-            return fail("ProgressDeadlineExceeded" if w.kind != "Job" else "JobFailed",
-                        f"{what}: {w.kind} {w.name} {w.failed} ({w.problem})")
+            return fail(
+                "ProgressDeadlineExceeded" if w.kind != "Job" else "JobFailed",
+                f"{what}: {w.kind} {w.name} {w.failed} ({w.problem})",
+            )
     marker = " ".join(w.progress_marker for w in states)
     status = ctx.status
     if status.progress_marker != marker or status.progress_since is None:
         return wait(status=replace(status, progress_marker=marker, progress_since=ctx.now))
     if ctx.now - status.progress_since >= deadline:
         first = unhealthy[0]
-        return fail("ProgressDeadlineExceeded", f"{what}: {first.kind} {first.name} made no progress for "
-                    f"{_human(deadline)} ({first.problem})")
+        return fail(
+            "ProgressDeadlineExceeded",
+            f"{what}: {first.kind} {first.name} made no progress for {_human(deadline)} ({first.problem})",
+        )
     return wait()
 
 
@@ -218,8 +232,12 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
 
     if status.phase is Phase.ROLLING_BACK and rollback is None:
         # a first release in this region: there is no earlier release to restore
-        status = status.to(Phase.ROLLED_BACK, now, message=f"{status.message}; no previous release in this "
-                           "region, nothing to restore: the release's objects are left for a responder")
+        status = status.to(
+            Phase.ROLLED_BACK,
+            now,
+            message=f"{status.message}; no previous release in this "
+            "region, nothing to restore: the release's objects are left for a responder",
+        )
         event("RolledBack", status.message, warning=True)
         return Decision((*events,), status)
     steps = forward if status.phase is Phase.PROGRESSING else (rollback or ())
@@ -227,12 +245,16 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
     for _ in range(len(steps) + 1):
         if status.step >= len(steps):
             if status.phase is Phase.PROGRESSING:
-                status = status.to(Phase.SUCCEEDED, now, reason="Succeeded",
-                                   message=f"release {ctx.rollout.release_number} is live")
+                status = status.to(
+                    Phase.SUCCEEDED, now, reason="Succeeded", message=f"release {ctx.rollout.release_number} is live"
+                )
                 event("RolloutSucceeded", status.message)
             else:
-                status = status.to(Phase.ROLLED_BACK, now,  # the reason stays: why we rolled back
-                                   message=f"previous release restored ({status.message})")
+                status = status.to(
+                    Phase.ROLLED_BACK,
+                    now,  # the reason stays: why we rolled back
+                    message=f"previous release restored ({status.message})",
+                )
                 event("RolledBack", status.message, warning=True)
             return Decision((*actions, *events), status)
         step = steps[status.step]
@@ -270,8 +292,9 @@ def _promote_consumed(snap: Snapshot) -> Snapshot:
     return replace(snap, commands=replace(snap.commands, promote=False))
 
 
-def fail_permanently(status: StrategyStatus, reason: str, message: str, now: datetime,
-                     can_roll_back: bool) -> StrategyStatus:
+def fail_permanently(
+    status: StrategyStatus, reason: str, message: str, now: datetime, can_roll_back: bool
+) -> StrategyStatus:
     """What a permanent error from the executor does to the status (forbidden, invalid...)."""
     if status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING) and can_roll_back:
         return status.to(Phase.ROLLING_BACK, now, reason=reason, message=message)

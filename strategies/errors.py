@@ -49,28 +49,34 @@ class Backoff:
     jitter: float = 0.1
 
     def delay(self, retry: int) -> float:
-        base = min(self.maximum, self.initial * self.factor ** retry)
+        base = min(self.maximum, self.initial * self.factor**retry)
         return base * (1 + random.uniform(-self.jitter, self.jitter))
 
 
-def classify(status: int | None, reason: str, message: str, *,
-             causes: tuple[dict[str, object], ...] = ()) -> ClusterError:
+def classify(
+    status: int | None, reason: str, message: str, *, causes: tuple[dict[str, object], ...] = ()
+) -> ClusterError:
     """An API answer -> typed error. `reason` is the Status reason (Conflict, Forbidden, ...)."""
     text = f"{reason or 'Error'} ({status}): {message}" if status else message
-    if status == 409 and any(str(c.get("reason") or c.get("type") or "").startswith("FieldManagerConflict")
-                             for c in causes):
-        managers = tuple(sorted({str(c.get("message", "")).split('"')[1] for c in causes
-                                 if '"' in str(c.get("message", ""))}))
+    if status == 409 and any(
+        str(c.get("reason") or c.get("type") or "").startswith("FieldManagerConflict") for c in causes
+    ):
+        managers = tuple(
+            sorted({str(c.get("message", "")).split('"')[1] for c in causes if '"' in str(c.get("message", ""))})
+        )
         return ApplyConflict(f"fields owned by another manager: {message}", managers=managers)
     if status == 422 and "field is immutable" in message:
-        fields = sorted({str(c.get("field")) for c in causes if "immutable" in str(c.get("message", ""))
-                         and c.get("field")}) or ["(see the message)"]
-        return PermanentError(f"{text}. Immutable field {', '.join(fields)}: this object cannot be updated in place. "
-                              "Fix: give the changed object a new name (a Job gets the release number in its name "
-                              "automatically), or delete the live object so that the next release creates it",
-                              reason="ImmutableField", status=status)
+        fields = sorted(
+            {str(c.get("field")) for c in causes if "immutable" in str(c.get("message", "")) and c.get("field")}
+        ) or ["(see the message)"]
+        return PermanentError(
+            f"{text}. Immutable field {', '.join(fields)}: this object cannot be updated in place. "
+            "Fix: give the changed object a new name (a Job gets the release number in its name "
+            "automatically), or delete the live object so that the next release creates it",
+            reason="ImmutableField",
+            status=status,
+        )
     if status is None or status in (408, 409, 429) or status >= 500:
         return TemporaryError(text, status=status)
-    names = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 410: "Gone", 422: "Invalid",
-             400: "BadRequest"}
+    names = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 410: "Gone", 422: "Invalid", 400: "BadRequest"}
     return PermanentError(text, reason=names.get(status, reason or f"HTTP{status}"), status=status)

@@ -36,14 +36,21 @@ class FakeCluster:
         self.writes: list[tuple[str, ObjectRef]] = []
         self.events: list[Event] = []
 
-    def observe(self, rollout: RegionRollout, *, analysis: Verdict | None = None,
-                commands: Commands | None = None) -> Snapshot:
+    def observe(
+        self, rollout: RegionRollout, *, analysis: Verdict | None = None, commands: Commands | None = None
+    ) -> Snapshot:
         for obj in self.objects.values():
             if obj["kind"] == "Deployment":
                 _play_controller(obj)
-        return snapshot([copy.deepcopy(o) for o in self.objects.values()
-                         if (o["metadata"].get("namespace") in (None, rollout.namespace))],
-                        analysis=analysis, commands=commands)
+        return snapshot(
+            [
+                copy.deepcopy(o)
+                for o in self.objects.values()
+                if (o["metadata"].get("namespace") in (None, rollout.namespace))
+            ],
+            analysis=analysis,
+            commands=commands,
+        )
 
     def execute(self, rollout: RegionRollout, actions: Sequence[Action], *, logger: Any = None) -> int:
         count = 0
@@ -83,8 +90,10 @@ def _play_controller(dep: Obj) -> None:
     broken = labels.get(FAULT_LABEL) == "never-ready"
     ready = 0 if broken else replicas
     dep["status"] = {
-        "observedGeneration": dep["metadata"]["generation"], "replicas": replicas,
+        "observedGeneration": dep["metadata"]["generation"],
+        "replicas": replicas,
         "updatedReplicas": replicas,
-        "readyReplicas": ready, "availableReplicas": ready,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
         "conditions": [{"type": "Available", "status": "True" if ready == replicas else "False"}],
     }

@@ -57,17 +57,24 @@ def find(rendered: Rendered, kind: str, name: str) -> Obj:
     for obj in rendered.objects:
         if obj.get("kind") == kind and obj["metadata"]["name"] == name:
             return obj
-    raise ManifestError(f"release {rendered.identity.number} renders no {kind} named {name!r} "
-                        f"(docs/conventions.md: the workload and its Service are named after the app)")
+    raise ManifestError(
+        f"release {rendered.identity.number} renders no {kind} named {name!r} "
+        f"(docs/conventions.md: the workload and its Service are named after the app)"
+    )
 
 
 def others(rendered: Rendered, app: str, workload: str | None = None) -> list[Obj]:
     """Rendered objects besides the traffic Deployment `workload` (default: named after the app)
     and the app's entry Service, as-is: ConfigMaps, and the workloads that roll with the release."""
     workload = workload or app
-    return [stamped(o) for o in rendered.objects
-            if not ((o.get("kind") == "Deployment" and o["metadata"]["name"] == workload)
-                    or (o.get("kind") == "Service" and o["metadata"]["name"] == app))]
+    return [
+        stamped(o)
+        for o in rendered.objects
+        if not (
+            (o.get("kind") == "Deployment" and o["metadata"]["name"] == workload)
+            or (o.get("kind") == "Service" and o["metadata"]["name"] == app)
+        )
+    ]
 
 
 def one_shot(objects: Iterable[Obj], number: str, ttl_seconds: int = 3600) -> list[Obj]:
@@ -91,9 +98,16 @@ def total_replicas(rendered: Rendered, app: str) -> int:
     return 1 if replicas is None else int(replicas)
 
 
-def deployment(rendered: Rendered, app: str, *, name: str | None = None, replicas: int | None = None,
-               extra_labels: Mapping[str, str] | None = None, rolling: Mapping[str, Any] | None = None,
-               progress_deadline: timedelta | None = None) -> Obj:
+def deployment(
+    rendered: Rendered,
+    app: str,
+    *,
+    name: str | None = None,
+    replicas: int | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    rolling: Mapping[str, Any] | None = None,
+    progress_deadline: timedelta | None = None,
+) -> Obj:
     """The app's Deployment renamed, with extra labels on object, pod template and selector.
 
     The selector of the stable Deployment `<app>` is left as rendered (selectors are immutable);
@@ -119,8 +133,9 @@ def deployment(rendered: Rendered, app: str, *, name: str | None = None, replica
     return stamped(obj)
 
 
-def service(rendered: Rendered, app: str, *, name: str | None = None,
-            extra_selector: Mapping[str, str] | None = None) -> Obj:
+def service(
+    rendered: Rendered, app: str, *, name: str | None = None, extra_selector: Mapping[str, str] | None = None
+) -> Obj:
     obj = copy.deepcopy(find(rendered, "Service", app))
     if name is not None:
         obj["metadata"]["name"] = name
@@ -141,18 +156,22 @@ def http_route(rendered: Rendered, app: str, gateway: str, weights: Iterable[tup
     svc = find(rendered, "Service", app)
     port = service_port(rendered, app)
     meta = svc["metadata"]
-    return stamped({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": app, "namespace": meta.get("namespace"),
-                     "labels": dict(meta.get("labels") or {}),
-                     "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
-                                     if k != ANNOTATION_APPLIED}},
-        "spec": {
-            "parentRefs": [{"name": gateway}],
-            "rules": [{"backendRefs": [{"name": s, "port": port, "weight": w} for s, w in weights]}],
-        },
-    })
+    return stamped(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {
+                "name": app,
+                "namespace": meta.get("namespace"),
+                "labels": dict(meta.get("labels") or {}),
+                "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k != ANNOTATION_APPLIED},
+            },
+            "spec": {
+                "parentRefs": [{"name": gateway}],
+                "rules": [{"backendRefs": [{"name": s, "port": port, "weight": w} for s, w in weights]}],
+            },
+        }
+    )
 
 
 def canary_replicas(total: int, weight: int) -> int:

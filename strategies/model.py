@@ -88,14 +88,22 @@ class StrategyStatus:
         if phase != self.phase and phase not in TRANSITIONS[self.phase]:
             raise IllegalTransition(self.phase, phase)
         return replace(
-            self, phase=phase, step=0 if phase is Phase.ROLLING_BACK and self.phase != phase else self.step,
-            step_started_at=now, progress_marker=None, progress_since=None,
+            self,
+            phase=phase,
+            step=0 if phase is Phase.ROLLING_BACK and self.phase != phase else self.step,
+            step_started_at=now,
+            progress_marker=None,
+            progress_since=None,
             finished_at=now if phase in TERMINAL else None,
-            started_at=self.started_at or now, reason=reason or self.reason, message=message or self.message)
+            started_at=self.started_at or now,
+            reason=reason or self.reason,
+            message=message or self.message,
+        )
 
     def next_step(self, now: datetime, name: str = "") -> StrategyStatus:
-        return replace(self, step=self.step + 1, step_name=name, step_started_at=now,
-                       progress_marker=None, progress_since=None)
+        return replace(
+            self, step=self.step + 1, step_name=name, step_started_at=now, progress_marker=None, progress_since=None
+        )
 
     @property
     def settled(self) -> bool:
@@ -103,24 +111,39 @@ class StrategyStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "phase": self.phase.value, "step": self.step, "stepName": self.step_name, "weight": self.weight,
-            "activeColor": self.active_color, "newColor": self.new_color,
-            "startedAt": _ts(self.started_at), "stepStartedAt": _ts(self.step_started_at),
-            "progressMarker": self.progress_marker, "progressSince": _ts(self.progress_since),
-            "switchedAt": _ts(self.switched_at), "finishedAt": _ts(self.finished_at),
-            "reason": self.reason, "message": self.message,
+            "phase": self.phase.value,
+            "step": self.step,
+            "stepName": self.step_name,
+            "weight": self.weight,
+            "activeColor": self.active_color,
+            "newColor": self.new_color,
+            "startedAt": _ts(self.started_at),
+            "stepStartedAt": _ts(self.step_started_at),
+            "progressMarker": self.progress_marker,
+            "progressSince": _ts(self.progress_since),
+            "switchedAt": _ts(self.switched_at),
+            "finishedAt": _ts(self.finished_at),
+            "reason": self.reason,
+            "message": self.message,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategyStatus:
         return cls(
-            phase=Phase(data.get("phase", Phase.PENDING.value)), step=int(data.get("step", 0)),
-            step_name=str(data.get("stepName", "")), weight=int(data.get("weight", 0)),
-            active_color=data.get("activeColor"), new_color=data.get("newColor"),
-            started_at=parse_time(data.get("startedAt")), step_started_at=parse_time(data.get("stepStartedAt")),
-            progress_marker=data.get("progressMarker"), progress_since=parse_time(data.get("progressSince")),
-            switched_at=parse_time(data.get("switchedAt")), finished_at=parse_time(data.get("finishedAt")),
-            reason=str(data.get("reason", "")), message=str(data.get("message", "")),
+            phase=Phase(data.get("phase", Phase.PENDING.value)),
+            step=int(data.get("step", 0)),
+            step_name=str(data.get("stepName", "")),
+            weight=int(data.get("weight", 0)),
+            active_color=data.get("activeColor"),
+            new_color=data.get("newColor"),
+            started_at=parse_time(data.get("startedAt")),
+            step_started_at=parse_time(data.get("stepStartedAt")),
+            progress_marker=data.get("progressMarker"),
+            progress_since=parse_time(data.get("progressSince")),
+            switched_at=parse_time(data.get("switchedAt")),
+            finished_at=parse_time(data.get("finishedAt")),
+            reason=str(data.get("reason", "")),
+            message=str(data.get("message", "")),
         )
 
 
@@ -155,8 +178,9 @@ class RegionRollout:
 
     @property
     def kind(self) -> str:
-        return {RollingStrategy: "rolling", BlueGreenStrategy: "blueGreen",
-                CanaryStrategy: "canary"}[type(self.strategy)]
+        return {RollingStrategy: "rolling", BlueGreenStrategy: "blueGreen", CanaryStrategy: "canary"}[
+            type(self.strategy)
+        ]
 
     @property
     def release_number(self) -> str:
@@ -194,14 +218,22 @@ class DeploymentState:
     @property
     def rolled_out(self) -> bool:
         """The controller saw the latest spec and every pod is new and available; no old pod left."""
-        return (self.observed_generation >= self.generation and self.updated == self.spec_replicas
-                and self.available == self.spec_replicas and self.replicas == self.spec_replicas)
+        return (
+            self.observed_generation >= self.generation
+            and self.updated == self.spec_replicas
+            and self.available == self.spec_replicas
+            and self.replicas == self.spec_replicas
+        )
 
     @property
     def deadline_exceeded(self) -> bool:
         cond = self.condition("Progressing")
-        return (cond is not None and cond.status == "False" and cond.reason == "ProgressDeadlineExceeded"
-                and self.observed_generation >= self.generation)
+        return (
+            cond is not None
+            and cond.status == "False"
+            and cond.reason == "ProgressDeadlineExceeded"
+            and self.observed_generation >= self.generation
+        )
 
     @property
     def progress_marker(self) -> str:
@@ -254,8 +286,10 @@ class WorkloadState:
             return None
         if self.kind == "DaemonSet":
             if self.updated < self.desired or (self.available or 0) < self.desired or self.current > 0:
-                return (f"{self.available or 0}/{self.desired} available, {self.updated} updated, "
-                        f"{self.current} unavailable")
+                return (
+                    f"{self.available or 0}/{self.desired} available, {self.updated} updated, "
+                    f"{self.current} unavailable"
+                )
             return None
         if self.updated != self.desired or (self.available or 0) != self.desired or self.current != self.desired:
             return f"{self.available or 0}/{self.desired} available, {self.updated} updated, {self.current} in total"
@@ -268,8 +302,12 @@ class WorkloadState:
             c = self.condition("Failed")
             return self.problem if c is not None and c.status == "True" else None
         c = self.condition("Progressing")
-        if c is not None and c.status == "False" and c.reason == "ProgressDeadlineExceeded" \
-                and self.observed_generation >= self.generation:
+        if (
+            c is not None
+            and c.status == "False"
+            and c.reason == "ProgressDeadlineExceeded"
+            and self.observed_generation >= self.generation
+        ):
             return "ProgressDeadlineExceeded"
         return None
 

@@ -34,9 +34,15 @@ def deployment_state(obj: Raw) -> DeploymentState:
         updated=int(status.get("updatedReplicas") or 0),
         ready=int(status.get("readyReplicas") or 0),
         available=int(status.get("availableReplicas") or 0),
-        conditions=tuple(Condition(str(c.get("type", "")), str(c.get("status", "")),
-                                   str(c.get("reason") or ""), str(c.get("message") or ""))
-                         for c in status.get("conditions") or []),
+        conditions=tuple(
+            Condition(
+                str(c.get("type", "")),
+                str(c.get("status", "")),
+                str(c.get("reason") or ""),
+                str(c.get("message") or ""),
+            )
+            for c in status.get("conditions") or []
+        ),
         release=(meta.get("labels") or {}).get(LABEL_RELEASE),
         applied_hash=hash_of(obj),
     )
@@ -46,31 +52,57 @@ def workload_state(obj: Raw) -> WorkloadState:
     """A Deployment, StatefulSet, DaemonSet or Job read from the API, by its kind's status fields."""
     kind, meta = str(obj.get("kind")), obj.get("metadata") or {}
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    conditions = tuple(Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""),
-                                 str(c.get("message") or "")) for c in status.get("conditions") or [])
-    common: dict[str, Any] = {"kind": kind, "name": str(meta["name"]), "generation": int(meta.get("generation") or 0),
-              "observed_generation": int(status.get("observedGeneration") or 0), "conditions": conditions,
-              "applied_hash": hash_of(obj)}
+    conditions = tuple(
+        Condition(
+            str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""), str(c.get("message") or "")
+        )
+        for c in status.get("conditions") or []
+    )
+    common: dict[str, Any] = {
+        "kind": kind,
+        "name": str(meta["name"]),
+        "generation": int(meta.get("generation") or 0),
+        "observed_generation": int(status.get("observedGeneration") or 0),
+        "conditions": conditions,
+        "applied_hash": hash_of(obj),
+    }
     replicas = 1 if spec.get("replicas") is None else int(spec["replicas"])
     if kind == "DaemonSet":
-        return WorkloadState(**common, desired=int(status.get("desiredNumberScheduled") or 0),
-                             updated=int(status.get("updatedNumberScheduled") or 0),
-                             ready=int(status.get("numberReady") or 0),
-                             available=int(status.get("numberAvailable") or 0),
-                             current=int(status.get("numberUnavailable") or 0))
+        return WorkloadState(
+            **common,
+            desired=int(status.get("desiredNumberScheduled") or 0),
+            updated=int(status.get("updatedNumberScheduled") or 0),
+            ready=int(status.get("numberReady") or 0),
+            available=int(status.get("numberAvailable") or 0),
+            current=int(status.get("numberUnavailable") or 0),
+        )
     if kind == "StatefulSet":
-        rolling = ((spec.get("updateStrategy") or {}).get("rollingUpdate") or {})
+        rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
         available = status.get("availableReplicas")
-        return WorkloadState(**common, desired=replicas, updated=int(status.get("updatedReplicas") or 0),
-                             ready=int(status.get("readyReplicas") or 0),
-                             available=None if available is None else int(available),
-                             current=int(status.get("replicas") or 0), partition=int(rolling.get("partition") or 0))
+        return WorkloadState(
+            **common,
+            desired=replicas,
+            updated=int(status.get("updatedReplicas") or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            available=None if available is None else int(available),
+            current=int(status.get("replicas") or 0),
+            partition=int(rolling.get("partition") or 0),
+        )
     if kind == "Job":
-        return WorkloadState(**common, desired=int(spec.get("completions") or 1),
-                             updated=int(status.get("succeeded") or 0), ready=int(status.get("ready") or 0))
-    return WorkloadState(**common, desired=replicas, updated=int(status.get("updatedReplicas") or 0),
-                         ready=int(status.get("readyReplicas") or 0),
-                         available=int(status.get("availableReplicas") or 0), current=int(status.get("replicas") or 0))
+        return WorkloadState(
+            **common,
+            desired=int(spec.get("completions") or 1),
+            updated=int(status.get("succeeded") or 0),
+            ready=int(status.get("ready") or 0),
+        )
+    return WorkloadState(
+        **common,
+        desired=replicas,
+        updated=int(status.get("updatedReplicas") or 0),
+        ready=int(status.get("readyReplicas") or 0),
+        available=int(status.get("availableReplicas") or 0),
+        current=int(status.get("replicas") or 0),
+    )
 
 
 def service_state(obj: Raw) -> ServiceState:
@@ -85,8 +117,7 @@ def route_state(obj: Raw) -> RouteState:
     return RouteState(obj["metadata"]["name"], weights, hash_of(obj))
 
 
-def snapshot(objects: Iterable[Raw], *, analysis: Verdict | None = None,
-             commands: Commands | None = None) -> Snapshot:
+def snapshot(objects: Iterable[Raw], *, analysis: Verdict | None = None, commands: Commands | None = None) -> Snapshot:
     """Every object read for one app in one region, sorted into the snapshot's typed views."""
     objs = list(objects)
     applied: list[tuple[ObjectRef, str | None]] = [(ref_of(o), hash_of(o)) for o in objs]

@@ -28,9 +28,14 @@ def desired(rollout: RegionRollout, rendered: Rendered) -> list[Obj]:
         name = obj["metadata"]["name"]
         if obj.get("kind") == "Deployment":
             own = bool((obj.get("spec") or {}).get("strategy")) and name != rollout.app
-            workloads.append(manifests.deployment(
-                rendered, name, progress_deadline=spec.progress_deadline,
-                rolling=None if own else {"maxSurge": spec.max_surge, "maxUnavailable": spec.max_unavailable}))
+            workloads.append(
+                manifests.deployment(
+                    rendered,
+                    name,
+                    progress_deadline=spec.progress_deadline,
+                    rolling=None if own else {"maxSurge": spec.max_surge, "maxUnavailable": spec.max_unavailable},
+                )
+            )
         elif obj.get("kind") in WORKLOAD_KINDS:
             workloads.append(manifests.stamped(obj))
         else:
@@ -47,6 +52,7 @@ def _apply_and_wait(rendered: Rendered, what: str) -> Step:
         spec = ctx.rollout.strategy
         assert isinstance(spec, RollingStrategy)
         return engine.await_workloads(ctx, want, spec.progress_deadline, what) or engine.done()
+
     return Step("apply" if what == "roll out" else "restore", run)
 
 

@@ -48,8 +48,11 @@ class GatewayAPIRouter:
     name = "gatewayAPI"
 
     def objects(self, rendered: Rendered, app: str, gateway: str, weight: int) -> list[Obj]:
-        return [manifests.http_route(rendered, app, gateway,
-                                     [(stable_service(app), 100 - weight), (canary_service(app), weight)])]
+        return [
+            manifests.http_route(
+                rendered, app, gateway, [(stable_service(app), 100 - weight), (canary_service(app), weight)]
+            )
+        ]
 
     def replicas(self, total: int, weight: int) -> tuple[int, int]:
         return total, manifests.canary_replicas(total, weight)

@@ -37,8 +37,9 @@ _cache: OrderedDict[str, list[Document] | SourceFailed] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def documents(repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity,
-              context: dict[str, Any]) -> list[Document]:
+def documents(
+    repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity, context: dict[str, Any]
+) -> list[Document]:
     """The objects of `app` in `region_name` from its Helm or Kustomize source; raises SourceFailed.
 
     The tools are deterministic, so a result (or a refusal) is remembered by the content of the app's
@@ -76,9 +77,20 @@ def forget() -> None:
 def _cache_key(repo: Repository, app: AppSource, region_name: str, context: dict[str, Any]) -> str:
     """A digest of the app's files (paths, symlink targets, bytes), the plan, values and context."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([repo.relative(app.directory), region_name, context, tools.VERSIONS,
-                              app.plan.model_dump(mode="json"), app.values.model_dump(mode="json")],
-                             sort_keys=True, default=str).encode())
+    digest.update(
+        json.dumps(
+            [
+                repo.relative(app.directory),
+                region_name,
+                context,
+                tools.VERSIONS,
+                app.plan.model_dump(mode="json"),
+                app.values.model_dump(mode="json"),
+            ],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
     total = 0
     for current, dirs, names in os.walk(app.directory, followlinks=False):
         dirs.sort()
@@ -96,8 +108,9 @@ def _cache_key(repo: Repository, app: AppSource, region_name: str, context: dict
     return digest.hexdigest()
 
 
-def _documents(repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity,
-               context: dict[str, Any]) -> list[Document]:
+def _documents(
+    repo: Repository, app: AppSource, region_name: str, identity: ReleaseIdentity, context: dict[str, Any]
+) -> list[Document]:
     source = app.plan.source
     with tempfile.TemporaryDirectory(prefix="rollout-render-") as scratch_name:
         scratch = Path(scratch_name).resolve()
@@ -114,8 +127,9 @@ def _documents(repo: Repository, app: AppSource, region_name: str, identity: Rel
     raise ValueError(f"{app.name}: the jinja source is rendered by config.render")
 
 
-def _helm(repo: Repository, app: AppSource, region_name: str, context: dict[str, Any], scratch: Path,
-          shown_root: str) -> list[Document]:
+def _helm(
+    repo: Repository, app: AppSource, region_name: str, context: dict[str, Any], scratch: Path, shown_root: str
+) -> list[Document]:
     source = app.plan.source.helm
     assert source is not None
     region = repo.regions[region_name]
@@ -123,15 +137,20 @@ def _helm(repo: Repository, app: AppSource, region_name: str, context: dict[str,
     copy = scratch / "app"
     chart_shown = f"{shown_root}/{source.chart}"
     issues = helm.chart_issues(copy / source.chart, chart_shown)
-    found, missing = helm.values_files(source, [substitute(p, region) for p in source.values_files], copy,
-                                       shown_root, plan_file)
+    found, missing = helm.values_files(
+        source, [substitute(p, region) for p in source.values_files], copy, shown_root, plan_file
+    )
     issues += missing
     if issues:
         raise SourceFailed(issues)
     generated = scratch / "rollout-values.yaml"
     generated.write_text(yaml.safe_dump(helm.controller_values(context), sort_keys=True), encoding="utf-8")
-    args = helm.template_args(source.release_name or app.name, f"./{source.chart}", app.plan.target_namespace,
-                              [f"./{p}" for p in found] + [str(generated)])
+    args = helm.template_args(
+        source.release_name or app.name,
+        f"./{source.chart}",
+        app.plan.target_namespace,
+        [f"./{p}" for p in found] + [str(generated)],
+    )
     try:
         output = run("helm", args, cwd=copy, home=scratch / "home")
     except ToolFailed as failed:
@@ -145,16 +164,25 @@ def _helm(repo: Repository, app: AppSource, region_name: str, context: dict[str,
         try:
             bodies = load_all(text)
         except yaml.YAMLError as exc:
-            raise SourceFailed([Issue(shown, "", f"rendered text is not YAML: {exc}".replace("\n", " "),
-                                      "check indentation and quoting of rendered values")]) from None
+            raise SourceFailed(
+                [
+                    Issue(
+                        shown,
+                        "",
+                        f"rendered text is not YAML: {exc}".replace("\n", " "),
+                        "check indentation and quoting of rendered values",
+                    )
+                ]
+            ) from None
         for body in bodies:
             out.append(Document(shown, counts.get(shown, 0), body))
             counts[shown] = counts.get(shown, 0) + 1
     return out
 
 
-def _kustomize(repo: Repository, app: AppSource, region_name: str, context: dict[str, Any], scratch: Path,
-               shown_root: str) -> list[Document]:
+def _kustomize(
+    repo: Repository, app: AppSource, region_name: str, context: dict[str, Any], scratch: Path, shown_root: str
+) -> list[Document]:
     source = app.plan.source.kustomize
     assert source is not None
     region = repo.regions[region_name]
@@ -162,10 +190,17 @@ def _kustomize(repo: Repository, app: AppSource, region_name: str, context: dict
     folder = substitute(source.path, region)
     start = kustomize.kustomization_file(copy / folder)
     if start is None:
-        raise SourceFailed([Issue(f"{shown_root}/rollout.yaml", "source.kustomize.path",
-                                  f"{shown_root}/{folder} has no kustomization.yaml",
-                                  f"add {shown_root}/{folder}/kustomization.yaml, or point path at a folder "
-                                  "every region has (e.g. base)")])
+        raise SourceFailed(
+            [
+                Issue(
+                    f"{shown_root}/rollout.yaml",
+                    "source.kustomize.path",
+                    f"{shown_root}/{folder} has no kustomization.yaml",
+                    f"add {shown_root}/{folder}/kustomization.yaml, or point path at a folder "
+                    "every region has (e.g. base)",
+                )
+            ]
+        )
     shown = f"{shown_root}/{start.relative_to(copy)}"
     issues = kustomize.tree_issues(copy, folder, shown_root)
     if issues:
@@ -173,9 +208,11 @@ def _kustomize(repo: Repository, app: AppSource, region_name: str, context: dict
     if source.region_patch:
         image = app.values.image
         wrapper = kustomize.region_kustomization(
-            f"app/{folder}", image.repository,
+            f"app/{folder}",
+            image.repository,
             kustomize.image_fields(image.repository, context["params"].get("registry"), image.tag, image.digest),
-            context["params"].get("replicas"))
+            context["params"].get("replicas"),
+        )
     else:
         wrapper = kustomize.plain_kustomization(f"app/{folder}")
     (scratch / "kustomization.yaml").write_text(yaml.safe_dump(wrapper, sort_keys=True), encoding="utf-8")
@@ -188,8 +225,16 @@ def _kustomize(repo: Repository, app: AppSource, region_name: str, context: dict
     try:
         bodies = load_all(output.decode("utf-8", "replace"))
     except yaml.YAMLError as exc:
-        raise SourceFailed([Issue(shown, "", f"kustomize output is not YAML: {exc}".replace("\n", " "),
-                                  "correct the resources the kustomization includes")]) from None
+        raise SourceFailed(
+            [
+                Issue(
+                    shown,
+                    "",
+                    f"kustomize output is not YAML: {exc}".replace("\n", " "),
+                    "correct the resources the kustomization includes",
+                )
+            ]
+        ) from None
     out: list[Document] = []
     counts: dict[str, int] = {}
     for body in bodies:
@@ -205,8 +250,10 @@ def _limit_failure(exceeded: ToolLimitExceeded, shown: str) -> SourceFailed:
 
 
 def _limit_issue(exceeded: ToolLimitExceeded, shown: str) -> Issue:
-    fixes = {"wall": "make the templates finish quickly (no unbounded loops)",
-             "cpu": "make the templates finish quickly (no unbounded loops)",
-             "memory": "render fewer or smaller objects",
-             "output": f"render less than {current_limits().output_bytes // (1024 * 1024)} MiB of manifests"}
+    fixes = {
+        "wall": "make the templates finish quickly (no unbounded loops)",
+        "cpu": "make the templates finish quickly (no unbounded loops)",
+        "memory": "render fewer or smaller objects",
+        "output": f"render less than {current_limits().output_bytes // (1024 * 1024)} MiB of manifests",
+    }
     return Issue(shown, "", f"rendering stopped: {exceeded}", fixes.get(exceeded.limit, "render less"))

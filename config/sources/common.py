@@ -45,6 +45,7 @@ def load_all(text: str) -> list[Any]:
     for event in yaml.parse(text, Loader=_LOADER):
         if isinstance(event, yaml.AliasEvent):
             line = event.start_mark.line + 1 if event.start_mark else 0
-            raise yaml.YAMLError(f"alias *{event.anchor} at line {line}: rendered output may not use YAML "
-                                 "anchors and aliases")
+            raise yaml.YAMLError(
+                f"alias *{event.anchor} at line {line}: rendered output may not use YAML anchors and aliases"
+            )
     return [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]  # noqa: S506 - a safe loader

@@ -43,15 +43,26 @@ def copy_app(app_dir: Path, target: Path, shown_root: str) -> None:
             if source.is_symlink():
                 real = source.resolve()
                 if real != real_root and real_root not in real.parents:
-                    issues.append(Issue(shown, "", f"is a symlink leading outside {shown_root}/ "
-                                        f"(to {os.readlink(source)})",
-                                        "replace the symlink with the file itself, inside the app's folder"))
+                    issues.append(
+                        Issue(
+                            shown,
+                            "",
+                            f"is a symlink leading outside {shown_root}/ (to {os.readlink(source)})",
+                            "replace the symlink with the file itself, inside the app's folder",
+                        )
+                    )
                     continue
                 if real.is_dir():
                     if name in dirs:
                         dirs.remove(name)  # its files are copied from where they really are
-                    issues.append(Issue(shown, "", "is a symlink to a folder",
-                                        "refer to the folder by its own path instead of through a symlink"))
+                    issues.append(
+                        Issue(
+                            shown,
+                            "",
+                            "is a symlink to a folder",
+                            "refer to the folder by its own path instead of through a symlink",
+                        )
+                    )
                     continue
             elif source.is_dir():
                 (target / relative).mkdir(exist_ok=True)
@@ -62,8 +73,16 @@ def copy_app(app_dir: Path, target: Path, shown_root: str) -> None:
             total += size
             files += 1
             if total > MAX_COPY_BYTES or files > MAX_COPY_FILES:
-                raise Refused([Issue(shown_root, "", f"holds more than {MAX_COPY_BYTES // (1024 * 1024)} MiB or "
-                                     f"{MAX_COPY_FILES} files", "keep only the manifests, chart and overlays there")])
+                raise Refused(
+                    [
+                        Issue(
+                            shown_root,
+                            "",
+                            f"holds more than {MAX_COPY_BYTES // (1024 * 1024)} MiB or {MAX_COPY_FILES} files",
+                            "keep only the manifests, chart and overlays there",
+                        )
+                    ]
+                )
             shutil.copyfile(source, target / relative, follow_symlinks=True)
     if issues:
         raise Refused(issues)

@@ -30,7 +30,8 @@ LOOKUP = re.compile(r"(?<![.$\w])lookup\b")  # a call, not .Values.lookup
 NONDETERMINISTIC = re.compile(
     r"(?<![.$\w])(randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|randInt|uuidv4|now|"
     r"genPrivateKey|genCA|genCAWithKey|genSelfSignedCert|genSelfSignedCertWithKey|genSignedCert|"
-    r"genSignedCertWithKey|htpasswd|bcrypt|encryptAES)\b")
+    r"genSignedCertWithKey|htpasswd|bcrypt|encryptAES)\b"
+)
 _ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
 _TEMPLATE_SUFFIXES = (".yaml", ".yml", ".tpl", ".txt", ".json")
@@ -41,8 +42,15 @@ def chart_issues(chart_dir: Path, shown: str) -> list[Issue]:
     """Everything refused in a chart folder before helm runs; `shown` is its repository-relative path."""
     chart_file = chart_dir / "Chart.yaml"
     if not chart_file.is_file():
-        return [Issue(shown, "", "has no Chart.yaml", "point source.helm.chart at the chart's folder "
-                      "(the one holding Chart.yaml, values.yaml and templates/)")]
+        return [
+            Issue(
+                shown,
+                "",
+                "has no Chart.yaml",
+                "point source.helm.chart at the chart's folder "
+                "(the one holding Chart.yaml, values.yaml and templates/)",
+            )
+        ]
     issues = list(_dependency_issues(chart_dir, shown))
     for relative, text in sorted(_templates(chart_dir)):
         issues += template_issues(text, f"{shown}/{relative}")
@@ -53,8 +61,9 @@ def _dependency_issues(chart_dir: Path, shown: str) -> Iterator[Issue]:
     try:
         chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        yield Issue(f"{shown}/Chart.yaml", "", f"cannot be read as YAML ({exc})".replace("\n", " "),
-                    "fix the file's syntax")
+        yield Issue(
+            f"{shown}/Chart.yaml", "", f"cannot be read as YAML ({exc})".replace("\n", " "), "fix the file's syntax"
+        )
         return
     if not isinstance(chart, dict):
         yield Issue(f"{shown}/Chart.yaml", "", "is not a mapping", "write Chart.yaml fields as key: value")
@@ -63,11 +72,14 @@ def _dependency_issues(chart_dir: Path, shown: str) -> Iterator[Issue]:
     for i, dependency in enumerate(chart.get("dependencies") or []):
         name = str((dependency or {}).get("name", ""))
         if name not in vendored:
-            yield Issue(f"{shown}/Chart.yaml", f"dependencies[{i}]",
-                        f"dependency {name!r} is not vendored under charts/ (the controller renders without "
-                        "network and never contacts a chart repository)",
-                        f"run `helm dependency build {shown}` where the repository is reachable and commit "
-                        f"charts/{name}-<version>.tgz (or the unpacked charts/{name}/)")
+            yield Issue(
+                f"{shown}/Chart.yaml",
+                f"dependencies[{i}]",
+                f"dependency {name!r} is not vendored under charts/ (the controller renders without "
+                "network and never contacts a chart repository)",
+                f"run `helm dependency build {shown}` where the repository is reachable and commit "
+                f"charts/{name}-<version>.tgz (or the unpacked charts/{name}/)",
+            )
     for sub in sorted((chart_dir / "charts").glob("*/Chart.yaml")) if (chart_dir / "charts").is_dir() else []:
         yield from _dependency_issues(sub.parent, f"{shown}/charts/{sub.parent.name}")
 
@@ -122,12 +134,18 @@ def _templates(chart_dir: Path) -> Iterator[tuple[str, str]]:
             with tarfile.open(packaged, "r:gz") as archive:
                 for member in archive.getmembers():
                     parts = member.name.split("/")
-                    if member.isfile() and "templates" in parts and member.size <= MAX_TEMPLATE_BYTES \
-                            and member.name.endswith(_TEMPLATE_SUFFIXES):
+                    if (
+                        member.isfile()
+                        and "templates" in parts
+                        and member.size <= MAX_TEMPLATE_BYTES
+                        and member.name.endswith(_TEMPLATE_SUFFIXES)
+                    ):
                         extracted = archive.extractfile(member)
                         if extracted is not None:
-                            yield (f"{packaged.relative_to(chart_dir)}:{member.name}",
-                                   extracted.read().decode("utf-8", "replace"))
+                            yield (
+                                f"{packaged.relative_to(chart_dir)}:{member.name}",
+                                extracted.read().decode("utf-8", "replace"),
+                            )
         except (tarfile.TarError, OSError):
             continue  # helm reports an unreadable archive itself
 
@@ -141,18 +159,31 @@ def template_issues(text: str, shown: str) -> list[Issue]:
             continue  # a comment
         line = text.count("\n", 0, action.start()) + 1
         if LOOKUP.search(body):
-            issues.append(Issue(shown, f"line {line}", "calls lookup, which reads the live cluster; the controller "
-                                "renders without a cluster, so it would always return nothing",
-                                "pass the value in through values (values.yaml or the region's values file)"))
+            issues.append(
+                Issue(
+                    shown,
+                    f"line {line}",
+                    "calls lookup, which reads the live cluster; the controller "
+                    "renders without a cluster, so it would always return nothing",
+                    "pass the value in through values (values.yaml or the region's values file)",
+                )
+            )
         for found in NONDETERMINISTIC.finditer(body):
-            issues.append(Issue(shown, f"line {line}", f"calls {found.group(1)}, whose result differs on every render "
-                                "(the same commit must render the same bytes)",
-                                "pass the value in through values, or create it outside the chart (e.g. a Secret)"))
+            issues.append(
+                Issue(
+                    shown,
+                    f"line {line}",
+                    f"calls {found.group(1)}, whose result differs on every render "
+                    "(the same commit must render the same bytes)",
+                    "pass the value in through values, or create it outside the chart (e.g. a Secret)",
+                )
+            )
     return issues
 
 
-def values_files(source: HelmSource, substituted: list[str], app_dir: Path, shown_root: str,
-                 plan_file: str) -> tuple[list[str], list[Issue]]:
+def values_files(
+    source: HelmSource, substituted: list[str], app_dir: Path, shown_root: str, plan_file: str
+) -> tuple[list[str], list[Issue]]:
     """The values files that exist for this region (relative to the app folder), and issues for missing ones."""
     found: list[str] = []
     issues: list[Issue] = []
@@ -160,9 +191,14 @@ def values_files(source: HelmSource, substituted: list[str], app_dir: Path, show
         if (app_dir / relative).is_file():
             found.append(relative)
         elif not source.ignore_missing_values_files:
-            issues.append(Issue(plan_file, f"source.helm.valuesFiles[{i}]",
-                                f"{shown_root}/{relative} does not exist",
-                                "add the file, or set ignoreMissingValuesFiles: true to skip missing ones"))
+            issues.append(
+                Issue(
+                    plan_file,
+                    f"source.helm.valuesFiles[{i}]",
+                    f"{shown_root}/{relative} does not exist",
+                    "add the file, or set ignoreMissingValuesFiles: true to skip missing ones",
+                )
+            )
     return found, issues
 
 
@@ -179,8 +215,10 @@ def template_args(release: str, chart: str, namespace: str, values: list[str]) -
 
 
 _SOURCE = re.compile(r"^# Source: (\S+)\s*$", re.M)
-_ERROR_AT = re.compile(r"(?:template: |\(|YAML parse error on |in )([\w.-]+/(?:charts/|templates/)[^\s:()\"]+)"
-                       r"(?::(\d+))?")
+_ERROR_AT = re.compile(
+    r"(?:template: |\(|YAML parse error on |in )([\w.-]+/(?:charts/|templates/)[^\s:()\"]+)"
+    r"(?::(\d+))?"
+)
 
 
 def split_output(text: str) -> Iterator[tuple[str, str]]:
@@ -205,7 +243,15 @@ def error_issue(message: str, chart_shown: str, scratch: str, app_shown: str) ->
     where = _ERROR_AT.search(text)
     if where:
         line = f"line {where.group(2)}" if where.group(2) else ""
-        return Issue(shown_source(where.group(1), chart_shown), line, f"helm template failed: {text}",
-                     "correct the template or the values it reads (helm template reproduces it)")
-    return Issue(f"{chart_shown}/Chart.yaml", "", f"helm template failed: {text}",
-                 "correct the chart (helm template reproduces it)")
+        return Issue(
+            shown_source(where.group(1), chart_shown),
+            line,
+            f"helm template failed: {text}",
+            "correct the template or the values it reads (helm template reproduces it)",
+        )
+    return Issue(
+        f"{chart_shown}/Chart.yaml",
+        "",
+        f"helm template failed: {text}",
+        "correct the chart (helm template reproduces it)",
+    )

@@ -31,13 +31,27 @@ import yaml
 from config.errors import Issue
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|git::|(?:github\.com|gitlab\.com|bitbucket\.org)/)|\?ref=|"
-                     r"^[\w.-]+\.[a-z]{2,}/[^/]+/[^/]+//", re.I)
-_PATH_LISTS = ("resources", "bases", "components", "crds", "configurations", "generators", "transformers",
-               "validators", "patchesStrategicMerge")
-_REFUSED_FIELDS = {"helmCharts": "Helm inflation inside Kustomize is not run (it needs --enable-helm)",
-                   "helmChartInflationGenerator": "Helm inflation inside Kustomize is not run",
-                   "helmGlobals": "Helm inflation inside Kustomize is not run"}
+_REMOTE = re.compile(
+    r"^(?:[a-z][a-z0-9+.-]*://|git@|git::|(?:github\.com|gitlab\.com|bitbucket\.org)/)|\?ref=|"
+    r"^[\w.-]+\.[a-z]{2,}/[^/]+/[^/]+//",
+    re.I,
+)
+_PATH_LISTS = (
+    "resources",
+    "bases",
+    "components",
+    "crds",
+    "configurations",
+    "generators",
+    "transformers",
+    "validators",
+    "patchesStrategicMerge",
+)
+_REFUSED_FIELDS = {
+    "helmCharts": "Helm inflation inside Kustomize is not run (it needs --enable-helm)",
+    "helmChartInflationGenerator": "Helm inflation inside Kustomize is not run",
+    "helmGlobals": "Helm inflation inside Kustomize is not run",
+}
 
 
 def kustomization_file(folder: Path) -> Path | None:
@@ -68,8 +82,9 @@ def tree_issues(app_dir: Path, start: str, shown_root: str) -> list[Issue]:
         try:
             data = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-            issues.append(Issue(shown, "", f"cannot be read as YAML ({exc})".replace("\n", " "),
-                                "fix the file's syntax"))
+            issues.append(
+                Issue(shown, "", f"cannot be read as YAML ({exc})".replace("\n", " "), "fix the file's syntax")
+            )
             continue
         if not isinstance(data, dict):
             issues.append(Issue(shown, "", "is not a mapping", "write the kustomization's fields as key: value"))
@@ -116,17 +131,23 @@ def references(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
 def _check(app_dir: Path, folder: str, reference: str) -> tuple[tuple[str, str] | None, str | None]:
     """(problem, fix) when `reference` is refused; else the app-relative path it names."""
     if is_remote(reference):
-        return (f"{reference!r} is a remote base or resource; the controller renders without network",
-                "vendor it: copy the base into the app's folder and refer to it by a relative path"), None
+        return (
+            f"{reference!r} is a remote base or resource; the controller renders without network",
+            "vendor it: copy the base into the app's folder and refer to it by a relative path",
+        ), None
     if posixpath.isabs(reference):
         return (f"{reference!r} is an absolute path", "refer to files inside the app's folder by relative path"), None
     target = posixpath.normpath(posixpath.join(folder, reference))
     if target == ".." or target.startswith("../"):
-        return (f"{reference!r} leaves the app's folder", "keep the base, patches and files the overlay uses "
-                "inside apps/<app>/ (copy a shared base into it)"), None
+        return (
+            f"{reference!r} leaves the app's folder",
+            "keep the base, patches and files the overlay uses inside apps/<app>/ (copy a shared base into it)",
+        ), None
     if not os.path.lexists(app_dir / target):
-        return (f"{reference!r} does not exist in the app's folder (kustomize would try it as a URL)",
-                "correct the path or add the file"), None
+        return (
+            f"{reference!r} does not exist in the app's folder (kustomize would try it as a URL)",
+            "correct the path or add the file",
+        ), None
     return None, target
 
 
@@ -140,8 +161,12 @@ def region_kustomization(built: str, image_name: str, image: dict[str, str], rep
 
 
 def plain_kustomization(built: str) -> dict[str, Any]:
-    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [built],
-            "buildMetadata": [ORIGIN_METADATA]}
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [built],
+        "buildMetadata": [ORIGIN_METADATA],
+    }
 
 
 ORIGIN_METADATA = "originAnnotations"  # kustomize notes each object's source file; pop_origin removes it
@@ -185,5 +210,9 @@ def build_args(folder: str) -> list[str]:
 def error_issue(message: str, kustomization: str, scratch: str, app_shown: str) -> Issue:
     text = message.replace(scratch + "/app", app_shown).replace(scratch, "<render folder>")
     text = re.sub(r"^Error: ", "", text.strip()).replace("\n", " ")
-    return Issue(kustomization, "", f"kustomize build failed: {text}",
-                 "correct the kustomization or the files it names (kustomize build reproduces it)")
+    return Issue(
+        kustomization,
+        "",
+        f"kustomize build failed: {text}",
+        "correct the kustomization or the files it names (kustomize build reproduces it)",
+    )

@@ -140,20 +140,31 @@ def reported_version(tool: str) -> str:
     if key in _checked:
         return _checked[key]
     if not path.is_file():
-        raise ToolUnavailable(f"{tool} {VERSIONS[tool]} is not installed at {path}; run deploy/tools/build.sh "
-                              f"(deploy/setup.sh does) or set {ENVIRONMENT[tool]} to its path")
+        raise ToolUnavailable(
+            f"{tool} {VERSIONS[tool]} is not installed at {path}; run deploy/tools/build.sh "
+            f"(deploy/setup.sh does) or set {ENVIRONMENT[tool]} to its path"
+        )
     args = ["version", "--short"] if tool == "helm" else ["version"]
     try:
-        out = subprocess.run([str(path), *args], capture_output=True, text=True, timeout=30, check=False,  # noqa: S603
-                             env=_clean_environment(Path(tempfile.gettempdir())), stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,  # noqa: S603
+            env=_clean_environment(Path(tempfile.gettempdir())),
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ToolUnavailable(f"{path} cannot be run ({exc})") from exc
     text = (out.stdout + out.stderr).strip()
     found = re.search(r"v\d+\.\d+\.\d+", text)
     version = found.group(0) if found else text[:80]
     if version != VERSIONS[tool]:
-        raise ToolUnavailable(f"{path} reports {tool} {version!r}, not the pinned {VERSIONS[tool]}; "
-                              "run deploy/tools/build.sh or point " + ENVIRONMENT[tool] + " at the pinned build")
+        raise ToolUnavailable(
+            f"{path} reports {tool} {version!r}, not the pinned {VERSIONS[tool]}; "
+            "run deploy/tools/build.sh or point " + ENVIRONMENT[tool] + " at the pinned build"
+        )
     _checked[key] = version
     return version
 
@@ -187,15 +198,24 @@ _STDERR_CAP = 64 * 1024
 
 def _clean_environment(home: Path) -> dict[str, str]:
     """Nothing from the controller's environment: no kubeconfig, credentials, proxies or PATH."""
-    env = {"HOME": str(home), "PATH": str(home / "no-path"), "LANG": "C", "TZ": "UTC",
-           "KUBECONFIG": str(home / "no-kubeconfig"),
-           "XDG_CONFIG_HOME": str(home / "config"), "XDG_CACHE_HOME": str(home / "cache"),
-           "XDG_DATA_HOME": str(home / "data"), "HELM_CONFIG_HOME": str(home / "helm-config"),
-           "HELM_CACHE_HOME": str(home / "helm-cache"), "HELM_DATA_HOME": str(home / "helm-data"),
-           "HELM_PLUGINS": str(home / "no-plugins"), "HELM_REGISTRY_CONFIG": str(home / "no-registry.json"),
-           "HELM_REPOSITORY_CONFIG": str(home / "no-repositories.yaml"),
-           "HELM_REPOSITORY_CACHE": str(home / "no-repository-cache"),
-           "GOMAXPROCS": "2"}
+    env = {
+        "HOME": str(home),
+        "PATH": str(home / "no-path"),
+        "LANG": "C",
+        "TZ": "UTC",
+        "KUBECONFIG": str(home / "no-kubeconfig"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "HELM_CONFIG_HOME": str(home / "helm-config"),
+        "HELM_CACHE_HOME": str(home / "helm-cache"),
+        "HELM_DATA_HOME": str(home / "helm-data"),
+        "HELM_PLUGINS": str(home / "no-plugins"),
+        "HELM_REGISTRY_CONFIG": str(home / "no-registry.json"),
+        "HELM_REPOSITORY_CONFIG": str(home / "no-repositories.yaml"),
+        "HELM_REPOSITORY_CACHE": str(home / "no-repository-cache"),
+        "GOMAXPROCS": "2",
+    }
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         env[name] = _CLOSED_PORT
     env["NO_PROXY"] = env["no_proxy"] = ""
@@ -208,10 +228,27 @@ def run(tool: str, args: list[str], cwd: Path, home: Path) -> bytes:
     Raises ToolUnavailable, ToolFailed (non-zero exit) or ToolLimitExceeded."""
     reported_version(tool)
     bounds = current_limits()
-    argv = [sys.executable, "-S", "-E", "-c", _TRAMPOLINE, str(bounds.memory_bytes), str(bounds.cpu_seconds),
-            str(bounds.file_bytes), str(path_of(tool)), *args]
-    proc = subprocess.Popen(argv, cwd=cwd, env=_clean_environment(home), stdin=subprocess.DEVNULL,  # noqa: S603
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    argv = [
+        sys.executable,
+        "-S",
+        "-E",
+        "-c",
+        _TRAMPOLINE,
+        str(bounds.memory_bytes),
+        str(bounds.cpu_seconds),
+        str(bounds.file_bytes),
+        str(path_of(tool)),
+        *args,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=_clean_environment(home),
+        stdin=subprocess.DEVNULL,  # noqa: S603
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         stdout, stderr, over = _collect(proc, bounds)
     finally:
@@ -223,8 +260,11 @@ def run(tool: str, args: list[str], cwd: Path, home: Path) -> bytes:
         sig = -status
         if sig in (signal.SIGXCPU, signal.SIGKILL):
             raise ToolLimitExceeded(tool, "cpu", bounds)
-        raise ToolLimitExceeded(tool, "memory", bounds) if sig in (signal.SIGSEGV, signal.SIGABRT) else \
-            ToolFailed(tool, f"killed by {signal.Signals(sig).name}")
+        raise (
+            ToolLimitExceeded(tool, "memory", bounds)
+            if sig in (signal.SIGSEGV, signal.SIGABRT)
+            else ToolFailed(tool, f"killed by {signal.Signals(sig).name}")
+        )
     message = stderr.decode("utf-8", "replace")
     if status != 0:
         if _out_of_memory(message):
@@ -269,5 +309,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _out_of_memory(message: str) -> bool:
-    return any(s in message for s in ("out of memory", "cannot allocate memory", "failed to reserve page summary",
-                                      "runtime: mmap"))
+    return any(
+        s in message
+        for s in ("out of memory", "cannot allocate memory", "failed to reserve page summary", "runtime: mmap")
+    )

@@ -25,10 +25,18 @@ CRDS = REPO / "deploy" / "crds"
 def install_crds(kubeconfig: Path, context: str) -> None:
     """Server-side apply of the controller's CRDs into the home cluster, then wait until served."""
     base = ["kubectl", "--kubeconfig", str(kubeconfig), "--context", context]
-    subprocess.run([*base, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS)],
-                   check=True, capture_output=True, text=True)
-    subprocess.run([*base, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [*base, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    subprocess.run(
+        [*base, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 @dataclass
@@ -58,20 +66,52 @@ class ControllerProcess:
         return self.record.pid if self.record is not None else None
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "rollout.cli", "controller", "--repo", self.repo_url,
-                "--kubeconfig", str(self.kubeconfig), "--home-context", self.home_context,
-                "--cache-dir", str(self.state_dir / f"cache-{self.identity}"), "--poll-seconds", str(self.poll_seconds),
-                "--identity", self.identity, "--http-host", "127.0.0.1", "--http-port", str(self.http_port),
-                "--lease-seconds", "6", "--renew-seconds", "4", "--retry-seconds", "1", "--log-format", "json"]
+        args = [
+            sys.executable,
+            "-m",
+            "rollout.cli",
+            "controller",
+            "--repo",
+            self.repo_url,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--home-context",
+            self.home_context,
+            "--cache-dir",
+            str(self.state_dir / f"cache-{self.identity}"),
+            "--poll-seconds",
+            str(self.poll_seconds),
+            "--identity",
+            self.identity,
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            str(self.http_port),
+            "--lease-seconds",
+            "6",
+            "--renew-seconds",
+            "4",
+            "--retry-seconds",
+            "1",
+            "--log-format",
+            "json",
+        ]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
         return args + self.extra_args
 
     def start(self) -> ControllerProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.record = procs.start(self.identity, self.command(), state_dir=self.state_dir, port=self.http_port,
-                                  health_url=f"http://127.0.0.1:{self.http_port}/healthz",
-                                  env={**os.environ, **self.env}, cwd=REPO, log_file=self.log_path)
+        self.record = procs.start(
+            self.identity,
+            self.command(),
+            state_dir=self.state_dir,
+            port=self.http_port,
+            health_url=f"http://127.0.0.1:{self.http_port}/healthz",
+            env={**os.environ, **self.env},
+            cwd=REPO,
+            log_file=self.log_path,
+        )
         return self
 
     def alive(self) -> bool:

@@ -67,12 +67,14 @@ def lab_scale_plans(read: Callable[[str], str]) -> dict[str, str]:
     return changes
 
 
-def single_app_changes(app: str, read: Callable[[str], str], lab_regions: set[str],
-                       plan_overrides: dict[str, Any] | None = None) -> dict[str, str | None]:
+def single_app_changes(
+    app: str, read: Callable[[str], str], lab_regions: set[str], plan_overrides: dict[str, Any] | None = None
+) -> dict[str, str | None]:
     """Commit contents reducing the example to one app at lab scale, on the regions a lab runs
     (tests and benchmarks use it)."""
-    changes: dict[str, str | None] = {path: text for path, text in lab_scale_plans(read).items()
-                                      if path.startswith(f"apps/{app}/")}
+    changes: dict[str, str | None] = {
+        path: text for path, text in lab_scale_plans(read).items() if path.startswith(f"apps/{app}/")
+    }
     for other in (a for a in APPS if a != app):
         for f in sorted((EXAMPLE / "apps" / other).rglob("*")):
             if f.is_file():
@@ -93,7 +95,6 @@ def single_app_changes(app: str, read: Callable[[str], str], lab_regions: set[st
             plan[key] = value
     changes[f"apps/{app}/rollout.yaml"] = yaml.safe_dump(plan, sort_keys=False)
     return changes
-
 
 
 @dataclass
@@ -128,8 +129,13 @@ class Timeline:
                 if region:
                     wave = next((w["name"] for w in rel["spec"]["waves"] if region in w["regions"]), "")
                 at = _at(entry["time"]).timestamp()
-                row = (f"{at - self.started:6.0f}s", f"{rel['spec']['app']} {rel['spec']['version']}", wave, region,
-                       f"{entry['action']}: {entry['reason']}")
+                row = (
+                    f"{at - self.started:6.0f}s",
+                    f"{rel['spec']['app']} {rel['spec']['version']}",
+                    wave,
+                    region,
+                    f"{entry['action']}: {entry['reason']}",
+                )
                 self.rows.append(row)
                 console.print("  ".join(row), soft_wrap=True)
 
@@ -175,10 +181,18 @@ def run(state_dir: Path, keep: bool = False) -> bool:
     with demo_lab(state_dir) as (lab, traffic, git):
         install_crds(lab.kubeconfig, lab.home_context)
         clone = git.clone(state_dir / "work")
-        git.commit_files(lab_scale_plans(lambda p: (clone.path / p).read_text()),
-                         "demo: smoke windows and check intervals at lab scale")
-        controller = ControllerProcess(lab.kubeconfig, lab.home_context, git.url, state_dir / "controller",
-                                       traffic.prometheus_url, extra_args=["--analysis-window-seconds", "5"])
+        git.commit_files(
+            lab_scale_plans(lambda p: (clone.path / p).read_text()),
+            "demo: smoke windows and check intervals at lab scale",
+        )
+        controller = ControllerProcess(
+            lab.kubeconfig,
+            lab.home_context,
+            git.url,
+            state_dir / "controller",
+            traffic.prometheus_url,
+            extra_args=["--analysis-window-seconds", "5"],
+        )
         controller.start()
         controller.wait_healthy()
         home = config.new_client_from_config(config_file=str(lab.kubeconfig), context=lab.home_context)
@@ -212,15 +226,21 @@ def summary(bad: dict[str, Any], total_s: float) -> None:
     table.add_row("time to detect", f"{status.get('detectSeconds', 0):.1f}s after the region started")
     for drain in status.get("drains", []):
         met = "met" if drain.get("met") else "missed"
-        table.add_row(f"drain {drain['region']}", f"{drain.get('seconds', 0):.1f}s to {drain.get('targetPercent'):g}% "
-                      f"(target {drain.get('targetSeconds'):g}s: {met})")
+        table.add_row(
+            f"drain {drain['region']}",
+            f"{drain.get('seconds', 0):.1f}s to {drain.get('targetPercent'):g}% "
+            f"(target {drain.get('targetSeconds'):g}s: {met})",
+        )
     audit = status.get("audit", [])
     failed = next((a["time"] for a in audit if a["action"] == "failed"), None)
     end = next((a["time"] for a in reversed(audit) if a["action"] == "rolled-back"), None)
     if failed and end:
         seconds = (_at(end) - _at(failed)).total_seconds()
-        table.add_row("rollback", f"{seconds:.1f}s from the failing verdict to every region back on "
-                                  f"{status.get('previousVersion')}, traffic restored")
+        table.add_row(
+            "rollback",
+            f"{seconds:.1f}s from the failing verdict to every region back on "
+            f"{status.get('previousVersion')}, traffic restored",
+        )
     table.add_row("demo total", f"{total_s:.0f}s")
     console.print(table)
 

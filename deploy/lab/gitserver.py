@@ -205,9 +205,7 @@ def _run_git(
         **_IDENTITY,
         **(env or {}),
     }
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run(["git", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         detail = redact_text(proc.stderr.strip() or proc.stdout.strip(), secrets or [])
         raise GitServerError(f"git {args[0]} failed in {cwd}: {detail}")
@@ -499,9 +497,7 @@ class GitServer:
             (staging / "README.md").write_text("lab rollout repository\n")
         _run_git(["init", "--quiet", "--initial-branch", self.branch], cwd=staging)
         _run_git(["add", "-A"], cwd=staging)
-        _run_git(
-            ["commit", "--quiet", "--allow-empty", "-m", "seed: example rollout repository"], cwd=staging
-        )
+        _run_git(["commit", "--quiet", "--allow-empty", "-m", "seed: example rollout repository"], cwd=staging)
         self.bare_path.parent.mkdir(parents=True, exist_ok=True)
         _run_git(
             ["init", "--quiet", "--bare", "--initial-branch", self.branch, str(self.bare_path)],
@@ -563,9 +559,7 @@ class GitServer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="The lab's Git server (smart HTTP on loopback).")
-    parser.add_argument(
-        "command", choices=["up", "down", "status", "serve"], help="serve: the server process"
-    )
+    parser.add_argument("command", choices=["up", "down", "status", "serve"], help="serve: the server process")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

@@ -26,8 +26,9 @@ class FakeMetricsProvider:
             raise MetricsUnavailable("fake Prometheus is down")
         return self.answer(promql, at)
 
-    def query_range(self, promql: str, start: datetime, end: datetime,
-                    step: timedelta) -> tuple[tuple[float, ...], ...]:
+    def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> tuple[tuple[float, ...], ...]:
         self.calls.append((promql, end))
         if self.down:
             raise MetricsUnavailable("fake Prometheus is down")

@@ -43,8 +43,7 @@ def mann_whitney(judge: Judge, canary: Sequence[float], baseline: Sequence[float
     alpha = 1.0 - judge.confidence
     if len(set(c)) == 1 and set(c) == set(b):
         # Identical constant series: no difference at all (scipy would return NaN here).
-        return JudgeResult(Verdict.SUCCESS, "canary and baseline are identical", 1.0, len(c), len(b),
-                           **medians)
+        return JudgeResult(Verdict.SUCCESS, "canary and baseline are identical", 1.0, len(c), len(b), **medians)
     # lowerIsBetter: the canary is worse when its values tend to be *greater* than the baseline's.
     alternative = "greater" if judge.direction == "lowerIsBetter" else "less"
     p = float(mannwhitneyu(c, b, alternative=alternative, method="auto").pvalue)
@@ -52,8 +51,19 @@ def mann_whitney(judge: Judge, canary: Sequence[float], baseline: Sequence[float
         return JudgeResult(Verdict.INCONCLUSIVE, "the test gave no p-value", None, len(c), len(b), **medians)
     worse = "higher" if judge.direction == "lowerIsBetter" else "lower"
     if p < alpha:
-        return JudgeResult(Verdict.FAILURE,
-                           f"canary is {worse} than baseline (Mann-Whitney p={p:.3g} < {alpha:.3g})",
-                           p, len(c), len(b), **medians)
-    return JudgeResult(Verdict.SUCCESS, f"no significant difference (Mann-Whitney p={p:.3g} >= {alpha:.3g})",
-                       p, len(c), len(b), **medians)
+        return JudgeResult(
+            Verdict.FAILURE,
+            f"canary is {worse} than baseline (Mann-Whitney p={p:.3g} < {alpha:.3g})",
+            p,
+            len(c),
+            len(b),
+            **medians,
+        )
+    return JudgeResult(
+        Verdict.SUCCESS,
+        f"no significant difference (Mann-Whitney p={p:.3g} >= {alpha:.3g})",
+        p,
+        len(c),
+        len(b),
+        **medians,
+    )

@@ -121,9 +121,13 @@ class CheckState:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "check": self.check, "verdict": verdict_text(self.verdict), "outcome": verdict_text(self.outcome),
-            "successes": self.successes, "failures": self.failures,
-            "inconclusives": self.inconclusives, "errors": self.errors,
+            "check": self.check,
+            "verdict": verdict_text(self.verdict),
+            "outcome": verdict_text(self.outcome),
+            "successes": self.successes,
+            "failures": self.failures,
+            "inconclusives": self.inconclusives,
+            "errors": self.errors,
             "consecutiveErrors": self.consecutive_errors,
         }
         if self.next_due is not None:

@@ -22,18 +22,27 @@ class PrometheusProvider:
         self._timeout_s = timeout_s
         # No retries here: one failed attempt is one ERROR measurement, and the check's
         # consecutiveErrorLimit is the retry policy.
-        self._client = PrometheusConnect(url=self.url, headers=headers, disable_ssl=True,
-                                         retry=Retry(total=0, raise_on_status=False))
+        self._client = PrometheusConnect(
+            url=self.url, headers=headers, disable_ssl=True, retry=Retry(total=0, raise_on_status=False)
+        )
 
     def query(self, promql: str, at: datetime) -> tuple[float, ...]:
-        data = self._call(self._client.custom_query, promql,
-                          params={"time": f"{at.timestamp():.3f}"}, timeout=self._timeout_s)
+        data = self._call(
+            self._client.custom_query, promql, params={"time": f"{at.timestamp():.3f}"}, timeout=self._timeout_s
+        )
         return tuple(_value(item) for item in _items(data, promql))
 
-    def query_range(self, promql: str, start: datetime, end: datetime,
-                    step: timedelta) -> tuple[tuple[float, ...], ...]:
-        data = self._call(self._client.custom_query_range, promql, start_time=start, end_time=end,
-                          step=prom_duration(step), timeout=self._timeout_s)
+    def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> tuple[tuple[float, ...], ...]:
+        data = self._call(
+            self._client.custom_query_range,
+            promql,
+            start_time=start,
+            end_time=end,
+            step=prom_duration(step),
+            timeout=self._timeout_s,
+        )
         return tuple(tuple(float(v) for _, v in item.get("values", [])) for item in _items(data, promql))
 
     def _call(self, method: Any, promql: str, **kwargs: Any) -> Any:

@@ -27,7 +27,8 @@ class MetricsProvider(Protocol):
         """Instant query evaluated at `at`: one value per series (empty: no data)."""
         ...
 
-    def query_range(self, promql: str, start: datetime, end: datetime,
-                    step: timedelta) -> tuple[tuple[float, ...], ...]:
+    def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> tuple[tuple[float, ...], ...]:
         """Range query: for each series, its values from `start` to `end` every `step`."""
         ...

@@ -13,8 +13,7 @@ from regions.analysis.provider import MetricsError, MetricsProvider
 DEFAULT_DRAIN_QUERY = 'sum(rate(http_requests_total{app="{{ app }}",region="{{ region }}"}[5s]))'
 
 
-def request_rate(provider: MetricsProvider | None, query: str, app: str, region: str,
-                 now: datetime) -> float | None:
+def request_rate(provider: MetricsProvider | None, query: str, app: str, region: str, now: datetime) -> float | None:
     """Requests per second of `app` in `region` at `now` (`query` rendered with app and region):
     0.0 for no data, None when it cannot be measured (no provider, the query failed)."""
     if provider is None:

@@ -52,8 +52,11 @@ class Target:
 
     def variables(self, interval: timedelta, *, baseline: bool = False) -> dict[str, str]:
         return {
-            "app": self.app, "namespace": self.namespace or self.app, "region": self.region,
-            "release": self.release, "stable_version": self.stable_version,
+            "app": self.app,
+            "namespace": self.namespace or self.app,
+            "region": self.region,
+            "release": self.release,
+            "stable_version": self.stable_version,
             "version": self.stable_version if baseline else self.version,
             "track": self.baseline_track if baseline else self.track,
             "interval": prom_duration(interval),
@@ -68,8 +71,15 @@ class Analyzer:
     inconclusive. `window` overrides the range of `{{ interval }}` in queries (default: each
     check's interval), e.g. to cover at least a few scrapes when the interval is very short."""
 
-    def __init__(self, provider: MetricsProvider, target: Target, *, min_requests: int = 0,
-                 evidence_query: str | None = REQUEST_COUNT_QUERY, window: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        provider: MetricsProvider,
+        target: Target,
+        *,
+        min_requests: int = 0,
+        evidence_query: str | None = REQUEST_COUNT_QUERY,
+        window: timedelta | None = None,
+    ) -> None:
         self.provider = provider
         self.target = target
         self.min_requests = min_requests
@@ -88,8 +98,9 @@ class Analyzer:
             value = self.provider.query(self._render(check.query, window), now)
             baseline = None
             if check.baseline_query is not None:
-                baseline = self.provider.query(self._render(check.baseline_query, window, baseline=True),
-                                               self.target.baseline_at or now)
+                baseline = self.provider.query(
+                    self._render(check.baseline_query, window, baseline=True), self.target.baseline_at or now
+                )
             return Observation(value=value, baseline=baseline, requests=self._requests(window, now))
         except MetricsError as exc:
             return Observation(error=str(exc))
@@ -102,16 +113,19 @@ class Analyzer:
         # Each sample's range is the step, so samples do not share data; a `window` override (very
         # short intervals) makes neighbouring samples overlap, which the test tolerates less well.
         rng = max(self.window or step, step)
-        canary = _one_series(
-            self.provider.query_range(self._render(check.query, rng), now - lookback, now, step))
+        canary = _one_series(self.provider.query_range(self._render(check.query, rng), now - lookback, now, step))
         b_end = self.target.baseline_at or now
-        baseline = _one_series(self.provider.query_range(
-            self._render(check.baseline_query, rng, baseline=True), b_end - lookback, b_end, step))
+        baseline = _one_series(
+            self.provider.query_range(
+                self._render(check.baseline_query, rng, baseline=True), b_end - lookback, b_end, step
+            )
+        )
         return Observation(
             value=(median(canary),) if canary else (),
             baseline=(median(baseline),) if baseline else (),
             requests=self._requests(lookback, now),
-            canary_samples=canary, baseline_samples=baseline,
+            canary_samples=canary,
+            baseline_samples=baseline,
         )
 
     def _requests(self, window: timedelta, now: datetime) -> tuple[float, ...] | None:
@@ -144,8 +158,10 @@ class AnalysisRun:
         return run_state(checks, self.measurements, now, started_at=self.started_at, ends_at=self.ends_at)
 
     def to_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"startedAt": format_time(self.started_at),
-                               "measurements": [m.to_json() for m in self.measurements]}
+        out: dict[str, Any] = {
+            "startedAt": format_time(self.started_at),
+            "measurements": [m.to_json() for m in self.measurements],
+        }
         if self.ends_at is not None:
             out["endsAt"] = format_time(self.ends_at)
         return out
@@ -162,15 +178,17 @@ class AnalysisRun:
         )
 
 
-def poll(analyzer: Analyzer, checks: Sequence[Check], run: AnalysisRun,
-         now: datetime) -> tuple[AnalysisRun, RunState]:
+def poll(analyzer: Analyzer, checks: Sequence[Check], run: AnalysisRun, now: datetime) -> tuple[AnalysisRun, RunState]:
     """Take the measurements due at `now` (none once the outcome is known); return the new record
     and its state. Idempotent within one instant: a check measured at `now` is not due again."""
     state = run.state(checks, now)
     if state.done:
         return run, state
-    due = [c for c, s in zip(checks, state.checks, strict=True)
-           if s.verdict is None and s.next_due is not None and s.next_due <= now]
+    due = [
+        c
+        for c, s in zip(checks, state.checks, strict=True)
+        if s.verdict is None and s.next_due is not None and s.next_due <= now
+    ]
     if not due:
         return run, state
     fresh = tuple(analyzer.measure(c, now) for c in due)

@@ -26,8 +26,7 @@ class UnknownCheck(KeyError):
     """An analysis step names a check the plan does not define."""
 
 
-def select_checks(analysis: Analysis, names: Sequence[str] = (),
-                  defaults: Sequence[Check] = ()) -> list[Check]:
+def select_checks(analysis: Analysis, names: Sequence[str] = (), defaults: Sequence[Check] = ()) -> list[Check]:
     """The checks an analysis step or smoke window runs: the plan's (or `defaults` when the plan
     names none), restricted to `names` when given."""
     pool = list(analysis.checks) or list(defaults)
@@ -89,9 +88,11 @@ def evaluate(check: Check, observation: Observation, at: datetime, min_requests:
             return measurement(Verdict.ERROR, "the request-count query returned several series")
         requests = 0.0 if requests is None or math.isnan(requests) else requests
         if requests < min_requests:
-            return measurement(Verdict.INCONCLUSIVE,
-                               f"only {requests:g} requests in the window (minRequests {min_requests}): "
-                               "too little traffic to judge", requests=requests)
+            return measurement(
+                Verdict.INCONCLUSIVE,
+                f"only {requests:g} requests in the window (minRequests {min_requests}): too little traffic to judge",
+                requests=requests,
+            )
 
     value, problem, why = _single(obs.value, "result")
     if problem is not None:
@@ -169,24 +170,37 @@ def assess(
         if m.verdict is not Verdict.ERROR:
             break
         consecutive += 1
-    tally: dict[str, Any] = {"successes": counts[Verdict.SUCCESS], "failures": counts[Verdict.FAILURE],
-             "inconclusives": counts[Verdict.INCONCLUSIVE], "errors": counts[Verdict.ERROR],
-             "consecutive_errors": consecutive}
+    tally: dict[str, Any] = {
+        "successes": counts[Verdict.SUCCESS],
+        "failures": counts[Verdict.FAILURE],
+        "inconclusives": counts[Verdict.INCONCLUSIVE],
+        "errors": counts[Verdict.ERROR],
+        "consecutive_errors": consecutive,
+    }
     last = ms[-1] if ms else None
 
     def done(verdict: Verdict, reason: str) -> CheckState:
         return CheckState(check.name, verdict, outcome_of(check, verdict), reason=reason, **tally)
 
     if counts[Verdict.FAILURE] > check.failure_limit:
-        return done(Verdict.FAILURE, f"{counts[Verdict.FAILURE]} failed measurement(s), failureLimit "
-                                  f"{check.failure_limit}; last: {_last_reason(ms, Verdict.FAILURE)}")
+        return done(
+            Verdict.FAILURE,
+            f"{counts[Verdict.FAILURE]} failed measurement(s), failureLimit "
+            f"{check.failure_limit}; last: {_last_reason(ms, Verdict.FAILURE)}",
+        )
     if consecutive > check.consecutive_error_limit:
-        return done(Verdict.ERROR, f"{consecutive} consecutive errors, consecutiveErrorLimit "
-                                 f"{check.consecutive_error_limit}; last: {_last_reason(ms, Verdict.ERROR)}")
+        return done(
+            Verdict.ERROR,
+            f"{consecutive} consecutive errors, consecutiveErrorLimit "
+            f"{check.consecutive_error_limit}; last: {_last_reason(ms, Verdict.ERROR)}",
+        )
     if counts[Verdict.INCONCLUSIVE] > check.inconclusive_limit:
-        return done(Verdict.INCONCLUSIVE, f"{counts[Verdict.INCONCLUSIVE]} inconclusive measurement(s), "
-                                        f"inconclusiveLimit {check.inconclusive_limit}; last: "
-                                        f"{_last_reason(ms, Verdict.INCONCLUSIVE)}")
+        return done(
+            Verdict.INCONCLUSIVE,
+            f"{counts[Verdict.INCONCLUSIVE]} inconclusive measurement(s), "
+            f"inconclusiveLimit {check.inconclusive_limit}; last: "
+            f"{_last_reason(ms, Verdict.INCONCLUSIVE)}",
+        )
     next_due = last.at + check.interval if last else first_due(check, started_at)
     if ends_at is None:
         conclusive = counts[Verdict.SUCCESS] + counts[Verdict.FAILURE]
@@ -195,10 +209,11 @@ def assess(
     elif now >= ends_at:
         if last is not None and last.at >= ends_at:
             if last.verdict is Verdict.SUCCESS:
-                return done(Verdict.SUCCESS, f"window ended; {counts[Verdict.SUCCESS]} of {len(ms)} "
-                                              "measurements passed, the final one included")
-            return done(Verdict.INCONCLUSIVE,
-                        f"window ended on a {last.verdict.value} measurement: {last.reason}")
+                return done(
+                    Verdict.SUCCESS,
+                    f"window ended; {counts[Verdict.SUCCESS]} of {len(ms)} measurements passed, the final one included",
+                )
+            return done(Verdict.INCONCLUSIVE, f"window ended on a {last.verdict.value} measurement: {last.reason}")
         next_due = now  # the window's verdict needs a measurement taken at its end
     else:
         next_due = min(next_due, ends_at)  # never sleep past the end of the window

@@ -11,53 +11,128 @@ import click
 @click.command()
 @click.option("--repo", "repo_url", required=True, help="Git URL of the rollout repository (no credentials in it)")
 @click.option("--ref", default="HEAD", show_default=True, help="branch or tag to follow")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
-              help="kubeconfig with one context per region (default: in-cluster for home)")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="kubeconfig with one context per region (default: in-cluster for home)",
+)
 @click.option("--home-context", default=None, help="context of the cluster that stores Releases")
-@click.option("--regions-kubeconfig", type=click.Path(dir_okay=False), default=None,
-              help="kubeconfig with one context per region (default: --kubeconfig, then $KUBECONFIG)")
+@click.option(
+    "--regions-kubeconfig",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="kubeconfig with one context per region (default: --kubeconfig, then $KUBECONFIG)",
+)
 @click.option("--namespace", default="rollout-system", show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/rollout-cache"),
-              show_default=True)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/tmp/rollout-cache"),
+    show_default=True,
+)
 @click.option("--poll-seconds", type=float, default=30.0, show_default=True)
-@click.option("--tick-seconds", type=float, default=1.0, show_default=True,
-              help="how often active releases are reconciled (watch events wake it sooner)")
+@click.option(
+    "--tick-seconds",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="how often active releases are reconciled (watch events wake it sooner)",
+)
 @click.option("--prometheus-url", default=None, help="without it every analysis is inconclusive")
-@click.option("--http-host", default="127.0.0.1", show_default=True,
-              help="address of /healthz /readyz /metrics (in a Pod: the pod IP, $(POD_IP))")
+@click.option(
+    "--http-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="address of /healthz /readyz /metrics (in a Pod: the pod IP, $(POD_IP))",
+)
 @click.option("--http-port", type=int, default=8080, show_default=True, help="/healthz /readyz /metrics")
 @click.option("--webhook-host", default=None, help="address of /webhook/git (default: --http-host)")
-@click.option("--webhook-port", type=int, default=None,
-              help="port of /webhook/git alone (default: served on --http-port with the probes)")
-@click.option("--notify-allow", multiple=True, metavar="URL_PREFIX",
-              help="where notification webhooks may go, e.g. https://hooks.example.com/services/ "
-                   "(repeatable; without it no webhook notification is sent)")
-@click.option("--notify-key", "notify_keys", multiple=True, metavar="APP=FILE",
-              help="file holding the HMAC key that signs APP's notifications (repeatable)")
-@click.option("--notify-queue", type=int, default=100, show_default=True,
-              help="notifications waiting to be sent; beyond it new ones are dropped and logged")
-@click.option("--notify-timeout-seconds", type=float, default=10.0, show_default=True,
-              help="total time for one notification (connect, send, answer)")
-@click.option("--webhook-secret-env", default="ROLLOUT_WEBHOOK_SECRET", show_default=True,
-              help="environment variable holding the push webhook's HMAC key")
+@click.option(
+    "--webhook-port",
+    type=int,
+    default=None,
+    help="port of /webhook/git alone (default: served on --http-port with the probes)",
+)
+@click.option(
+    "--notify-allow",
+    multiple=True,
+    metavar="URL_PREFIX",
+    help="where notification webhooks may go, e.g. https://hooks.example.com/services/ "
+    "(repeatable; without it no webhook notification is sent)",
+)
+@click.option(
+    "--notify-key",
+    "notify_keys",
+    multiple=True,
+    metavar="APP=FILE",
+    help="file holding the HMAC key that signs APP's notifications (repeatable)",
+)
+@click.option(
+    "--notify-queue",
+    type=int,
+    default=100,
+    show_default=True,
+    help="notifications waiting to be sent; beyond it new ones are dropped and logged",
+)
+@click.option(
+    "--notify-timeout-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="total time for one notification (connect, send, answer)",
+)
+@click.option(
+    "--webhook-secret-env",
+    default="ROLLOUT_WEBHOOK_SECRET",
+    show_default=True,
+    help="environment variable holding the push webhook's HMAC key",
+)
 @click.option("--git-token-env", default="ROLLOUT_GIT_TOKEN", show_default=True)
 @click.option("--git-ssh-key", type=click.Path(dir_okay=False), default=None)
 @click.option("--identity", default=None, help="leader-election identity (default host-pid)")
 @click.option("--lease-seconds", type=int, default=15, show_default=True)
 @click.option("--renew-seconds", type=int, default=10, show_default=True)
 @click.option("--retry-seconds", type=int, default=2, show_default=True)
-@click.option("--analysis-window-seconds", type=float, default=None,
-              help="range of {{ interval }} in queries when shorter than a check interval is wanted")
-@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
-              help="the operator's rollout policy: what each app may deploy (mounted from the ConfigMap "
-                   "rollout-policy; default: the built-in safe default, docs/security.md)")
+@click.option(
+    "--analysis-window-seconds",
+    type=float,
+    default=None,
+    help="range of {{ interval }} in queries when shorter than a check interval is wanted",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="the operator's rollout policy: what each app may deploy (mounted from the ConfigMap "
+    "rollout-policy; default: the built-in safe default, docs/security.md)",
+)
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default="auto", show_default=True)
-@click.option("--helm", "helm_path", type=click.Path(dir_okay=False), default=None, envvar="ROLLOUT_HELM",
-              help="the pinned helm for Helm-chart apps (default: the deploy/tools/build.sh cache)")
-@click.option("--kustomize", "kustomize_path", type=click.Path(dir_okay=False), default=None,
-              envvar="ROLLOUT_KUSTOMIZE", help="the pinned kustomize for Kustomize apps (default: the build cache)")
-def controller(log_format: str, identity: str | None, policy_file: str | None, helm_path: str | None,
-               kustomize_path: str | None, **options: object) -> None:
+@click.option(
+    "--helm",
+    "helm_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="ROLLOUT_HELM",
+    help="the pinned helm for Helm-chart apps (default: the deploy/tools/build.sh cache)",
+)
+@click.option(
+    "--kustomize",
+    "kustomize_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="ROLLOUT_KUSTOMIZE",
+    help="the pinned kustomize for Kustomize apps (default: the build cache)",
+)
+def controller(
+    log_format: str,
+    identity: str | None,
+    policy_file: str | None,
+    helm_path: str | None,
+    kustomize_path: str | None,
+    **options: object,
+) -> None:
     """Run the controller: sync Git, create Releases, promote them region by region."""
     from config.grants import InvalidPolicy, load_policy
     from config.sources import tools

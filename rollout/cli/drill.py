@@ -26,15 +26,22 @@ def checklist_table(action: dict[str, Any]) -> Table:
     spec, status = action.get("spec") or {}, action.get("status") or {}
     state = status.get("state") or "Pending"
     verdict = {"Done": "[green]PASS[/green]", "Failed": "[red]FAIL[/red]", "Rejected": "[red]REJECTED[/red]"}
-    title = (f"drill {spec.get('app')} in {spec.get('region')} ({action['metadata']['name']}): "
-             f"{verdict.get(state, state)}")
+    title = (
+        f"drill {spec.get('app')} in {spec.get('region')} ({action['metadata']['name']}): {verdict.get(state, state)}"
+    )
     table = Table("#", "step", "expected", "observed", "time", "result", title=title, title_justify="left")
     for number, item in enumerate(status.get("checklist") or [], 1):
         passed = item.get("passed")
         result = "[green]pass[/green]" if passed else "[red]fail[/red]" if passed is False else "..."
         seconds = item.get("seconds")
-        table.add_row(str(number), item["step"], item.get("expected", ""), item.get("observed", ""),
-                      f"{seconds:.1f}s" if seconds is not None else "", result)
+        table.add_row(
+            str(number),
+            item["step"],
+            item.get("expected", ""),
+            item.get("observed", ""),
+            f"{seconds:.1f}s" if seconds is not None else "",
+            result,
+        )
     return table
 
 
@@ -48,10 +55,23 @@ def _concluded(action: dict[str, Any]) -> int:
 @click.option("--reason", required=True, help="why: recorded with your name and shown in the action")
 @kube_options
 @click.option("--force", is_flag=True, help="allow drilling a high-traffic region")
-@click.option("--timeout", type=float, default=FOLLOW_TIMEOUT_S, show_default=True,
-              help="seconds to follow the drill (it goes on in the controller after that)")
-def drill(app: str, region: str, reason: str, kubeconfig: str | None, context: str | None, namespace: str,
-          force: bool, timeout: float) -> None:
+@click.option(
+    "--timeout",
+    type=float,
+    default=FOLLOW_TIMEOUT_S,
+    show_default=True,
+    help="seconds to follow the drill (it goes on in the controller after that)",
+)
+def drill(
+    app: str,
+    region: str,
+    reason: str,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str,
+    force: bool,
+    timeout: float,
+) -> None:
     """Rehearse drain and rollback of APP in REGION, for real: drain it, roll it back to the previous
     release, roll it forward again, restore its traffic; measure each step against the plan's targets
     and print the checklist. Exits 0 when every step met its target, 1 otherwise."""
@@ -61,16 +81,22 @@ def drill(app: str, region: str, reason: str, kubeconfig: str | None, context: s
     ops = Ops(kubeconfig, context, namespace)
     if not ops.releases(app):
         raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
-    console.print(f"[bold yellow]This drill acts for real:[/bold yellow] {app}'s users in {region} are moved to "
-                  f"the other regions, {region} is rolled back to the previous release and forward again, "
-                  f"then its traffic is restored.")
+    console.print(
+        f"[bold yellow]This drill acts for real:[/bold yellow] {app}'s users in {region} are moved to "
+        f"the other regions, {region} is rolled back to the previous release and forward again, "
+        f"then its traffic is restored."
+    )
     action = ops.request("drill", app, reason, region=region, force=force, wait_s=min(timeout, ACK_TIMEOUT_S))
     name = action["metadata"]["name"]
     deadline = time.monotonic() + timeout
 
     def current() -> dict[str, Any]:
-        return dict(ops.call("read the drill", lambda: ops.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, ACTIONS, name)))
+        return dict(
+            ops.call(
+                "read the drill",
+                lambda: ops.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ACTIONS, name),
+            )
+        )
 
     def finished(a: dict[str, Any]) -> bool:
         return (a.get("status") or {}).get("state") in FINAL
@@ -87,9 +113,11 @@ def drill(app: str, region: str, reason: str, kubeconfig: str | None, context: s
             time.sleep(1)
             action = current()
             items = (action.get("status") or {}).get("checklist") or []
-            for item in items[shown:_concluded(action)]:
-                console.print(f"  {item['step']}: {'pass' if item['passed'] else 'fail'} "
-                              f"({item.get('seconds', 0):.1f}s) {item.get('observed', '')}")
+            for item in items[shown : _concluded(action)]:
+                console.print(
+                    f"  {item['step']}: {'pass' if item['passed'] else 'fail'} "
+                    f"({item.get('seconds', 0):.1f}s) {item.get('observed', '')}"
+                )
             shown = max(shown, _concluded(action))
     status = action.get("status") or {}
     if status.get("checklist"):
@@ -97,7 +125,8 @@ def drill(app: str, region: str, reason: str, kubeconfig: str | None, context: s
     if not finished(action):
         raise click.ClickException(
             f"drill {name} still {status.get('state')} after {timeout:.0f}s; it goes on in the controller: "
-            f"kubectl -n {namespace} get releaseaction {name} -o yaml")
+            f"kubectl -n {namespace} get releaseaction {name} -o yaml"
+        )
     state = status["state"]
     console.print(f"drill {app} {region}: {'PASS' if state == 'Done' else state.upper()} — {status.get('message', '')}")
     raise SystemExit(0 if state == "Done" else 1)

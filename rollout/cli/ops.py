@@ -49,27 +49,42 @@ class Ops:
 
     def releases(self, app: str | None = None) -> list[dict[str, Any]]:
         selector = f"app.kubernetes.io/name={app}" if app else ""
-        items: list[dict[str, Any]] = self.call("list releases", lambda: self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, RELEASES, label_selector=selector))["items"]
+        items: list[dict[str, Any]] = self.call(
+            "list releases",
+            lambda: self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, RELEASES, label_selector=selector
+            ),
+        )["items"]
         return sorted(items, key=lambda r: r["metadata"]["creationTimestamp"])
 
     def actions(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.call("list actions", lambda: self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, ACTIONS))["items"]
+        items: list[dict[str, Any]] = self.call(
+            "list actions", lambda: self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, ACTIONS)
+        )["items"]
         return items
 
     def whoami(self) -> str:
         try:
             review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
-                client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+                client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+            )
             user = review.status.user_info if review.status else None
             return (user.username if user else None) or "unknown"
         except Exception:  # noqa: BLE001 - older servers: the admission policy still checks it
             return "unknown"
 
-    def request(self, action: str, app: str | None, reason: str, *, region: str | None = None,
-                full: bool = False, force: bool = False, to_release: str | None = None,
-                wait_s: float = ACK_TIMEOUT_S) -> dict[str, Any]:
+    def request(
+        self,
+        action: str,
+        app: str | None,
+        reason: str,
+        *,
+        region: str | None = None,
+        full: bool = False,
+        force: bool = False,
+        to_release: str | None = None,
+        wait_s: float = ACK_TIMEOUT_S,
+    ) -> dict[str, Any]:
         """Create the ReleaseAction and wait for the controller to handle it."""
         spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": self.whoami()}
         for key, value in (("app", app), ("region", region), ("toRelease", to_release)):
@@ -79,32 +94,45 @@ class Ops:
             spec["full"] = True
         if force:
             spec["force"] = True
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ReleaseAction",
-                "metadata": {"generateName": f"{action}-{app or region}-"}, "spec": spec}
-        created = self.call(f"create a {action} action", lambda: self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, ACTIONS, body))
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ReleaseAction",
+            "metadata": {"generateName": f"{action}-{app or region}-"},
+            "spec": spec,
+        }
+        created = self.call(
+            f"create a {action} action",
+            lambda: self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, ACTIONS, body),
+        )
         name = created["metadata"]["name"]
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            current: dict[str, Any] = self.call("read the action", lambda: self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, ACTIONS, name))
+            current: dict[str, Any] = self.call(
+                "read the action",
+                lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, ACTIONS, name),
+            )
             if (current.get("status") or {}).get("state"):
                 return current
             time.sleep(0.5)
         raise click.ClickException(
             f"the controller did not acknowledge {action} ({name}) within {wait_s:.0f}s: is it running? "
             f"`kubectl -n {self.namespace} get pods -l app.kubernetes.io/name=rollout-controller`. The request "
-            f"stays queued and will be carried out when the controller is back.")
+            f"stays queued and will be carried out when the controller is back."
+        )
 
 
 def explain(exc: ApiException, what: str, namespace: str, whoami: Callable[[], str]) -> str:
     if exc.status == 403:
         verb, resource = _verb_and_resource(what)
-        return (f"permission denied: {whoami()} may not {verb} {resource}.{GROUP} in namespace {namespace}. "
-                f"Ask for the rollout-responder role (see README, Incident response).")
+        return (
+            f"permission denied: {whoami()} may not {verb} {resource}.{GROUP} in namespace {namespace}. "
+            f"Ask for the rollout-responder role (see README, Incident response)."
+        )
     if exc.status == 404:
-        return (f"cannot {what}: the rollout CRDs are not installed in this cluster or the namespace "
-                f"{namespace} does not exist (install: kubectl apply -k deploy/)")
+        return (
+            f"cannot {what}: the rollout CRDs are not installed in this cluster or the namespace "
+            f"{namespace} does not exist (install: kubectl apply -k deploy/)"
+        )
     if exc.status == 422:
         try:
             message = json.loads(exc.body or "{}").get("message", exc.reason)
@@ -125,9 +153,11 @@ def acted_on(message: str, releases: list[dict[str, Any]]) -> str:
         name = rel["metadata"]["name"]
         if message.endswith(f" {name}") or f" {name} " in f"{message} ":
             status = rel.get("status") or {}
-            return (f"acted on release {name} (version {rel['spec']['version']}, commit "
-                    f"{rel['spec']['commit'][:12]}): now {status.get('phase', 'Pending')}"
-                    + (f" — {status['message']}" if status.get("message") else ""))
+            return (
+                f"acted on release {name} (version {rel['spec']['version']}, commit "
+                f"{rel['spec']['commit'][:12]}): now {status.get('phase', 'Pending')}"
+                + (f" — {status['message']}" if status.get("message") else "")
+            )
     return "acted on: see `rollout status`"
 
 
@@ -147,8 +177,17 @@ def status_rows(release: dict[str, Any]) -> list[list[str]]:
         strategy = state.get("strategy") or {}
         step = strategy.get("stepName") or (f"step {strategy['step']}" if "step" in strategy else "")
         weight = "" if state.get("weight") is None else f"{state['weight']}%"
-        rows.append([f"{index + 1} {wave}", region, state.get("phase", "Pending"), step, weight,
-                     last_verdict(state.get("analysis") or {}), state.get("message", "")[:60]])
+        rows.append(
+            [
+                f"{index + 1} {wave}",
+                region,
+                state.get("phase", "Pending"),
+                step,
+                weight,
+                last_verdict(state.get("analysis") or {}),
+                state.get("message", "")[:60],
+            ]
+        )
     return rows
 
 
@@ -165,10 +204,20 @@ def last_verdict(analysis: dict[str, Any]) -> str:
 def status_table(release: dict[str, Any]) -> Table:
     status = release.get("status") or {}
     spec = release["spec"]
-    title = (f"{spec['app']} {spec['version']} ({release['metadata']['name']}): {status.get('phase', 'Pending')}"
-             + (" [quarantined]" if status.get("quarantined") else ""))
-    table = Table("wave", "region", "phase", "strategy step", "weight", "last verdict", "message", title=title,
-                  title_justify="left")
+    title = f"{spec['app']} {spec['version']} ({release['metadata']['name']}): {status.get('phase', 'Pending')}" + (
+        " [quarantined]" if status.get("quarantined") else ""
+    )
+    table = Table(
+        "wave",
+        "region",
+        "phase",
+        "strategy step",
+        "weight",
+        "last verdict",
+        "message",
+        title=title,
+        title_justify="left",
+    )
     for row in status_rows(release):
         table.add_row(*row)
     return table
@@ -180,11 +229,22 @@ def history_rows(releases: list[dict[str, Any]]) -> list[list[str]]:
         status = rel.get("status") or {}
         started, ended = status.get("startedAt"), status.get("completedAt")
         took = f"{(_t(ended) - _t(started)).total_seconds():.0f}s" if started and ended else ""
-        people = [f"{a['by']}: {a['action']} ({a['reason']})" for a in status.get("audit", [])
-                  if a.get("by", "controller") != "controller"]
-        rows.append([rel["metadata"]["name"], rel["spec"]["version"], status.get("phase", "Pending"),
-                     rel["metadata"]["creationTimestamp"], took, status.get("failedRegion") or "",
-                     "; ".join(people) or "-"])
+        people = [
+            f"{a['by']}: {a['action']} ({a['reason']})"
+            for a in status.get("audit", [])
+            if a.get("by", "controller") != "controller"
+        ]
+        rows.append(
+            [
+                rel["metadata"]["name"],
+                rel["spec"]["version"],
+                status.get("phase", "Pending"),
+                rel["metadata"]["creationTimestamp"],
+                took,
+                status.get("failedRegion") or "",
+                "; ".join(people) or "-",
+            ]
+        )
     return rows
 
 
@@ -218,8 +278,9 @@ def _ops(kubeconfig: str | None, context: str | None, namespace: str) -> Ops:
 @kube_options
 @click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
 @click.option("--watch", is_flag=True, help="redraw live until interrupted")
-def status(app: str | None, kubeconfig: str | None, context: str | None, namespace: str, output: str,
-           watch: bool) -> None:
+def status(
+    app: str | None, kubeconfig: str | None, context: str | None, namespace: str, output: str, watch: bool
+) -> None:
     """Where each app's latest release stands, region by region."""
     ops = _ops(kubeconfig, context, namespace)
 
@@ -232,8 +293,18 @@ def status(app: str | None, kubeconfig: str | None, context: str | None, namespa
         return [by_app[k] for k in sorted(by_app)]
 
     if output != "text":
-        emit([{"release": r["metadata"]["name"], "app": r["spec"]["app"], "version": r["spec"]["version"],
-               "status": r.get("status") or {}} for r in latest()], output)
+        emit(
+            [
+                {
+                    "release": r["metadata"]["name"],
+                    "app": r["spec"]["app"],
+                    "version": r["spec"]["version"],
+                    "status": r.get("status") or {},
+                }
+                for r in latest()
+            ],
+            output,
+        )
         return
     if not watch:
         for rel in latest():
@@ -260,8 +331,13 @@ def history(app: str, kubeconfig: str | None, context: str | None, namespace: st
     requested = action_rows(ops.actions(), app)
     action_header = ["requested", "action", "target", "by", "reason", "outcome"]
     if output != "text":
-        emit({"releases": [dict(zip(header, row, strict=True)) for row in rows],
-              "actions": [dict(zip(action_header, row, strict=True)) for row in requested]}, output)
+        emit(
+            {
+                "releases": [dict(zip(header, row, strict=True)) for row in rows],
+                "actions": [dict(zip(action_header, row, strict=True)) for row in requested],
+            },
+            output,
+        )
         return
     table = Table(*header, title=f"history of {app}", title_justify="left")
     for row in rows:
@@ -283,8 +359,16 @@ def action_rows(actions: list[dict[str, Any]], app: str) -> list[list[str]]:
             continue
         target = " ".join(p for p in (spec.get("app"), spec.get("region")) if p)
         outcome = " ".join(p for p in (status.get("state", "Pending"), status.get("message", "")) if p)
-        rows.append([action["metadata"].get("creationTimestamp", ""), spec.get("action", ""), target,
-                     spec.get("requestedBy", ""), spec.get("reason", ""), outcome[:80]])
+        rows.append(
+            [
+                action["metadata"].get("creationTimestamp", ""),
+                spec.get("action", ""),
+                target,
+                spec.get("requestedBy", ""),
+                spec.get("reason", ""),
+                outcome[:80],
+            ]
+        )
     return rows
 
 
@@ -296,16 +380,37 @@ def _action_command(action: str, help_text: str, needs_app: bool = True) -> clic
     @click.option("--region", default=None, help="limit to one region")
     @click.option("--full", is_flag=True, help="promote: skip every remaining pause and smoke window")
     @click.option("--to", "to_release", default=None, help="rollback: the release to return to")
-    @click.option("--timeout", type=float, default=ACK_TIMEOUT_S, show_default=True,
-                  help="seconds to wait for the controller's acknowledgement")
-    def command(target: str, reason: str, kubeconfig: str | None, context: str | None, namespace: str,
-                region: str | None, full: bool, to_release: str | None, timeout: float) -> None:
+    @click.option(
+        "--timeout",
+        type=float,
+        default=ACK_TIMEOUT_S,
+        show_default=True,
+        help="seconds to wait for the controller's acknowledgement",
+    )
+    def command(
+        target: str,
+        reason: str,
+        kubeconfig: str | None,
+        context: str | None,
+        namespace: str,
+        region: str | None,
+        full: bool,
+        to_release: str | None,
+        timeout: float,
+    ) -> None:
         ops = _ops(kubeconfig, context, namespace)
         app = target if needs_app else None
         if needs_app and not ops.releases(app):
             raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
-        result = ops.request(action, app, reason, region=region if needs_app else target, full=full,
-                             to_release=to_release, wait_s=timeout)
+        result = ops.request(
+            action,
+            app,
+            reason,
+            region=region if needs_app else target,
+            full=full,
+            to_release=to_release,
+            wait_s=timeout,
+        )
         state = result["status"]
         click.echo(f"{action} {target}: {state['state']} — {state.get('message', '')}")
         if needs_app and state["state"] == "Done":

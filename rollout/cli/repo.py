@@ -23,12 +23,22 @@ from config.repository import Repository
 from config.schema import Plan, SmokeWindow
 from config.waves import plan_waves
 
-OUTPUT = click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text",
-                      help="text for people, json/yaml for scripts")
+OUTPUT = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json", "yaml"]),
+    default="text",
+    help="text for people, json/yaml for scripts",
+)
 REV = click.option("--rev", default=None, help="branch, tag or commit to read (default: the working tree)")
-POLICY = click.option("--policy", "policy_file", type=click.Path(dir_okay=False, exists=True), default=None,
-                      help="the operator's rollout policy (what each app may deploy; default: the built-in "
-                           "safe default, docs/security.md)")
+POLICY = click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="the operator's rollout policy (what each app may deploy; default: the built-in "
+    "safe default, docs/security.md)",
+)
 
 
 def operator_policy(policy_file: str | None) -> Policy:
@@ -131,8 +141,15 @@ def plan_summary(repo: Repository, plan: Plan) -> dict[str, Any]:
         "owner": f"{plan.owner.team} ({plan.owner.contact})",
         "playbook": plan.playbook,
         "strategy": {"kind": plan.strategy.kind, "steps": strategy_steps(plan)},
-        "waves": [{"name": w.name, "regions": list(w.regions), "smokeWindow": describe_smoke(w.smoke_window),
-                   "maxParallel": w.max_parallel} for w in plan_waves(plan, repo.regions)],
+        "waves": [
+            {
+                "name": w.name,
+                "regions": list(w.regions),
+                "smokeWindow": describe_smoke(w.smoke_window),
+                "maxParallel": w.max_parallel,
+            }
+            for w in plan_waves(plan, repo.regions)
+        ],
     }
 
 
@@ -140,14 +157,19 @@ def strategy_steps(plan: Plan) -> list[str]:
     strategy = plan.strategy
     if strategy.rolling:
         r = strategy.rolling
-        return [f"maxSurge={r.max_surge}", f"maxUnavailable={r.max_unavailable}",
-                f"progressDeadline={format_duration(r.progress_deadline)}"]
+        return [
+            f"maxSurge={r.max_surge}",
+            f"maxUnavailable={r.max_unavailable}",
+            f"progressDeadline={format_duration(r.progress_deadline)}",
+        ]
     if strategy.blue_green:
         b = strategy.blue_green
-        return ["deploy preview colour", *([f"analysis({', '.join(b.pre_promotion_analysis)})"]
-                                          if b.pre_promotion_analysis else []),
-                "switch active" if b.auto_promotion else "wait for promote, then switch active",
-                f"scale down old colour after {format_duration(b.scale_down_delay)}"]
+        return [
+            "deploy preview colour",
+            *([f"analysis({', '.join(b.pre_promotion_analysis)})"] if b.pre_promotion_analysis else []),
+            "switch active" if b.auto_promotion else "wait for promote, then switch active",
+            f"scale down old colour after {format_duration(b.scale_down_delay)}",
+        ]
     assert strategy.canary is not None
     steps = []
     for step in strategy.canary.steps:

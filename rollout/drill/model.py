@@ -63,13 +63,21 @@ class Targets:
     restore_percent: float = RESTORE_PERCENT
 
     def to_dict(self) -> dict[str, float]:
-        return {"drainPercent": self.drain_percent, "drainWithinSeconds": self.drain_within_s,
-                "deadlineSeconds": self.deadline_s, "restorePercent": self.restore_percent}
+        return {
+            "drainPercent": self.drain_percent,
+            "drainWithinSeconds": self.drain_within_s,
+            "deadlineSeconds": self.deadline_s,
+            "restorePercent": self.restore_percent,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Targets:
-        return cls(float(data["drainPercent"]), float(data["drainWithinSeconds"]), float(data["deadlineSeconds"]),
-                   float(data.get("restorePercent", RESTORE_PERCENT)))
+        return cls(
+            float(data["drainPercent"]),
+            float(data["drainWithinSeconds"]),
+            float(data["deadlineSeconds"]),
+            float(data.get("restorePercent", RESTORE_PERCENT)),
+        )
 
 
 @dataclass(frozen=True)
@@ -99,15 +107,25 @@ class Facts:
     region_strategy: Mapping[str, Any] = field(default_factory=dict)  # colours of a blue/green region
 
     def to_dict(self) -> dict[str, Any]:
-        return {"app": self.app, "region": self.region, "current": self.current.to_dict(),
-                "previous": self.previous.to_dict(), "targets": self.targets.to_dict(),
-                "regionStrategy": dict(self.region_strategy)}
+        return {
+            "app": self.app,
+            "region": self.region,
+            "current": self.current.to_dict(),
+            "previous": self.previous.to_dict(),
+            "targets": self.targets.to_dict(),
+            "regionStrategy": dict(self.region_strategy),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Facts:
-        return cls(str(data["app"]), str(data["region"]), ReleaseRef.from_dict(data["current"]),
-                   ReleaseRef.from_dict(data["previous"]), Targets.from_dict(data["targets"]),
-                   dict(data.get("regionStrategy") or {}))
+        return cls(
+            str(data["app"]),
+            str(data["region"]),
+            ReleaseRef.from_dict(data["current"]),
+            ReleaseRef.from_dict(data["previous"]),
+            Targets.from_dict(data["targets"]),
+            dict(data.get("regionStrategy") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,8 +147,13 @@ class Item:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Item:
         seconds = data.get("seconds")
-        return cls(str(data["step"]), str(data.get("expected", "")), str(data.get("observed", "")),
-                   data.get("passed"), float(seconds) if seconds is not None else None)
+        return cls(
+            str(data["step"]),
+            str(data.get("expected", "")),
+            str(data.get("observed", "")),
+            data.get("passed"),
+            float(seconds) if seconds is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -152,8 +175,11 @@ class DrillState:
         return self.state == DONE
 
     def to_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state, "message": self.message,
-                               "checklist": [i.to_dict() for i in self.checklist]}
+        out: dict[str, Any] = {
+            "state": self.state,
+            "message": self.message,
+            "checklist": [i.to_dict() for i in self.checklist],
+        }
         for key, value in (("startedAt", self.started_at), ("finishedAt", self.finished_at)):
             if value is not None:
                 out[key] = format_time(value)
@@ -173,14 +199,19 @@ class DrillState:
         status = status or {}
         drill = status.get("drill") or {}
         step_started = drill.get("stepStartedAt")
-        return cls(state=str(status.get("state") or ""), message=str(status.get("message") or ""),
-                   step=int(drill.get("step", DRAIN)), started_at=parse_time(status.get("startedAt")),
-                   step_started_at=parse_time(step_started),
-                   finished_at=parse_time(status.get("finishedAt")),
-                   baseline_rate=drill.get("baselineRate"), strategy=dict(drill.get("strategy") or {}),
-                   facts=Facts.from_dict(drill["facts"]) if drill.get("facts") else None,
-                   checklist=tuple(Item.from_dict(i) for i in status.get("checklist") or []),
-                   left_drained=bool(drill.get("leftDrained", False)))
+        return cls(
+            state=str(status.get("state") or ""),
+            message=str(status.get("message") or ""),
+            step=int(drill.get("step", DRAIN)),
+            started_at=parse_time(status.get("startedAt")),
+            step_started_at=parse_time(step_started),
+            finished_at=parse_time(status.get("finishedAt")),
+            baseline_rate=drill.get("baselineRate"),
+            strategy=dict(drill.get("strategy") or {}),
+            facts=Facts.from_dict(drill["facts"]) if drill.get("facts") else None,
+            checklist=tuple(Item.from_dict(i) for i in status.get("checklist") or []),
+            left_drained=bool(drill.get("leftDrained", False)),
+        )
 
 
 @dataclass(frozen=True)

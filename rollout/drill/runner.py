@@ -57,8 +57,7 @@ class DrillHost(Protocol):
 
     def region_cluster(self, repo: Repository, region: str) -> Cluster: ...
 
-    def region_rollout(self, app: str, region: str, release: ReleaseAt,
-                       rollback_to: ReleaseAt | None) -> RegionRollout:
+    def region_rollout(self, app: str, region: str, release: ReleaseAt, rollback_to: ReleaseAt | None) -> RegionRollout:
         """`release` rendered for `region`, whose rollback returns to `rollback_to`."""
         ...
 
@@ -72,12 +71,21 @@ class DrillHost(Protocol):
 def release_info(stored: StoredRelease, region: str) -> ReleaseInfo:
     """What the drill needs to know of one stored release, seen from `region`."""
     status = stored.status
-    previous = (status.previous_commit, status.previous_version) \
-        if status.previous_commit and status.previous_version else None
+    previous = (
+        (status.previous_commit, status.previous_version)
+        if status.previous_commit and status.previous_version
+        else None
+    )
     here = status.regions.get(region)
-    return ReleaseInfo(ReleaseRef(stored.name, stored.spec.commit, stored.spec.version), status.phase, stored.created,
-                       tuple(r for w in stored.spec.waves for r in w.regions), previous,
-                       here.phase if here else None, dict(here.strategy) if here else {})
+    return ReleaseInfo(
+        ReleaseRef(stored.name, stored.spec.commit, stored.spec.version),
+        status.phase,
+        stored.created,
+        tuple(r for w in stored.spec.waves for r in w.regions),
+        previous,
+        here.phase if here else None,
+        dict(here.strategy) if here else {},
+    )
 
 
 def forced(spec: Mapping[str, Any]) -> bool:
@@ -89,8 +97,13 @@ def forced(spec: Mapping[str, Any]) -> bool:
 class DrillRunner:
     """Advances drill ReleaseActions through the controller's adapters (clusters, traffic, metrics)."""
 
-    def __init__(self, host: DrillHost, api_client: client.ApiClient, namespace: str,
-                 list_actions: Callable[[], list[dict[str, Any]]]):
+    def __init__(
+        self,
+        host: DrillHost,
+        api_client: client.ApiClient,
+        namespace: str,
+        list_actions: Callable[[], list[dict[str, Any]]],
+    ):
         self.host = host
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace = namespace
@@ -118,17 +131,28 @@ class DrillRunner:
         if status != old:
             # the whole status, guarded by the resourceVersion it was decided from (a JSON patch: the
             # controller's role may patch releaseactions/status, not update it)
-            body = [{"op": "test", "path": "/metadata/resourceVersion", "value": action["metadata"]["resourceVersion"]},
-                    {"op": "add", "path": "/status", "value": status}]
+            body = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": action["metadata"]["resourceVersion"]},
+                {"op": "add", "path": "/status", "value": status},
+            ]
             try:
-                written = cast(dict[str, Any], self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, self.namespace, ACTIONS, name, body, _content_type="application/json-patch+json"))
+                written = cast(
+                    dict[str, Any],
+                    self.custom.patch_namespaced_custom_object_status(
+                        GROUP, VERSION, self.namespace, ACTIONS, name, body, _content_type="application/json-patch+json"
+                    ),
+                )
             except ApiException as exc:
                 log.info("drill status not written; will re-read", action=name, status=exc.status)
                 return None
             if new.state != state.state or new.step != state.step:
-                log.info("drill", action=name, state=new.state, step=STEPS[min(new.step, len(STEPS) - 1)],
-                         message=new.message)
+                log.info(
+                    "drill",
+                    action=name,
+                    state=new.state,
+                    step=STEPS[min(new.step, len(STEPS) - 1)],
+                    message=new.message,
+                )
         if new.facts is not None:  # after the status recorded the intent
             for w in weights:
                 self.host.set_region_weight(new.facts.app, w.region, w.weight)
@@ -136,8 +160,9 @@ class DrillRunner:
 
     # --- gather --------------------------------------------------------------------------------
 
-    def observe(self, action: dict[str, Any], state: DrillState, releases: Sequence[StoredRelease],
-                now: datetime) -> Observations:
+    def observe(
+        self, action: dict[str, Any], state: DrillState, releases: Sequence[StoredRelease], now: datetime
+    ) -> Observations:
         spec = action.get("spec") or {}
         app, region = str(spec.get("app") or ""), str(spec.get("region") or "")
         if not state.state:
@@ -149,8 +174,11 @@ class DrillRunner:
         busy = [r.name for r in releases if ReleasePhase(r.status.phase) in BUSY]
         interrupted = busy[0] if busy else None
         if state.step in (DRAIN, RESTORE):
-            return Observations(rate=self.host.request_rate(app, region, now),
-                                weight=self.host.region_weight(app, region), interrupted_by=interrupted)
+            return Observations(
+                rate=self.host.request_rate(app, region, now),
+                weight=self.host.region_weight(app, region),
+                interrupted_by=interrupted,
+            )
         try:
             strategy, serving = self._drive(facts, state, now)
         except TemporaryError as exc:
@@ -161,10 +189,14 @@ class DrillRunner:
     def _setup(self, action: dict[str, Any], app: str, region: str, releases: Sequence[StoredRelease]) -> Setup:
         spec = action.get("spec") or {}
         infos = tuple(release_info(r, region) for r in sorted(releases, key=lambda r: (r.created, r.name)))
-        others = [a["metadata"]["name"] for a in self.list_actions()
-                  if a["metadata"]["name"] != action["metadata"]["name"]
-                  and (a.get("spec") or {}).get("action") == "drill" and (a.get("spec") or {}).get("app") == app
-                  and (a.get("status") or {}).get("state") == RUNNING]
+        others = [
+            a["metadata"]["name"]
+            for a in self.list_actions()
+            if a["metadata"]["name"] != action["metadata"]["name"]
+            and (a.get("spec") or {}).get("action") == "drill"
+            and (a.get("spec") or {}).get("app") == app
+            and (a.get("status") or {}).get("state") == RUNNING
+        ]
         setup = Setup(app, region, forced(spec), infos, other_drill=others[0] if others else None)
         picked = current_and_previous(infos)
         if picked is None:
@@ -177,9 +209,11 @@ class DrillRunner:
             plan = repo.apps[app].plan
             chosen = plan.strategy.rolling or plan.strategy.blue_green or plan.strategy.canary
             assert chosen is not None
-            targets = Targets(plan.rollback.drain_target.percent,
-                              plan.rollback.drain_target.within.total_seconds(),
-                              chosen.progress_deadline.total_seconds())
+            targets = Targets(
+                plan.rollback.drain_target.percent,
+                plan.rollback.drain_target.within.total_seconds(),
+                chosen.progress_deadline.total_seconds(),
+            )
             setup = replace(setup, tier=repo.regions[region].tier.value, targets=targets)
             facts = Facts(app, region, current.ref, previous, targets, dict(current.region_strategy))
             snapshot = self.host.region_cluster(repo, region).observe(self._rollout(facts, ROLLBACK))
@@ -203,9 +237,14 @@ class DrillRunner:
         """One region step of the strategy; a permanent error fails it at once (the machine then
         records the step as failed), a transient one raises TemporaryError (the step waits)."""
         repo = self.host.repository(facts.current.commit)
-        step = drive(self.host.region_cluster(repo, facts.region), self._rollout(facts, state.step),
-                     StrategyStatus.from_dict(state.strategy), now, may_write=self.host.may_write(),
-                     logger=log.bind(drill=STEPS[state.step]))
+        step = drive(
+            self.host.region_cluster(repo, facts.region),
+            self._rollout(facts, state.step),
+            StrategyStatus.from_dict(state.strategy),
+            now,
+            may_write=self.host.may_write(),
+            logger=log.bind(drill=STEPS[state.step]),
+        )
         if step.transient:
             raise TemporaryError(step.error)
         return step.status.to_dict(), serving_release(step.snapshot) if step.snapshot is not None else None

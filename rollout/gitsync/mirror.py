@@ -149,9 +149,7 @@ class GitMirror:
         if old is None:
             return set(self._apps_at(new_commit))
         old_commit = self.resolve(old)
-        out = self._git_checked(
-            "diff-tree", "-r", "-z", "--name-only", "--no-renames", old_commit, new_commit
-        )
+        out = self._git_checked("diff-tree", "-r", "-z", "--name-only", "--no-renames", old_commit, new_commit)
         paths = [p for p in out.split("\0") if p]
         known = self._apps_at(old_commit) | self._apps_at(new_commit)
         return apps_for_paths(paths, known, self.global_prefixes)

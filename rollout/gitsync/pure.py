@@ -103,9 +103,7 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
-    query = "&".join(
-        f"{kv.partition('=')[0]}={REDACTED}" if "=" in kv else kv for kv in parts.query.split("&") if kv
-    )
+    query = "&".join(f"{kv.partition('=')[0]}={REDACTED}" if "=" in kv else kv for kv in parts.query.split("&") if kv)
     return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -218,9 +216,7 @@ def git_config_env(config: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def git_env(
-    creds: Credentials, timeout: float, extra_config: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def git_env(creds: Credentials, timeout: float, extra_config: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a network git command.
 
     Isolated from the user's and system git config (no surprise credential helpers or URL

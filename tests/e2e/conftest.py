@@ -41,8 +41,13 @@ REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "base"
 # What the e2e installs in home, as docs/install.md does, minus the in-cluster controller (it runs
 # here as a process): namespace, ServiceAccount, the controller's and people's RBAC, the policy.
-HOME_MANIFESTS = ("namespace.yaml", "serviceaccount.yaml", "rbac-controller.yaml", "rbac-users.yaml",
-                  "admission-policy.yaml")
+HOME_MANIFESTS = (
+    "namespace.yaml",
+    "serviceaccount.yaml",
+    "rbac-controller.yaml",
+    "rbac-users.yaml",
+    "admission-policy.yaml",
+)
 POLICY = "rollout-releaseaction-requester"
 RESPONDER, VIEWER = "e2e-rick", "e2e-vera"  # people, by their client certificates' common names
 
@@ -82,10 +87,17 @@ class Shop:
         return client.CustomObjectsApi(self.home)
 
     def start_controller(self, identity: str = "controller-0", poll_seconds: float = 2.0) -> ControllerProcess:
-        proc = ControllerProcess(self.identities.controller, self.lab.home_context, self.git.url, self.state_dir,
-                                 self.prometheus_url, identity=identity, poll_seconds=poll_seconds,
-                                 extra_args=["--analysis-window-seconds", "5"],
-                                 env={"ROLLOUT_WEBHOOK_SECRET": WEBHOOK_SECRET}).start()
+        proc = ControllerProcess(
+            self.identities.controller,
+            self.lab.home_context,
+            self.git.url,
+            self.state_dir,
+            self.prometheus_url,
+            identity=identity,
+            poll_seconds=poll_seconds,
+            extra_args=["--analysis-window-seconds", "5"],
+            env={"ROLLOUT_WEBHOOK_SECRET": WEBHOOK_SECRET},
+        ).start()
         proc.wait_healthy()
         self.controllers.append(proc)
         return proc
@@ -104,50 +116,68 @@ class Shop:
         return found[-1] if found else None
 
     def wait_release(self, version: str, phases: set[str], timeout_s: float = 300) -> dict[str, Any]:
-        return wait_for(lambda: _phase_in(self.release(version), phases), timeout_s,
-                        f"{APP} {version} to reach {sorted(phases)}",
-                        lambda: _describe(self.release(version)))
+        return wait_for(
+            lambda: _phase_in(self.release(version), phases),
+            timeout_s,
+            f"{APP} {version} to reach {sorted(phases)}",
+            lambda: _describe(self.release(version)),
+        )
 
     def source(self) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, "rolloutsources",
-                                                        "default")
+        return self.custom.get_namespaced_custom_object(
+            "rollout.dev", "v1alpha1", NAMESPACE, "rolloutsources", "default"
+        )
 
     def push_webhook(self, body: bytes = b'{"ref": "refs/heads/main"}') -> int:
         return self.post_webhook(body, {"X-Hub-Signature-256": sign(body)})
 
     def post_webhook(self, body: bytes, headers: dict[str, str]) -> int:
         proc = next(p for p in self.controllers if p.alive())
-        return requests.post(f"http://127.0.0.1:{proc.http_port}/webhook/git", data=body, headers=headers,
-                             timeout=5).status_code
+        return requests.post(
+            f"http://127.0.0.1:{proc.http_port}/webhook/git", data=body, headers=headers, timeout=5
+        ).status_code
 
     def synced_commit(self) -> str | None:
         return (self.source().get("status") or {}).get("commit")
 
     def git_show(self, commit: str, path: str) -> bytes:
         """A file's exact bytes at a commit of the served repository."""
-        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=self.git.bare_path, check=True,
-                              capture_output=True).stdout
+        return subprocess.run(
+            ["git", "show", f"{commit}:{path}"], cwd=self.git.bare_path, check=True, capture_output=True
+        ).stdout
 
     def app_files(self, commit: str) -> dict[str, bytes]:
         """Every file of the app's folder at a commit, byte for byte."""
-        names = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit, f"apps/{APP}/"],
-                               cwd=self.git.bare_path, check=True, capture_output=True, text=True).stdout.split()
+        names = subprocess.run(
+            ["git", "ls-tree", "-r", "--name-only", commit, f"apps/{APP}/"],
+            cwd=self.git.bare_path,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         return {name: self.git_show(commit, name) for name in names}
 
     def region_deployments(self, region: str, api: client.ApiClient | None = None) -> dict[str, dict[str, Any]]:
         """Each checkout Deployment of a region: version label, replicas, generation, image."""
         apps = client.AppsV1Api(api or self.lab.api_client(self.lab.region_contexts[region]))
         items = apps.list_namespaced_deployment(APP, label_selector=f"app.kubernetes.io/name={APP}").items
-        return {d.metadata.name: {"version": d.metadata.labels.get("app.kubernetes.io/version", ""),
-                                  "replicas": d.spec.replicas or 0, "generation": d.metadata.generation,
-                                  "image": d.spec.template.spec.containers[0].image} for d in items}
+        return {
+            d.metadata.name: {
+                "version": d.metadata.labels.get("app.kubernetes.io/version", ""),
+                "replicas": d.spec.replicas or 0,
+                "generation": d.metadata.generation,
+                "image": d.spec.template.spec.containers[0].image,
+            }
+            for d in items
+        }
 
     def weights(self) -> dict[str, int]:
         """The global traffic weights as the DNSEndpoint object holds them, read the way the
         simulator routes by them (every region full when there is no object)."""
         try:
-            obj = self.custom.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE,
-                                                           "dnsendpoints", APP)
+            obj = self.custom.get_namespaced_custom_object(
+                "externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", APP
+            )
         except client.exceptions.ApiException as exc:
             if exc.status != 404:
                 raise
@@ -156,8 +186,9 @@ class Shop:
 
     def prometheus_at(self, promql: str, at: float) -> float | None:
         """An instant query evaluated at wall time `at` (epoch seconds); None when empty."""
-        response = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": promql, "time": f"{at:.3f}"},
-                                timeout=10)
+        response = requests.get(
+            f"{self.prometheus_url}/api/v1/query", params={"query": promql, "time": f"{at:.3f}"}, timeout=10
+        )
         response.raise_for_status()
         result = response.json()["data"]["result"]
         return float(result[0]["value"][1]) if result else None
@@ -166,13 +197,20 @@ class Shop:
         """Version label of each checkout Deployment in a region (by name)."""
         apps = client.AppsV1Api(self.lab.api_client(self.lab.region_contexts[region]))
         items = apps.list_namespaced_deployment(APP, label_selector=f"app.kubernetes.io/name={APP}").items
-        return {d.metadata.name: d.metadata.labels.get("app.kubernetes.io/version", "")
-                for d in items if (d.spec.replicas or 0) > 0}
+        return {
+            d.metadata.name: d.metadata.labels.get("app.kubernetes.io/version", "")
+            for d in items
+            if (d.spec.replicas or 0) > 0
+        }
 
     def log_lines(self, event: str) -> list[str]:
         """Lines of every controller log of this module that carry `event`."""
-        return [line for path in sorted(self.state_dir.glob("*.log")) for line in path.read_text().splitlines()
-                if event in line]
+        return [
+            line
+            for path in sorted(self.state_dir.glob("*.log"))
+            for line in path.read_text().splitlines()
+            if event in line
+        ]
 
 
 def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
@@ -263,7 +301,6 @@ class RegionWatcher:
         return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
-
 def _phase_in(release: dict[str, Any] | None, phases: set[str]) -> dict[str, Any] | None:
     return release if release and (release.get("status") or {}).get("phase") in phases else None
 
@@ -287,8 +324,9 @@ def wait_for(probe: Callable[[], Any], timeout_s: float, what: str, describe: Ca
 
 
 @pytest.fixture(scope="module")
-def shop(request: pytest.FixtureRequest, lab: Lab, lab_traffic: Any,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+def shop(
+    request: pytest.FixtureRequest, lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Shop]:
     """A module may set PLAN_OVERRIDES (top-level plan fields, or smokeWindow for every wave)."""
     state = tmp_path_factory.mktemp("e2e")
     install_crds(lab.kubeconfig, lab.home_context)
@@ -320,35 +358,48 @@ def install_identities(lab: Lab, state: Path) -> Identities:
     home = lab.home_context
     for name in HOME_MANIFESTS:
         lab.kubectl(home, "apply", "--server-side", "--force-conflicts", "-f", str(BASE / name))
-    grant = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "rollout-deployer", "namespace": APP},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "rollout-region-deployer"},
-             "subjects": [{"kind": "ServiceAccount", "name": "rollout-deployer", "namespace": NAMESPACE}]}
+    grant = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "rollout-deployer", "namespace": APP},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "rollout-region-deployer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "rollout-deployer", "namespace": NAMESPACE}],
+    }
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP}}
     # the operator's grant of the app's namespace to the deployer (deploy/base/region's template)
     template = BASE / "region" / "app-namespace.yaml"
-    app_grant = (template.read_text().replace("APP_NAMESPACE", APP) if template.exists()
-                 else yaml.safe_dump_all([namespace, grant]))
+    app_grant = (
+        template.read_text().replace("APP_NAMESPACE", APP)
+        if template.exists()
+        else yaml.safe_dump_all([namespace, grant])
+    )
     tokens = {home: _token(lab, home, "rollout-controller")}
     for context in lab.region_contexts.values():
         lab.kubectl(context, "apply", "--server-side", "--force-conflicts", "-k", str(BASE / "region"))
         lab.kubectl(context, "apply", "--server-side", "--force-conflicts", "-f", "-", input=app_grant)
         tokens[context] = _token(lab, context, "rollout-deployer")
     admin = yaml.safe_load(lab.kubeconfig.read_text())
-    controller = _kubeconfig(state / "controller.kubeconfig", admin, home,
-                             {ctx: {"token": token} for ctx, token in tokens.items()})
+    controller = _kubeconfig(
+        state / "controller.kubeconfig", admin, home, {ctx: {"token": token} for ctx, token in tokens.items()}
+    )
     ca = CertificateAuthority(lab.pki)
     people = {}
     for person, role in ((RESPONDER, "rollout-responder"), (VIEWER, "rollout-viewer")):
         pair = ca.issue(f"e2e-{person}", person)
-        binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                   "metadata": {"name": f"{person}-{role}", "namespace": NAMESPACE},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": person}]}
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{person}-{role}", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": person}],
+        }
         lab.kubectl(home, "apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump(binding))
-        people[person] = _kubeconfig(state / f"{person}.kubeconfig", admin, home,
-                                     {home: {"client-certificate": str(pair.cert), "client-key": str(pair.key)}})
+        people[person] = _kubeconfig(
+            state / f"{person}.kubeconfig",
+            admin,
+            home,
+            {home: {"client-certificate": str(pair.cert), "client-key": str(pair.key)}},
+        )
     wait_for(lambda: _policy_active(lab), 60, "the admission policy to refuse a forged requester")
     return Identities(controller, people)
 
@@ -360,11 +411,14 @@ def _token(lab: Lab, context: str, account: str) -> str:
 
 def _kubeconfig(path: Path, admin: dict[str, Any], current: str, users: dict[str, dict[str, str]]) -> Path:
     """The lab's clusters (servers, CA) with one user per context: nothing of the admin's identity."""
-    doc = {"apiVersion": "v1", "kind": "Config",
-           "clusters": [c for c in admin["clusters"] if c["name"] in users],
-           "users": [{"name": f"{ctx}-user", "user": user} for ctx, user in users.items()],
-           "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": f"{ctx}-user"}} for ctx in users],
-           "current-context": current}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [c for c in admin["clusters"] if c["name"] in users],
+        "users": [{"name": f"{ctx}-user", "user": user} for ctx, user in users.items()],
+        "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": f"{ctx}-user"}} for ctx in users],
+        "current-context": current,
+    }
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o600)
     return path
@@ -372,12 +426,17 @@ def _kubeconfig(path: Path, admin: dict[str, Any], current: str, users: dict[str
 
 def _policy_active(lab: Lab) -> bool:
     """Policies take effect asynchronously: true once a forged requester is refused (dry run)."""
-    body = {"apiVersion": "rollout.dev/v1alpha1", "kind": "ReleaseAction", "metadata": {"generateName": "probe-"},
-            "spec": {"action": "pause", "app": APP, "reason": "policy probe", "requestedBy": "someone-else"}}
+    body = {
+        "apiVersion": "rollout.dev/v1alpha1",
+        "kind": "ReleaseAction",
+        "metadata": {"generateName": "probe-"},
+        "spec": {"action": "pause", "app": APP, "reason": "policy probe", "requestedBy": "someone-else"},
+    }
     custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
     try:
-        custom.create_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, "releaseactions", body,
-                                               dry_run="All")
+        custom.create_namespaced_custom_object(
+            "rollout.dev", "v1alpha1", NAMESPACE, "releaseactions", body, dry_run="All"
+        )
     except client.exceptions.ApiException as exc:
         return exc.status == 422 and POLICY in (exc.body or "")
     return False
@@ -388,8 +447,9 @@ def _cleanup(lab: Lab) -> None:
     custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
     for plural in ("releases", "releaseactions", "rolloutsources"):
         for item in custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural)["items"]:
-            custom.delete_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural,
-                                                   item["metadata"]["name"])
+            custom.delete_namespaced_custom_object(
+                "rollout.dev", "v1alpha1", NAMESPACE, plural, item["metadata"]["name"]
+            )
     with contextlib.suppress(client.exceptions.ApiException):
         custom.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", APP)
     cores = [client.CoreV1Api(lab.api_client(context)) for context in lab.region_contexts.values()]

@@ -21,16 +21,27 @@ REGION = "eu-west"
 
 
 def _drill(shop: Shop, region: str, *extra: str) -> Any:
-    args = ["drill", APP, "--region", region, "--reason", "e2e: quarterly drill", *shop.cli_kube(RESPONDER),
-            "--timeout", "300", *extra]
+    args = [
+        "drill",
+        APP,
+        "--region",
+        region,
+        "--reason",
+        "e2e: quarterly drill",
+        *shop.cli_kube(RESPONDER),
+        "--timeout",
+        "300",
+        *extra,
+    ]
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
 def _drills(shop: Shop) -> list[dict[str, Any]]:
     listed: Any = shop.custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, "releaseactions")
     items: list[dict[str, Any]] = listed["items"]
-    return sorted((a for a in items if a["spec"]["action"] == "drill"),
-                  key=lambda a: a["metadata"]["creationTimestamp"])
+    return sorted(
+        (a for a in items if a["spec"]["action"] == "drill"), key=lambda a: a["metadata"]["creationTimestamp"]
+    )
 
 
 def test_drill_in_a_low_traffic_region_passes_with_measured_times(shop: Shop) -> None:

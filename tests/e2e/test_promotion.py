@@ -74,11 +74,14 @@ def assert_regions_show_wave_order(watch: RegionWatcher, release: dict[str, Any]
     for earlier, later in zip(waves, waves[1:], strict=False):
         done = max(watch.finished(r, version) or 0.0 for r in earlier["regions"])
         begun = min(watch.started(r, version) or 0.0 for r in later["regions"])
-        print(f"{version}: {later['name']} began {begun - done:.1f}s after {earlier['name']} was done "
-              f"(smoke window {earlier['smokeSeconds']:.0f}s, sampling gap {watch.gap_s:.1f}s)")
+        print(
+            f"{version}: {later['name']} began {begun - done:.1f}s after {earlier['name']} was done "
+            f"(smoke window {earlier['smokeSeconds']:.0f}s, sampling gap {watch.gap_s:.1f}s)"
+        )
         assert begun - done >= earlier["smokeSeconds"] - tolerance, (
             f"{later['name']} began {begun - done:.1f}s after {earlier['name']} ran {version} everywhere; "
-            f"its smoke window is {earlier['smokeSeconds']}s")
+            f"its smoke window is {earlier['smokeSeconds']}s"
+        )
 
 
 def test_first_release_then_a_good_release_are_promoted_through_every_region_in_wave_order(shop: Shop) -> None:
@@ -101,8 +104,11 @@ def test_a_bad_release_is_caught_in_the_canary_region_drained_rolled_back_and_qu
         shop.git.bump_app_version(APP, "1.6.0")
         bad = shop.wait_release("1.6.0", {"RolledBack", "Succeeded"}, timeout_s=300)
         # the restore is the last step; wait until the weights object shows it (not only the record)
-        wait_for(lambda: watch.samples and watch.samples[-1].weights["eu-canary"] == 100, 60,
-                 "eu-canary's weight back to 100 in the DNSEndpoint")
+        wait_for(
+            lambda: watch.samples and watch.samples[-1].weights["eu-canary"] == 100,
+            60,
+            "eu-canary's weight back to 100 in the DNSEndpoint",
+        )
     status = bad["status"]
     assert status["phase"] == "RolledBack" and status["quarantined"] is True
     assert status["failedRegion"] == "eu-canary"
@@ -115,8 +121,7 @@ def test_a_bad_release_is_caught_in_the_canary_region_drained_rolled_back_and_qu
     assert watch.started("eu-canary", "1.6.0"), "the canary region never ran 1.6.0"
     drain = status["drains"][0]
     assert drain["region"] == "eu-canary" and drain["met"] is True and drain["restoredAt"]
-    weights = shop.custom.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE,
-                                                       "dnsendpoints", APP)
+    weights = shop.custom.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", APP)
     record = next(e for e in weights["spec"]["endpoints"] if e["setIdentifier"] == "eu-canary")
     assert record["providerSpecific"][0]["value"] == "100", "traffic restored once the rollback was healthy"
     # what the weights object showed while it happened, and what Prometheus saw the simulator serve
@@ -129,11 +134,14 @@ def test_a_bad_release_is_caught_in_the_canary_region_drained_rolled_back_and_qu
     before = shop.prometheus_at(rate.replace("WINDOW", "10s"), began)
     span = max(3, round(drained[-1] - drained[0]))
     during = shop.prometheus_at(f"min_over_time({rate.replace('WINDOW', '3s')}[{span}s:1s])", drained[-1])
-    print(f"eu-canary drained for {drained[-1] - drained[0]:.1f}s (lowest weight {lowest}); request rate "
-          f"{before} rps before, lowest {during} rps while drained")
+    print(
+        f"eu-canary drained for {drained[-1] - drained[0]:.1f}s (lowest weight {lowest}); request rate "
+        f"{before} rps before, lowest {during} rps while drained"
+    )
     assert before and before > 1, f"no traffic measured in eu-canary before the drain ({before})"
     assert during is not None and during <= 0.1 * before, (
-        f"eu-canary still served {during} rps while drained (before: {before} rps)")
+        f"eu-canary still served {during} rps while drained (before: {before} rps)"
+    )
 
 
 def test_the_exact_content_of_a_quarantined_release_never_becomes_a_release_again(shop: Shop) -> None:
@@ -156,8 +164,11 @@ def test_the_exact_content_of_a_quarantined_release_never_becomes_a_release_agai
     assert shop.source()["status"]["valid"] is True
     assert [r["metadata"]["name"] for r in shop.releases()] == names, "a release was created"
     assert len(shop.log_lines("quarantined content not re-applied")) > skipped, "the quarantine branch never ran"
-    holds(lambda: {r: shop.region_deployments(r) for r in shop.lab.region_contexts} == regions, 6,
-          "every region's Deployments as they were (version, replicas, generation, image)")
+    holds(
+        lambda: {r: shop.region_deployments(r) for r in shop.lab.region_contexts} == regions,
+        6,
+        "every region's Deployments as they were (version, replicas, generation, image)",
+    )
 
     # and back to 1.6.1's exact bytes: already the app's latest release, so nothing is created either
     back = shop.git.commit_files(good_files, "checkout: back to 1.6.1")
@@ -167,16 +178,26 @@ def test_the_exact_content_of_a_quarantined_release_never_becomes_a_release_agai
     assert {r: shop.region_deployments(r) for r in shop.lab.region_contexts} == regions
 
 
-def test_with_polling_off_a_push_arrives_through_a_signed_webhook_alone_and_bad_ones_are_refused(
-        shop: Shop) -> None:
+def test_with_polling_off_a_push_arrives_through_a_signed_webhook_alone_and_bad_ones_are_refused(shop: Shop) -> None:
     shop.stop_controllers()
     started_at = time.time()
     proc = shop.start_controller(identity="controller-webhook-only", poll_seconds=3600)
     coordination = client.CoordinationV1Api(shop.home)
-    wait_for(lambda: coordination.read_namespaced_lease("rollout-controller", NAMESPACE).spec.holder_identity
-             == proc.identity, 60, "the webhook-only controller to lead")
-    wait_for(lambda: (seen := parse_iso((shop.source().get("status") or {}).get("lastSyncAt"))) is not None
-             and seen.timestamp() >= started_at, 60, "its start-up sync (the only poll it makes)")
+    wait_for(
+        lambda: (
+            coordination.read_namespaced_lease("rollout-controller", NAMESPACE).spec.holder_identity == proc.identity
+        ),
+        60,
+        "the webhook-only controller to lead",
+    )
+    wait_for(
+        lambda: (
+            (seen := parse_iso((shop.source().get("status") or {}).get("lastSyncAt"))) is not None
+            and seen.timestamp() >= started_at
+        ),
+        60,
+        "its start-up sync (the only poll it makes)",
+    )
     names = [r["metadata"]["name"] for r in shop.releases()]
     body = b'{"ref": "refs/heads/main"}'
     commit = shop.git.commit_files({"README.md": "found through the webhook\n"}, "docs: webhook e2e")
@@ -184,8 +205,9 @@ def test_with_polling_off_a_push_arrives_through_a_signed_webhook_alone_and_bad_
         "no signature header": shop.post_webhook(body, {}),
         "wrong secret": shop.post_webhook(body, {"X-Hub-Signature-256": sign(body, "not-the-secret")}),
         "another body's signature": shop.post_webhook(body, {"X-Hub-Signature-256": sign(b"{}")}),
-        "6 MiB announced": raw_post_status(proc.http_port, {"Content-Length": str(6 * 1024 * 1024),
-                                                             "X-Hub-Signature-256": sign(body)}),
+        "6 MiB announced": raw_post_status(
+            proc.http_port, {"Content-Length": str(6 * 1024 * 1024), "X-Hub-Signature-256": sign(body)}
+        ),
     }
     print(f"refused webhooks: {refused}")
     assert all(400 <= code < 500 for code in refused.values()), refused
@@ -211,15 +233,19 @@ def test_a_broken_rollout_yaml_creates_nothing_says_why_and_its_exact_fix_create
     plan = yaml.safe_load(plan_bytes)
     plan["waves"][1]["smokeWindow"] = "soon"
     values = set_app_version(values_bytes.decode(), "1.7.0")  # a new version would otherwise make a release
-    bad = shop.git.commit_files({plan_path: yaml.safe_dump(plan, sort_keys=False), values_path: values},
-                                "checkout 1.7.0 with a smoke window that is not a duration")
+    bad = shop.git.commit_files(
+        {plan_path: yaml.safe_dump(plan, sort_keys=False), values_path: values},
+        "checkout 1.7.0 with a smoke window that is not a duration",
+    )
     shop.push_webhook()
-    source = wait_for(lambda: (s := shop.source()).get("status", {}).get("commit") == bad and s, 60,
-                      "the invalid commit to be synced")
+    source = wait_for(
+        lambda: (s := shop.source()).get("status", {}).get("commit") == bad and s, 60, "the invalid commit to be synced"
+    )
     status = source["status"]
     assert status["valid"] is False
-    assert any(i["file"] == plan_path and "smokeWindow" in i["field"] and "soon" in i["problem"]
-               for i in status["issues"]), status["issues"]
+    assert any(
+        i["file"] == plan_path and "smokeWindow" in i["field"] and "soon" in i["problem"] for i in status["issues"]
+    ), status["issues"]
     found = client.CoreV1Api(shop.home).list_namespaced_event(NAMESPACE).items
     assert any(e.reason == "InvalidCommit" and bad[:12] in e.message and plan_path in e.message for e in found)
     assert [r["metadata"]["name"] for r in shop.releases()] == names
@@ -228,8 +254,7 @@ def test_a_broken_rollout_yaml_creates_nothing_says_why_and_its_exact_fix_create
 
     fixed = shop.git.commit_files({plan_path: plan_bytes, values_path: values_bytes}, "back to the exact bytes")
     shop.push_webhook()
-    wait_for(lambda: shop.synced_commit() == fixed and shop.source()["status"].get("valid"), 60,
-             "the fix to be synced")
+    wait_for(lambda: shop.synced_commit() == fixed and shop.source()["status"].get("valid"), 60, "the fix to be synced")
     assert shop.app_files(fixed) == shop.app_files(head)
     assert [r["metadata"]["name"] for r in shop.releases()] == names, "the fix created a release"
     assert {r: shop.region_deployments(r) for r in shop.lab.region_contexts} == regions
@@ -238,8 +263,10 @@ def test_a_broken_rollout_yaml_creates_nothing_says_why_and_its_exact_fix_create
 def test_a_late_failure_in_a_low_traffic_region_rolls_it_back_and_the_canary_region_too(shop: Shop) -> None:
     shop.git.bump_app_version(APP, "1.7.1")
     canary_passed = wait_for(
-        lambda: (r := shop.release("1.7.1")) and (r.get("status") or {}).get("currentWave", 0) >= 1 and r, 300,
-        "the canary region to pass")
+        lambda: (r := shop.release("1.7.1")) and (r.get("status") or {}).get("currentWave", 0) >= 1 and r,
+        300,
+        "the canary region to pass",
+    )
     assert canary_passed["status"]["regions"]["eu-canary"]["phase"] == "Succeeded"
     shop.simulator.set_fault(APP, "1.7.1", FaultProfile(error_ratio=0.3))  # onset after the canary region passed
     bad = shop.wait_release("1.7.1", {"RolledBack", "Succeeded"}, timeout_s=300)
@@ -255,12 +282,21 @@ def test_a_late_failure_in_a_low_traffic_region_rolls_it_back_and_the_canary_reg
         assert set(shop.deployed(region).values()) == {"1.6.1"}, region
 
 
-MUTATING = (("pause", APP), ("resume", APP), ("promote", APP), ("rollback", APP), ("abort", APP),
-            ("drain", "eu-west"), ("restore", "eu-west"), ("drill", APP, "--region", "eu-west"))
+MUTATING = (
+    ("pause", APP),
+    ("resume", APP),
+    ("promote", APP),
+    ("rollback", APP),
+    ("abort", APP),
+    ("drain", "eu-west"),
+    ("restore", "eu-west"),
+    ("drill", APP, "--region", "eu-west"),
+)
 
 
 def test_every_responder_command_runs_through_the_cli_as_a_responder_and_a_viewer_is_refused_each_change(
-        shop: Shop) -> None:
+    shop: Shop,
+) -> None:
     """The CLI as people use it: their own kubeconfig (a client certificate bound to rollout-responder
     or rollout-viewer), never the lab admin; the controller acts with its ServiceAccount tokens and the
     admission policy checks every action's requester."""
@@ -285,8 +321,10 @@ def test_every_responder_command_runs_through_the_cli_as_a_responder_and_a_viewe
     for args in MUTATING:
         refused = cli(*args, "--reason", "e2e: a viewer tries", person=VIEWER)
         assert refused.exit_code == 1, (args, refused.output)
-        assert (f"permission denied: {VIEWER} may not create releaseactions.rollout.dev in namespace {NAMESPACE}"
-                in refused.output), (args, refused.output)
+        assert (
+            f"permission denied: {VIEWER} may not create releaseactions.rollout.dev in namespace {NAMESPACE}"
+            in refused.output
+        ), (args, refused.output)
         assert "rollout-responder" in refused.output and "Traceback" not in refused.output
     assert actions() == before, "a refused request left an action behind"
 
@@ -319,19 +357,28 @@ def test_every_responder_command_runs_through_the_cli_as_a_responder_and_a_viewe
     assert rolled.exit_code == 0, rolled.output
     back = shop.wait_release("1.8.0", {"RolledBack"}, timeout_s=300)["status"]["previousVersion"]
     assert back == "1.6.1"
-    wait_for(lambda: all(set(shop.deployed(r).values()) == {back} for r in shop.lab.region_contexts), 120,
-             f"every region back on {back}")
+    wait_for(
+        lambda: all(set(shop.deployed(r).values()) == {back} for r in shop.lab.region_contexts),
+        120,
+        f"every region back on {back}",
+    )
 
     # abort a release in flight: it goes no further and the regions it reached return
     shop.git.bump_app_version(APP, "1.9.0")
-    wait_for(lambda: (r := shop.release("1.9.0")) and (r.get("status") or {}).get("phase") == "Progressing", 120,
-             "release 1.9.0 to start")
+    wait_for(
+        lambda: (r := shop.release("1.9.0")) and (r.get("status") or {}).get("phase") == "Progressing",
+        120,
+        "release 1.9.0 to start",
+    )
     aborted = cli("abort", APP, "--reason", "e2e: abort in flight")
     assert aborted.exit_code == 0, aborted.output
     stopped = shop.wait_release("1.9.0", {"RolledBack"}, timeout_s=300)
     assert stopped["status"]["previousVersion"] == back
-    wait_for(lambda: all(set(shop.deployed(r).values()) == {back} for r in shop.lab.region_contexts), 120,
-             f"every region back on {back}")
+    wait_for(
+        lambda: all(set(shop.deployed(r).values()) == {back} for r in shop.lab.region_contexts),
+        120,
+        f"every region back on {back}",
+    )
     assert all(w == 100 for w in shop.weights().values()), shop.weights()
 
     history = cli("history", APP, "-o", "json")
@@ -343,14 +390,14 @@ def test_every_responder_command_runs_through_the_cli_as_a_responder_and_a_viewe
     people = next(r["people"] for r in data["releases"] if r["version"] == "1.8.0")
     assert f"{RESPONDER}: pause (e2e: hold the release)" in people and "resume (e2e: carry on)" in people
     requested = {(a["action"], a["by"]) for a in data["actions"]}
-    assert {(a, RESPONDER) for a in ("pause", "resume", "promote", "drain", "restore", "rollback", "abort")} \
-        <= requested, requested
+    assert {
+        (a, RESPONDER) for a in ("pause", "resume", "promote", "drain", "restore", "rollback", "abort")
+    } <= requested, requested
     unknown = cli("history", "nope")
     assert unknown.exit_code != 0 and "unknown app 'nope'" in unknown.output
 
 
-def test_a_force_push_dropping_a_released_commit_deletes_nothing_reapplies_nothing_and_is_reported(
-        shop: Shop) -> None:
+def test_a_force_push_dropping_a_released_commit_deletes_nothing_reapplies_nothing_and_is_reported(shop: Shop) -> None:
     latest = shop.releases()[-1]
     assert shop.git.head() == latest["spec"]["commit"]
     before = {r["metadata"]["name"]: (r["status"]["phase"], r["spec"]["commit"]) for r in shop.releases()}
@@ -361,6 +408,9 @@ def test_a_force_push_dropping_a_released_commit_deletes_nothing_reapplies_nothi
     wait_for(lambda: shop.synced_commit() == rewritten, 60, "the rewritten branch to be synced")
     reported = [line for line in shop.log_lines("git.history_rewritten") if rewritten in line]
     assert reported, "the controller did not report the rewritten history"
-    holds(lambda: {r["metadata"]["name"]: (r["status"]["phase"], r["spec"]["commit"]) for r in shop.releases()}
-          == before, 10, "every release as it was (none deleted, none created, none moved)")
+    holds(
+        lambda: {r["metadata"]["name"]: (r["status"]["phase"], r["spec"]["commit"]) for r in shop.releases()} == before,
+        10,
+        "every release as it was (none deleted, none created, none moved)",
+    )
     assert {r: shop.region_deployments(r) for r in shop.lab.region_contexts} == regions, "something was applied"

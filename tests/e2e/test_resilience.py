@@ -31,8 +31,10 @@ MIN_PHASES = 6
 KILLS_PER_OPERATION = 3  # kills share an operation: more kills per minute of lab time
 DRILL_REGION = "eu-west"
 # What is under test is the controller surviving kills, not a strategy: a quick one keeps runs short.
-PLAN_OVERRIDES = {"strategy": {"rolling": {"maxSurge": "50%", "maxUnavailable": 0, "progressDeadline": "60s"}},
-                  "smokeWindow": "4s"}
+PLAN_OVERRIDES = {
+    "strategy": {"rolling": {"maxSurge": "50%", "maxUnavailable": 0, "progressDeadline": "60s"}},
+    "smokeWindow": "4s",
+}
 KINDS = ("good", "drill", "bad")  # a drill rehearses on a release that succeeded
 
 
@@ -72,8 +74,9 @@ class Operations:
         self.shop = shop
         self.good = "1.4.0"
         self.count = 0
-        responder = config.new_client_from_config(config_file=str(shop.identities.people[RESPONDER]),
-                                                  context=shop.lab.home_context)
+        responder = config.new_client_from_config(
+            config_file=str(shop.identities.people[RESPONDER]), context=shop.lab.home_context
+        )
         self.responder = client.CustomObjectsApi(responder)
 
     def start(self, kind: str) -> tuple[str, Any]:
@@ -87,12 +90,21 @@ class Operations:
             self.shop.simulator.set_fault(APP, version, FaultProfile(error_ratio=0.3))
             self.shop.git.bump_app_version(APP, version)
             return f"bad {version}", version
-        body = {"apiVersion": "rollout.dev/v1alpha1", "kind": "ReleaseAction",
-                "metadata": {"generateName": f"drill-{APP}-"},
-                "spec": {"action": "drill", "app": APP, "region": DRILL_REGION, "reason": "e2e: kill -9 drill",
-                         "requestedBy": RESPONDER}}
-        created = self.responder.create_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE,
-                                                                 "releaseactions", body)
+        body = {
+            "apiVersion": "rollout.dev/v1alpha1",
+            "kind": "ReleaseAction",
+            "metadata": {"generateName": f"drill-{APP}-"},
+            "spec": {
+                "action": "drill",
+                "app": APP,
+                "region": DRILL_REGION,
+                "reason": "e2e: kill -9 drill",
+                "requestedBy": RESPONDER,
+            },
+        }
+        created = self.responder.create_namespaced_custom_object(
+            "rollout.dev", "v1alpha1", NAMESPACE, "releaseactions", body
+        )
         return f"drill on {self.good}", created["metadata"]["name"]
 
     def phase(self, kind: str, handle: Any) -> str:
@@ -109,8 +121,7 @@ class Operations:
     def finish(self, kind: str, handle: Any, label: str) -> None:
         """Wait for the end, then check it is exactly the end the operation has without kills."""
         shop = self.shop
-        wait_for(lambda: self.done(kind, handle), 400, f"{label} to finish",
-                 lambda: self.phase(kind, handle))
+        wait_for(lambda: self.done(kind, handle), 400, f"{label} to finish", lambda: self.phase(kind, handle))
         if kind == "good":
             release = shop.release(handle)
             assert release is not None
@@ -135,22 +146,29 @@ class Operations:
             assert status["state"] in ("Done", "Failed"), (label, status)
             assert [i["step"] for i in status["checklist"]] == ["drain", "rollback", "roll forward", "restore"]
             assert not (status.get("drill") or {}).get("leftDrained"), f"{label}: region left drained"
-        wait_for(lambda: all(w == 100 for w in shop.weights().values()), 60, f"{label}: every region's weight 100",
-                 lambda: str(shop.weights()))
+        wait_for(
+            lambda: all(w == 100 for w in shop.weights().values()),
+            60,
+            f"{label}: every region's weight 100",
+            lambda: str(shop.weights()),
+        )
         for region in shop.lab.region_contexts:
             assert set(shop.deployed(region).values()) == {self.good}, (label, region, shop.deployed(region))
 
     def _action(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = self.shop.custom.get_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE,
-                                                                              "releaseactions", name)
+        found: dict[str, Any] = self.shop.custom.get_namespaced_custom_object(
+            "rollout.dev", "v1alpha1", NAMESPACE, "releaseactions", name
+        )
         return found
 
 
 @pytest.mark.timeout(3600)
 def test_kill_9_across_every_phase_ends_in_the_same_final_state(shop: Shop) -> None:
     if KILL_RUNS < MIN_PHASES:
-        pytest.fail(f"ROLLOUT_E2E_KILL_RUNS={KILL_RUNS}: at least {MIN_PHASES} kills are needed to cover "
-                    f"{MIN_PHASES} phases; nothing would be proven")
+        pytest.fail(
+            f"ROLLOUT_E2E_KILL_RUNS={KILL_RUNS}: at least {MIN_PHASES} kills are needed to cover "
+            f"{MIN_PHASES} phases; nothing would be proven"
+        )
     shop.start_controller()
     shop.wait_release("1.4.0", {"Succeeded"}, timeout_s=400)
     ops = Operations(shop)
@@ -199,8 +217,10 @@ def test_kill_9_across_every_phase_ends_in_the_same_final_state(shop: Shop) -> N
 
     table = "\n".join(f"  {k.operation:<16} drawn {k.after_s:5.1f}s killed {k.at_s:5.1f}s  {k.phase}" for k in kills)
     spread = Counter(k.phase for k in kills)
-    print(f"\n{len(kills)} kills:\n{table}\nphases: {dict(spread)}\n"
-          f"kill to new leader: median {sorted(takeovers)[len(takeovers) // 2]:.1f}s, max {max(takeovers):.1f}s")
+    print(
+        f"\n{len(kills)} kills:\n{table}\nphases: {dict(spread)}\n"
+        f"kill to new leader: median {sorted(takeovers)[len(takeovers) // 2]:.1f}s, max {max(takeovers):.1f}s"
+    )
     assert len(kills) == KILL_RUNS
     assert len(spread) >= MIN_PHASES, f"kills landed in only {len(spread)} phases: {dict(spread)}"
     assert any(p.startswith("RollingBack") for p in spread), f"no kill during a drain or rollback: {dict(spread)}"

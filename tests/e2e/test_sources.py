@@ -32,8 +32,13 @@ REPO = Path(__file__).resolve().parents[2]
 VERSIONS = {"reviews": "2.1.0", "inventory": "1.8.0"}
 # the example's per-region differences (apps/reviews/values/*.yaml, apps/inventory/overlays/*)
 REVIEWS_REPLICAS = {"us-east": 4, "ap-east": 3}  # other regions: the chart's default, 2
-STOCK = {"eu-canary": "eu-warehouse", "eu-west": "eu-warehouse", "ap-south": "ap-warehouse",
-         "ap-east": "ap-warehouse", "us-east": "us-warehouse"}
+STOCK = {
+    "eu-canary": "eu-warehouse",
+    "eu-west": "eu-warehouse",
+    "ap-south": "ap-warehouse",
+    "ap-east": "ap-warehouse",
+    "us-east": "us-warehouse",
+}
 
 
 @dataclass
@@ -58,8 +63,9 @@ class Sources:
 
 @pytest.fixture(scope="module")
 def sources(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sources]:
-    build = subprocess.run(["bash", str(REPO / "deploy" / "tools" / "build.sh")], capture_output=True, text=True,
-                           timeout=3600, check=False)
+    build = subprocess.run(
+        ["bash", str(REPO / "deploy" / "tools" / "build.sh")], capture_output=True, text=True, timeout=3600, check=False
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     state = tmp_path_factory.mktemp("e2e-sources")
     install_crds(lab.kubeconfig, lab.home_context)
@@ -67,8 +73,15 @@ def sources(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFactory
     template = (BASE / "region" / "app-namespace.yaml").read_text()
     for context in lab.region_contexts.values():
         for app in VERSIONS:  # the operator grants the two apps' namespaces to the region deployer
-            lab.kubectl(context, "apply", "--server-side", "--force-conflicts", "-f", "-",
-                        input=template.replace("APP_NAMESPACE", app))
+            lab.kubectl(
+                context,
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "-",
+                input=template.replace("APP_NAMESPACE", app),
+            )
     git = GitServer(state / "git").start()
     clone = git.clone(state / "clone")
 
@@ -76,15 +89,25 @@ def sources(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFactory
         return (clone.path / path).read_text()
 
     # the example reduced to reviews, then inventory kept (its plan at lab scale too; waves: auto)
-    changes = {p: v for p, v in single_app_changes("reviews", read, set(lab.region_contexts)).items()
-               if not p.startswith("apps/inventory/")}
+    changes = {
+        p: v
+        for p, v in single_app_changes("reviews", read, set(lab.region_contexts)).items()
+        if not p.startswith("apps/inventory/")
+    }
     changes["apps/inventory/rollout.yaml"] = lab_scale_plans(read)["apps/inventory/rollout.yaml"]
     git.commit_files(changes, "e2e: the Helm and Kustomize apps only, at lab scale")
     lab_traffic.client().set_apps([AppSpec(app, app, RATE_RPS) for app in VERSIONS])
-    proc = ControllerProcess(identities.controller, lab.home_context, git.url, state, lab_traffic.prometheus_url,
-                             identity="controller-0", poll_seconds=2.0,
-                             extra_args=["--analysis-window-seconds", "5"],
-                             env={"ROLLOUT_WEBHOOK_SECRET": WEBHOOK_SECRET}).start()
+    proc = ControllerProcess(
+        identities.controller,
+        lab.home_context,
+        git.url,
+        state,
+        lab_traffic.prometheus_url,
+        identity="controller-0",
+        poll_seconds=2.0,
+        extra_args=["--analysis-window-seconds", "5"],
+        env={"ROLLOUT_WEBHOOK_SECRET": WEBHOOK_SECRET},
+    ).start()
     try:
         yield Sources(lab, proc)
     finally:
@@ -97,8 +120,9 @@ def _cleanup(lab: Lab) -> None:
     custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
     for plural in ("releases", "releaseactions", "rolloutsources"):
         for item in custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural)["items"]:
-            custom.delete_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural,
-                                                   item["metadata"]["name"])
+            custom.delete_namespaced_custom_object(
+                "rollout.dev", "v1alpha1", NAMESPACE, plural, item["metadata"]["name"]
+            )
     for app in VERSIONS:
         with contextlib.suppress(client.exceptions.ApiException):
             custom.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", app)
@@ -121,8 +145,12 @@ def _phase(sources: Sources, app: str) -> str:
 
 def test_the_helm_and_kustomize_apps_are_promoted_across_every_region(sources: Sources) -> None:
     for app in VERSIONS:
-        wait_for(lambda app=app: _phase(sources, app) == "Succeeded", 900, f"{app} {VERSIONS[app]} to succeed",
-                 lambda app=app: yaml.safe_dump([r.get("status") for r in sources.releases(app)])[-3000:])
+        wait_for(
+            lambda app=app: _phase(sources, app) == "Succeeded",
+            900,
+            f"{app} {VERSIONS[app]} to succeed",
+            lambda app=app: yaml.safe_dump([r.get("status") for r in sources.releases(app)])[-3000:],
+        )
     for region in sources.lab.region_contexts:
         reviews = sources.deployment("reviews", region)
         inventory = sources.deployment("inventory", region)

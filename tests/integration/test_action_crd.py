@@ -44,8 +44,12 @@ def namespace(lab: Lab) -> Iterator[tuple[client.CustomObjectsApi, str]]:
 
 def action(**spec: Any) -> dict[str, Any]:
     spec.setdefault("reason", "crd test")
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ReleaseAction",
-            "metadata": {"generateName": f"{spec.get('action', 'x')}-"}, "spec": spec}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ReleaseAction",
+        "metadata": {"generateName": f"{spec.get('action', 'x')}-"},
+        "spec": spec,
+    }
 
 
 def create(ns: tuple[client.CustomObjectsApi, str], body: dict[str, Any]) -> tuple[int, str]:
@@ -62,15 +66,27 @@ REFUSED = [
     ("restore without region", action(action="restore", app="checkout"), "spec.region is required for restore"),
     ("drill without region", action(action="drill", app="checkout"), "spec.region is required for drill"),
     ("drill without app", action(action="drill", region="eu-west"), "spec.app is required for drill"),
-    ("pause without app", action(action="pause"),
-     "spec.app: Required value: spec.app is required for pause: name the app (rollout pause APP)"),
+    (
+        "pause without app",
+        action(action="pause"),
+        "spec.app: Required value: spec.app is required for pause: name the app (rollout pause APP)",
+    ),
     ("rollback without app", action(action="rollback"), "spec.app is required for rollback"),
-    ("toRelease on a pause", action(action="pause", app="checkout", toRelease="checkout-1"),
-     "spec.toRelease is not allowed for pause: it applies to rollback only"),
-    ("release on a drain", action(action="drain", region="eu-west", release="checkout-1"),
-     "spec.release is not allowed for drain"),
-    ("full on a rollback", action(action="rollback", app="checkout", full=True),
-     "spec.full is not allowed for rollback"),
+    (
+        "toRelease on a pause",
+        action(action="pause", app="checkout", toRelease="checkout-1"),
+        "spec.toRelease is not allowed for pause: it applies to rollback only",
+    ),
+    (
+        "release on a drain",
+        action(action="drain", region="eu-west", release="checkout-1"),
+        "spec.release is not allowed for drain",
+    ),
+    (
+        "full on a rollback",
+        action(action="rollback", app="checkout", full=True),
+        "spec.full is not allowed for rollback",
+    ),
     ("unknown action", action(action="delete", app="checkout"), 'spec.action: Unsupported value: "delete"'),
     ("region not a name", action(action="drain", region="EU West!"), "spec.region: Invalid value"),
     ("empty reason", action(action="pause", app="checkout", reason=""), "spec.reason"),
@@ -79,7 +95,8 @@ REFUSED = [
 
 @pytest.mark.parametrize(("case", "body", "message"), REFUSED, ids=[c for c, _, _ in REFUSED])
 def test_the_apiserver_refuses_a_malformed_action_with_a_readable_message(
-        namespace: tuple[client.CustomObjectsApi, str], case: str, body: dict[str, Any], message: str) -> None:
+    namespace: tuple[client.CustomObjectsApi, str], case: str, body: dict[str, Any], message: str
+) -> None:
     status, text = create(namespace, body)
     assert status == 422, f"{case}: admitted ({status})"
     assert message in text, f"{case}: {text}"
@@ -96,8 +113,7 @@ ADMITTED = [
 
 
 @pytest.mark.parametrize("body", ADMITTED, ids=[b["spec"]["action"] for b in ADMITTED])
-def test_well_formed_actions_are_admitted(namespace: tuple[client.CustomObjectsApi, str],
-                                          body: dict[str, Any]) -> None:
+def test_well_formed_actions_are_admitted(namespace: tuple[client.CustomObjectsApi, str], body: dict[str, Any]) -> None:
     assert create(namespace, body) == (201, "")
 
 
@@ -105,7 +121,8 @@ def test_well_formed_actions_are_admitted(namespace: tuple[client.CustomObjectsA
 
 
 def test_an_action_naming_what_does_not_exist_is_rejected_and_the_controller_keeps_leading(
-        lab: Lab, git_server_factory: Callable[..., GitServer], tmp_path: Path) -> None:
+    lab: Lab, git_server_factory: Callable[..., GitServer], tmp_path: Path
+) -> None:
     install_crds(lab.kubeconfig, lab.home_context)
     api = lab.api_client(lab.home_context)
     custom = client.CustomObjectsApi(api)
@@ -114,9 +131,14 @@ def test_an_action_naming_what_does_not_exist_is_rejected_and_the_controller_kee
     git = git_server_factory()
     empty = tmp_path / "no-regions.kubeconfig"  # region clusters unreachable: nothing is applied anywhere
     empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    proc = ControllerProcess(lab.kubeconfig, lab.home_context, git.url, tmp_path / "controller",
-                             identity=f"actions-{uuid.uuid4().hex[:6]}",
-                             extra_args=["--regions-kubeconfig", str(empty)])
+    proc = ControllerProcess(
+        lab.kubeconfig,
+        lab.home_context,
+        git.url,
+        tmp_path / "controller",
+        identity=f"actions-{uuid.uuid4().hex[:6]}",
+        extra_args=["--regions-kubeconfig", str(empty)],
+    )
     created: list[str] = []
 
     def create_action(**spec: Any) -> str:
@@ -150,8 +172,9 @@ def test_an_action_naming_what_does_not_exist_is_rejected_and_the_controller_kee
             create_action(action="restore", region="mars-1"): "spec.region 'mars-1' is not a region of the repository",
             create_action(action="pause", app="payments"): "spec.app 'payments' is not an app of the repository",
             create_action(action="drain", app="payments", region="eu-canary"): "spec.app 'payments'",
-            create_action(action="pause", app="checkout", release="checkout-9-9-9"):
-                "spec.release 'checkout-9-9-9' does not exist",
+            create_action(
+                action="pause", app="checkout", release="checkout-9-9-9"
+            ): "spec.release 'checkout-9-9-9' does not exist",
         }
         good = create_action(action="drain", app="checkout", region="eu-canary")
 
@@ -166,8 +189,11 @@ def test_an_action_naming_what_does_not_exist_is_rejected_and_the_controller_kee
             status = state_of(name)
             assert status["state"] == "Rejected" and reason in status["message"], (name, status)
         assert state_of(good)["state"] == "Done", state_of(good)
-        events = [e for e in client.CoreV1Api(api).list_namespaced_event(NS).items
-                  if e.involved_object.kind == "ReleaseAction" and e.involved_object.name in bad]
+        events = [
+            e
+            for e in client.CoreV1Api(api).list_namespaced_event(NS).items
+            if e.involved_object.kind == "ReleaseAction" and e.involved_object.name in bad
+        ]
         assert {e.involved_object.name for e in events if e.reason == "ActionRejected"} == set(bad)
         record = custom.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NS, "dnsendpoints", "checkout")
         regions = {e["setIdentifier"] for e in record["spec"]["endpoints"]}

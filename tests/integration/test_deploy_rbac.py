@@ -99,19 +99,24 @@ def access_table(api: client.ApiClient, user: str, checks: list[Check]) -> list[
     authz = client.AuthorizationV1Api(api)
     rows = []
     for check in checks:
-        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-                "spec": {"user": user, "groups": sa_groups(user), "resourceAttributes": check.attributes()}}
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {"user": user, "groups": sa_groups(user), "resourceAttributes": check.attributes()},
+        }
         status = authz.create_subject_access_review(body).status
         rows.append((check, bool(status.allowed), status.reason or status.evaluation_error or ""))
     return rows
 
 
 def assert_table(rows: list[tuple[Check, bool, str]], who: str) -> None:
-    table = "\n".join(f"  {'ALLOW' if got else 'deny '} {'ok ' if got == c.allowed else 'BAD'} {c}"
-                      for c, got, _ in rows)
+    table = "\n".join(
+        f"  {'ALLOW' if got else 'deny '} {'ok ' if got == c.allowed else 'BAD'} {c}" for c, got, _ in rows
+    )
     print(f"\n{who}:\n{table}")
-    wrong = [f"{c} expected {'allowed' if c.allowed else 'denied'} ({reason})" for c, got, reason in rows
-             if got != c.allowed]
+    wrong = [
+        f"{c} expected {'allowed' if c.allowed else 'denied'} ({reason})" for c, got, reason in rows if got != c.allowed
+    ]
     assert not wrong, f"{who}: " + "; ".join(wrong)
 
 
@@ -126,16 +131,28 @@ def release_action(requested_by: str | None, action: str = "pause", app: str = "
     spec: dict[str, Any] = {"action": action, "app": app, "reason": "rbac test"}
     if requested_by is not None:
         spec["requestedBy"] = requested_by
-    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "ReleaseAction",
-            "metadata": {"generateName": f"{action}-{app}-"}, "spec": spec}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "ReleaseAction",
+        "metadata": {"generateName": f"{action}-{app}-"},
+        "spec": spec,
+    }
 
 
 def a_release(name: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Release",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "rbac-test"}},
-            "spec": {"app": "rbac-test", "commit": "0" * 40, "version": "1.0.0", "planDigest": "p",
-                     "contentDigest": "c", "waves": [{"name": "w", "regions": ["eu-canary"], "smokeSeconds": 0,
-                                                       "maxParallel": 1}]}}
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "Release",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "rbac-test"}},
+        "spec": {
+            "app": "rbac-test",
+            "commit": "0" * 40,
+            "version": "1.0.0",
+            "planDigest": "p",
+            "contentDigest": "c",
+            "waves": [{"name": "w", "regions": ["eu-canary"], "smokeSeconds": 0, "maxParallel": 1}],
+        },
+    }
 
 
 def status_of(call: Callable[[], Any]) -> int:
@@ -148,8 +165,12 @@ def status_of(call: Callable[[], Any]) -> int:
 
 
 def rules_of(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(f"{d['kind']}/{d['metadata']['name']}", rule) for d in docs if d["kind"] in ("Role", "ClusterRole")
-            for rule in d.get("rules") or []]
+    return [
+        (f"{d['kind']}/{d['metadata']['name']}", rule)
+        for d in docs
+        if d["kind"] in ("Role", "ClusterRole")
+        for rule in d.get("rules") or []
+    ]
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -171,8 +192,13 @@ def installed(lab: Lab, built: list[dict[str, Any]]) -> Iterator[Lab]:
     home = lab.home_context
     out = lab.kubectl(home, "apply", "--server-side", "-k", str(DEPLOY))
     assert "rollout-controller" in out.stdout
-    lab.kubectl(home, "wait", "--for=condition=Established", "--timeout=60s",
-                *[f"crd/{d['metadata']['name']}" for d in built if d["kind"] == "CustomResourceDefinition"])
+    lab.kubectl(
+        home,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        *[f"crd/{d['metadata']['name']}" for d in built if d["kind"] == "CustomResourceDefinition"],
+    )
     for context in lab.region_contexts.values():
         lab.kubectl(context, "apply", "--server-side", "-k", str(REGION_DEPLOY))
         lab.kubectl(context, "apply", "--server-side", "-k", str(REGION_GRANTS))
@@ -189,8 +215,9 @@ def _policy_problem(lab: Lab) -> str | None:
     """None once the policy denies a forged action (policies take effect asynchronously)."""
     custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
     try:
-        created = custom.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions",
-                                                         release_action("someone-else"), dry_run="All")
+        created = custom.create_namespaced_custom_object(
+            GROUP, "v1alpha1", NS, "releaseactions", release_action("someone-else"), dry_run="All"
+        )
     except ApiException as exc:
         return None if exc.status == 422 and POLICY in (exc.body or "") else f"{exc.status}: {exc.body}"
     return f"forged action admitted (dry run): {created['metadata'].get('name')}"
@@ -203,11 +230,16 @@ def people(installed: Lab) -> Iterator[dict[str, str]]:
     users = {"viewer": f"vera-{suffix}", "responder": f"rick-{suffix}"}
     rbac = client.RbacAuthorizationV1Api(installed.api_client(installed.home_context))
     for role, user in users.items():
-        rbac.create_namespaced_role_binding(NS, {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": f"{user}-{role}"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"rollout-{role}"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+        rbac.create_namespaced_role_binding(
+            NS,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": f"{user}-{role}"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"rollout-{role}"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            },
+        )
     yield users
     for role, user in users.items():
         with contextlib.suppress(ApiException):
@@ -219,15 +251,23 @@ def people(installed: Lab) -> Iterator[dict[str, str]]:
 
 def test_kustomize_builds_offline_with_everything_the_install_needs(built: list[dict[str, Any]]) -> None:
     kinds = {(d["kind"], d["metadata"]["name"]) for d in built}
-    for expected in [("Namespace", NS), ("ServiceAccount", "rollout-controller"), ("Role", "rollout-controller"),
-                     ("RoleBinding", "rollout-controller"), ("ClusterRole", "rollout-viewer"),
-                     ("ClusterRole", "rollout-responder"), ("ValidatingAdmissionPolicy", POLICY),
-                     ("ValidatingAdmissionPolicyBinding", POLICY), ("Deployment", "rollout-controller"),
-                     ("PodDisruptionBudget", "rollout-controller"), ("NetworkPolicy", "rollout-controller"),
-                     ("Service", "rollout-controller-metrics"),
-                     ("CustomResourceDefinition", "releases.rollout.dev"),
-                     ("CustomResourceDefinition", "releaseactions.rollout.dev"),
-                     ("CustomResourceDefinition", "rolloutsources.rollout.dev")]:
+    for expected in [
+        ("Namespace", NS),
+        ("ServiceAccount", "rollout-controller"),
+        ("Role", "rollout-controller"),
+        ("RoleBinding", "rollout-controller"),
+        ("ClusterRole", "rollout-viewer"),
+        ("ClusterRole", "rollout-responder"),
+        ("ValidatingAdmissionPolicy", POLICY),
+        ("ValidatingAdmissionPolicyBinding", POLICY),
+        ("Deployment", "rollout-controller"),
+        ("PodDisruptionBudget", "rollout-controller"),
+        ("NetworkPolicy", "rollout-controller"),
+        ("Service", "rollout-controller-metrics"),
+        ("CustomResourceDefinition", "releases.rollout.dev"),
+        ("CustomResourceDefinition", "releaseactions.rollout.dev"),
+        ("CustomResourceDefinition", "rolloutsources.rollout.dev"),
+    ]:
         assert expected in kinds, f"deploy/ does not build {expected}"
     # Nothing in home may read secrets, and no ClusterRoleBinding hands out cluster-wide rights.
     assert not [d for d in built if d["kind"] == "ClusterRoleBinding"]
@@ -237,8 +277,13 @@ def test_kustomize_builds_offline_with_everything_the_install_needs(built: list[
     assert not [d for d in region if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     grants = kustomize(REGION_GRANTS)
     bindings = [d for d in grants if d["kind"] == "RoleBinding"]
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["catalog", "checkout", "inventory", "reviews",
-                                                                     "search"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == [
+        "catalog",
+        "checkout",
+        "inventory",
+        "reviews",
+        "search",
+    ]
     for binding in bindings:
         assert binding["roleRef"]["kind"] == "ClusterRole" and binding["roleRef"]["name"] == "rollout-region-deployer"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rollout-deployer", "namespace": NS}]
@@ -297,8 +342,11 @@ def test_deployment_is_hardened_and_its_args_are_the_clis(built: list[dict[str, 
     netpol = only(built, "NetworkPolicy")
     assert netpol["spec"]["policyTypes"] == ["Ingress", "Egress"]
     # /metrics and probes on 8080 from monitoring only; the webhook alone on 8081 from the ingress only
-    ingress = {p["port"]: rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-               for rule in netpol["spec"]["ingress"] for p in rule["ports"]}
+    ingress = {
+        p["port"]: rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in netpol["spec"]["ingress"]
+        for p in rule["ports"]
+    }
     assert ingress == {8080: "monitoring", 8081: "ingress-nginx"}
     assert {"name": "webhook", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     assert ctx.params["webhook_port"] == 8081 and "0.0.0.0" not in (ctx.params["http_host"], ctx.params["webhook_host"])
@@ -370,29 +418,48 @@ def deny(verb: str, resource: str, namespace: str | None = NS, name: str | None 
 
 CONTROLLER_MUST_NOT = [
     # no secrets, anywhere
-    deny("get", "/secrets"), deny("list", "/secrets"), deny("watch", "/secrets"), deny("list", "/secrets", None),
+    deny("get", "/secrets"),
+    deny("list", "/secrets"),
+    deny("watch", "/secrets"),
+    deny("list", "/secrets", None),
     deny("get", "/secrets", "kube-system"),
     # no wildcard verbs
-    deny("*", "rollout.dev/releases"), deny("*", "/pods"), deny("*", "*/*", None),
+    deny("*", "rollout.dev/releases"),
+    deny("*", "/pods"),
+    deny("*", "*/*", None),
     # releases: never deleted or edited (the spec is Git's); only their status is written
-    deny("delete", "rollout.dev/releases"), deny("deletecollection", "rollout.dev/releases"),
-    deny("update", "rollout.dev/releases"), deny("patch", "rollout.dev/releases"),
+    deny("delete", "rollout.dev/releases"),
+    deny("deletecollection", "rollout.dev/releases"),
+    deny("update", "rollout.dev/releases"),
+    deny("patch", "rollout.dev/releases"),
     deny("patch", "rollout.dev/releases/status"),
     # actions are the responders' audit record: the controller only writes their status
-    deny("create", "rollout.dev/releaseactions"), deny("update", "rollout.dev/releaseactions"),
-    deny("patch", "rollout.dev/releaseactions"), deny("delete", "rollout.dev/releaseactions"),
+    deny("create", "rollout.dev/releaseactions"),
+    deny("update", "rollout.dev/releaseactions"),
+    deny("patch", "rollout.dev/releaseactions"),
+    deny("delete", "rollout.dev/releaseactions"),
     deny("delete", "rollout.dev/rolloutsources"),
     # other namespaces, cluster-wide, other objects' names
-    deny("list", "rollout.dev/releases", "default"), deny("list", "rollout.dev/releases", None),
+    deny("list", "rollout.dev/releases", "default"),
+    deny("list", "rollout.dev/releases", None),
     deny("update", "coordination.k8s.io/leases", "kube-system"),
     deny("update", "coordination.k8s.io/leases", name="someone-elses-lease"),
-    deny("create", "/events", "default"), deny("patch", "externaldns.k8s.io/dnsendpoints", "default"),
-    deny("list", "externaldns.k8s.io/dnsendpoints", None), deny("delete", "externaldns.k8s.io/dnsendpoints"),
+    deny("create", "/events", "default"),
+    deny("patch", "externaldns.k8s.io/dnsendpoints", "default"),
+    deny("list", "externaldns.k8s.io/dnsendpoints", None),
+    deny("delete", "externaldns.k8s.io/dnsendpoints"),
     # workloads, configuration and escalation in home
-    deny("create", "/pods"), deny("create", "apps/deployments"), deny("patch", "apps/deployments"),
-    deny("get", "/configmaps"), deny("list", "/serviceaccounts"), deny("create", "/serviceaccounts/token"),
-    deny("create", "rbac.authorization.k8s.io/roles"), deny("bind", "rbac.authorization.k8s.io/clusterroles", None),
-    deny("impersonate", "/users", None), deny("create", "/namespaces", None), deny("delete", "/namespaces", None),
+    deny("create", "/pods"),
+    deny("create", "apps/deployments"),
+    deny("patch", "apps/deployments"),
+    deny("get", "/configmaps"),
+    deny("list", "/serviceaccounts"),
+    deny("create", "/serviceaccounts/token"),
+    deny("create", "rbac.authorization.k8s.io/roles"),
+    deny("bind", "rbac.authorization.k8s.io/clusterroles", None),
+    deny("impersonate", "/users", None),
+    deny("create", "/namespaces", None),
+    deny("delete", "/namespaces", None),
     deny("patch", "admissionregistration.k8s.io/validatingadmissionpolicies", None),
     deny("update", "apiextensions.k8s.io/customresourcedefinitions", None),
 ]
@@ -405,10 +472,12 @@ def test_controller_service_account_can_do_exactly_what_the_code_needs(installed
 
 REGION_NEEDS = [
     Check("get", "/namespaces", "checkout", "checkout"),
-    Check("list", "apps/deployments", "checkout"), Check("create", "apps/deployments", "checkout"),
+    Check("list", "apps/deployments", "checkout"),
+    Check("create", "apps/deployments", "checkout"),
     Check("get", "apps/deployments", "checkout", "checkout"),
     Check("patch", "apps/deployments", "checkout", "checkout-canary"),
-    Check("list", "/services", "catalog"), Check("create", "/services", "search"),
+    Check("list", "/services", "catalog"),
+    Check("create", "/services", "search"),
     Check("get", "/services", "checkout", "checkout"),
     Check("patch", "/services", "checkout", "checkout-stable"),
     Check("get", "gateway.networking.k8s.io/httproutes", "checkout", "checkout"),
@@ -417,22 +486,35 @@ REGION_NEEDS = [
     Check("create", "/events", "checkout"),
 ]
 REGION_MUST_NOT = [
-    deny("get", "/secrets", "checkout"), deny("list", "/secrets", None), deny("get", "/secrets", "kube-system"),
-    deny("*", "apps/deployments", "checkout"), deny("delete", "apps/deployments", "checkout"),
-    deny("delete", "/services", "checkout"), deny("delete", "/namespaces", None),
+    deny("get", "/secrets", "checkout"),
+    deny("list", "/secrets", None),
+    deny("get", "/secrets", "kube-system"),
+    deny("*", "apps/deployments", "checkout"),
+    deny("delete", "apps/deployments", "checkout"),
+    deny("delete", "/services", "checkout"),
+    deny("delete", "/namespaces", None),
     deny("delete", "gateway.networking.k8s.io/httproutes", "checkout"),
-    deny("create", "/pods", "checkout"), deny("create", "/pods/exec", "checkout"),
+    deny("create", "/pods", "checkout"),
+    deny("create", "/pods/exec", "checkout"),
     deny("update", "apps/deployments/scale", "checkout"),
     deny("create", "rbac.authorization.k8s.io/rolebindings", "checkout"),
     deny("bind", "rbac.authorization.k8s.io/clusterroles", None),
-    deny("create", "/serviceaccounts/token", "rollout-system"), deny("impersonate", "/users", None),
-    deny("list", "/nodes", None), deny("update", "/namespaces", None), deny("get", "/configmaps", "kube-system"),
+    deny("create", "/serviceaccounts/token", "rollout-system"),
+    deny("impersonate", "/users", None),
+    deny("list", "/nodes", None),
+    deny("update", "/namespaces", None),
+    deny("get", "/configmaps", "kube-system"),
     # bound per granted namespace only: nothing in kube-system, rollout-system or a namespace not granted
-    deny("create", "/namespaces", None), deny("patch", "/namespaces", "checkout", "checkout"),
-    deny("create", "apps/deployments", "kube-system"), deny("patch", "apps/deployments", "kube-system", "coredns"),
-    deny("create", "apps/deployments", NS), deny("create", "/services", "kube-system"),
-    deny("create", "apps/deployments", "not-granted"), deny("list", "apps/deployments", None),
-    deny("get", "/namespaces", "kube-system", "kube-system"), deny("create", "/events", "kube-system"),
+    deny("create", "/namespaces", None),
+    deny("patch", "/namespaces", "checkout", "checkout"),
+    deny("create", "apps/deployments", "kube-system"),
+    deny("patch", "apps/deployments", "kube-system", "coredns"),
+    deny("create", "apps/deployments", NS),
+    deny("create", "/services", "kube-system"),
+    deny("create", "apps/deployments", "not-granted"),
+    deny("list", "apps/deployments", None),
+    deny("get", "/namespaces", "kube-system", "kube-system"),
+    deny("create", "/events", "kube-system"),
 ]
 
 
@@ -447,13 +529,18 @@ def test_viewer_reads_but_cannot_request_an_action(installed: Lab, people: dict[
     viewer = client.CustomObjectsApi(impersonating(installed, installed.home_context, people["viewer"]))
     assert status_of(lambda: viewer.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases")) == 200
     assert status_of(lambda: viewer.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions")) == 200
-    assert status_of(lambda: viewer.create_namespaced_custom_object(
-        GROUP, "v1alpha1", NS, "releaseactions", release_action(people["viewer"], "rollback"))) == 403
+    assert (
+        status_of(
+            lambda: viewer.create_namespaced_custom_object(
+                GROUP, "v1alpha1", NS, "releaseactions", release_action(people["viewer"], "rollback")
+            )
+        )
+        == 403
+    )
     assert status_of(lambda: viewer.list_namespaced_custom_object(GROUP, "v1alpha1", "default", "releases")) == 403
 
 
-def test_responder_requests_actions_but_cannot_edit_releases_or_records(installed: Lab,
-                                                                       people: dict[str, str]) -> None:
+def test_responder_requests_actions_but_cannot_edit_releases_or_records(installed: Lab, people: dict[str, str]) -> None:
     home = installed.home_context
     admin = client.CustomObjectsApi(installed.api_client(home))
     name = f"rbac-test-{uuid.uuid4().hex[:8]}"
@@ -461,23 +548,51 @@ def test_responder_requests_actions_but_cannot_edit_releases_or_records(installe
     user = people["responder"]
     responder = client.CustomObjectsApi(impersonating(installed, home, user))
     try:
-        created = responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions",
-                                                            release_action(user, "rollback"))
+        created = responder.create_namespaced_custom_object(
+            GROUP, "v1alpha1", NS, "releaseactions", release_action(user, "rollback")
+        )
         assert created["spec"]["requestedBy"] == user
         action = created["metadata"]["name"]
         spec_patch = {"spec": {"version": "6.6.6"}}
-        assert status_of(lambda: responder.patch_namespaced_custom_object(
-            GROUP, "v1alpha1", NS, "releases", name, spec_patch)) == 403
-        assert status_of(lambda: responder.replace_namespaced_custom_object(
-            GROUP, "v1alpha1", NS, "releases", name, a_release(name))) == 403
-        assert status_of(lambda: responder.patch_namespaced_custom_object_status(
-            GROUP, "v1alpha1", NS, "releases", name, {"status": {"phase": "Succeeded"}})) == 403
-        assert status_of(lambda: responder.delete_namespaced_custom_object(
-            GROUP, "v1alpha1", NS, "releases", name)) == 403
-        assert status_of(lambda: responder.patch_namespaced_custom_object_status(
-            GROUP, "v1alpha1", NS, "releaseactions", action, {"status": {"state": "Done"}})) == 403
-        assert status_of(lambda: responder.delete_namespaced_custom_object(
-            GROUP, "v1alpha1", NS, "releaseactions", action)) == 403
+        assert (
+            status_of(
+                lambda: responder.patch_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases", name, spec_patch)
+            )
+            == 403
+        )
+        assert (
+            status_of(
+                lambda: responder.replace_namespaced_custom_object(
+                    GROUP, "v1alpha1", NS, "releases", name, a_release(name)
+                )
+            )
+            == 403
+        )
+        assert (
+            status_of(
+                lambda: responder.patch_namespaced_custom_object_status(
+                    GROUP, "v1alpha1", NS, "releases", name, {"status": {"phase": "Succeeded"}}
+                )
+            )
+            == 403
+        )
+        assert (
+            status_of(lambda: responder.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases", name)) == 403
+        )
+        assert (
+            status_of(
+                lambda: responder.patch_namespaced_custom_object_status(
+                    GROUP, "v1alpha1", NS, "releaseactions", action, {"status": {"state": "Done"}}
+                )
+            )
+            == 403
+        )
+        assert (
+            status_of(
+                lambda: responder.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", action)
+            )
+            == 403
+        )
         apps = client.AppsV1Api(impersonating(installed, home, user))
         assert status_of(lambda: apps.list_namespaced_deployment(NS)) == 403
         # the Release is untouched
@@ -492,13 +607,11 @@ def test_admission_policy_rejects_a_forged_requester(installed: Lab, people: dic
     responder = client.CustomObjectsApi(impersonating(installed, home, user))
     for forged in ("someone-else", "", None):
         with pytest.raises(ApiException) as denied:
-            responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions",
-                                                      release_action(forged))
+            responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", release_action(forged))
         assert denied.value.status == 422
         message = json.loads(denied.value.body)["message"]
         assert POLICY in message and f'must be the requesting user "{user}"' in message, message
-    truthful = responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions",
-                                                         release_action(user))
+    truthful = responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", release_action(user))
     assert truthful["spec"]["requestedBy"] == user
     # Not even a cluster admin (system:masters) can write someone else's name into the record.
     admin = client.CustomObjectsApi(installed.api_client(home))
@@ -507,8 +620,14 @@ def test_admission_policy_rejects_a_forged_requester(installed: Lab, people: dic
     assert denied.value.status == 422 and POLICY in denied.value.body
     # and the record cannot be rewritten afterwards (spec is immutable in the CRD)
     with pytest.raises(ApiException) as immutable:
-        admin.patch_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", truthful["metadata"]["name"],
-                                             {"spec": {"requestedBy": "lab-admin"}})
+        admin.patch_namespaced_custom_object(
+            GROUP,
+            "v1alpha1",
+            NS,
+            "releaseactions",
+            truthful["metadata"]["name"],
+            {"spec": {"requestedBy": "lab-admin"}},
+        )
     assert immutable.value.status == 422 and "an action is a record" in immutable.value.body
 
 
@@ -519,10 +638,14 @@ def token_kubeconfig(lab: Lab, path: Path, tokens: dict[str, str]) -> Path:
     """A kubeconfig with the lab's servers and CA, one context per cluster, each with a bearer token."""
     admin = yaml.safe_load(lab.kubeconfig.read_text())
     clusters = [c for c in admin["clusters"] if c["name"] in tokens]
-    doc = {"apiVersion": "v1", "kind": "Config", "clusters": clusters,
-           "users": [{"name": f"{ctx}-sa", "user": {"token": tok}} for ctx, tok in tokens.items()],
-           "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": f"{ctx}-sa"}} for ctx in tokens],
-           "current-context": lab.home_context}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": clusters,
+        "users": [{"name": f"{ctx}-sa", "user": {"token": tok}} for ctx, tok in tokens.items()],
+        "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": f"{ctx}-sa"}} for ctx in tokens],
+        "current-context": lab.home_context,
+    }
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o600)
     return path
@@ -549,30 +672,48 @@ def _shipped_policy(built: list[dict[str, Any]], tmp_path: Path) -> Path:
 
 
 def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens(
-        installed: Lab, built: list[dict[str, Any]], git_server_factory: Callable[..., GitServer],
-        people: dict[str, str], tmp_path: Path) -> None:
+    installed: Lab,
+    built: list[dict[str, Any]],
+    git_server_factory: Callable[..., GitServer],
+    people: dict[str, str],
+    tmp_path: Path,
+) -> None:
     lab = installed
     home = lab.home_context
     git = git_server_factory()
-    tokens = {home: lab.kubectl(home, "-n", NS, "create", "token", "rollout-controller",
-                                "--duration=1h").stdout.strip()}
+    tokens = {
+        home: lab.kubectl(home, "-n", NS, "create", "token", "rollout-controller", "--duration=1h").stdout.strip()
+    }
     for context in lab.region_contexts.values():
-        tokens[context] = lab.kubectl(context, "-n", NS, "create", "token", "rollout-deployer",
-                                      "--duration=1h").stdout.strip()
+        tokens[context] = lab.kubectl(
+            context, "-n", NS, "create", "token", "rollout-deployer", "--duration=1h"
+        ).stdout.strip()
     kubeconfig = token_kubeconfig(lab, tmp_path / "sa.kubeconfig", tokens)
     admin_api = lab.api_client(home)
     custom = client.CustomObjectsApi(admin_api)
-    before = {r["metadata"]["name"] for r in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS,
-                                                                                  "releases")["items"]}
-    region_ns_before = {ctx: {n.metadata.name for n in client.CoreV1Api(lab.api_client(ctx)).list_namespace().items}
-                        for ctx in lab.region_contexts.values()}
+    before = {
+        r["metadata"]["name"] for r in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases")["items"]
+    }
+    region_ns_before = {
+        ctx: {n.metadata.name for n in client.CoreV1Api(lab.api_client(ctx)).list_namespace().items}
+        for ctx in lab.region_contexts.values()
+    }
     proc = ControllerProcess(kubeconfig, home, git.url, tmp_path / "controller", identity="rbac-e2e")
-    proc.extra_args = manifest_args(built, {
-        "--repo": git.url, "--prometheus-url": None, "--cache-dir": str(tmp_path / "controller" / "cache"),
-        "--http-host": "127.0.0.1", "--http-port": str(proc.http_port), "--identity": proc.identity,
-        "--webhook-host": "127.0.0.1", "--webhook-port": None,  # the lab process: one loopback listener
-        "--regions-kubeconfig": str(kubeconfig),  # the Secret's mount path, here a local file
-        "--policy": str(_shipped_policy(built, tmp_path))})  # the ConfigMap's mount, here a local file
+    proc.extra_args = manifest_args(
+        built,
+        {
+            "--repo": git.url,
+            "--prometheus-url": None,
+            "--cache-dir": str(tmp_path / "controller" / "cache"),
+            "--http-host": "127.0.0.1",
+            "--http-port": str(proc.http_port),
+            "--identity": proc.identity,
+            "--webhook-host": "127.0.0.1",
+            "--webhook-port": None,  # the lab process: one loopback listener
+            "--regions-kubeconfig": str(kubeconfig),  # the Secret's mount path, here a local file
+            "--policy": str(_shipped_policy(built, tmp_path)),
+        },
+    )  # the ConfigMap's mount, here a local file
     assert "--ref=main" in proc.extra_args and "--lease-seconds=15" in proc.extra_args
     proc.start()
     try:
@@ -619,23 +760,30 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
         # rights only: pause (releases/status, releaseactions/status), drain (DNSEndpoints).
         user = people["responder"]
         responder = client.CustomObjectsApi(impersonating(lab, home, user))
-        pause = responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions",
-                                                          release_action(user, "pause", "checkout"))
+        pause = responder.create_namespaced_custom_object(
+            GROUP, "v1alpha1", NS, "releaseactions", release_action(user, "pause", "checkout")
+        )
         drain = release_action(user, "drain", "checkout")
         drain["spec"]["region"] = "eu-canary"
         drain = responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", drain)
 
         def handled(name: str) -> Callable[[], str | None]:
             def problem() -> str | None:
-                state = (custom.get_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", name)
-                         .get("status") or {}).get("state")
+                state = (
+                    custom.get_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", name).get("status")
+                    or {}
+                ).get("state")
                 return None if state == "Done" else f"{name}: state {state}"
+
             return problem
 
         wait_until(handled(pause["metadata"]["name"]), 60, "pause carried out")
         wait_until(handled(drain["metadata"]["name"]), 60, "drain carried out")
-        checkout = [r for r in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases")["items"]
-                    if r["spec"]["app"] == "checkout" and r["spec"]["commit"] == head]
+        checkout = [
+            r
+            for r in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases")["items"]
+            if r["spec"]["app"] == "checkout" and r["spec"]["commit"] == head
+        ]
         audit = [a for r in checkout for a in (r.get("status") or {}).get("audit") or []]
         assert any(a["action"] == "pause" and a.get("by") == user for a in audit), audit
         record = custom.get_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NS, "dnsendpoints", "checkout")
@@ -643,7 +791,7 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
         assert weights["eu-canary"] == "0", weights
         exported = proc.metrics()
         assert exported.count("rollout_leader 1.0") == 1
-        calls = re.findall(r'rollout_api_calls_total\{([^}]*)\} ([0-9.e+]+)', exported)
+        calls = re.findall(r"rollout_api_calls_total\{([^}]*)\} ([0-9.e+]+)", exported)
         assert calls, "no API calls counted"
         refused = [labels for labels, _ in calls if re.search(r'code="40[13]"', labels)]
         assert not refused, f"API calls refused: {refused}"
@@ -664,8 +812,10 @@ def _cleanup_controller_state(lab: Lab, releases_before: set[str], region_ns_bef
         for release in custom.list_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases")["items"]:
             if release["metadata"]["name"] not in releases_before:
                 custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "releases", release["metadata"]["name"])
-    for call in (lambda: custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "rolloutsources", "default"),
-                 lambda: client.CoordinationV1Api(api).delete_namespaced_lease("rollout-controller", NS)):
+    for call in (
+        lambda: custom.delete_namespaced_custom_object(GROUP, "v1alpha1", NS, "rolloutsources", "default"),
+        lambda: client.CoordinationV1Api(api).delete_namespaced_lease("rollout-controller", NS),
+    ):
         with contextlib.suppress(ApiException):
             call()
     for app in ("checkout", "catalog", "search"):

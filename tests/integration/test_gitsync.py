@@ -75,9 +75,7 @@ def test_clone_and_fetch_from_the_served_remote(fresh_git_server: GitServer, tmp
     assert values["version"] == "2.8.0" and values["image"]["tag"] == "2.8.0"
 
 
-def test_last_good_survives_a_new_mirror_on_the_same_cache(
-    fresh_git_server: GitServer, tmp_path: Path
-) -> None:
+def test_last_good_survives_a_new_mirror_on_the_same_cache(fresh_git_server: GitServer, tmp_path: Path) -> None:
     synced = mirror_of(fresh_git_server.url, tmp_path).sync()
     assert mirror_of(fresh_git_server.url, tmp_path).last_good == synced.commit
 
@@ -131,13 +129,9 @@ def test_changed_apps_between_commits(fresh_git_server: GitServer, tmp_path: Pat
     assert mirror.changed_apps(seed, "main") == EXAMPLE_APPS  # refs are resolved too
 
 
-def test_concurrent_reads_at_different_commits_while_syncing(
-    fresh_git_server: GitServer, tmp_path: Path
-) -> None:
+def test_concurrent_reads_at_different_commits_while_syncing(fresh_git_server: GitServer, tmp_path: Path) -> None:
     server = fresh_git_server
-    commits = {
-        server.commit_files({"apps/catalog/marker.txt": f"rev {i}\n"}, f"marker {i}"): i for i in range(6)
-    }
+    commits = {server.commit_files({"apps/catalog/marker.txt": f"rev {i}\n"}, f"marker {i}"): i for i in range(6)}
     mirror = mirror_of(server.url, tmp_path)
     mirror.sync()
     errors: list[BaseException] = []
@@ -172,9 +166,7 @@ def test_concurrent_reads_at_different_commits_while_syncing(
     assert not any(t.is_alive() for t in [*readers, sync_thread])
 
 
-def test_force_push_is_detected_and_old_commits_stay_readable(
-    fresh_git_server: GitServer, tmp_path: Path
-) -> None:
+def test_force_push_is_detected_and_old_commits_stay_readable(fresh_git_server: GitServer, tmp_path: Path) -> None:
     server = fresh_git_server
     doomed = server.commit_files({"apps/catalog/values.yaml": "version: 6.6.6\n"}, "bad release")
     mirror = mirror_of(server.url, tmp_path)
@@ -218,9 +210,7 @@ def test_missing_repository_is_a_permanent_error(fresh_git_server: GitServer, tm
     assert not caught.value.temporary
 
 
-def test_missing_branch_is_a_permanent_error_and_keeps_nothing(
-    fresh_git_server: GitServer, tmp_path: Path
-) -> None:
+def test_missing_branch_is_a_permanent_error_and_keeps_nothing(fresh_git_server: GitServer, tmp_path: Path) -> None:
     mirror = mirror_of(fresh_git_server.url, tmp_path, ref="release/9")
     with pytest.raises(RevisionNotFound, match="release/9"):
         mirror.sync()
@@ -310,9 +300,7 @@ def test_checkout_preserves_symlinks_and_refuses_to_read_them(
         mirror.checkout(commit, tree)
 
 
-def test_two_checkouts_of_different_commits_are_independent(
-    fresh_git_server: GitServer, tmp_path: Path
-) -> None:
+def test_two_checkouts_of_different_commits_are_independent(fresh_git_server: GitServer, tmp_path: Path) -> None:
     old = fresh_git_server.head()
     new = fresh_git_server.commit_files({"apps/catalog/values.yaml": None}, "remove catalog values")
     mirror = mirror_of(fresh_git_server.url, tmp_path)

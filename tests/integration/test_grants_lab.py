@@ -49,11 +49,18 @@ class Region:
 def deployer_kubeconfig(lab: Any, context: str, token: str, path: Path) -> Path:
     admin = yaml.safe_load(lab.kubeconfig.read_text())
     clusters = [c for c in admin["clusters"] if c["name"] == context]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": clusters,
-        "users": [{"name": "deployer", "user": {"token": token}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": "deployer"}}],
-        "current-context": context}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": clusters,
+                "users": [{"name": "deployer", "user": {"token": token}}],
+                "contexts": [{"name": context, "context": {"cluster": context, "user": "deployer"}}],
+                "current-context": context,
+            }
+        )
+    )
     path.chmod(0o600)
     return path
 
@@ -87,23 +94,39 @@ def region(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regio
 
 def deployment(name: str, namespace: str, app: str = "intruder") -> dict[str, Any]:
     labels = {LABEL_NAME: app}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace,
-                                                                        "labels": labels},
-            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": "registry.lab/c:1.0"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "registry.lab/c:1.0"}]},
+            },
+        },
+    }
 
 
 def service(name: str, namespace: str, app: str, port: int = 80) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_NAME: app}},
-            "spec": {"selector": {LABEL_NAME: app}, "ports": [{"port": port, "targetPort": 8080}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_NAME: app}},
+        "spec": {"selector": {LABEL_NAME: app}, "ports": [{"port": port, "targetPort": 8080}]},
+    }
 
 
 def rollout_of(app: str, namespace: str) -> RegionRollout:
     identity = ReleaseIdentity("0" * 40, "1.0.0")
-    return RegionRollout(app=app, namespace=namespace, region="lab", strategy=RollingStrategy(),
-                         release=Rendered(app, "lab", identity, ()))
+    return RegionRollout(
+        app=app,
+        namespace=namespace,
+        region="lab",
+        strategy=RollingStrategy(),
+        release=Rendered(app, "lab", identity, ()),
+    )
 
 
 def core_admin(region: Region) -> Any:
@@ -131,15 +154,30 @@ def test_deployer_writes_in_its_granted_namespace_and_gets_403_everywhere_else(r
             region.deployer.apply(deployment("escalate", namespace))
         assert refused.value.status == 403 and refused.value.reason == "Forbidden", str(refused.value)
         # and the raw API, as the same identity
-        assert forbidden(lambda ns=namespace: apps_deployer.create_namespaced_deployment(  # type: ignore[misc]
-            ns, deployment("escalate", ns))) == 403
+        assert (
+            forbidden(
+                lambda ns=namespace: apps_deployer.create_namespaced_deployment(  # type: ignore[misc]
+                    ns, deployment("escalate", ns)
+                )
+            )
+            == 403
+        )
         assert forbidden(lambda ns=namespace: apps_deployer.list_namespaced_deployment(ns)) == 403  # type: ignore[misc]
-        assert [d.metadata.name for d in apps_admin.list_namespaced_deployment(namespace).items
-                if d.metadata.name == "escalate"] == []
+        assert [
+            d.metadata.name
+            for d in apps_admin.list_namespaced_deployment(namespace).items
+            if d.metadata.name == "escalate"
+        ] == []
     # no namespaces of its own making either (the deployer's namespaces are granted, not created)
     core_deployer = client.CoreV1Api(region.deployer_api)
-    assert forbidden(lambda: core_deployer.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=f"mine-{uuid.uuid4().hex[:6]}")))) == 403
+    assert (
+        forbidden(
+            lambda: core_deployer.create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=f"mine-{uuid.uuid4().hex[:6]}"))
+            )
+        )
+        == 403
+    )
     labels = core_admin(region).read_namespace(region.granted).metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
 
@@ -154,8 +192,9 @@ def test_app_b_cannot_take_over_app_a_service_and_nothing_of_b_is_applied(region
 
     writes = region.deployer.writes
     with pytest.raises(PermanentError) as refused:
-        region.deployer.execute(b, [Apply((service("b-own", ns, "app-b"), service("shared", ns, "app-b", 9090)),
-                                          "release")])
+        region.deployer.execute(
+            b, [Apply((service("b-own", ns, "app-b"), service("shared", ns, "app-b", 9090)), "release")]
+        )
     assert refused.value.reason == OWNED_BY_ANOTHER_APP
     message = str(refused.value)
     assert "belongs to app 'app-a'" in message and "app 'app-b' may not change or delete it" in message, message

@@ -54,7 +54,8 @@ class Events:
 
 
 def test_a_bomb_commit_is_rejected_while_the_running_release_keeps_rendering(
-        git_server_factory: GitServerFactory, tmp_path: Path) -> None:
+    git_server_factory: GitServerFactory, tmp_path: Path
+) -> None:
     seed = tmp_path / "seed"
     shutil.copytree(EXAMPLE / "regions", seed / "regions")
     for app in ("checkout", "search"):  # Jinja apps: no Helm or Kustomize binaries needed

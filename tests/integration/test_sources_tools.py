@@ -26,9 +26,13 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 COMMIT = "5e1f0c2d9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d"
-CANARY_ONLY = {"app": "web", "owner": {"team": "t", "contact": "c"}, "playbook": "https://runbooks.example.com/w",
-               "strategy": {"rolling": {}},
-               "waves": [{"name": "canary", "regions": ["eu-canary"], "smokeWindow": "1m"}]}
+CANARY_ONLY = {
+    "app": "web",
+    "owner": {"team": "t", "contact": "c"},
+    "playbook": "https://runbooks.example.com/w",
+    "strategy": {"rolling": {}},
+    "waves": [{"name": "canary", "regions": ["eu-canary"], "smokeWindow": "1m"}],
+}
 DEPLOYMENT = """apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
@@ -43,8 +47,9 @@ spec:
 @pytest.fixture(scope="module", autouse=True)
 def pinned_tools() -> None:
     """The pinned binaries, built (or found cached) the way deploy/setup.sh does."""
-    build = subprocess.run(["bash", str(REPO / "deploy" / "tools" / "build.sh")], capture_output=True, text=True,
-                           timeout=3600, check=False)
+    build = subprocess.run(
+        ["bash", str(REPO / "deploy" / "tools" / "build.sh")], capture_output=True, text=True, timeout=3600, check=False
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     assert tools.reported_version("helm") == tools.HELM_VERSION
     assert tools.reported_version("kustomize") == tools.KUSTOMIZE_VERSION
@@ -71,11 +76,18 @@ def test_the_helm_example_differs_per_region_and_carries_the_identity(shop: obje
     east, west = (render(shop, "reviews", region, identity) for region in ("ap-east", "eu-west"))  # type: ignore[arg-type]
     assert (deployment(east)["spec"]["replicas"], deployment(west)["spec"]["replicas"]) == (3, 2)
     assert (env(deployment(east))["RATING_SCALE"], env(deployment(west))["RATING_SCALE"]) == ("10", "5")
-    assert deployment(west)["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        "registry.eu.example.com/shop/reviews:2.1.0"
-    labels = {"app.kubernetes.io/name": "reviews", "app.kubernetes.io/version": "2.1.0",
-              "app.kubernetes.io/managed-by": "regional-rollout", "rollout.dev/track": "canary",
-              "rollout.dev/release": COMMIT[:12], "rollout.dev/region": "eu-west"}
+    assert (
+        deployment(west)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "registry.eu.example.com/shop/reviews:2.1.0"
+    )
+    labels = {
+        "app.kubernetes.io/name": "reviews",
+        "app.kubernetes.io/version": "2.1.0",
+        "app.kubernetes.io/managed-by": "regional-rollout",
+        "rollout.dev/track": "canary",
+        "rollout.dev/release": COMMIT[:12],
+        "rollout.dev/region": "eu-west",
+    }
     assert sorted(o["kind"] for o in west.objects) == ["Deployment", "Service"]
     for obj in west.objects:
         assert labels.items() <= obj["metadata"]["labels"].items()
@@ -90,10 +102,14 @@ def test_the_helm_example_differs_per_region_and_carries_the_identity(shop: obje
 def test_the_kustomize_example_differs_per_region_and_carries_the_identity(shop: object) -> None:
     identity = ReleaseIdentity(COMMIT, "1.8.0")
     us, eu = (render(shop, "inventory", region, identity) for region in ("us-east", "eu-west"))  # type: ignore[arg-type]
-    assert (env(deployment(us))["STOCK_SOURCE"], env(deployment(eu))["STOCK_SOURCE"]) == ("us-warehouse",
-                                                                                           "eu-warehouse")
-    assert deployment(eu)["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        "registry.eu.example.com/shop/inventory:1.8.0"
+    assert (env(deployment(us))["STOCK_SOURCE"], env(deployment(eu))["STOCK_SOURCE"]) == (
+        "us-warehouse",
+        "eu-warehouse",
+    )
+    assert (
+        deployment(eu)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "registry.eu.example.com/shop/inventory:1.8.0"
+    )
     assert deployment(eu)["spec"]["replicas"] == 2  # the region's replicas param, by the region patch
     for obj in eu.objects:
         assert obj["metadata"]["labels"]["rollout.dev/region"] == "eu-west"
@@ -123,7 +139,8 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     shutil.copy(EXAMPLE / "regions" / "eu-canary.yaml", tmp_path / "regions")
     (tmp_path / "apps" / "web").mkdir(parents=True)
     (tmp_path / "apps" / "web" / "values.yaml").write_text(
-        "version: 1.0.0\nimage: {repository: shop/web, tag: '1.0.0'}\n")
+        "version: 1.0.0\nimage: {repository: shop/web, tag: '1.0.0'}\n"
+    )
     yield tmp_path
 
 
@@ -135,16 +152,20 @@ def write(root: Path, files: dict[str, str]) -> None:
 
 
 def helm_app(root: Path, templates: dict[str, str], chart_extra: str = "", values: str = "{}\n") -> None:
-    write(root, {"rollout.yaml": yaml.safe_dump({**CANARY_ONLY, "source": {"helm": {"chart": "chart"}}}),
-                 "chart/Chart.yaml": f"apiVersion: v2\nname: web\nversion: 0.1.0\n{chart_extra}",
-                 "chart/values.yaml": values,
-                 **{f"chart/templates/{name}": text for name, text in templates.items()}})
+    write(
+        root,
+        {
+            "rollout.yaml": yaml.safe_dump({**CANARY_ONLY, "source": {"helm": {"chart": "chart"}}}),
+            "chart/Chart.yaml": f"apiVersion: v2\nname: web\nversion: 0.1.0\n{chart_extra}",
+            "chart/values.yaml": values,
+            **{f"chart/templates/{name}": text for name, text in templates.items()},
+        },
+    )
 
 
 def kustomize_app(root: Path, files: dict[str, str]) -> None:
     source = {"kustomize": {"path": "overlays/{region}"}}
-    write(root, {"rollout.yaml": yaml.safe_dump({**CANARY_ONLY, "source": source}),
-                 **files})
+    write(root, {"rollout.yaml": yaml.safe_dump({**CANARY_ONLY, "source": source}), **files})
 
 
 def issues_of(root: Path) -> list[Issue]:
@@ -154,8 +175,12 @@ def issues_of(root: Path) -> list[Issue]:
 
 
 def test_a_kustomize_remote_base_is_refused(repo: Path) -> None:
-    kustomize_app(repo, {"overlays/eu-canary/kustomization.yaml":
-                         "resources:\n  - https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.8.2\n"})
+    kustomize_app(
+        repo,
+        {
+            "overlays/eu-canary/kustomization.yaml": "resources:\n  - https://github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.8.2\n"
+        },
+    )
     [issue] = issues_of(repo)
     assert (issue.file, issue.field) == ("apps/web/overlays/eu-canary/kustomization.yaml", "resources[0]")
     assert "is a remote base or resource; the controller renders without network" in issue.problem
@@ -180,21 +205,33 @@ def test_an_overlay_escaping_the_app_folder_through_a_symlink_is_refused(repo: P
 
 
 def test_a_kustomize_error_points_at_the_kustomization(repo: Path) -> None:
-    kustomize_app(repo, {"overlays/eu-canary/kustomization.yaml": "resources: [deployment.yaml]\n",
-                         "overlays/eu-canary/deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\nspec: {}\n"})
+    kustomize_app(
+        repo,
+        {
+            "overlays/eu-canary/kustomization.yaml": "resources: [deployment.yaml]\n",
+            "overlays/eu-canary/deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\nspec: {}\n",
+        },
+    )
     [issue] = issues_of(repo)
     assert issue.file == "apps/web/overlays/eu-canary/kustomization.yaml"
     assert "kustomize build failed" in issue.problem and "/tmp/" not in issue.problem
 
 
 def test_an_unpinned_image_in_a_kustomize_base_points_at_the_base_file(repo: Path) -> None:
-    write(repo, {"rollout.yaml": yaml.safe_dump({**CANARY_ONLY, "source": {"kustomize": {"regionPatch": False}}}),
-                 "base/kustomization.yaml": "resources: [deployment.yaml]\n",
-                 "base/deployment.yaml": DEPLOYMENT.replace("IMAGE", "shop/web"),
-                 "overlays/eu-canary/kustomization.yaml": "resources: [../../base]\n"})
+    write(
+        repo,
+        {
+            "rollout.yaml": yaml.safe_dump({**CANARY_ONLY, "source": {"kustomize": {"regionPatch": False}}}),
+            "base/kustomization.yaml": "resources: [deployment.yaml]\n",
+            "base/deployment.yaml": DEPLOYMENT.replace("IMAGE", "shop/web"),
+            "overlays/eu-canary/kustomization.yaml": "resources: [../../base]\n",
+        },
+    )
     [issue] = issues_of(repo)
-    assert (issue.file, issue.field) == ("apps/web/base/deployment.yaml",
-                                         "document[0].spec.template.spec.containers[0].image")
+    assert (issue.file, issue.field) == (
+        "apps/web/base/deployment.yaml",
+        "document[0].spec.template.spec.containers[0].image",
+    )
     assert "'shop/web' has no tag or digest" in issue.problem
 
 
@@ -206,8 +243,13 @@ def test_a_helm_dependency_not_vendored_is_refused(repo: Path) -> None:
 
 
 def test_a_chart_using_lookup_is_refused(repo: Path) -> None:
-    helm_app(repo, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
-                               "data: {n: {{ len (lookup \"v1\" \"Namespace\" \"\" \"\") | quote }}}\n"})
+    helm_app(
+        repo,
+        {
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+            'data: {n: {{ len (lookup "v1" "Namespace" "" "") | quote }}}\n'
+        },
+    )
     [issue] = issues_of(repo)
     assert (issue.file, issue.field) == ("apps/web/chart/templates/cm.yaml", "line 4")
     assert "calls lookup" in issue.problem
@@ -222,8 +264,13 @@ def test_a_template_that_loops_for_ever_is_stopped_at_the_time_limit(repo: Path)
 
 
 def test_a_chart_rendering_50_mb_is_stopped_at_the_output_limit(repo: Path) -> None:
-    helm_app(repo, {"big.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\n"
-                                "data: {blob: {{ repeat 52428800 \"x\" | quote }}}\n"})
+    helm_app(
+        repo,
+        {
+            "big.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\n"
+            'data: {blob: {{ repeat 52428800 "x" | quote }}}\n'
+        },
+    )
     with tools.limits(wall_seconds=60.0):
         [issue] = issues_of(repo)
     assert "helm exceeded its output limit of 16 MiB" in issue.problem
@@ -231,17 +278,23 @@ def test_a_chart_rendering_50_mb_is_stopped_at_the_output_limit(repo: Path) -> N
 
 def test_an_unpinned_image_from_a_chart_default_values_is_refused(repo: Path) -> None:
     image = '"{{ .Values.image.repository }}:{{ .Values.image.tag }}"'
-    helm_app(repo, {"deployment.yaml": DEPLOYMENT.replace("IMAGE", image)},
-             values="image: {repository: nginx, tag: latest}\n")
+    helm_app(
+        repo,
+        {"deployment.yaml": DEPLOYMENT.replace("IMAGE", image)},
+        values="image: {repository: nginx, tag: latest}\n",
+    )
     [issue] = issues_of(repo)
-    assert (issue.file, issue.field) == ("apps/web/chart/templates/deployment.yaml",
-                                         "document[0].spec.template.spec.containers[0].image")
+    assert (issue.file, issue.field) == (
+        "apps/web/chart/templates/deployment.yaml",
+        "document[0].spec.template.spec.containers[0].image",
+    )
     assert "'nginx:latest' uses the moving tag 'latest'" in issue.problem
 
 
 def test_a_helm_template_error_points_at_the_chart_file_and_line(repo: Path) -> None:
-    helm_app(repo, {"deployment.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
-                                       "  name: {{ .Values.missing.name }}\n"})
+    helm_app(
+        repo, {"deployment.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.missing.name }}\n"}
+    )
     [issue] = issues_of(repo)
     assert (issue.file, issue.field) == ("apps/web/chart/templates/deployment.yaml", "line 4")
     assert "nil pointer" in issue.problem
@@ -250,8 +303,13 @@ def test_a_helm_template_error_points_at_the_chart_file_and_line(repo: Path) -> 
 def test_the_tools_have_no_cluster_and_no_network(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Even past the checks: the Capabilities are the built-in defaults, no kubeconfig is read."""
     monkeypatch.setenv("KUBECONFIG", str(repo / "kubeconfig-that-would-leak"))
-    helm_app(repo, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
-                               "data: {kube: {{ .Capabilities.KubeVersion.Version | quote }}}\n"})
+    helm_app(
+        repo,
+        {
+            "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+            "data: {kube: {{ .Capabilities.KubeVersion.Version | quote }}}\n"
+        },
+    )
     rendered = render(load_repository(repo), "web", "eu-canary", ReleaseIdentity(COMMIT, "1.0.0"))
     assert rendered.objects[0]["data"]["kube"].startswith("v1.")
 

@@ -54,8 +54,7 @@ def test_redact_url(url: str, expected: str) -> None:
 def test_redact_text_removes_userinfo_and_every_form_of_the_secret() -> None:
     basic = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
     text = (
-        f"fatal: unable to access 'https://bot:{TOKEN}@h/r.git/': 403\n"
-        f"header Authorization: Basic {basic}\nraw {TOKEN}"
+        f"fatal: unable to access 'https://bot:{TOKEN}@h/r.git/': 403\nheader Authorization: Basic {basic}\nraw {TOKEN}"
     )
     out = redact_text(text, Credentials(token=Secret(TOKEN)).secrets())
     assert TOKEN not in out
@@ -156,9 +155,7 @@ def test_apps_for_paths_with_more_global_prefixes() -> None:
 
 def test_git_env_carries_token_only_as_header_and_isolates_config() -> None:
     env = git_env(Credentials(token=Secret(TOKEN)), timeout=7)
-    config = {
-        env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))
-    }
+    config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))}
     header = config["http.extraHeader"]
     assert header.startswith("Authorization: Basic ")
     assert base64.b64decode(header.split()[-1]).decode() == f"x-access-token:{TOKEN}"

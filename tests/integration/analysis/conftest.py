@@ -16,8 +16,13 @@ from tests.integration.analysis.helpers import APP, APP_RPS, REGION, AnalysisLab
 @pytest.fixture(scope="session")
 def analysis_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnalysisLab]:
     state = tmp_path_factory.mktemp("analysis-lab")
-    config = SimulatorConfig(regions=[RegionSpec(REGION, REGION, 1.0)], apps=[AppSpec(APP, rate_rps=APP_RPS)],
-                             source="static", static={}, seed=11)
+    config = SimulatorConfig(
+        regions=[RegionSpec(REGION, REGION, 1.0)],
+        apps=[AppSpec(APP, rate_rps=APP_RPS)],
+        source="static",
+        static={},
+        seed=11,
+    )
     sim = simulator_process.start(config, state)
     try:
         handle = start_prometheus(state, sim.target)

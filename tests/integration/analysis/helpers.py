@@ -51,19 +51,33 @@ class AnalysisLab:
         return Target(app=APP, region=REGION, release="0123456789ab", version=version, stable_version=STABLE)
 
     def route(self, version: str, weight: int) -> None:
-        self.client.set_static({"regions": {REGION: {APP: [
-            {"version": STABLE, "track": "stable", "weight": 100 - weight},
-            {"version": version, "track": "canary", "weight": weight},
-        ]}}})
+        self.client.set_static(
+            {
+                "regions": {
+                    REGION: {
+                        APP: [
+                            {"version": STABLE, "track": "stable", "weight": 100 - weight},
+                            {"version": version, "track": "canary", "weight": weight},
+                        ]
+                    }
+                }
+            }
+        )
 
     def analyzer(self, target: Target, url: str | None = None, min_requests: int = 50) -> Analyzer:
-        return Analyzer(PrometheusProvider(url or self.prometheus.url, timeout_s=2.0), target,
-                        min_requests=min_requests, window=WINDOW)
+        return Analyzer(
+            PrometheusProvider(url or self.prometheus.url, timeout_s=2.0),
+            target,
+            min_requests=min_requests,
+            window=WINDOW,
+        )
 
     def wait_for_canary_data(self, target: Target, url: str | None = None, timeout_s: float = 15.0) -> None:
         """Until Prometheus has a full WINDOW of the canary's requests (deadline, not a sleep)."""
-        promql = (f'sum(increase(http_requests_total{{app="{APP}",version="{target.version}"}}'
-                  f'[{int(WINDOW.total_seconds())}s]))')
+        promql = (
+            f'sum(increase(http_requests_total{{app="{APP}",version="{target.version}"}}'
+            f"[{int(WINDOW.total_seconds())}s]))"
+        )
         deadline = time.monotonic() + timeout_s
         first: float | None = None
         while time.monotonic() < deadline:
@@ -77,8 +91,7 @@ class AnalysisLab:
 
 
 def start_prometheus(state: Path, simulator_target: str) -> prom.PrometheusHandle:
-    handle = prom.start(state, prom.PrometheusConfig(scrape_interval_s=1.0),
-                        targets={"simulator": [simulator_target]})
+    handle = prom.start(state, prom.PrometheusConfig(scrape_interval_s=1.0), targets={"simulator": [simulator_target]})
     try:
         prom.wait_for_target(handle, "simulator")
     except BaseException:

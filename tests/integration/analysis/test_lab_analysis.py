@@ -40,8 +40,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def run(analyzer: Analyzer, checks: list[Check], window: timedelta,
-        inject: tuple[int, object] | None = None) -> tuple[AnalysisResult, datetime | None]:
+def run(
+    analyzer: Analyzer, checks: list[Check], window: timedelta, inject: tuple[int, object] | None = None
+) -> tuple[AnalysisResult, datetime | None]:
     """Run a smoke window; `inject=(n, action)` calls action() after the n-th poll (fault onset)."""
     polls = 0
     onset: datetime | None = None
@@ -53,8 +54,9 @@ def run(analyzer: Analyzer, checks: list[Check], window: timedelta,
             inject[1]()  # type: ignore[operator]
             onset = now()
 
-    result = run_analysis(analyzer, checks, duration=window, on_poll=on_poll,
-                          deadline=now() + window + timedelta(seconds=30))
+    result = run_analysis(
+        analyzer, checks, duration=window, on_poll=on_poll, deadline=now() + window + timedelta(seconds=30)
+    )
     return result, onset
 
 
@@ -78,8 +80,12 @@ def test_error_spike_fails_within_one_interval(alab: AnalysisLab) -> None:
     target = alab.canary()
     alab.wait_for_canary_data(target)
     spike = FaultProfile(error_ratio=0.3)
-    result, onset = run(alab.analyzer(target), fast(DEFAULT_CHECKS), timedelta(seconds=30),
-                        inject=(2, lambda: alab.client.set_fault("shop", target.version, spike)))
+    result, onset = run(
+        alab.analyzer(target),
+        fast(DEFAULT_CHECKS),
+        timedelta(seconds=30),
+        inject=(2, lambda: alab.client.set_fault("shop", target.version, spike)),
+    )
     assert result.outcome is Verdict.FAILURE, result.state.reason
     assert onset is not None
     assert result.state.reason.startswith("error-ratio:")
@@ -110,8 +116,12 @@ def test_latency_regression_fails_the_p99_check(alab: AnalysisLab) -> None:
     target = alab.canary()
     alab.wait_for_canary_data(target)
     slow = FaultProfile(extra_latency_ms=150)
-    result, onset = run(alab.analyzer(target), fast(DEFAULT_CHECKS), timedelta(seconds=30),
-                        inject=(2, lambda: alab.client.set_fault("shop", target.version, slow)))
+    result, onset = run(
+        alab.analyzer(target),
+        fast(DEFAULT_CHECKS),
+        timedelta(seconds=30),
+        inject=(2, lambda: alab.client.set_fault("shop", target.version, slow)),
+    )
     assert result.outcome is Verdict.FAILURE, result.state.reason
     assert result.state.reason.startswith("latency-p99:"), result.state.reason
     assert onset is not None
@@ -143,8 +153,12 @@ def test_prometheus_stopped_mid_window_is_inconclusive_not_pass(alab: AnalysisLa
     try:
         target = alab.canary()
         alab.wait_for_canary_data(target, url=own.url, timeout_s=20)
-        result, stopped = run(alab.analyzer(target, url=own.url), fast(DEFAULT_CHECKS), timedelta(seconds=20),
-                              inject=(2, lambda: prom.stop(own)))
+        result, stopped = run(
+            alab.analyzer(target, url=own.url),
+            fast(DEFAULT_CHECKS),
+            timedelta(seconds=20),
+            inject=(2, lambda: prom.stop(own)),
+        )
     finally:
         prom.stop(own)
     assert stopped is not None
@@ -163,11 +177,18 @@ def test_judge_fails_a_latency_regression(alab: AnalysisLab) -> None:
     target = alab.canary(FaultProfile(extra_latency_ms=40))
     alab.wait_for_canary_data(target)
     p99 = next(c for c in DEFAULT_CHECKS if c.name == "latency-p99")
-    judged = Check.model_validate({"name": "p99-judge", "query": p99.query,
-                                   "baselineQuery": p99.baseline_query,
-                                   "judge": {"minSamples": 8, "confidence": 0.99}, "interval": "2s"})
-    result = run_analysis(alab.analyzer(target), [judged], duration=timedelta(seconds=30),
-                          deadline=now() + timedelta(seconds=60))
+    judged = Check.model_validate(
+        {
+            "name": "p99-judge",
+            "query": p99.query,
+            "baselineQuery": p99.baseline_query,
+            "judge": {"minSamples": 8, "confidence": 0.99},
+            "interval": "2s",
+        }
+    )
+    result = run_analysis(
+        alab.analyzer(target), [judged], duration=timedelta(seconds=30), deadline=now() + timedelta(seconds=60)
+    )
     assert result.outcome is Verdict.FAILURE, result.state.reason
     m = result.run.measurements[-1]
     assert m.p_value is not None and m.p_value < 0.01 and m.samples is not None and m.samples >= 8
@@ -184,8 +205,9 @@ def test_provider_against_real_prometheus(alab: AnalysisLab, tmp_path: Path) -> 
 
     def history() -> tuple[float, ...]:  # Prometheus may have started a moment ago: wait for 10 s
         end = now()
-        (series,) = provider.query_range('sum(up{job="simulator"})', end - timedelta(seconds=10), end,
-                                         timedelta(seconds=2))
+        (series,) = provider.query_range(
+            'sum(up{job="simulator"})', end - timedelta(seconds=10), end, timedelta(seconds=2)
+        )
         return series
 
     deadline = time.monotonic() + 30

@@ -63,8 +63,11 @@ def test_events_land_on_the_workload(region: Any) -> None:
     cluster = new_cluster()
     r = rollout("catalog", REGION, namespace=ns)
     cluster.execute(r, [Event("catalog", "StepCompleted", "step 0 (apply) completed")])
-    events = client.CoreV1Api(cluster.api_client).list_namespaced_event(
-        ns, field_selector="involvedObject.name=catalog").items
+    events = (
+        client.CoreV1Api(cluster.api_client)
+        .list_namespaced_event(ns, field_selector="involvedObject.name=catalog")
+        .items
+    )
     assert [(e.reason, e.involved_object.kind, e.type) for e in events] == [("StepCompleted", "Deployment", "Normal")]
     assert events[0].source.component == "regional-rollout"
 
@@ -86,10 +89,12 @@ def test_an_unreachable_api_server_is_retried_then_reported(tmp_path: Any) -> No
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
         "clusters: [{name: gone, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
-        "contexts: [{name: gone, context: {cluster: gone, user: u}}]\nusers: [{name: u, user: {token: x}}]\n")
+        "contexts: [{name: gone, context: {cluster: gone, user: u}}]\nusers: [{name: u, user: {token: x}}]\n"
+    )
     slept: list[float] = []
-    cluster = KubernetesCluster(str(kubeconfig), "gone", backoff=Backoff(attempts=3, jitter=0), timeout=2,
-                                sleep=slept.append)
+    cluster = KubernetesCluster(
+        str(kubeconfig), "gone", backoff=Backoff(attempts=3, jitter=0), timeout=2, sleep=slept.append
+    )
     with pytest.raises(Unreachable):
         cluster.observe(rollout("catalog", REGION))
     assert slept == [0.5, 1.0]  # retried with backoff before giving up

@@ -42,17 +42,38 @@ def first_of(r: RegionRollout) -> RegionRollout:
     return replace(r, release=r.previous, previous=None, canary_release=None)
 
 
-def drive(cluster: KubernetesCluster, r: RegionRollout, status: StrategyStatus | None = None, *,
-          verdict: Verdict | None = Verdict.SUCCESS, commands: Any = None, stop: Any = None,
-          trace: list[int] | None = None) -> StrategyStatus:
+def drive(
+    cluster: KubernetesCluster,
+    r: RegionRollout,
+    status: StrategyStatus | None = None,
+    *,
+    verdict: Verdict | None = Verdict.SUCCESS,
+    commands: Any = None,
+    stop: Any = None,
+    trace: list[int] | None = None,
+) -> StrategyStatus:
     def record(result: Any) -> None:
         if trace is not None:
             trace.extend(a.weight for a in result.decision.actions if isinstance(a, SetWeights))
+
     while True:  # through the pauses the commands promote
-        status = run_until_settled(cluster, r, status, timeout=RUN_TIMEOUT, max_wait=0.5, stop=stop,
-                                   analysis=lambda req: verdict, commands=commands, on_pass=record)
-        if status.phase is not Phase.PAUSED or commands is None or not commands(status).promote \
-                or (stop is not None and stop(status)):
+        status = run_until_settled(
+            cluster,
+            r,
+            status,
+            timeout=RUN_TIMEOUT,
+            max_wait=0.5,
+            stop=stop,
+            analysis=lambda req: verdict,
+            commands=commands,
+            on_pass=record,
+        )
+        if (
+            status.phase is not Phase.PAUSED
+            or commands is None
+            or not commands(status).promote
+            or (stop is not None and stop(status))
+        ):
             return status
 
 
@@ -64,8 +85,11 @@ def live(cluster: KubernetesCluster, r: RegionRollout) -> None:
 def pods(cluster: KubernetesCluster, ns: str, app: str) -> list[tuple[str, str, bool]]:
     """(version, track, ready) of the app's pods that are not terminating."""
     out = []
-    for p in client.CoreV1Api(cluster.api_client).list_namespaced_pod(
-            ns, label_selector=f"app.kubernetes.io/name={app}").items:
+    for p in (
+        client.CoreV1Api(cluster.api_client)
+        .list_namespaced_pod(ns, label_selector=f"app.kubernetes.io/name={app}")
+        .items
+    ):
         if p.metadata.deletion_timestamp:
             continue
         ready = any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
@@ -84,7 +108,8 @@ def deployment(cluster: KubernetesCluster, ns: str, name: str) -> Any:
 
 def route_weights(cluster: KubernetesCluster, ns: str, app: str) -> dict[str, int]:
     obj = client.CustomObjectsApi(cluster.api_client).get_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", ns, "httproutes", app)
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", app
+    )
     return {b["name"]: b.get("weight", 1) for b in obj["spec"]["rules"][0]["backendRefs"]}
 
 
@@ -99,20 +124,23 @@ def simulate(simulator: Any, app: str, ns: str) -> None:
 
 def shares(prometheus: Any, app: str) -> dict[tuple[str, str], float]:
     """Share of the app's served requests in the region per (version, track), over the last 3 s."""
-    rows = prometheus.query(f'sum by (version, track) (rate(http_requests_total{{app="{app}",'
-                            f'region="{REGION}",code!~"5.."}}[3s]))')
+    rows = prometheus.query(
+        f'sum by (version, track) (rate(http_requests_total{{app="{app}",region="{REGION}",code!~"5.."}}[3s]))'
+    )
     values = {(r["metric"].get("version", ""), r["metric"].get("track", "")): float(r["value"][1]) for r in rows}
     total = sum(values.values())
     return {k: v / total for k, v in values.items() if v > 0} if total > 0 else {}
 
 
-def seen(prometheus: Any, app: str, expect: dict[tuple[str, str], float], tol: float = 0.08,
-         timeout: float = 40.0) -> float:
+def seen(
+    prometheus: Any, app: str, expect: dict[tuple[str, str], float], tol: float = 0.08, timeout: float = 40.0
+) -> float:
     """Wait until Prometheus shows the expected traffic shares; return the seconds it took."""
+
     def probe() -> bool:
         got = shares(prometheus, app)
-        return bool(got) and set(got) <= set(expect) and all(abs(got.get(k, 0) - v) <= tol
-                                                             for k, v in expect.items())
+        return bool(got) and set(got) <= set(expect) and all(abs(got.get(k, 0) - v) <= tol for k, v in expect.items())
+
     _, took = wait_until(probe, timeout, 0.5, f"traffic shares {expect} (last {shares(prometheus, app)})")
     return took
 
@@ -145,10 +173,17 @@ def test_rolling_never_ready_is_caught_by_the_progress_deadline(region: Any, tim
     started = stopwatch()
     status = drive(cluster, broken(r))
     assert status.phase is Phase.ROLLED_BACK and status.reason == "ProgressDeadlineExceeded", status
-    wait_until(lambda: ready_versions(cluster, ns, "catalog") == {V1}
-               and {v for v, _, _ in pods(cluster, ns, "catalog")} == {V1}, 60, 0.5, "only v1 pods")
-    timings.record("rolling: never-ready v2 (deadline 15 s)", f"{status.phase.value} ({status.reason})",
-                   stopwatch() - started)
+    wait_until(
+        lambda: (
+            ready_versions(cluster, ns, "catalog") == {V1} and {v for v, _, _ in pods(cluster, ns, "catalog")} == {V1}
+        ),
+        60,
+        0.5,
+        "only v1 pods",
+    )
+    timings.record(
+        "rolling: never-ready v2 (deadline 15 s)", f"{status.phase.value} ({status.reason})", stopwatch() - started
+    )
 
 
 def test_rolling_rollback_mid_rollout(region: Any, timings: Any, stopwatch: Any) -> None:
@@ -166,14 +201,29 @@ def test_rolling_rollback_mid_rollout(region: Any, timings: Any, stopwatch: Any)
 
 # --- canary -------------------------------------------------------------------------------------
 
-STEPS = [CanaryStep(setWeight=20), CanaryStep(pause={}), CanaryStep(setWeight=60),
-         CanaryStep(pause={"duration": "2s"}), CanaryStep(analysis={})]
-CANARY_STEP_NAMES = ["setWeight 20", "pause#1", "setWeight 60", "pause#3", "analysis#4",
-                     "setWeight 100 (promotion)", "promoteStable", "shiftToStable", "scaleDownCanary"]
+STEPS = [
+    CanaryStep(setWeight=20),
+    CanaryStep(pause={}),
+    CanaryStep(setWeight=60),
+    CanaryStep(pause={"duration": "2s"}),
+    CanaryStep(analysis={}),
+]
+CANARY_STEP_NAMES = [
+    "setWeight 20",
+    "pause#1",
+    "setWeight 60",
+    "pause#3",
+    "analysis#4",
+    "setWeight 100 (promotion)",
+    "promoteStable",
+    "shiftToStable",
+    "scaleDownCanary",
+]
 
 
-def test_canary_success_with_weights_seen_in_prometheus(region: Any, prometheus: Any, simulator: Any,
-                                                        timings: Any, stopwatch: Any) -> None:
+def test_canary_success_with_weights_seen_in_prometheus(
+    region: Any, prometheus: Any, simulator: Any, timings: Any, stopwatch: Any
+) -> None:
     new_cluster, ns = region
     cluster, r = new_cluster(), make("checkout", ns, steps=STEPS)
     simulate(simulator, "checkout", ns)
@@ -185,8 +235,9 @@ def test_canary_success_with_weights_seen_in_prometheus(region: Any, prometheus:
     assert status.phase is Phase.PAUSED and status.step == 1 and status.weight == 20, status
     assert route_weights(cluster, ns, "checkout") == {"checkout-stable": 80, "checkout-canary": 20}
     took20 = seen(prometheus, "checkout", {(V1, "stable"): 0.8, (V2, "canary"): 0.2})
-    status = drive(cluster, r, status, trace=trace, commands=lambda s: Commands(promote=s.step == 1),
-                   stop=lambda s: s.step == 3)
+    status = drive(
+        cluster, r, status, trace=trace, commands=lambda s: Commands(promote=s.step == 1), stop=lambda s: s.step == 3
+    )
     took60 = seen(prometheus, "checkout", {(V1, "stable"): 0.4, (V2, "canary"): 0.6})
     status = drive(cluster, r, status, trace=trace)
     assert status.phase is Phase.SUCCEEDED, status
@@ -195,15 +246,15 @@ def test_canary_success_with_weights_seen_in_prometheus(region: Any, prometheus:
     assert deployment(cluster, ns, "checkout-canary").spec.replicas == 0
     wait_until(lambda: {v for v, _, _ in pods(cluster, ns, "checkout")} == {V2}, 60, 0.5, "only v2 pods")
     took_end = seen(prometheus, "checkout", {(V2, "stable"): 1.0})
-    timings.record("canary (gatewayAPI): success, 5 plan steps + promotion", status.phase.value,
-                   stopwatch() - started)
+    timings.record("canary (gatewayAPI): success, 5 plan steps + promotion", status.phase.value, stopwatch() - started)
     timings.record("canary: 20% in Prometheus (from step done)", "80/20 seen", took20)
     timings.record("canary: 60% in Prometheus (from step done)", "40/60 seen", took60)
     timings.record("canary: promotion visible in Prometheus", "100% v2 stable", took_end)
 
 
-def test_canary_replica_router_success(region: Any, prometheus: Any, simulator: Any, timings: Any,
-                                       stopwatch: Any) -> None:
+def test_canary_replica_router_success(
+    region: Any, prometheus: Any, simulator: Any, timings: Any, stopwatch: Any
+) -> None:
     new_cluster, ns = region
     r = make("checkout", ns, steps=[CanaryStep(setWeight=50), CanaryStep(pause={})], traffic_router="replicas")
     cluster = new_cluster()
@@ -225,8 +276,12 @@ def test_canary_rollback_from_every_step(region: Any, timings: Any, stopwatch: A
     new_cluster, ns = region
     cluster, r = new_cluster(), make("checkout", ns, steps=STEPS)
     live(cluster, r)
-    status = drive(cluster, r, stop=lambda s: s.step >= at,
-                   commands=lambda s: Commands(promote=s.phase is Phase.PAUSED and s.step < at))
+    status = drive(
+        cluster,
+        r,
+        stop=lambda s: s.step >= at,
+        commands=lambda s: Commands(promote=s.phase is Phase.PAUSED and s.step < at),
+    )
     assert status.step >= at and status.phase in (Phase.PROGRESSING, Phase.PAUSED), status
     started = stopwatch()
     trace: list[int] = []
@@ -235,14 +290,22 @@ def test_canary_rollback_from_every_step(region: Any, timings: Any, stopwatch: A
     assert trace[:1] in ([], [0])  # a rollback's first traffic move is to weight 0
     assert route_weights(cluster, ns, "checkout")["checkout-canary"] == 0
     assert deployment(cluster, ns, "checkout-canary").spec.replicas == 0
-    wait_until(lambda: {v for v, _, _ in pods(cluster, ns, "checkout")} == {V1}
-               and ready_versions(cluster, ns, "checkout") == {V1}, 60, 0.5, "only v1 pods")
-    timings.record(f"canary: rollback from step {at} ({CANARY_STEP_NAMES[at]})", status.phase.value,
-                   stopwatch() - started)
+    wait_until(
+        lambda: (
+            {v for v, _, _ in pods(cluster, ns, "checkout")} == {V1} and ready_versions(cluster, ns, "checkout") == {V1}
+        ),
+        60,
+        0.5,
+        "only v1 pods",
+    )
+    timings.record(
+        f"canary: rollback from step {at} ({CANARY_STEP_NAMES[at]})", status.phase.value, stopwatch() - started
+    )
 
 
-def test_canary_never_ready_is_caught_and_gets_no_traffic(region: Any, prometheus: Any, simulator: Any,
-                                                           timings: Any, stopwatch: Any) -> None:
+def test_canary_never_ready_is_caught_and_gets_no_traffic(
+    region: Any, prometheus: Any, simulator: Any, timings: Any, stopwatch: Any
+) -> None:
     new_cluster, ns = region
     cluster, r = new_cluster(), make("checkout", ns, steps=STEPS)
     simulate(simulator, "checkout", ns)
@@ -253,8 +316,9 @@ def test_canary_never_ready_is_caught_and_gets_no_traffic(region: Any, prometheu
     assert status.phase is Phase.ROLLED_BACK and status.reason == "ProgressDeadlineExceeded", status
     assert set(trace) <= {0}
     seen(prometheus, "checkout", {(V1, "stable"): 1.0})
-    timings.record("canary: never-ready canary (deadline 15 s)", f"{status.phase.value} ({status.reason})",
-                   stopwatch() - started)
+    timings.record(
+        "canary: never-ready canary (deadline 15 s)", f"{status.phase.value} ({status.reason})", stopwatch() - started
+    )
 
 
 def test_canary_restart_mid_way_resumes_at_the_same_step(region: Any, timings: Any, stopwatch: Any) -> None:
@@ -272,8 +336,9 @@ def test_canary_restart_mid_way_resumes_at_the_same_step(region: Any, timings: A
     trace: list[int] = []
     status = drive(cluster, r, resumed.status, trace=trace)
     assert status.phase is Phase.SUCCEEDED and trace == [100, 0], (status, trace)
-    timings.record("canary: restart at step 3 (60%), resume to success", f"{status.phase.value}, 0 rewrites",
-                   stopwatch() - started)
+    timings.record(
+        "canary: restart at step 3 (60%), resume to success", f"{status.phase.value}, 0 rewrites", stopwatch() - started
+    )
 
 
 def stored_now(stored: dict[str, Any]) -> Any:
@@ -287,8 +352,9 @@ def stored_now(stored: dict[str, Any]) -> Any:
 BG_STEP_NAMES = ["deploy green", "prePromotionAnalysis", "switch to green", "scale down blue"]
 
 
-def test_bluegreen_switch_and_switch_back_seen_in_prometheus(region: Any, prometheus: Any, simulator: Any,
-                                                             timings: Any, stopwatch: Any) -> None:
+def test_bluegreen_switch_and_switch_back_seen_in_prometheus(
+    region: Any, prometheus: Any, simulator: Any, timings: Any, stopwatch: Any
+) -> None:
     new_cluster, ns = region
     cluster, r = new_cluster(), make("search", ns, scale_down_delay=timedelta(minutes=5))
     simulate(simulator, "search", ns)
@@ -331,8 +397,11 @@ def test_bluegreen_never_ready_never_switches(region: Any, timings: Any, stopwat
     assert status.phase is Phase.ROLLED_BACK and status.reason == "ProgressDeadlineExceeded", status
     assert service_color(cluster, ns, "search") == "blue"
     assert deployment(cluster, ns, "search-green").spec.replicas == 0
-    timings.record("blue/green: never-ready green (deadline 15 s)", f"{status.phase.value} ({status.reason})",
-                   stopwatch() - started)
+    timings.record(
+        "blue/green: never-ready green (deadline 15 s)",
+        f"{status.phase.value} ({status.reason})",
+        stopwatch() - started,
+    )
 
 
 @pytest.mark.parametrize("at", range(len(BG_STEP_NAMES)), ids=BG_STEP_NAMES)
@@ -348,5 +417,6 @@ def test_bluegreen_rollback_from_every_step(region: Any, timings: Any, stopwatch
     assert service_color(cluster, ns, "search") == "blue"
     assert deployment(cluster, ns, "search-green").spec.replicas == 0
     assert deployment(cluster, ns, "search-blue").spec.replicas == 2
-    timings.record(f"blue/green: rollback from step {at} ({BG_STEP_NAMES[at]})", status.phase.value,
-                   stopwatch() - started)
+    timings.record(
+        f"blue/green: rollback from step {at} ({BG_STEP_NAMES[at]})", status.phase.value, stopwatch() - started
+    )

@@ -38,8 +38,7 @@ def jobs(api: client.ApiClient, ns: str) -> dict[str, tuple[int, str, bool]]:
     return out
 
 
-def test_two_deployments_and_a_job_released_twice_then_a_db_that_never_gets_ready(region, timings,
-                                                                                 stopwatch) -> None:
+def test_two_deployments_and_a_job_released_twice_then_a_db_that_never_gets_ready(region, timings, stopwatch) -> None:
     factory, ns = region
     cluster = factory()
     second = make(ns)
@@ -65,9 +64,15 @@ def test_two_deployments_and_a_job_released_twice_then_a_db_that_never_gets_read
     # a third release whose database never becomes Ready: the region must not pass
     third = make(ns, never_ready="db")
     seen: list[StrategyStatus] = []
-    status = run_until_settled(cluster, third, StrategyStatus(), timeout=RUN_TIMEOUT, max_wait=0.5,
-                               on_pass=lambda step: seen.append(step.status),
-                               stop=lambda s: s.phase is not Phase.PROGRESSING)
+    status = run_until_settled(
+        cluster,
+        third,
+        StrategyStatus(),
+        timeout=RUN_TIMEOUT,
+        max_wait=0.5,
+        on_pass=lambda step: seen.append(step.status),
+        stop=lambda s: s.phase is not Phase.PROGRESSING,
+    )
     assert all(s.phase is not Phase.SUCCEEDED for s in seen)
     # (restoring a Recreate Deployment that has reported ProgressDeadlineExceeded is a known gap: see
     # the report of issue 12; this test stops where the region fails)

@@ -28,7 +28,4 @@ def check(**fields: Any) -> Check:
 def series(check_name: str, verdicts: str, interval: float = 10.0, start: float = 0.0) -> list[Measurement]:
     """'ssfie' -> measurements every `interval` seconds with those verdicts."""
     letters = {"s": Verdict.SUCCESS, "f": Verdict.FAILURE, "i": Verdict.INCONCLUSIVE, "e": Verdict.ERROR}
-    return [
-        Measurement(check_name, at(start + i * interval), letters[v], reason=v)
-        for i, v in enumerate(verdicts)
-    ]
+    return [Measurement(check_name, at(start + i * interval), letters[v], reason=v) for i, v in enumerate(verdicts)]

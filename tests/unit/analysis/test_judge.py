@@ -76,13 +76,16 @@ def test_direction_matters() -> None:
     assert mann_whitney(Judge(direction="lowerIsBetter"), base, slower).verdict is Verdict.SUCCESS
 
 
-@pytest.mark.parametrize(("canary", "baseline"), [
-    ([1.0] * 9, [1.0] * 20),
-    ([1.0] * 20, [1.0] * 9),
-    ([], []),
-    ([1.0] * 5 + [math.nan] * 10, [1.0] * 20),  # gaps in a range query are not samples
-    ([1.0] * 5 + [math.inf] * 10, [1.0] * 20),
-])
+@pytest.mark.parametrize(
+    ("canary", "baseline"),
+    [
+        ([1.0] * 9, [1.0] * 20),
+        ([1.0] * 20, [1.0] * 9),
+        ([], []),
+        ([1.0] * 5 + [math.nan] * 10, [1.0] * 20),  # gaps in a range query are not samples
+        ([1.0] * 5 + [math.inf] * 10, [1.0] * 20),
+    ],
+)
 def test_sparse_series_are_inconclusive(canary: list[float], baseline: list[float]) -> None:
     result = mann_whitney(Judge(minSamples=10), canary, baseline)
     assert result.verdict is Verdict.INCONCLUSIVE
@@ -98,15 +101,16 @@ def test_judge_check_through_evaluate() -> None:
     rng = random.Random(3)
     c = check(successCondition=None, baselineQuery="b", judge={"minSamples": 10})
     canary, baseline = tuple(_latencies(rng, N, 0.04)), tuple(_latencies(rng, N))
-    m = evaluate(c, Observation(value=(0.04,), baseline=(0.02,), canary_samples=canary,
-                                baseline_samples=baseline), T0)
+    m = evaluate(c, Observation(value=(0.04,), baseline=(0.02,), canary_samples=canary, baseline_samples=baseline), T0)
     assert m.verdict is Verdict.FAILURE and m.p_value is not None and m.p_value < 0.05
     assert (m.samples, m.baseline_samples) == (N, N)
-    sparse = evaluate(c, Observation(value=(0.04,), baseline=(0.02,), canary_samples=canary[:3],
-                                     baseline_samples=baseline), T0)
+    sparse = evaluate(
+        c, Observation(value=(0.04,), baseline=(0.02,), canary_samples=canary[:3], baseline_samples=baseline), T0
+    )
     assert sparse.verdict is Verdict.INCONCLUSIVE
     # a judge and a condition: the worse verdict wins
     both = check(successCondition="result < 0.001", baselineQuery="b", judge={"minSamples": 10})
-    m = evaluate(both, Observation(value=(0.02,), baseline=(0.02,), canary_samples=baseline,
-                                   baseline_samples=baseline), T0)
+    m = evaluate(
+        both, Observation(value=(0.02,), baseline=(0.02,), canary_samples=baseline, baseline_samples=baseline), T0
+    )
     assert m.verdict is Verdict.FAILURE and "successCondition" in m.reason

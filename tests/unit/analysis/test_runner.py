@@ -13,17 +13,18 @@ from regions.analysis.provider import MetricsProvider, MetricsUnavailable
 from regions.analysis.runner import AnalysisRun, Analyzer, Target, poll, run_analysis
 from tests.unit.analysis.helpers import T0, at, check
 
-TARGET = Target(app="checkout", region="eu-west", release="abc123def456", version="1.5.0",
-                stable_version="1.4.2")
+TARGET = Target(app="checkout", region="eu-west", release="abc123def456", version="1.5.0", stable_version="1.4.2")
 
 
 def answers(table: dict[str, float | None]) -> FakeMetricsProvider:
     """Answer a query by the first key it contains; None: empty vector."""
+
     def answer(promql: str, when: datetime) -> tuple[float, ...]:
         for key, value in table.items():
             if key in promql:
                 return () if value is None else (value,)
         return ()
+
     return FakeMetricsProvider(answer)
 
 
@@ -46,10 +47,11 @@ class Clock:
 
 def test_queries_render_target_and_baseline_variables() -> None:
     provider = answers({'track="canary"': 0.001, 'track="stable"': 0.001})
-    c = check(query='m{app="{{ app }}",region="{{ region }}",track="{{ track }}",version="{{ version }}"}'
-                    '[{{ interval }}]',
-              baselineQuery='m{track="{{ track }}",version="{{ version }}",v2="{{ stable_version }}"}',
-              successCondition="result <= max(1.5 * baseline, 0.001)")
+    c = check(
+        query='m{app="{{ app }}",region="{{ region }}",track="{{ track }}",version="{{ version }}"}[{{ interval }}]',
+        baselineQuery='m{track="{{ track }}",version="{{ version }}",v2="{{ stable_version }}"}',
+        successCondition="result <= max(1.5 * baseline, 0.001)",
+    )
     m = Analyzer(provider, TARGET).measure(c, T0)
     assert m.verdict is Verdict.SUCCESS
     (canary, _), (baseline, _) = provider.calls
@@ -68,8 +70,9 @@ def test_evidence_guard_queries_request_count() -> None:
     provider = answers({"increase(http_requests_total": 12.0, "": 0.0})
     m = Analyzer(provider, TARGET, min_requests=50).measure(DEFAULT_CHECKS[0], T0)
     assert m.verdict is Verdict.INCONCLUSIVE and m.requests == 12.0
-    assert any('increase(http_requests_total{app="checkout",region="eu-west",track="canary"' in q
-               for q, _ in provider.calls)
+    assert any(
+        'increase(http_requests_total{app="checkout",region="eu-west",track="canary"' in q for q, _ in provider.calls
+    )
 
 
 def test_template_errors_are_errors() -> None:
@@ -78,8 +81,9 @@ def test_template_errors_are_errors() -> None:
 
 
 def test_default_checks_pass_on_healthy_numbers() -> None:
-    provider = answers({"deriv": 0.0, "histogram_quantile": 0.035, "5..": 0.0,
-                        "increase": 400.0, "rate(http_requests_total": 20.0})
+    provider = answers(
+        {"deriv": 0.0, "histogram_quantile": 0.035, "5..": 0.0, "increase": 400.0, "rate(http_requests_total": 20.0}
+    )
     analyzer = Analyzer(provider, TARGET, min_requests=50)
     assert [analyzer.measure(c, T0).verdict for c in DEFAULT_CHECKS] == [Verdict.SUCCESS] * 4
 
@@ -108,8 +112,9 @@ def test_run_analysis_count_mode_passes_after_count() -> None:
 def test_error_spike_fails_within_one_interval() -> None:
     clock = Clock(T0)
     provider = FakeMetricsProvider(lambda q, t: (0.5,) if t >= at(33) else (0.0,))
-    result = run_analysis(Analyzer(provider, TARGET), [check(count=100)], duration=timedelta(minutes=5),
-                          clock=clock, sleep=clock.sleep)
+    result = run_analysis(
+        Analyzer(provider, TARGET), [check(count=100)], duration=timedelta(minutes=5), clock=clock, sleep=clock.sleep
+    )
     assert result.outcome is Verdict.FAILURE
     assert result.run.measurements[-1].at - at(33) <= timedelta(seconds=10)
 
@@ -118,8 +123,9 @@ def test_provider_down_mid_window_is_inconclusive_not_pass() -> None:
     clock = Clock(T0)
     provider = FakeMetricsProvider(lambda q, t: down_after(t, at(25)))
 
-    result = run_analysis(Analyzer(provider, TARGET), [check()], duration=timedelta(seconds=600),
-                          clock=clock, sleep=clock.sleep)
+    result = run_analysis(
+        Analyzer(provider, TARGET), [check()], duration=timedelta(seconds=600), clock=clock, sleep=clock.sleep
+    )
     assert result.outcome is Verdict.INCONCLUSIVE
     assert "consecutive errors" in result.state.reason
     assert result.run.measurements[-1].verdict is Verdict.ERROR
@@ -130,24 +136,31 @@ def test_window_ending_during_outage_is_inconclusive() -> None:
     clock = Clock(T0)
     provider = FakeMetricsProvider(lambda q, t: down_after(t, at(45)))
 
-    result = run_analysis(Analyzer(provider, TARGET), [check()], duration=timedelta(seconds=50),
-                          clock=clock, sleep=clock.sleep)
+    result = run_analysis(
+        Analyzer(provider, TARGET), [check()], duration=timedelta(seconds=50), clock=clock, sleep=clock.sleep
+    )
     assert result.outcome is Verdict.INCONCLUSIVE and "window ended on a error" in result.state.reason
     assert result.run.measurements[-1].at == at(50)
 
 
 def test_deadline_is_inconclusive_not_pass() -> None:
     clock = Clock(T0)
-    result = run_analysis(Analyzer(answers({}), TARGET), [check(inconclusiveLimit=1000)], clock=clock,
-                          sleep=clock.sleep, deadline=at(60))
+    result = run_analysis(
+        Analyzer(answers({}), TARGET), [check(inconclusiveLimit=1000)], clock=clock, sleep=clock.sleep, deadline=at(60)
+    )
     assert result.outcome is Verdict.INCONCLUSIVE
 
 
 def test_run_round_trips_through_json() -> None:
     clock = Clock(T0)
     provider = FakeMetricsProvider(lambda q, t: (float("nan"),) if t >= at(10) else (float("inf"),))
-    result = run_analysis(Analyzer(provider, TARGET), [check(successCondition="result > 0")],
-                          duration=timedelta(seconds=30), clock=clock, sleep=clock.sleep)
+    result = run_analysis(
+        Analyzer(provider, TARGET),
+        [check(successCondition="result > 0")],
+        duration=timedelta(seconds=30),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     status = json.loads(json.dumps(result.run.to_status(), allow_nan=False))
     assert AnalysisRun.from_status(status).to_status() == result.run.to_status()
     assert status["measurements"][0]["value"] == "+Inf"
@@ -156,8 +169,13 @@ def test_run_round_trips_through_json() -> None:
 
 
 def test_judge_check_uses_range_queries_and_fails_a_step() -> None:
-    judged = check(successCondition=None, baselineQuery='m{track="{{ track }}"}', query='m{track="{{ track }}"}',
-                   judge={"minSamples": 10}, interval="2s")
+    judged = check(
+        successCondition=None,
+        baselineQuery='m{track="{{ track }}"}',
+        query='m{track="{{ track }}"}',
+        judge={"minSamples": 10},
+        interval="2s",
+    )
     noise = [0.020, 0.022, 0.019, 0.021, 0.023, 0.018, 0.020, 0.024, 0.019, 0.021]
 
     def answer(promql: str, when: datetime) -> tuple[float, ...]:
@@ -166,8 +184,9 @@ def test_judge_check_uses_range_queries_and_fails_a_step() -> None:
 
     provider: MetricsProvider = FakeMetricsProvider(answer)
     clock = Clock(T0)
-    result = run_analysis(Analyzer(provider, TARGET), [judged], duration=timedelta(minutes=5),
-                          clock=clock, sleep=clock.sleep)
+    result = run_analysis(
+        Analyzer(provider, TARGET), [judged], duration=timedelta(minutes=5), clock=clock, sleep=clock.sleep
+    )
     assert result.outcome is Verdict.FAILURE
     first = result.run.measurements[0]
     assert first.at == at(20)  # minSamples x interval of data before the first judgement

@@ -15,15 +15,18 @@ M = timedelta(minutes=1)
 AUTO = SmokeWindow.model_validate({"auto": {"floor": "10m", "ceiling": "2h"}})
 
 
-@pytest.mark.parametrize(("history", "expected", "reason"), [
-    ([], 120 * M, "no failed release in history: the ceiling 2h"),
-    ([30 * M], 60 * M, "2 x mean time-to-detect 30m over 1 failed release(s) = 1h"),
-    ([60 * M, 0 * M], 60 * M, "mean time-to-detect 30m over 2"),
-    ([1 * M, 2 * M, 3 * M], 10 * M, "raised to the floor 10m"),
-    ([3 * 60 * M], 120 * M, "cut to the ceiling 2h"),
-    ([-5 * M], 120 * M, "no failed release"),  # a negative record is ignored, not averaged
-    ([5 * M], 10 * M, "= 10m"),  # exactly the floor: not "raised"
-])
+@pytest.mark.parametrize(
+    ("history", "expected", "reason"),
+    [
+        ([], 120 * M, "no failed release in history: the ceiling 2h"),
+        ([30 * M], 60 * M, "2 x mean time-to-detect 30m over 1 failed release(s) = 1h"),
+        ([60 * M, 0 * M], 60 * M, "mean time-to-detect 30m over 2"),
+        ([1 * M, 2 * M, 3 * M], 10 * M, "raised to the floor 10m"),
+        ([3 * 60 * M], 120 * M, "cut to the ceiling 2h"),
+        ([-5 * M], 120 * M, "no failed release"),  # a negative record is ignored, not averaged
+        ([5 * M], 10 * M, "= 10m"),  # exactly the floor: not "raised"
+    ],
+)
 def test_auto(history: list[timedelta], expected: timedelta, reason: str) -> None:
     got = smoke_duration(AUTO, history)
     assert got.duration == expected and got.mode == "auto"

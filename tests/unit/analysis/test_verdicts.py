@@ -136,8 +136,9 @@ def _state(verdicts: str, **fields: object) -> CheckState:
         ("iiiiii", {"inconclusiveLimit": 10, "count": 1}, None, None),
     ],
 )
-def test_assess_count_mode(verdicts: str, fields: dict[str, object], phase: Verdict | None,
-                           outcome: Verdict | None) -> None:
+def test_assess_count_mode(
+    verdicts: str, fields: dict[str, object], phase: Verdict | None, outcome: Verdict | None
+) -> None:
     state = _state(verdicts, **fields)
     assert (state.verdict, state.outcome) == (phase, outcome)
     assert (state.next_due is None) == (phase is not None)
@@ -202,9 +203,7 @@ R, P, F, IN = None, Verdict.SUCCESS, Verdict.FAILURE, Verdict.INCONCLUSIVE
     ],
 )
 def test_aggregate(outcomes: list[Verdict | None], expected: Verdict | None) -> None:
-    states = [
-        CheckState(f"c{i}", None if o is R else Verdict.SUCCESS, o) for i, o in enumerate(outcomes)
-    ]
+    states = [CheckState(f"c{i}", None if o is R else Verdict.SUCCESS, o) for i, o in enumerate(outcomes)]
     assert aggregate(states) is expected
 
 

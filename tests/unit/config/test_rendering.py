@@ -20,16 +20,21 @@ def repo():
 
 def test_rendering_is_byte_identical_for_the_same_input(repo) -> None:
     identity = ReleaseIdentity(COMMIT, "1.4.0")
-    assert render(repo, "checkout", "us-east", identity).to_yaml() == render(
-        repo, "checkout", "us-east", identity).to_yaml()
+    assert (
+        render(repo, "checkout", "us-east", identity).to_yaml()
+        == render(repo, "checkout", "us-east", identity).to_yaml()
+    )
 
 
 def test_every_object_and_pod_template_carries_the_release_identity(repo) -> None:
     rendered = render(repo, "checkout", "ap-east", ReleaseIdentity(COMMIT, "1.4.0", track="canary"))
     expected = {
-        "app.kubernetes.io/name": "checkout", "app.kubernetes.io/version": "1.4.0",
-        "app.kubernetes.io/managed-by": "regional-rollout", "rollout.dev/track": "canary",
-        "rollout.dev/release": COMMIT[:12], "rollout.dev/region": "ap-east",
+        "app.kubernetes.io/name": "checkout",
+        "app.kubernetes.io/version": "1.4.0",
+        "app.kubernetes.io/managed-by": "regional-rollout",
+        "rollout.dev/track": "canary",
+        "rollout.dev/release": COMMIT[:12],
+        "rollout.dev/region": "ap-east",
     }
     for obj in rendered.objects:
         assert expected.items() <= obj["metadata"]["labels"].items()
@@ -57,11 +62,18 @@ def test_rendered_yaml_parses_back_to_the_same_objects(repo) -> None:
     assert list(yaml.safe_load_all(rendered.to_yaml())) == list(rendered.objects)
 
 
-@pytest.mark.parametrize("image, pinned", [
-    ("shop/app:1.2.3", True), ("registry:5000/shop/app:1.2.3", True),
-    ("shop/app@sha256:" + "a" * 64, True), ("shop/app:latest", False), ("shop/app", False),
-    ("registry:5000/shop/app", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "image, pinned",
+    [
+        ("shop/app:1.2.3", True),
+        ("registry:5000/shop/app:1.2.3", True),
+        ("shop/app@sha256:" + "a" * 64, True),
+        ("shop/app:latest", False),
+        ("shop/app", False),
+        ("registry:5000/shop/app", False),
+        ("", False),
+    ],
+)
 def test_image_pinning(image: str, pinned: bool) -> None:
     assert (image_problem(image) is None) is pinned
 

@@ -86,16 +86,20 @@ def test_a_power_is_not_folded_in_this_process_and_a_huge_one_is_refused(repo: R
 def test_nested_loops_stop_at_the_cpu_limit(repo: Repository) -> None:
     bomb = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
     messages, seconds = issues_of(repo, bomb)
-    assert one(messages) == ("apps/search/manifests/zz-bomb.yaml: render exceeded 1 s of CPU time. "
-                             "Fix: make the templates render faster (fewer or smaller loops, no huge arithmetic)")
+    assert one(messages) == (
+        "apps/search/manifests/zz-bomb.yaml: render exceeded 1 s of CPU time. "
+        "Fix: make the templates render faster (fewer or smaller loops, no huge arithmetic)"
+    )
     assert seconds < SMALL["wall_seconds"]
 
 
 def test_nested_loops_that_write_stop_at_the_output_limit(repo: Repository) -> None:
     bomb = "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxx{% endfor %}{% endfor %}"
     messages, _ = issues_of(repo, bomb)
-    assert one(messages) == ("apps/search/manifests/zz-bomb.yaml: render exceeded 1 MiB of output. "
-                             "Fix: render fewer or smaller objects (or split the app)")
+    assert one(messages) == (
+        "apps/search/manifests/zz-bomb.yaml: render exceeded 1 MiB of output. "
+        "Fix: render fewer or smaller objects (or split the app)"
+    )
 
 
 def test_a_huge_repetition_is_refused(repo: Repository) -> None:
@@ -105,14 +109,18 @@ def test_a_huge_repetition_is_refused(repo: Repository) -> None:
 
 def test_a_huge_allocation_stops_at_the_memory_limit(repo: Repository) -> None:
     messages, _ = issues_of(repo, "{% set x = ''|center(10**9) %}")
-    assert one(messages) == ("apps/search/manifests/zz-bomb.yaml: render exceeded 384 MiB of memory. "
-                             "Fix: make the templates and params build smaller values")
+    assert one(messages) == (
+        "apps/search/manifests/zz-bomb.yaml: render exceeded 384 MiB of memory. "
+        "Fix: make the templates and params build smaller values"
+    )
 
 
 def test_division_by_zero_is_an_issue_with_its_line(repo: Repository) -> None:
     messages, _ = issues_of(repo, "kind: ConfigMap\n\ndata: {{ 1/0 }}\n")
-    assert one(messages) == ("apps/search/manifests/zz-bomb.yaml: line 3: template failed: ZeroDivisionError: "
-                             "division by zero. Fix: correct the template (e.g. guard the division or the argument)")
+    assert one(messages) == (
+        "apps/search/manifests/zz-bomb.yaml: line 3: template failed: ZeroDivisionError: "
+        "division by zero. Fix: correct the template (e.g. guard the division or the argument)"
+    )
 
 
 def test_a_macro_calling_itself_is_an_issue(repo: Repository) -> None:
@@ -136,7 +144,8 @@ def test_a_50_mb_template_is_refused_before_it_is_read(repo: Repository) -> None
         path.unlink()
     assert [str(i) for i in failed.value.issues] == [
         "apps/search/manifests/huge.yaml: manifests/huge.yaml is 50.0 MiB; templates are limited to 1 MiB. "
-        "Fix: split the template or move data out of the repository"]
+        "Fix: split the template or move data out of the repository"
+    ]
 
 
 def test_the_render_helper_survives_its_workers_being_killed(repo: Repository) -> None:
@@ -168,7 +177,8 @@ def test_the_answer_may_only_be_plain_data() -> None:
 def test_limits_from_the_environment() -> None:
     assert sandbox.limits_from_env("") == sandbox.Limits()
     assert sandbox.limits_from_env("wall=2.5, memory=256,output=1") == sandbox.Limits(
-        wall_seconds=2.5, memory_bytes=256 * sandbox.MiB, output_bytes=sandbox.MiB)
+        wall_seconds=2.5, memory_bytes=256 * sandbox.MiB, output_bytes=sandbox.MiB
+    )
     with pytest.raises(ValueError, match="ROLLOUT_RENDER_LIMITS: 'cpu=0' is not one of"):
         sandbox.limits_from_env("cpu=0")
 
@@ -238,16 +248,23 @@ def test_a_value_that_breaks_a_validator_is_an_issue(shop: Path, tmp_path: Path)
 
 def test_a_50_mb_values_file_is_refused_before_it_is_read(shop: Path, tmp_path: Path) -> None:
     messages = load_issues(shop, tmp_path, {"apps/search/values.yaml": 50 * sandbox.MiB})
-    assert messages == ["apps/search/values.yaml: is 50.0 MiB; repository files are limited to 1 MiB. "
-                        "Fix: keep large data out of the repository"]
+    assert messages == [
+        "apps/search/values.yaml: is 50.0 MiB; repository files are limited to 1 MiB. "
+        "Fix: keep large data out of the repository"
+    ]
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("a: &a [*a]\n", "alias *a refers to a node that contains it (a cycle)"),
-    ("a: " + "[" * 100 + "]" * 100 + "\n", "nests deeper than 64 levels"),
-    ("".join(f"k{i}: &x{i} 1\n" for i in range(101)) + "l: [" + ", ".join(f"*x{i}" for i in range(101)) + "]\n",
-     "has more than 100 aliases"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("a: &a [*a]\n", "alias *a refers to a node that contains it (a cycle)"),
+        ("a: " + "[" * 100 + "]" * 100 + "\n", "nests deeper than 64 levels"),
+        (
+            "".join(f"k{i}: &x{i} 1\n" for i in range(101)) + "l: [" + ", ".join(f"*x{i}" for i in range(101)) + "]\n",
+            "has more than 100 aliases",
+        ),
+    ],
+)
 def test_yaml_caps(text: str, problem: str) -> None:
     with pytest.raises(sandbox.YamlRefused, match=problem.replace("*", r"\*").replace("(", r"\(").replace(")", r"\)")):
         sandbox.load_yaml(text)
@@ -260,15 +277,18 @@ def test_ordinary_anchors_are_still_allowed() -> None:
 # --- conditions -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("condition, message", [
-    ("max() < 1", "max() takes at least 2 arguments, not 0; e.g. max(1.5 * baseline, 0.001)"),
-    ("max(result) < 1", "max() takes at least 2 arguments, not 1"),
-    ("abs(result, baseline) < 1", "abs() takes exactly 1 argument, not 2; e.g. abs(result - baseline)"),
-    (" + ".join(["result"] * 3000) + " < 1", "the condition is 27001 characters; at most 1000 are allowed"),
-    (" + ".join(["result"] * 100) + " < 1", "the condition nests more than 32 levels (each operator is one)"),
-    ("(" * 3000 + "result" + ")" * 3000 + " < 1", "the condition is 6010 characters"),
-    ("not " * 40 + "result < 1", "nests more than 32 levels"),
-])
+@pytest.mark.parametrize(
+    "condition, message",
+    [
+        ("max() < 1", "max() takes at least 2 arguments, not 0; e.g. max(1.5 * baseline, 0.001)"),
+        ("max(result) < 1", "max() takes at least 2 arguments, not 1"),
+        ("abs(result, baseline) < 1", "abs() takes exactly 1 argument, not 2; e.g. abs(result - baseline)"),
+        (" + ".join(["result"] * 3000) + " < 1", "the condition is 27001 characters; at most 1000 are allowed"),
+        (" + ".join(["result"] * 100) + " < 1", "the condition nests more than 32 levels (each operator is one)"),
+        ("(" * 3000 + "result" + ")" * 3000 + " < 1", "the condition is 6010 characters"),
+        ("not " * 40 + "result < 1", "nests more than 32 levels"),
+    ],
+)
 def test_conditions_are_checked_at_parse_time(condition: str, message: str) -> None:
     with pytest.raises(ConditionError) as refused:
         parse_condition(condition)
@@ -278,8 +298,11 @@ def test_conditions_are_checked_at_parse_time(condition: str, message: str) -> N
 def test_a_bad_condition_in_a_plan_is_an_issue_naming_the_field(shop: Path, tmp_path: Path) -> None:
     plan = (shop / "apps/search/rollout.yaml").read_text()
     assert "analysis:" not in plan
-    plan += ("analysis:\n  checks:\n    - name: error-ratio\n      query: 'up'\n"
-             "      successCondition: 'abs(result, 1) < 2'\n")
+    plan += (
+        "analysis:\n  checks:\n    - name: error-ratio\n      query: 'up'\n"
+        "      successCondition: 'abs(result, 1) < 2'\n"
+    )
     messages = load_issues(shop, tmp_path, {"apps/search/rollout.yaml": plan})
-    assert one(messages).startswith("apps/search/rollout.yaml: analysis.checks[0].successCondition: "
-                                    "abs() takes exactly 1 argument, not 2")
+    assert one(messages).startswith(
+        "apps/search/rollout.yaml: analysis.checks[0].successCondition: abs() takes exactly 1 argument, not 2"
+    )

@@ -19,8 +19,13 @@ from config.sources import confine, helm, kustomize, tools
 from config.sources.common import load_all, substitute
 
 REPO = Path(__file__).resolve().parents[3]
-PLAN = {"app": "web", "owner": {"team": "t", "contact": "c"}, "playbook": "https://x", "strategy": {"rolling": {}},
-        "waves": [{"name": "all", "regions": ["eu"], "smokeWindow": "1m"}]}
+PLAN = {
+    "app": "web",
+    "owner": {"team": "t", "contact": "c"},
+    "playbook": "https://x",
+    "strategy": {"rolling": {}},
+    "waves": [{"name": "all", "regions": ["eu"], "smokeWindow": "1m"}],
+}
 
 
 def plan_issues(source: object) -> list[Issue]:
@@ -46,14 +51,17 @@ def test_helm_and_kustomize_sources_parse_with_their_defaults() -> None:
     assert kustomize_source.kustomize.path == "overlays/{region}" and kustomize_source.kustomize.region_patch
 
 
-@pytest.mark.parametrize(("source", "field", "words"), [
-    ({"helm": {"chart": "chart", "valueFiles": []}}, "source.helm.valueFiles", "Extra inputs are not permitted"),
-    ({"helm": {}, "kustomize": {}}, "source", "helm and kustomize source given"),
-    ({}, "source", "no source given"),
-    ({"kustomize": {"path": "../other/overlays"}}, "source.kustomize.path", "leaves the app folder"),
-    ({"helm": {"chart": "/srv/chart"}}, "source.helm.chart", "leaves the app folder"),
-    ({"helm": {"valuesFiles": ["values/{zone}.yaml"]}}, "source.helm.valuesFiles[0]", "unknown placeholder"),
-])
+@pytest.mark.parametrize(
+    ("source", "field", "words"),
+    [
+        ({"helm": {"chart": "chart", "valueFiles": []}}, "source.helm.valueFiles", "Extra inputs are not permitted"),
+        ({"helm": {}, "kustomize": {}}, "source", "helm and kustomize source given"),
+        ({}, "source", "no source given"),
+        ({"kustomize": {"path": "../other/overlays"}}, "source.kustomize.path", "leaves the app folder"),
+        ({"helm": {"chart": "/srv/chart"}}, "source.helm.chart", "leaves the app folder"),
+        ({"helm": {"valuesFiles": ["values/{zone}.yaml"]}}, "source.helm.valuesFiles[0]", "unknown placeholder"),
+    ],
+)
 def test_a_bad_source_is_refused_naming_the_field_and_the_fix(source: object, field: str, words: str) -> None:
     issues = plan_issues(source)
     assert [i.field for i in issues] == [field], issues
@@ -68,8 +76,9 @@ def test_placeholders_are_filled_per_region() -> None:
 # --- the pins -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("tool", "module"), [("helm", "helm.sh/helm/v3"),
-                                              ("kustomize", "sigs.k8s.io/kustomize/kustomize/v5")])
+@pytest.mark.parametrize(
+    ("tool", "module"), [("helm", "helm.sh/helm/v3"), ("kustomize", "sigs.k8s.io/kustomize/kustomize/v5")]
+)
 def test_the_pins_agree_with_the_go_modules_the_build_uses(tool: str, module: str) -> None:
     gomod = (REPO / "deploy" / "tools" / tool / "go.mod").read_text()
     assert re.search(rf"^(require )?\s*{re.escape(module)} {re.escape(tools.VERSIONS[tool])}$", gomod, re.M)
@@ -99,7 +108,7 @@ def chart(tmp_path: Path, templates: dict[str, str], chart_yaml: str = CHART) ->
 
 
 def test_a_chart_calling_lookup_is_refused_at_its_line(tmp_path: Path) -> None:
-    template = "kind: Secret\ndata:\n  key: {{ (lookup \"v1\" \"Secret\" \"ns\" \"s\").data }}\n"
+    template = 'kind: Secret\ndata:\n  key: {{ (lookup "v1" "Secret" "ns" "s").data }}\n'
     folder = chart(tmp_path, {"secret.yaml": template})
     issues = helm.chart_issues(folder, "apps/web/chart")
     assert [(i.file, i.field) for i in issues] == [("apps/web/chart/templates/secret.yaml", "line 3")]
@@ -107,23 +116,30 @@ def test_a_chart_calling_lookup_is_refused_at_its_line(tmp_path: Path) -> None:
     assert "values" in issues[0].fix
 
 
-@pytest.mark.parametrize("action", ["{{ randAlphaNum 16 }}", "{{ now | date \"2006\" }}", "{{- uuidv4 }}",
-                                    "{{ genCA \"x\" 365 }}"])
+@pytest.mark.parametrize(
+    "action", ["{{ randAlphaNum 16 }}", '{{ now | date "2006" }}', "{{- uuidv4 }}", '{{ genCA "x" 365 }}']
+)
 def test_a_template_whose_output_changes_on_every_render_is_refused(tmp_path: Path, action: str) -> None:
     issues = helm.template_issues(f"a: 1\nb: {action}\n", "apps/web/chart/templates/x.yaml")
     assert len(issues) == 1 and issues[0].field == "line 2"
     assert "differs on every render" in issues[0].problem
 
 
-@pytest.mark.parametrize("text", ['{{ .Values.lookup }}', '{{ "lookup now" }}', "{{/* lookup is not used */}}",
-                                  "lookup: now", '{{ $.Values.now }}'])
+@pytest.mark.parametrize(
+    "text",
+    ["{{ .Values.lookup }}", '{{ "lookup now" }}', "{{/* lookup is not used */}}", "lookup: now", "{{ $.Values.now }}"],
+)
 def test_words_that_are_not_calls_are_not_refused(text: str) -> None:
     assert helm.template_issues(text, "x.yaml") == []
 
 
 def test_a_dependency_not_vendored_under_charts_is_refused(tmp_path: Path) -> None:
-    folder = chart(tmp_path, {}, "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n"
-                   "  - name: redis\n    version: 19.0.0\n    repository: https://charts.example.com\n")
+    folder = chart(
+        tmp_path,
+        {},
+        "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n"
+        "  - name: redis\n    version: 19.0.0\n    repository: https://charts.example.com\n",
+    )
     issues = helm.chart_issues(folder, "apps/web/chart")
     assert [(i.file, i.field) for i in issues] == [("apps/web/chart/Chart.yaml", "dependencies[0]")]
     assert "'redis' is not vendored under charts/" in issues[0].problem
@@ -131,16 +147,22 @@ def test_a_dependency_not_vendored_under_charts_is_refused(tmp_path: Path) -> No
 
 
 def test_vendored_dependencies_folder_or_packaged_are_accepted_and_checked(tmp_path: Path) -> None:
-    folder = chart(tmp_path, {}, "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n"
-                   "  - {name: redis, version: 1.0.0}\n  - {name: cache, version: 1.0.0}\n")
+    folder = chart(
+        tmp_path,
+        {},
+        "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n"
+        "  - {name: redis, version: 1.0.0}\n  - {name: cache, version: 1.0.0}\n",
+    )
     sub = folder / "charts" / "redis"
     (sub / "templates").mkdir(parents=True)
     (sub / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 1.0.0\n")
-    (sub / "templates" / "x.yaml").write_text("a: {{ lookup \"v1\" \"Pod\" \"\" \"\" }}\n")
+    (sub / "templates" / "x.yaml").write_text('a: {{ lookup "v1" "Pod" "" "" }}\n')
     packaged = io.BytesIO()
     with tarfile.open(fileobj=packaged, mode="w:gz") as archive:
-        for name, text in (("cache/Chart.yaml", "apiVersion: v2\nname: cache\nversion: 1.0.0\n"),
-                           ("cache/templates/y.yaml", "b: {{ randAlpha 3 }}\n")):
+        for name, text in (
+            ("cache/Chart.yaml", "apiVersion: v2\nname: cache\nversion: 1.0.0\n"),
+            ("cache/templates/y.yaml", "b: {{ randAlpha 3 }}\n"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(text)
             archive.addfile(info, io.BytesIO(text.encode()))
@@ -148,7 +170,8 @@ def test_vendored_dependencies_folder_or_packaged_are_accepted_and_checked(tmp_p
     issues = helm.chart_issues(folder, "apps/web/chart")
     assert [(i.file, i.field) for i in issues] == [
         ("apps/web/chart/charts/cache-1.0.0.tgz:cache/templates/y.yaml", "line 1"),
-        ("apps/web/chart/charts/redis/templates/x.yaml", "line 1")]
+        ("apps/web/chart/charts/redis/templates/x.yaml", "line 1"),
+    ]
 
 
 def test_a_missing_chart_and_a_missing_values_file_name_the_fix(tmp_path: Path) -> None:
@@ -161,22 +184,35 @@ def test_a_missing_chart_and_a_missing_values_file_name_the_fix(tmp_path: Path) 
 
 
 def test_helm_errors_point_at_the_chart_file_and_line() -> None:
-    issue = helm.error_issue('Error: template: web/templates/deployment.yaml:12:20: executing '
-                             '"web/templates/deployment.yaml" at <.Values.x.y>: nil pointer evaluating',
-                             "apps/web/chart", "/tmp/r", "apps/web")
+    issue = helm.error_issue(
+        "Error: template: web/templates/deployment.yaml:12:20: executing "
+        '"web/templates/deployment.yaml" at <.Values.x.y>: nil pointer evaluating',
+        "apps/web/chart",
+        "/tmp/r",
+        "apps/web",
+    )
     assert (issue.file, issue.field) == ("apps/web/chart/templates/deployment.yaml", "line 12")
-    issue = helm.error_issue("Error: parse error at (web/templates/svc.yaml:3): function \"nope\" not defined",
-                             "apps/web/chart", "/tmp/r", "apps/web")
+    issue = helm.error_issue(
+        'Error: parse error at (web/templates/svc.yaml:3): function "nope" not defined',
+        "apps/web/chart",
+        "/tmp/r",
+        "apps/web",
+    )
     assert (issue.file, issue.field) == ("apps/web/chart/templates/svc.yaml", "line 3")
-    issue = helm.error_issue("Error: YAML parse error on web/templates/svc.yaml: error converting YAML to JSON",
-                             "apps/web/chart", "/tmp/r", "apps/web")
+    issue = helm.error_issue(
+        "Error: YAML parse error on web/templates/svc.yaml: error converting YAML to JSON",
+        "apps/web/chart",
+        "/tmp/r",
+        "apps/web",
+    )
     assert issue.file == "apps/web/chart/templates/svc.yaml"
 
 
 def test_helm_output_is_split_by_source_file() -> None:
     text = "---\n# Source: web/templates/a.yaml\nkind: A\n---\n# Source: web/charts/db/templates/b.yaml\nkind: B\n"
-    assert [(helm.shown_source(s, "apps/web/chart"), yaml.safe_load(t)["kind"]) for s, t in helm.split_output(text)] \
-        == [("apps/web/chart/templates/a.yaml", "A"), ("apps/web/chart/charts/db/templates/b.yaml", "B")]
+    assert [
+        (helm.shown_source(s, "apps/web/chart"), yaml.safe_load(t)["kind"]) for s, t in helm.split_output(text)
+    ] == [("apps/web/chart/templates/a.yaml", "A"), ("apps/web/chart/charts/db/templates/b.yaml", "B")]
 
 
 def test_rendered_output_may_not_use_aliases() -> None:
@@ -196,15 +232,28 @@ def tree(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_an_overlay_on_a_local_base_is_accepted(tmp_path: Path) -> None:
-    app = tree(tmp_path, {"base/kustomization.yaml": "resources: [deployment.yaml]\n", "base/deployment.yaml": "{}",
-                          "overlays/eu/kustomization.yaml": "resources: [../../base]\npatches: [{path: p.yaml}]\n",
-                          "overlays/eu/p.yaml": "{}"})
+    app = tree(
+        tmp_path,
+        {
+            "base/kustomization.yaml": "resources: [deployment.yaml]\n",
+            "base/deployment.yaml": "{}",
+            "overlays/eu/kustomization.yaml": "resources: [../../base]\npatches: [{path: p.yaml}]\n",
+            "overlays/eu/p.yaml": "{}",
+        },
+    )
     assert kustomize.tree_issues(app, "overlays/eu", "apps/web") == []
 
 
-@pytest.mark.parametrize("reference", ["https://github.com/org/repo//base?ref=v1", "github.com/org/repo/base",
-                                       "git@github.com:org/repo.git//base", "ssh://git.example.com/repo",
-                                       "../../base?ref=main"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "https://github.com/org/repo//base?ref=v1",
+        "github.com/org/repo/base",
+        "git@github.com:org/repo.git//base",
+        "ssh://git.example.com/repo",
+        "../../base?ref=main",
+    ],
+)
 def test_a_remote_base_is_refused(tmp_path: Path, reference: str) -> None:
     app = tree(tmp_path, {"overlays/eu/kustomization.yaml": yaml.safe_dump({"resources": [reference]})})
     issues = kustomize.tree_issues(app, "overlays/eu", "apps/web")
@@ -214,13 +263,18 @@ def test_a_remote_base_is_refused(tmp_path: Path, reference: str) -> None:
 
 
 def test_a_path_leaving_the_app_folder_through_dotdot_is_refused_in_any_field(tmp_path: Path) -> None:
-    app = tree(tmp_path / "web", {
-        "base/kustomization.yaml": "configMapGenerator: [{name: c, files: [key=../../../etc/passwd]}]\n",
-        "overlays/eu/kustomization.yaml": "resources: [../../base, ../../../shared]\n"})
+    app = tree(
+        tmp_path / "web",
+        {
+            "base/kustomization.yaml": "configMapGenerator: [{name: c, files: [key=../../../etc/passwd]}]\n",
+            "overlays/eu/kustomization.yaml": "resources: [../../base, ../../../shared]\n",
+        },
+    )
     issues = kustomize.tree_issues(app, "overlays/eu", "apps/web")
     assert [(i.file, i.field) for i in issues] == [
         ("apps/web/base/kustomization.yaml", "configMapGenerator[0].files[0]"),
-        ("apps/web/overlays/eu/kustomization.yaml", "resources[1]")]
+        ("apps/web/overlays/eu/kustomization.yaml", "resources[1]"),
+    ]
     assert all("leaves the app's folder" in i.problem for i in issues)
 
 
@@ -232,7 +286,8 @@ def test_missing_paths_and_helm_inflation_are_refused(tmp_path: Path) -> None:
 
 def test_the_region_patch_sets_the_image_and_the_replicas() -> None:
     wrapper = kustomize.region_kustomization(
-        "app/overlays/eu", "shop/inv", kustomize.image_fields("shop/inv", "reg.eu", "1.2.0", None), 3)
+        "app/overlays/eu", "shop/inv", kustomize.image_fields("shop/inv", "reg.eu", "1.2.0", None), 3
+    )
     assert wrapper["resources"] == ["app/overlays/eu"]
     assert wrapper["images"] == [{"name": "shop/inv", "newName": "reg.eu/shop/inv", "newTag": "1.2.0"}]
     assert [p["target"]["kind"] for p in wrapper["patches"]] == ["Deployment", "StatefulSet"]
@@ -253,7 +308,8 @@ def test_the_copy_refuses_a_symlink_leading_out_and_resolves_one_inside(tmp_path
     with pytest.raises(confine.Refused) as refused:
         confine.copy_app(app, tmp_path / "copy2", "apps/web")
     assert [(i.file, "symlink leading outside apps/web/" in i.problem) for i in refused.value.issues] == [
-        ("apps/web/base/leak.yaml", True)]
+        ("apps/web/base/leak.yaml", True)
+    ]
 
 
 # --- the runner's limits, with a stand-in for the tool ---------------------------------------------
@@ -286,8 +342,9 @@ def test_the_runner_stops_reading_at_the_output_limit(fake_helm: Path) -> None:
         tools.run("helm", ["flood"], cwd=fake_helm, home=fake_helm)
 
 
-def test_the_tool_sees_no_kubeconfig_no_path_and_proxies_that_go_nowhere(fake_helm: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tool_sees_no_kubeconfig_no_path_and_proxies_that_go_nowhere(
+    fake_helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KUBECONFIG", "/root/.kube/config")
     monkeypatch.setenv("GIT_TOKEN", "s3cret")
     output = tools.run("helm", ["env"], cwd=fake_helm, home=fake_helm).decode()
@@ -297,8 +354,9 @@ def test_the_tool_sees_no_kubeconfig_no_path_and_proxies_that_go_nowhere(fake_he
     assert not Path(env["PATH"]).exists()
 
 
-def test_a_tool_error_is_its_message_and_a_wrong_version_is_refused(fake_helm: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tool_error_is_its_message_and_a_wrong_version_is_refused(
+    fake_helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(tools.ToolFailed, match="boom"):
         tools.run("helm", ["fail"], cwd=fake_helm, home=fake_helm)
     old = fake_helm / "old-helm"
@@ -313,7 +371,8 @@ def test_a_tool_error_is_its_message_and_a_wrong_version_is_refused(fake_helm: P
 
 
 def test_a_helm_source_goes_through_the_same_checks_and_labels_and_is_rendered_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from config.identity import ReleaseIdentity
     from config.render import RenderFailed, render
     from config.repository import AppSource, Repository
@@ -344,6 +403,7 @@ YAML
     region = Region.model_validate({"name": "eu", "cluster": "c", "tier": "canary", "trafficShare": 0.1})
     plan = Plan.model_validate({**PLAN, "source": {"helm": {"chart": "chart"}}})
     from config.schema import AppValues
+
     values = AppValues.model_validate({"version": "1.0.0", "image": {"repository": "shop/web", "tag": "1.0.0"}})
     repo = Repository(root=tmp_path, regions={"eu": region}, apps={"web": AppSource("web", app_dir, plan, values)})
     identity = ReleaseIdentity("ab" * 20, "1.0.0")
@@ -364,13 +424,20 @@ YAML
     with pytest.raises(RenderFailed) as failed:
         render(repo, "web", "eu", identity)
     [issue] = failed.value.issues
-    assert (issue.file, issue.field) == ("apps/web/chart/templates/deployment.yaml",
-                                         "document[0].spec.template.spec.containers[0].image")
+    assert (issue.file, issue.field) == (
+        "apps/web/chart/templates/deployment.yaml",
+        "document[0].spec.template.spec.containers[0].image",
+    )
 
 
 def test_the_origin_annotation_names_the_file_and_is_removed() -> None:
-    body = {"kind": "Service", "metadata": {"name": "s", "annotations": {
-        "config.kubernetes.io/origin": "path: app/overlays/eu/../../base/service.yaml\n"}}}
+    body = {
+        "kind": "Service",
+        "metadata": {
+            "name": "s",
+            "annotations": {"config.kubernetes.io/origin": "path: app/overlays/eu/../../base/service.yaml\n"},
+        },
+    }
     assert kustomize.pop_origin(body) == "app/base/service.yaml"
     assert body["metadata"] == {"name": "s"}
     kept = {"metadata": {"annotations": {"a": "b", "config.kubernetes.io/origin": "configuredIn: app/k.yaml\n"}}}

@@ -19,12 +19,15 @@ def test_format_is_utc_with_z_to_the_millisecond() -> None:
     assert format_time(datetime(2026, 5, 4, 10, 20, 30)) == "2026-05-04T10:20:30.000Z"  # naive: UTC
 
 
-@pytest.mark.parametrize("text", [
-    "2026-05-04T10:20:30.123Z",
-    "2026-05-04T10:20:30.123+00:00",  # what earlier versions wrote (.isoformat())
-    "2026-05-04T12:20:30.123+02:00",
-    "2026-05-04T10:20:30.123000+00:00",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-05-04T10:20:30.123Z",
+        "2026-05-04T10:20:30.123+00:00",  # what earlier versions wrote (.isoformat())
+        "2026-05-04T12:20:30.123+02:00",
+        "2026-05-04T10:20:30.123000+00:00",
+    ],
+)
 def test_parse_reads_both_forms_to_the_same_instant(text: str) -> None:
     parsed = parse_time(text)
     assert parsed == T.replace(microsecond=123000) and parsed.tzinfo is UTC
@@ -41,15 +44,22 @@ def test_round_trip() -> None:
 
 
 def test_statuses_stored_by_the_previous_version_still_read() -> None:
-    old = {"phase": "Progressing", "step": 2, "startedAt": "2026-05-04T10:20:30.123456+00:00",
-           "stepStartedAt": "2026-05-04T10:21:00+00:00"}
+    old = {
+        "phase": "Progressing",
+        "step": 2,
+        "startedAt": "2026-05-04T10:20:30.123456+00:00",
+        "stepStartedAt": "2026-05-04T10:21:00+00:00",
+    }
     status = StrategyStatus.from_dict(old)
     assert status.phase is Phase.PROGRESSING and status.started_at == T
     assert status.to_dict()["startedAt"] == "2026-05-04T10:20:30.123Z"
-    run = AnalysisRun.from_status({"startedAt": "2026-05-04T10:20:30.123456+00:00",
-                                   "endsAt": "2026-05-04T10:25:30.123456+00:00",
-                                   "measurements": [{"check": "c", "at": "2026-05-04T10:21:30.5+00:00",
-                                                     "verdict": "success"}]})
+    run = AnalysisRun.from_status(
+        {
+            "startedAt": "2026-05-04T10:20:30.123456+00:00",
+            "endsAt": "2026-05-04T10:25:30.123456+00:00",
+            "measurements": [{"check": "c", "at": "2026-05-04T10:21:30.5+00:00", "verdict": "success"}],
+        }
+    )
     assert run.started_at == T and run.ends_at == T + timedelta(minutes=5)
     assert run.to_status()["startedAt"] == "2026-05-04T10:20:30.123Z"
     assert run.to_status()["measurements"][0]["at"] == "2026-05-04T10:21:30.500Z"

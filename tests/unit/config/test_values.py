@@ -8,8 +8,10 @@ from config.durations import format_duration, parse_duration
 from config.expressions import ConditionError, parse_condition
 
 
-@pytest.mark.parametrize("text, seconds", [("30s", 30), ("5m", 300), ("2h", 7200), ("1h30m", 5400),
-                                           ("500ms", 0.5), ("1.5s", 1.5), ("1d", 86400)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("30s", 30), ("5m", 300), ("2h", 7200), ("1h30m", 5400), ("500ms", 0.5), ("1.5s", 1.5), ("1d", 86400)],
+)
 def test_durations_parse(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
@@ -26,21 +28,34 @@ def test_durations_format(seconds: float, text: str) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("condition, values, expected", [
-    ("result <= 0.01", {"result": 0.005}, True),
-    ("result <= 0.01", {"result": 0.02}, False),
-    ("result <= max(1.5 * baseline, 0.001)", {"result": 0.0009, "baseline": 0.0}, True),
-    ("result <= max(1.5 * baseline, 0.001)", {"result": 0.02, "baseline": 0.01}, False),
-    ("0 < result < 5 and not result == 3", {"result": 3}, False),
-    ("abs(result - baseline) < 0.1 or result < 0", {"result": 1.05, "baseline": 1.0}, True),
-])
+@pytest.mark.parametrize(
+    "condition, values, expected",
+    [
+        ("result <= 0.01", {"result": 0.005}, True),
+        ("result <= 0.01", {"result": 0.02}, False),
+        ("result <= max(1.5 * baseline, 0.001)", {"result": 0.0009, "baseline": 0.0}, True),
+        ("result <= max(1.5 * baseline, 0.001)", {"result": 0.02, "baseline": 0.01}, False),
+        ("0 < result < 5 and not result == 3", {"result": 3}, False),
+        ("abs(result - baseline) < 0.1 or result < 0", {"result": 1.05, "baseline": 1.0}, True),
+    ],
+)
 def test_conditions_evaluate(condition: str, values: dict, expected: bool) -> None:
     assert parse_condition(condition).evaluate(values) is expected
 
 
-@pytest.mark.parametrize("condition", ["__import__('os').system('id') == 0", "result.real < 1",
-                                       "[x for x in ()] == 1", "lambda: 1", "result < 'a'", "open < 1",
-                                       "result", "result <"])
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "__import__('os').system('id') == 0",
+        "result.real < 1",
+        "[x for x in ()] == 1",
+        "lambda: 1",
+        "result < 'a'",
+        "open < 1",
+        "result",
+        "result <",
+    ],
+)
 def test_conditions_cannot_run_code(condition: str) -> None:
     with pytest.raises(ConditionError):
         parse_condition(condition)

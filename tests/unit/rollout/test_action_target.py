@@ -69,7 +69,10 @@ def test_no_release_in_progress() -> None:
 
 
 def test_the_cli_says_which_release_it_acted_on() -> None:
-    obj = {"metadata": {"name": LIVE.name}, "spec": {"version": "1.2.0", "commit": "2" * 40},
-           "status": {"phase": "RollingBack", "message": "abort requested by alice: why"}}
+    obj = {
+        "metadata": {"name": LIVE.name},
+        "spec": {"version": "1.2.0", "commit": "2" * 40},
+        "status": {"phase": "RollingBack", "message": "abort requested by alice: why"},
+    }
     line = acted_on(f"applied to {LIVE.name}", [obj])
     assert line.startswith(f"acted on release {LIVE.name} (version 1.2.0") and "now RollingBack" in line

@@ -14,8 +14,11 @@ from rollout import actions
 from rollout.actions import Checked, Known, Rejected, check
 from rollout.controller import Controller
 
-KNOWN = Known(apps=frozenset({"checkout", "search"}), regions=frozenset({"eu-canary", "eu-west", "us-east"}),
-              releases={"checkout-1-0-0": "checkout", "checkout-1-1-0": "checkout", "search-2-0-0": "search"})
+KNOWN = Known(
+    apps=frozenset({"checkout", "search"}),
+    regions=frozenset({"eu-canary", "eu-west", "us-east"}),
+    releases={"checkout-1-0-0": "checkout", "checkout-1-1-0": "checkout", "search-2-0-0": "search"},
+)
 NOW = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
 
 
@@ -29,8 +32,11 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("spec not an object", {"metadata": {"name": "x"}, "spec": ["drain"]}, "spec is missing or not an object"),
     ("unknown action", ra(action="delete", app="checkout"), "spec.action 'delete' is not one of"),
     ("action not a string", ra(action=["drain"], region="eu-west"), "is not one of"),
-    ("no reason", {"metadata": {"name": "x"}, "spec": {"action": "pause", "app": "checkout"}},
-     "spec.reason is required for pause"),
+    (
+        "no reason",
+        {"metadata": {"name": "x"}, "spec": {"action": "pause", "app": "checkout"}},
+        "spec.reason is required for pause",
+    ),
     ("blank reason", ra(action="pause", app="checkout", reason="   "), "spec.reason is required"),
     ("huge reason", ra(action="pause", app="checkout", reason="x" * 5000), "keep it under 1024"),
     ("requestedBy not a string", ra(action="pause", app="checkout", requestedBy={"u": 1}), "spec.requestedBy"),
@@ -40,32 +46,62 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("drill without region", ra(action="drill", app="checkout"), "spec.region is required for drill"),
     ("pause without app", ra(action="pause"), "spec.app is required for pause: name the app (rollout pause APP)"),
     ("rollback without app", ra(action="rollback"), "spec.app is required for rollback"),
-    ("toRelease on pause", ra(action="pause", app="checkout", toRelease="checkout-1-0-0"),
-     "spec.toRelease is not allowed for pause: it applies to rollback only"),
-    ("full on rollback", ra(action="rollback", app="checkout", full=True),
-     "spec.full is not allowed for rollback: it applies to drill, promote only"),
-    ("release on drain", ra(action="drain", region="eu-west", release="checkout-1-0-0"),
-     "spec.release is not allowed for drain"),
-    ("unknown field", ra(action="pause", app="checkout", colour="red"),
-     "spec.colour is not allowed for pause: it is not a ReleaseAction field"),
+    (
+        "toRelease on pause",
+        ra(action="pause", app="checkout", toRelease="checkout-1-0-0"),
+        "spec.toRelease is not allowed for pause: it applies to rollback only",
+    ),
+    (
+        "full on rollback",
+        ra(action="rollback", app="checkout", full=True),
+        "spec.full is not allowed for rollback: it applies to drill, promote only",
+    ),
+    (
+        "release on drain",
+        ra(action="drain", region="eu-west", release="checkout-1-0-0"),
+        "spec.release is not allowed for drain",
+    ),
+    (
+        "unknown field",
+        ra(action="pause", app="checkout", colour="red"),
+        "spec.colour is not allowed for pause: it is not a ReleaseAction field",
+    ),
     ("full not a boolean", ra(action="promote", app="checkout", full="yes"), "spec.full must be true or false"),
     ("region not a name", ra(action="drain", region="EU West!"), "spec.region 'EU West!' is not a valid name"),
     ("region not a string", ra(action="drain", region=7), "spec.region 7 is not a valid name"),
     ("app not a name", ra(action="pause", app="../etc"), "spec.app '../etc' is not a valid name"),
-    ("made-up region", ra(action="restore", region="mars-1"),
-     "spec.region 'mars-1' is not a region of the repository (regions: eu-canary, eu-west, us-east)"),
-    ("made-up region for an app", ra(action="drain", app="checkout", region="eu-nowhere"),
-     "spec.region 'eu-nowhere' is not a region"),
-    ("made-up app", ra(action="pause", app="payments"),
-     "spec.app 'payments' is not an app of the repository (apps: checkout, search)"),
+    (
+        "made-up region",
+        ra(action="restore", region="mars-1"),
+        "spec.region 'mars-1' is not a region of the repository (regions: eu-canary, eu-west, us-east)",
+    ),
+    (
+        "made-up region for an app",
+        ra(action="drain", app="checkout", region="eu-nowhere"),
+        "spec.region 'eu-nowhere' is not a region",
+    ),
+    (
+        "made-up app",
+        ra(action="pause", app="payments"),
+        "spec.app 'payments' is not an app of the repository (apps: checkout, search)",
+    ),
     ("made-up app for a drain", ra(action="drain", app="payments", region="eu-west"), "spec.app 'payments'"),
     ("drill in a made-up region", ra(action="drill", app="checkout", region="moon"), "spec.region 'moon'"),
-    ("unknown release", ra(action="pause", app="checkout", release="checkout-9-9-9"),
-     "spec.release 'checkout-9-9-9' does not exist"),
-    ("another app's release", ra(action="pause", app="checkout", release="search-2-0-0"),
-     "spec.release 'search-2-0-0' is a release of 'search', not of 'checkout'"),
-    ("rollback to another app's release", ra(action="rollback", app="checkout", toRelease="search-2-0-0"),
-     "spec.toRelease 'search-2-0-0' is a release of 'search'"),
+    (
+        "unknown release",
+        ra(action="pause", app="checkout", release="checkout-9-9-9"),
+        "spec.release 'checkout-9-9-9' does not exist",
+    ),
+    (
+        "another app's release",
+        ra(action="pause", app="checkout", release="search-2-0-0"),
+        "spec.release 'search-2-0-0' is a release of 'search', not of 'checkout'",
+    ),
+    (
+        "rollback to another app's release",
+        ra(action="rollback", app="checkout", toRelease="search-2-0-0"),
+        "spec.toRelease 'search-2-0-0' is a release of 'search'",
+    ),
 ]
 
 
@@ -82,21 +118,42 @@ def test_nothing_is_known_before_the_first_sync_so_every_name_is_refused() -> No
     assert isinstance(result, Rejected) and "(regions: none yet)" in result.reason
 
 
-@pytest.mark.parametrize(("action", "expected"), [
-    (ra(action="drain", region="eu-west", requestedBy="rick"),
-     Checked("drain", "incident 42", "rick", region="eu-west")),
-    (ra(action="restore", region="us-east", app="checkout"),
-     Checked("restore", "incident 42", "unknown", app="checkout", region="us-east")),
-    (ra(action="rollback", app="checkout", toRelease="checkout-1-0-0", release="checkout-1-1-0"),
-     Checked("rollback", "incident 42", "unknown", app="checkout", release="checkout-1-1-0",
-             to_release="checkout-1-0-0")),
-    (ra(action="promote", app="checkout", full=True, region="eu-canary"),
-     Checked("promote", "incident 42", "unknown", app="checkout", region="eu-canary", full=True)),
-    (ra(action="drill", app="search", region="us-east", force=True),
-     Checked("drill", "incident 42", "unknown", app="search", region="us-east", full=True)),
-    (ra(action="pause", app="checkout", region=None),  # an explicit null is the field left out
-     Checked("pause", "incident 42", "unknown", app="checkout")),
-])
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        (
+            ra(action="drain", region="eu-west", requestedBy="rick"),
+            Checked("drain", "incident 42", "rick", region="eu-west"),
+        ),
+        (
+            ra(action="restore", region="us-east", app="checkout"),
+            Checked("restore", "incident 42", "unknown", app="checkout", region="us-east"),
+        ),
+        (
+            ra(action="rollback", app="checkout", toRelease="checkout-1-0-0", release="checkout-1-1-0"),
+            Checked(
+                "rollback",
+                "incident 42",
+                "unknown",
+                app="checkout",
+                release="checkout-1-1-0",
+                to_release="checkout-1-0-0",
+            ),
+        ),
+        (
+            ra(action="promote", app="checkout", full=True, region="eu-canary"),
+            Checked("promote", "incident 42", "unknown", app="checkout", region="eu-canary", full=True),
+        ),
+        (
+            ra(action="drill", app="search", region="us-east", force=True),
+            Checked("drill", "incident 42", "unknown", app="search", region="us-east", full=True),
+        ),
+        (
+            ra(action="pause", app="checkout", region=None),  # an explicit null is the field left out
+            Checked("pause", "incident 42", "unknown", app="checkout"),
+        ),
+    ],
+)
 def test_well_formed_actions_pass_with_their_fields(action: dict[str, Any], expected: Checked) -> None:
     assert check(action, KNOWN) == expected
 
@@ -124,11 +181,11 @@ class FakeCustom:
     def __init__(self) -> None:
         self.status: dict[str, dict[str, Any]] = {}
 
-    def patch_namespaced_custom_object_status(self, group: str, version: str, ns: str, plural: str, name: str,
-                                              body: dict[str, Any]) -> dict[str, Any]:
+    def patch_namespaced_custom_object_status(
+        self, group: str, version: str, ns: str, plural: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         self.status[name] = body["status"]
-        return {"apiVersion": f"{group}/{version}", "kind": "ReleaseAction", "metadata": {"name": name},
-                **body}
+        return {"apiVersion": f"{group}/{version}", "kind": "ReleaseAction", "metadata": {"name": name}, **body}
 
 
 class FakeEvents:
@@ -174,8 +231,11 @@ def named(name: str, **spec: Any) -> dict[str, Any]:
 def test_a_malformed_action_is_rejected_with_an_event_and_the_next_one_is_carried_out() -> None:
     traffic = FakeTraffic()
     ctl, custom, events = controller(traffic)
-    pending = [named("bad-drain", action="drain"), named("made-up", action="restore", region="mars-1"),
-               named("good", action="drain", region="eu-west", app="checkout")]
+    pending = [
+        named("bad-drain", action="drain"),
+        named("made-up", action="restore", region="mars-1"),
+        named("good", action="drain", region="eu-west", app="checkout"),
+    ]
     ctl._route_actions(pending, {"checkout": []}, NOW)
     assert custom.status["bad-drain"]["state"] == "Rejected"
     assert "spec.region is required for drain" in custom.status["bad-drain"]["message"]
@@ -202,8 +262,11 @@ def test_a_transient_api_error_leaves_the_action_for_the_next_pass() -> None:
 def test_before_the_first_sync_an_unknown_name_waits_and_a_malformed_action_is_rejected() -> None:
     ctl, custom, events = controller(FakeTraffic())
     ctl.sync = SimpleNamespace(last_status={})  # no sync finished yet: the repository's names are not loaded
-    ctl._route_actions([named("early", action="drain", region="eu-later", app="checkout"),
-                        named("broken", action="drain")], {"checkout": []}, NOW)
+    ctl._route_actions(
+        [named("early", action="drain", region="eu-later", app="checkout"), named("broken", action="drain")],
+        {"checkout": []},
+        NOW,
+    )
     assert "early" not in custom.status and custom.status["broken"]["state"] == "Rejected"
     ctl.sync = SimpleNamespace(last_status={"valid": True})
     ctl._route_actions([named("early", action="drain", region="eu-later", app="checkout")], {"checkout": []}, NOW)

@@ -48,25 +48,47 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def info(ref: ReleaseRef, phase: str = "Succeeded", created: str = "2026-11-24T10:00:00Z",
-         previous: tuple[str, str] | None = None, region_phase: str | None = "Succeeded",
-         strategy: dict[str, Any] | None = None) -> ReleaseInfo:
+def info(
+    ref: ReleaseRef,
+    phase: str = "Succeeded",
+    created: str = "2026-11-24T10:00:00Z",
+    previous: tuple[str, str] | None = None,
+    region_phase: str | None = "Succeeded",
+    strategy: dict[str, Any] | None = None,
+) -> ReleaseInfo:
     return ReleaseInfo(ref, phase, created, ("eu-canary", REGION, "us-east"), previous, region_phase, strategy or {})
 
 
 def setup(**changes: Any) -> Setup:
-    base = Setup("checkout", REGION, False,
-                 (info(OLD, created="2026-11-24T10:00:00Z"),
-                  info(CUR, created="2026-11-24T11:00:00Z", previous=(OLD.commit, OLD.version))),
-                 tier="low", targets=TARGETS, region_release=CUR.number)
+    base = Setup(
+        "checkout",
+        REGION,
+        False,
+        (
+            info(OLD, created="2026-11-24T10:00:00Z"),
+            info(CUR, created="2026-11-24T11:00:00Z", previous=(OLD.commit, OLD.version)),
+        ),
+        tier="low",
+        targets=TARGETS,
+        region_release=CUR.number,
+    )
     return replace(base, **changes)
 
 
 def started(baseline: float | None = 1000.0, strategy: dict[str, Any] | None = None) -> DrillState:
-    state, actions = advance(DrillState(), Observations(setup=setup(releases=(
-        info(OLD, created="2026-11-24T10:00:00Z"),
-        info(CUR, created="2026-11-24T11:00:00Z", previous=(OLD.commit, OLD.version), strategy=strategy),
-    )), rate=baseline), T0)
+    state, actions = advance(
+        DrillState(),
+        Observations(
+            setup=setup(
+                releases=(
+                    info(OLD, created="2026-11-24T10:00:00Z"),
+                    info(CUR, created="2026-11-24T11:00:00Z", previous=(OLD.commit, OLD.version), strategy=strategy),
+                )
+            ),
+            rate=baseline,
+        ),
+        T0,
+    )
     assert state.state == RUNNING and actions == [SetWeight(REGION, 0)]
     return state
 
@@ -88,8 +110,7 @@ def through_rollback(state: DrillState, at_s: float = 20) -> DrillState:
 
 
 def through_forward(state: DrillState, at_s: float = 30) -> DrillState:
-    state, actions = advance(state, Observations(strategy=rolled(SP.ROLLED_BACK), region_release=CUR.number),
-                             at(at_s))
+    state, actions = advance(state, Observations(strategy=rolled(SP.ROLLED_BACK), region_release=CUR.number), at(at_s))
     assert state.step == RESTORE and actions == [SetWeight(REGION, 100)]
     return state
 
@@ -99,8 +120,11 @@ def through_forward(state: DrillState, at_s: float = 30) -> DrillState:
 
 def test_current_is_the_newest_succeeded_release_and_previous_what_it_replaced() -> None:
     bad = ReleaseRef("checkout-cccccccccccc", "c" * 40, "1.6.0")
-    releases = (info(OLD, created="1"), info(CUR, created="2", previous=(OLD.commit, OLD.version)),
-                info(bad, phase="RolledBack", created="3", previous=(CUR.commit, CUR.version)))
+    releases = (
+        info(OLD, created="1"),
+        info(CUR, created="2", previous=(OLD.commit, OLD.version)),
+        info(bad, phase="RolledBack", created="3", previous=(CUR.commit, CUR.version)),
+    )
     current, previous = current_and_previous(releases)  # type: ignore[misc]
     assert current.ref == CUR and previous == OLD
 
@@ -115,21 +139,31 @@ def test_without_a_recorded_previous_the_succeeded_release_before_is_used() -> N
 # --- refusals ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("changes", "words"), [
-    ({"releases": ()}, "unknown app"),
-    ({"releases": (info(OLD, created="1"), info(CUR, phase="Progressing", created="2"))}, "in progress"),
-    ({"releases": (info(CUR),)}, "no earlier release"),
-    ({"region": "mars-1", "tier": None}, "not a region of checkout"),
-    ({"tier": None}, "not a region of checkout"),
-    ({"other_drill": "drill-checkout-x"}, "one drill per app"),
-    ({"tier": "high"}, "--force"),
-    ({"problem": "its cluster is unreachable (timeout)"}, "unreachable"),
-    ({"region_release": OLD.number}, "does not run the current release"),
-    ({"region_release": None}, "carry nothing"),
-    ({"targets": None}, "could not be read"),
-    ({"releases": (info(OLD, created="1"), info(CUR, created="2", previous=(OLD.commit, OLD.version),
-                                                region_phase="Pending"))}, "is not live in eu-west"),
-])
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"releases": ()}, "unknown app"),
+        ({"releases": (info(OLD, created="1"), info(CUR, phase="Progressing", created="2"))}, "in progress"),
+        ({"releases": (info(CUR),)}, "no earlier release"),
+        ({"region": "mars-1", "tier": None}, "not a region of checkout"),
+        ({"tier": None}, "not a region of checkout"),
+        ({"other_drill": "drill-checkout-x"}, "one drill per app"),
+        ({"tier": "high"}, "--force"),
+        ({"problem": "its cluster is unreachable (timeout)"}, "unreachable"),
+        ({"region_release": OLD.number}, "does not run the current release"),
+        ({"region_release": None}, "carry nothing"),
+        ({"targets": None}, "could not be read"),
+        (
+            {
+                "releases": (
+                    info(OLD, created="1"),
+                    info(CUR, created="2", previous=(OLD.commit, OLD.version), region_phase="Pending"),
+                )
+            },
+            "is not live in eu-west",
+        ),
+    ],
+)
 def test_refusals_say_why_and_change_nothing(changes: dict[str, Any], words: str) -> None:
     refused = plan_drill(setup(**changes))
     assert isinstance(refused, str) and words in refused, refused
@@ -194,8 +228,7 @@ def test_without_a_baseline_rate_the_drain_cannot_be_measured_and_fails() -> Non
 
 def test_rollback_passes_when_rolled_back_and_the_region_runs_the_previous_release() -> None:
     state = through_drain(started())
-    waiting, actions = advance(state, Observations(strategy=rolled(SP.ROLLING_BACK), region_release=CUR.number),
-                               at(10))
+    waiting, actions = advance(state, Observations(strategy=rolled(SP.ROLLING_BACK), region_release=CUR.number), at(10))
     assert waiting.step == ROLLBACK and actions == [SetWeight(REGION, 0)]
     done, _ = advance(waiting, Observations(strategy=rolled(SP.ROLLED_BACK), region_release=OLD.number), at(18.5))
     item = done.checklist[ROLLBACK]
@@ -280,8 +313,9 @@ def test_a_failed_step_fails_the_drill_even_when_the_others_pass() -> None:
 
 def test_a_release_starting_mid_drill_stops_it_and_restores_the_weight() -> None:
     state = through_drain(started())
-    state, actions = advance(state, Observations(strategy=rolled(SP.ROLLING_BACK),
-                                                 interrupted_by="checkout-dddddddddddd"), at(9))
+    state, actions = advance(
+        state, Observations(strategy=rolled(SP.ROLLING_BACK), interrupted_by="checkout-dddddddddddd"), at(9)
+    )
     assert state.step == RESTORE and actions == [SetWeight(REGION, 100)]
     assert state.checklist[ROLLBACK].passed is False and "interrupted" in state.checklist[ROLLBACK].observed
     assert state.checklist[FORWARD].observed == "skipped"
@@ -331,19 +365,30 @@ def test_a_drill_state_survives_a_restart_between_the_status_write_and_the_weigh
 
 
 def test_serving_release_ignores_deployments_scaled_to_zero() -> None:
-    snap = Snapshot(deployments=(DeploymentState("checkout", spec_replicas=2, release=OLD.number),
-                                 DeploymentState("checkout-canary", spec_replicas=0, release=CUR.number)))
+    snap = Snapshot(
+        deployments=(
+            DeploymentState("checkout", spec_replicas=2, release=OLD.number),
+            DeploymentState("checkout-canary", spec_replicas=0, release=CUR.number),
+        )
+    )
     assert serving_release(snap) == OLD.number
-    mixed = Snapshot(deployments=(DeploymentState("a", spec_replicas=1, release="x"),
-                                  DeploymentState("b", spec_replicas=1, release="y")))
+    mixed = Snapshot(
+        deployments=(
+            DeploymentState("a", spec_replicas=1, release="x"),
+            DeploymentState("b", spec_replicas=1, release="y"),
+        )
+    )
     assert serving_release(mixed) == "x,y" and serving_release(Snapshot()) is None
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ({}, False),
-    ({"force": True}, True),
-    ({"full": True}, True),  # a drill stored by an earlier version carried --force in `full`
-    ({"force": False, "full": True}, False),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, False),
+        ({"force": True}, True),
+        ({"full": True}, True),  # a drill stored by an earlier version carried --force in `full`
+        ({"force": False, "full": True}, False),
+    ],
+)
 def test_force_is_read_from_force_or_the_old_full(spec: dict[str, Any], expected: bool) -> None:
     assert forced(spec) is expected

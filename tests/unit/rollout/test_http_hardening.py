@@ -46,8 +46,9 @@ HEADS: list[tuple[str, bytes | None, Message, int, str]] = [
 
 
 @pytest.mark.parametrize(("case", "key", "head", "status", "text"), HEADS, ids=[h[0] for h in HEADS])
-def test_request_head_refused_before_the_body(case: str, key: bytes | None, head: Message, status: int,
-                                              text: str) -> None:
+def test_request_head_refused_before_the_body(
+    case: str, key: bytes | None, head: Message, status: int, text: str
+) -> None:
     result = check_head(head, key, LIMITS)
     assert isinstance(result, Refusal), f"{case}: accepted"
     assert (result.status, text in result.message) == (status, True), f"{case}: {result}"
@@ -80,7 +81,9 @@ def test_replay_guard_forgets_after_the_window_and_stays_bounded() -> None:
 
 def test_delivery_keys_are_the_forges_ids() -> None:
     assert delivery_keys(headers(X_GitHub_Delivery="d-1", X_Gitea_Delivery="g-1")) == (
-        "x-github-delivery:d-1", "x-gitea-delivery:g-1")
+        "x-github-delivery:d-1",
+        "x-gitea-delivery:g-1",
+    )
     assert delivery_keys(headers()) == ()  # no id: nothing to compare, no replay check
 
 
@@ -105,8 +108,9 @@ def leader() -> Leader:
 
 @pytest.fixture
 def server(leader: Leader) -> Iterator[Endpoints]:
-    endpoints = Endpoints("127.0.0.1", 0, KEY, leader, lambda: True, webhook_host="127.0.0.1", webhook_port=0,
-                          limits=LIMITS)
+    endpoints = Endpoints(
+        "127.0.0.1", 0, KEY, leader, lambda: True, webhook_host="127.0.0.1", webhook_port=0, limits=LIMITS
+    )
     endpoints.start()
     yield endpoints
     endpoints.stop()
@@ -132,8 +136,9 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), fields, body
 
 
-def post(port: int, body: bytes = BODY, signature: str | None = None, extra: str = "",
-         length: str | None = None) -> tuple[int, dict[str, str], bytes]:
+def post(
+    port: int, body: bytes = BODY, signature: str | None = None, extra: str = "", length: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
     sig = sign(body, KEY) if signature is None else signature
     head = f"POST /webhook/git HTTP/1.1\r\nHost: x\r\nContent-Length: {length or len(body)}\r\n"
     if sig:
@@ -147,15 +152,20 @@ def test_a_signed_push_is_accepted_and_handed_to_the_leader(server: Endpoints, l
 
 
 def test_negative_content_length_is_refused_without_reading(server: Endpoints, leader: Leader) -> None:
-    status, _, body = raw(server.webhook_port, b"POST /webhook/git HTTP/1.1\r\nContent-Length: -1\r\n"
-                                                b"X-Hub-Signature-256: " + sign(b"", KEY).encode() + b"\r\n\r\n")
+    status, _, body = raw(
+        server.webhook_port,
+        b"POST /webhook/git HTTP/1.1\r\nContent-Length: -1\r\n"
+        b"X-Hub-Signature-256: " + sign(b"", KEY).encode() + b"\r\n\r\n",
+    )
     assert status == 400 and b"invalid Content-Length" in body and leader.pushes == 0
 
 
 def test_an_oversized_body_is_refused_from_its_header_alone(server: Endpoints) -> None:
     with socket.create_connection(("127.0.0.1", server.webhook_port), timeout=5) as sock:
-        sock.sendall(b"POST /webhook/git HTTP/1.1\r\nContent-Length: 100000000\r\n"
-                     b"X-Hub-Signature-256: " + SIG.encode() + b"\r\n\r\n")  # not one byte of the body
+        sock.sendall(
+            b"POST /webhook/git HTTP/1.1\r\nContent-Length: 100000000\r\n"
+            b"X-Hub-Signature-256: " + SIG.encode() + b"\r\n\r\n"
+        )  # not one byte of the body
         started = time.monotonic()
         status, _, body = read_answer(sock)
     assert status == 413 and b"at most 1024" in body and time.monotonic() - started < 0.9
@@ -172,8 +182,9 @@ def test_a_missing_signature_and_a_wrong_one_are_told_apart(server: Endpoints, l
 def test_a_slow_body_times_out_within_the_request_deadline(server: Endpoints, leader: Leader) -> None:
     with socket.create_connection(("127.0.0.1", server.webhook_port), timeout=10) as sock:
         started = time.monotonic()
-        sock.sendall(f"POST /webhook/git HTTP/1.1\r\nContent-Length: {len(BODY)}\r\n"
-                     f"X-Hub-Signature-256: {SIG}\r\n\r\n".encode())
+        sock.sendall(
+            f"POST /webhook/git HTTP/1.1\r\nContent-Length: {len(BODY)}\r\nX-Hub-Signature-256: {SIG}\r\n\r\n".encode()
+        )
         status = None
         for byte in BODY:  # one byte every 0.3 s: each read is quick, the request never ends
             try:
@@ -227,8 +238,7 @@ def test_a_replayed_delivery_is_refused(server: Endpoints, leader: Leader) -> No
     assert leader.pushes == 4
 
 
-def test_a_follower_asks_the_sender_to_retry_and_does_not_burn_the_delivery(server: Endpoints,
-                                                                              leader: Leader) -> None:
+def test_a_follower_asks_the_sender_to_retry_and_does_not_burn_the_delivery(server: Endpoints, leader: Leader) -> None:
     leader.leading = False
     status, fields, body = post(server.webhook_port, extra="X-GitHub-Delivery: d-9\r\n")
     assert status == 503 and fields.get("Retry-After") == "7" and b"not the leader" in body
@@ -237,8 +247,9 @@ def test_a_follower_asks_the_sender_to_retry_and_does_not_burn_the_delivery(serv
 
 
 def test_connections_beyond_the_bound_get_503_at_once(server: Endpoints) -> None:
-    idle = [socket.create_connection(("127.0.0.1", server.webhook_port), timeout=5)
-            for _ in range(LIMITS.max_in_flight)]
+    idle = [
+        socket.create_connection(("127.0.0.1", server.webhook_port), timeout=5) for _ in range(LIMITS.max_in_flight)
+    ]
     try:
         time.sleep(0.2)  # the accept loop takes them (there is no event to wait on from outside)
         started = time.monotonic()

@@ -17,8 +17,7 @@ def stored(commit: str, digest: str, phase: str, quarantined: bool = False) -> S
 
 
 def test_first_commit_of_an_app_makes_a_release() -> None:
-    assert decide_intake({"checkout": Candidate(spec("a", "d1"), "unstarted")}, {}) == [
-        CreateRelease(spec("a", "d1"))]
+    assert decide_intake({"checkout": Candidate(spec("a", "d1"), "unstarted")}, {}) == [CreateRelease(spec("a", "d1"))]
 
 
 def test_a_commit_that_does_not_change_the_app_makes_nothing() -> None:
@@ -27,8 +26,13 @@ def test_a_commit_that_does_not_change_the_app_makes_nothing() -> None:
 
 
 def test_a_quarantined_change_is_not_reapplied_by_later_syncs() -> None:
-    existing = {"checkout": [stored("a", "d1", "Succeeded"), stored("b", "d2", "RolledBack", quarantined=True),
-                             stored("c", "d3", "Succeeded")]}
+    existing = {
+        "checkout": [
+            stored("a", "d1", "Succeeded"),
+            stored("b", "d2", "RolledBack", quarantined=True),
+            stored("c", "d3", "Succeeded"),
+        ]
+    }
     # e.g. a commit that reverts the fix: same content as the quarantined release
     actions = decide_intake({"checkout": Candidate(spec("e", "d2"), "unstarted")}, existing)
     assert actions == [SkipQuarantined("checkout", stored("b", "d2", "RolledBack").name)]
@@ -42,13 +46,17 @@ def test_the_rolled_back_commit_itself_stays_quiet_on_resync() -> None:
 def test_a_revert_to_known_good_content_is_a_new_release() -> None:
     existing = {"checkout": [stored("a", "d1", "Succeeded"), stored("b", "d2", "RolledBack", quarantined=True)]}
     assert decide_intake({"checkout": Candidate(spec("f", "d1"), "unstarted")}, existing) == [
-        CreateRelease(spec("f", "d1"))]
+        CreateRelease(spec("f", "d1"))
+    ]
 
 
 def test_a_newer_commit_supersedes_releases_that_have_not_started() -> None:
     existing = {"checkout": [stored("a", "d1", "Progressing"), stored("b", "d2", "Pending")]}
     actions = decide_intake({"checkout": Candidate(spec("c", "d3"), "unstarted")}, existing)
-    assert actions == [CreateRelease(spec("c", "d3")), SupersedeRelease(stored("b", "d2", "Pending").name,
-                                                                        by=spec("c", "d3").name)]
+    assert actions == [
+        CreateRelease(spec("c", "d3")),
+        SupersedeRelease(stored("b", "d2", "Pending").name, by=spec("c", "d3").name),
+    ]
     assert decide_intake({"checkout": Candidate(spec("c", "d3"), "never")}, existing) == [
-        CreateRelease(spec("c", "d3"))]
+        CreateRelease(spec("c", "d3"))
+    ]

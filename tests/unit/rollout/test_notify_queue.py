@@ -29,8 +29,18 @@ from rollout.notify import (
 
 ALLOW = Destinations.parse(["https://hooks.example.com/payments/", "http://alerts.internal:8080/hook"])
 NOW = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
-NOTICE = Notice("failed", "checkout", "checkout-1-2-0", "1.2.0", "error rate", "payments", "#pay",
-                "https://wiki/checkout", region="eu-west", warning=True)
+NOTICE = Notice(
+    "failed",
+    "checkout",
+    "checkout-1-2-0",
+    "1.2.0",
+    "error rate",
+    "payments",
+    "#pay",
+    "https://wiki/checkout",
+    region="eu-west",
+    warning=True,
+)
 
 URLS = [
     ("https://hooks.example.com/payments/team-a", None),
@@ -75,9 +85,15 @@ def test_signing_keys_come_from_the_operators_files_and_never_the_controllers_se
     (tmp_path / "pay.key").write_text("payments-key\n")
     (tmp_path / "stolen.key").write_text("the-webhook-secret")
     (tmp_path / "empty.key").write_text("")
-    keys = SigningKeys.parse([f"checkout={tmp_path}/pay.key", f"search={tmp_path}/stolen.key",
-                              f"cart={tmp_path}/empty.key", f"gone={tmp_path}/missing.key"],
-                             forbidden=[b"the-webhook-secret", None])
+    keys = SigningKeys.parse(
+        [
+            f"checkout={tmp_path}/pay.key",
+            f"search={tmp_path}/stolen.key",
+            f"cart={tmp_path}/empty.key",
+            f"gone={tmp_path}/missing.key",
+        ],
+        forbidden=[b"the-webhook-secret", None],
+    )
     assert keys.key("checkout") == b"payments-key"
     assert keys.key("nobody") is None
     with pytest.raises(KeyRefused, match="controller's own secrets"):
@@ -128,8 +144,9 @@ class Server:
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
             head, _, body = data.partition(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             while len(body) < length:
                 body += conn.recv(65536)
             self.requests.append(head + b"\r\n\r\n" + body)
@@ -169,8 +186,9 @@ def test_a_trickling_server_does_not_slow_the_emitter_and_is_cut_at_the_deadline
     servers += [slow, good]
     worker = dispatcher(slow.url, good.url, deadline=1.0)
     try:
-        hooks = Webhooks([WebhookTarget(slow.url, ("failed",)), WebhookTarget(good.url, ("failed",))],
-                         dispatcher=worker)
+        hooks = Webhooks(
+            [WebhookTarget(slow.url, ("failed",)), WebhookTarget(good.url, ("failed",))], dispatcher=worker
+        )
         started = time.monotonic()
         hooks.emit(NOTICE, NOW)  # what the reconcile pass calls
         emitted = time.monotonic() - started
@@ -222,7 +240,8 @@ def test_a_full_queue_drops_without_blocking() -> None:
 
 
 def test_messages_are_signed_with_the_operators_key_for_the_app_only(
-        servers: list[Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    servers: list[Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = Server("answer")
     servers.append(server)
     (tmp_path / "checkout.key").write_text("op-key")
@@ -231,7 +250,8 @@ def test_messages_are_signed_with_the_operators_key_for_the_app_only(
     try:
         # secret_env naming the controller's own secret is ignored (config refuses it anyway)
         Webhooks([WebhookTarget(server.url, ("failed",), "ROLLOUT_WEBHOOK_SECRET")], dispatcher=worker).emit(
-            NOTICE, NOW)
+            NOTICE, NOW
+        )
         other = Notice(**{**NOTICE.__dict__, "app": "search"})
         Webhooks([WebhookTarget(server.url, ("failed",))], dispatcher=worker).emit(other, NOW)
         assert worker.join(5) and len(server.requests) == 2
@@ -259,8 +279,7 @@ def test_the_installed_dispatcher_is_what_the_reconciler_reaches(servers: list[S
     worker = dispatcher(server.url)
     notify.install(worker)
     try:
-        Webhooks([WebhookTarget(server.url, ("failed",)), WebhookTarget(server.url, ("succeeded",))]).emit(
-            NOTICE, NOW)
+        Webhooks([WebhookTarget(server.url, ("failed",)), WebhookTarget(server.url, ("succeeded",))]).emit(NOTICE, NOW)
         assert worker.join(5) and len(server.requests) == 1  # only the target subscribed to "failed"
     finally:
         notify.install(None)

@@ -112,9 +112,7 @@ def test_a_failing_smoke_check_drains_rolls_back_restores_and_quarantines() -> N
     r.step(10, eu_canary=DONE)
     actions = r.step(
         4,
-        eu_canary=RegionView(
-            strategy_phase=S.SUCCEEDED, smoke=Verdict.FAILURE, smoke_reason="error-ratio 0.2 > 0.05"
-        ),
+        eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=Verdict.FAILURE, smoke_reason="error-ratio 0.2 > 0.05"),
     )
     assert actions == [
         Notify("failed", "smoke check failed: error-ratio 0.2 > 0.05", "eu-canary", warning=True),
@@ -154,9 +152,7 @@ def test_a_late_failure_rolls_back_the_failed_region_first_then_earlier_ones_in_
         eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=Verdict.FAILURE, smoke_reason="p99"),
         ap_south=RUNNING,
     )
-    assert [a for a in actions if isinstance(a, BeginRollback)] == [
-        BeginRollback("eu-west", r.status.message)
-    ]
+    assert [a for a in actions if isinstance(a, BeginRollback)] == [BeginRollback("eu-west", r.status.message)]
     actions = r.step(1, eu_west=RegionView(strategy_phase=S.ROLLED_BACK), ap_south=RUNNING)
     assert [a.region for a in actions if isinstance(a, BeginRollback)] == ["ap-south"]
     actions = r.step(1, ap_south=RegionView(strategy_phase=S.ROLLED_BACK))
@@ -269,11 +265,17 @@ def test_promote_full_skips_every_remaining_smoke_window() -> None:
     r = Replay()
     r.step()
     r.step(1, eu_canary=DONE)
-    r.step(1, requests=[Request("promote", "emergency fix", "erin", full=True)],
-           eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=None))
+    r.step(
+        1,
+        requests=[Request("promote", "emergency fix", "erin", full=True)],
+        eu_canary=RegionView(strategy_phase=S.SUCCEEDED, smoke=None),
+    )
     r.step(1, eu_west=DONE, ap_south=DONE)
-    r.step(1, eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=None),
-           ap_south=RegionView(strategy_phase=S.SUCCEEDED, smoke=None))
+    r.step(
+        1,
+        eu_west=RegionView(strategy_phase=S.SUCCEEDED, smoke=None),
+        ap_south=RegionView(strategy_phase=S.SUCCEEDED, smoke=None),
+    )
     assert r.status.current_wave == 2
 
 

@@ -57,8 +57,11 @@ class Store:
 
     def write_status(self, stored: StoredRelease, status: ReleaseStatus) -> StoredRelease:
         self.writes += 1
-        return dataclasses.replace(stored, resource_version=str(int(stored.resource_version) + 1),
-                                   status=ReleaseStatus.from_dict(status.to_dict()))
+        return dataclasses.replace(
+            stored,
+            resource_version=str(int(stored.resource_version) + 1),
+            status=ReleaseStatus.from_dict(status.to_dict()),
+        )
 
 
 class Clusters:
@@ -95,8 +98,19 @@ def release(commit: str, created: str, version: str) -> StoredRelease:
 
 def reconciler(repos: dict[str, Repository]) -> tuple[ReleaseReconciler, Sink, Clusters]:
     sink, clusters = Sink(), Clusters()
-    return ReleaseReconciler(Workspace(repos), Store(), clusters, Traffic(), None, [sink],  # type: ignore[arg-type]
-                             lambda: True), sink, clusters
+    return (
+        ReleaseReconciler(
+            Workspace(repos),
+            Store(),
+            clusters,
+            Traffic(),
+            None,
+            [sink],  # type: ignore[arg-type]
+            lambda: True,
+        ),
+        sink,
+        clusters,
+    )
 
 
 def test_a_release_that_cannot_be_built_fails_once_rolls_back_and_does_not_block_the_next(repos) -> None:
@@ -125,8 +139,17 @@ def test_a_release_that_cannot_be_built_fails_once_rolls_back_and_does_not_block
 
 def test_a_release_whose_rollback_cannot_go_on_does_not_block(repos) -> None:
     stuck = release(BAD, "2026-11-29T01:00:00Z", "1.3.0")
-    status = ReleaseStatus.from_dict({"phase": "RollingBack", "regions": {"eu-west": {
-        "phase": "RollingBack", "strategy": StrategyStatus(phase=S.FAILED, reason="Invalid").to_dict()}}})
+    status = ReleaseStatus.from_dict(
+        {
+            "phase": "RollingBack",
+            "regions": {
+                "eu-west": {
+                    "phase": "RollingBack",
+                    "strategy": StrategyStatus(phase=S.FAILED, reason="Invalid").to_dict(),
+                }
+            },
+        }
+    )
     stuck = dataclasses.replace(stuck, status=status)
     nxt = release(GOOD, "2026-11-29T01:01:00Z", "1.3.1")
     assert wedged(stuck) == "eu-west"

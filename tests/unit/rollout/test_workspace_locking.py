@@ -48,12 +48,14 @@ def trees(tmp_path: Path) -> dict[str, Path]:
         shutil.copytree(EXAMPLE / "apps" / "search", root / "apps" / "search")
         out[commit] = root
     (out[BOMB] / "apps/search/manifests/loop.yaml").write_text(
-        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    )
     return out
 
 
-def test_a_slow_load_does_not_block_commits_already_loaded(trees: dict[str, Path], tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_load_does_not_block_commits_already_loaded(
+    trees: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws = Workspace(Trees(trees), tmp_path / "cache")  # type: ignore[arg-type]
     good = ws.repository(GOOD)
     entered, release = threading.Event(), threading.Event()
@@ -81,8 +83,9 @@ def test_a_slow_load_does_not_block_commits_already_loaded(trees: dict[str, Path
         slow.join(30)
 
 
-def test_a_bomb_commit_is_rejected_once_and_remembered(trees: dict[str, Path], tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bomb_commit_is_rejected_once_and_remembered(
+    trees: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws = Workspace(Trees(trees), tmp_path / "cache")  # type: ignore[arg-type]
     loads: list[Path] = []
     real = workspace_module.load_repository
@@ -133,8 +136,9 @@ def test_a_bomb_commit_is_an_invalid_commit_with_one_event(trees: dict[str, Path
     assert statuses[-1]["issues"][0]["problem"] == "render exceeded 1 s of CPU time"
 
 
-def test_a_commit_that_cannot_be_validated_is_reported_once_and_retried(trees: dict[str, Path], tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_commit_that_cannot_be_validated_is_reported_once_and_retried(
+    trees: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws = Workspace(Trees(trees), tmp_path / "cache")  # type: ignore[arg-type]
     sync, source, events, statuses = _sync(trees, tmp_path, ws)
     calls: list[str] = []

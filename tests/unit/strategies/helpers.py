@@ -31,8 +31,9 @@ def repo():  # type: ignore[no-untyped-def]
     return _repo
 
 
-def rollout(app: str, region: str = "eu-west", *, first: bool = False, namespace: str | None = None,
-            **strategy: object) -> RegionRollout:
+def rollout(
+    app: str, region: str = "eu-west", *, first: bool = False, namespace: str | None = None, **strategy: object
+) -> RegionRollout:
     """The example app's release V2 over V1 (or V1 alone when `first`), plan fields overridden."""
     renderer = Renderer(lambda commit: repo())
     v1, v2 = ReleaseAt(V1.commit, V1.version), ReleaseAt(V2.commit, V2.version)
@@ -40,9 +41,13 @@ def rollout(app: str, region: str = "eu-west", *, first: bool = False, namespace
     if strategy:
         r = replace(r, strategy=r.strategy.model_copy(update=strategy))
     if namespace:
-        r = replace(r, namespace=namespace, release=in_namespace(r.release, namespace),
-                    previous=in_namespace(r.previous, namespace),
-                    canary_release=in_namespace(r.canary_release, namespace))
+        r = replace(
+            r,
+            namespace=namespace,
+            release=in_namespace(r.release, namespace),
+            previous=in_namespace(r.previous, namespace),
+            canary_release=in_namespace(r.canary_release, namespace),
+        )
     return r
 
 
@@ -81,8 +86,7 @@ class Clock:
         self.now += timedelta(seconds=max(seconds, 0.001))
 
 
-def world(*objs: dict, ready: bool | dict[str, bool] = True, stuck: tuple[str, ...] = (),
-          analysis=None, commands=None):  # type: ignore[no-untyped-def]
+def world(*objs: dict, ready: bool | dict[str, bool] = True, stuck: tuple[str, ...] = (), analysis=None, commands=None):  # type: ignore[no-untyped-def]
     """A snapshot of a cluster holding `objs` (as applied), Deployments settled unless not `ready`.
 
     `ready` may name Deployments (name -> bool); `stuck` names Deployments whose Progressing
@@ -98,11 +102,19 @@ def world(*objs: dict, ready: bool | dict[str, bool] = True, stuck: tuple[str, .
             name = o["metadata"]["name"]
             ok = ready.get(name, True) if isinstance(ready, dict) else ready
             n = int(o["spec"].get("replicas", 1))
-            conditions = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}] \
-                if name in stuck else []
-            o["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n,
-                           "readyReplicas": n if ok else 0, "availableReplicas": n if ok else 0,
-                           "conditions": conditions}
+            conditions = (
+                [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+                if name in stuck
+                else []
+            )
+            o["status"] = {
+                "observedGeneration": 1,
+                "replicas": n,
+                "updatedReplicas": n,
+                "readyReplicas": n if ok else 0,
+                "availableReplicas": n if ok else 0,
+                "conditions": conditions,
+            }
         raw.append(o)
     return snapshot(raw, analysis=analysis, commands=commands)
 
@@ -130,20 +142,35 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def run_until_settled(cluster: Cluster, rollout: RegionRollout, status: StrategyStatus | None = None, *,
-                      timeout: float = 300.0, analysis: AnalysisHook | None = None,
-                      commands: Callable[[StrategyStatus], Commands] | None = None,
-                      clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep,
-                      max_wait: float = 1.0, stop: Callable[[StrategyStatus], bool] | None = None,
-                      on_pass: Callable[[Driven], None] | None = None) -> StrategyStatus:
+def run_until_settled(
+    cluster: Cluster,
+    rollout: RegionRollout,
+    status: StrategyStatus | None = None,
+    *,
+    timeout: float = 300.0,
+    analysis: AnalysisHook | None = None,
+    commands: Callable[[StrategyStatus], Commands] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+    max_wait: float = 1.0,
+    stop: Callable[[StrategyStatus], bool] | None = None,
+    on_pass: Callable[[Driven], None] | None = None,
+) -> StrategyStatus:
     """Drive region steps (strategies.driver.drive, as the reconciler does once per pass) until the
     status is terminal or paused (or `stop(status)`); TimeoutError otherwise."""
     status = status or StrategyStatus()
     deadline = clock() + timedelta(seconds=timeout)  # on the given clock, so fake clocks time out too
     failures = 0
     while True:
-        result = drive(cluster, rollout, status, clock(), analysis=analysis,
-                       commands=commands(status) if commands else None, failures=failures)
+        result = drive(
+            cluster,
+            rollout,
+            status,
+            clock(),
+            analysis=analysis,
+            commands=commands(status) if commands else None,
+            failures=failures,
+        )
         failures = failures + 1 if result.transient else 0
         status = result.status
         if on_pass is not None:
@@ -151,7 +178,9 @@ def run_until_settled(cluster: Cluster, rollout: RegionRollout, status: Strategy
         if status.settled or (stop is not None and stop(status)):
             return status
         if clock() > deadline:
-            raise TimeoutError(f"{rollout.app} in {rollout.region} not settled after {timeout}s: "
-                               f"{status.phase.value} step {status.step} ({status.step_name}) "
-                               f"{status.message}")
+            raise TimeoutError(
+                f"{rollout.app} in {rollout.region} not settled after {timeout}s: "
+                f"{status.phase.value} step {status.step} ({status.step_name}) "
+                f"{status.message}"
+            )
         sleep(min(max_wait, result.requeue_after if result.requeue_after is not None else max_wait))

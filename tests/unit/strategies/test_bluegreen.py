@@ -43,9 +43,17 @@ def live_on_blue(r):  # type: ignore[no-untyped-def]
 
 def run(cluster, r, clock, status=None, *, verdict=Verdict.SUCCESS, commands=None, stop=None):  # type: ignore[no-untyped-def]
     colours: list[str | None] = []
-    status = run_until_settled(cluster, r, status, clock=clock, sleep=clock.sleep, stop=stop,
-                               analysis=lambda req: verdict, commands=commands,
-                               on_pass=lambda res: colours.append(selector_color(cluster, "search")))
+    status = run_until_settled(
+        cluster,
+        r,
+        status,
+        clock=clock,
+        sleep=clock.sleep,
+        stop=stop,
+        analysis=lambda req: verdict,
+        commands=commands,
+        on_pass=lambda res: colours.append(selector_color(cluster, "search")),
+    )
     return status, [c for i, c in enumerate(colours) if i == 0 or colours[i - 1] != c]
 
 
@@ -61,6 +69,7 @@ def test_success_path_switches_then_scales_the_old_colour_down_after_the_delay()
         nonlocal switched_at
         switched_at = status.switched_at
         return False
+
     status, colours = run(cluster, R, clock, stop=note)
     assert status.phase is Phase.SUCCEEDED, status
     assert colours == ["blue", "green"]
@@ -69,7 +78,11 @@ def test_success_path_switches_then_scales_the_old_colour_down_after_the_delay()
     assert status.finished_at - status.switched_at >= timedelta(minutes=1)  # the scale-down delay
     names = [e.message for e in cluster.events if e.reason == "StepCompleted"]
     assert [n.split("(")[1].rstrip(")").split(")")[0] for n in names] == [
-        "deploy green", "prePromotionAnalysis", "switch to green", "scale down blue"]
+        "deploy green",
+        "prePromotionAnalysis",
+        "switch to green",
+        "scale down blue",
+    ]
 
 
 def test_manual_promotion_waits_for_the_responder() -> None:
@@ -82,9 +95,10 @@ def test_manual_promotion_waits_for_the_responder() -> None:
     assert status.phase is Phase.SUCCEEDED and colours[-1] == "green"
 
 
-@pytest.mark.parametrize(("verdict", "phase"), [(Verdict.FAILURE, Phase.ROLLED_BACK),
-                                                (Verdict.INCONCLUSIVE, Phase.PAUSED),
-                                                (Verdict.ERROR, Phase.PAUSED)])
+@pytest.mark.parametrize(
+    ("verdict", "phase"),
+    [(Verdict.FAILURE, Phase.ROLLED_BACK), (Verdict.INCONCLUSIVE, Phase.PAUSED), (Verdict.ERROR, Phase.PAUSED)],
+)
 def test_pre_promotion_analysis_gates_the_switch(verdict: Verdict, phase: Phase) -> None:
     cluster, clock = live_on_blue(R)
     status, colours = run(cluster, R, clock, verdict=verdict)
@@ -126,14 +140,28 @@ def test_rollback_after_success_restores_the_old_colour_before_switching_back() 
     cluster, clock = live_on_blue(R)
     status, _ = run(cluster, R, clock)
     assert status.phase is Phase.SUCCEEDED and replicas(cluster, "search-blue") == 0
-    status, colours = run(cluster, R, clock, status, commands=lambda s: Commands(abort="smoke failed"),
-                          stop=lambda s: s.phase is Phase.ROLLED_BACK)
+    status, colours = run(
+        cluster,
+        R,
+        clock,
+        status,
+        commands=lambda s: Commands(abort="smoke failed"),
+        stop=lambda s: s.phase is Phase.ROLLED_BACK,
+    )
     assert status.phase is Phase.ROLLED_BACK and colours == ["green", "blue"]
     assert replicas(cluster, "search-blue") == 2 and replicas(cluster, "search-green") == 0
 
 
-GREEN_LIVE = StrategyStatus(phase=Phase.PROGRESSING, step=3, step_name="scale down blue", active_color="blue",
-                            new_color="green", started_at=T0, step_started_at=T0, switched_at=T0)
+GREEN_LIVE = StrategyStatus(
+    phase=Phase.PROGRESSING,
+    step=3,
+    step_name="scale down blue",
+    active_color="blue",
+    new_color="green",
+    started_at=T0,
+    step_started_at=T0,
+    switched_at=T0,
+)
 
 
 def _objects(active: str):  # type: ignore[no-untyped-def]
@@ -143,16 +171,33 @@ def _objects(active: str):  # type: ignore[no-untyped-def]
 
 SCALE_CASES = [
     ("delay running: wait", T0 + timedelta(seconds=30), "green", Commands(), Phase.PROGRESSING, [], 30.0),
-    ("delay over: scale blue down", T0 + timedelta(minutes=1), "green", Commands(), Phase.PROGRESSING,
-     ["Deployment/search-blue=0"], 2.0),
-    ("promote skips the delay", T0, "green", Commands(promote=True), Phase.PROGRESSING,
-     ["Deployment/search-blue=0"], 2.0),
+    (
+        "delay over: scale blue down",
+        T0 + timedelta(minutes=1),
+        "green",
+        Commands(),
+        Phase.PROGRESSING,
+        ["Deployment/search-blue=0"],
+        2.0,
+    ),
+    (
+        "promote skips the delay",
+        T0,
+        "green",
+        Commands(promote=True),
+        Phase.PROGRESSING,
+        ["Deployment/search-blue=0"],
+        2.0,
+    ),
     ("never scale the active colour", T0 + timedelta(minutes=5), "blue", Commands(), Phase.ROLLING_BACK, [], 0.0),
 ]
 
 
-@pytest.mark.parametrize(("now", "active", "commands", "phase", "written", "requeue"),
-                         [c[1:] for c in SCALE_CASES], ids=[c[0] for c in SCALE_CASES])
+@pytest.mark.parametrize(
+    ("now", "active", "commands", "phase", "written", "requeue"),
+    [c[1:] for c in SCALE_CASES],
+    ids=[c[0] for c in SCALE_CASES],
+)
 def test_scale_down_step(now, active, commands, phase, written, requeue) -> None:  # type: ignore[no-untyped-def]
     decision = decide(R, GREEN_LIVE, world(*_objects(active), commands=commands), now)
     assert decision.status.phase is phase

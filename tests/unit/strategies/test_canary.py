@@ -14,10 +14,26 @@ from strategies.routers import GatewayAPIRouter, ReplicaRouter
 
 from .helpers import T0, Clock, broken, events, rollout, run_until_settled, world, writes
 
-STEPS = [CanaryStep(setWeight=10), CanaryStep(analysis={"checks": ["error-ratio"]}), CanaryStep(setWeight=50),
-         CanaryStep(pause={"duration": "30s"}), CanaryStep(pause={}), CanaryStep(analysis={})]
-NAMES = ["setWeight 10", "analysis#1", "setWeight 50", "pause#3", "pause#4", "analysis#5",
-         "setWeight 100 (promotion)", "promoteStable", "shiftToStable", "scaleDownCanary"]
+STEPS = [
+    CanaryStep(setWeight=10),
+    CanaryStep(analysis={"checks": ["error-ratio"]}),
+    CanaryStep(setWeight=50),
+    CanaryStep(pause={"duration": "30s"}),
+    CanaryStep(pause={}),
+    CanaryStep(analysis={}),
+]
+NAMES = [
+    "setWeight 10",
+    "analysis#1",
+    "setWeight 50",
+    "pause#3",
+    "pause#4",
+    "analysis#5",
+    "setWeight 100 (promotion)",
+    "promoteStable",
+    "shiftToStable",
+    "scaleDownCanary",
+]
 
 
 def make(router: str = "gatewayAPI", **kw):  # type: ignore[no-untyped-def]
@@ -62,11 +78,25 @@ def drive(cluster, r, clock, status=None, *, stop=None, analysis=Verdict.SUCCESS
         for a in result.decision.actions:
             if isinstance(a, SetWeights):
                 trace.append((result.decision.status.step_name, a.weight, route_weights(cluster)))
+
     while True:  # keep going through pauses the commands promote
-        status = run_until_settled(cluster, r, status, clock=clock, sleep=clock.sleep, stop=stop,
-                                   analysis=lambda req: analysis, commands=commands, on_pass=record)
-        if status.phase is not Phase.PAUSED or commands is None or not commands(status).promote \
-                or (stop is not None and stop(status)):
+        status = run_until_settled(
+            cluster,
+            r,
+            status,
+            clock=clock,
+            sleep=clock.sleep,
+            stop=stop,
+            analysis=lambda req: analysis,
+            commands=commands,
+            on_pass=record,
+        )
+        if (
+            status.phase is not Phase.PAUSED
+            or commands is None
+            or not commands(status).promote
+            or (stop is not None and stop(status))
+        ):
             return status, trace
 
 
@@ -136,8 +166,9 @@ def test_set_weight_waits_for_canary_pods_and_fails_on_the_deadline() -> None:
     assert _sizes(cluster) == (2, 0) and release_of(cluster, "checkout") == "111111111111"
 
 
-AT_ANALYSIS = StrategyStatus(phase=Phase.PROGRESSING, step=1, step_name="analysis#1", weight=10,
-                             started_at=T0, step_started_at=T0)
+AT_ANALYSIS = StrategyStatus(
+    phase=Phase.PROGRESSING, step=1, step_name="analysis#1", weight=10, started_at=T0, step_started_at=T0
+)
 PAUSED_ANALYSIS = replace(AT_ANALYSIS, phase=Phase.PAUSED, reason="AnalysisInconclusive")
 
 
@@ -156,25 +187,35 @@ ANALYSIS_CASES = [
     ("inconclusive: pause", AT_ANALYSIS, Verdict.INCONCLUSIVE, Commands(), Phase.PAUSED, 1, ["Paused"]),
     ("error: pause", AT_ANALYSIS, Verdict.ERROR, Commands(), Phase.PAUSED, 1, ["Paused"]),
     ("paused stays paused", PAUSED_ANALYSIS, None, Commands(), Phase.PAUSED, 1, []),
-    ("paused + promote: next step", PAUSED_ANALYSIS, None, Commands(promote=True), Phase.PROGRESSING, 2,
-     ["Promoted"]),
-    ("paused + abort: roll back", PAUSED_ANALYSIS, None, Commands(abort="no"), Phase.ROLLING_BACK, 0,
-     ["RollbackStarted"]),
+    ("paused + promote: next step", PAUSED_ANALYSIS, None, Commands(promote=True), Phase.PROGRESSING, 2, ["Promoted"]),
+    (
+        "paused + abort: roll back",
+        PAUSED_ANALYSIS,
+        None,
+        Commands(abort="no"),
+        Phase.ROLLING_BACK,
+        0,
+        ["RollbackStarted"],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("status", "verdict", "commands", "phase", "step", "evts"),
-                         [c[1:] for c in ANALYSIS_CASES], ids=[c[0] for c in ANALYSIS_CASES])
+@pytest.mark.parametrize(
+    ("status", "verdict", "commands", "phase", "step", "evts"),
+    [c[1:] for c in ANALYSIS_CASES],
+    ids=[c[0] for c in ANALYSIS_CASES],
+)
 def test_analysis_step(status, verdict, commands, phase, step, evts) -> None:  # type: ignore[no-untyped-def]
     decision = decide(R, status, world(*_at(10), analysis=verdict, commands=commands), T0)
     assert (decision.status.phase, decision.status.step) == (phase, step)
-    assert events(decision)[:len(evts)] == evts
+    assert events(decision)[: len(evts)] == evts
     if step == status.step and phase is not Phase.ROLLING_BACK:
         assert decision.writes == ()  # holding a step that is in place writes nothing
 
 
-AT_PAUSE = StrategyStatus(phase=Phase.PROGRESSING, step=3, step_name="pause#3", weight=50, started_at=T0,
-                          step_started_at=T0)
+AT_PAUSE = StrategyStatus(
+    phase=Phase.PROGRESSING, step=3, step_name="pause#3", weight=50, started_at=T0, step_started_at=T0
+)
 AT_HOLD = replace(AT_PAUSE, step=4, step_name="pause#4")
 PAUSE_CASES = [
     ("timed pause running", AT_PAUSE, T0 + timedelta(seconds=10), Commands(), Phase.PROGRESSING, 3, 20.0),
@@ -182,13 +223,15 @@ PAUSE_CASES = [
     # one promote moves one step: the next (indefinite) pause still waits for its own promote
     ("timed pause skipped by promote", AT_PAUSE, T0, Commands(promote=True), Phase.PAUSED, 4, None),
     ("pause until promoted", AT_HOLD, T0, Commands(), Phase.PAUSED, 4, None),
-    ("paused + promote", replace(AT_HOLD, phase=Phase.PAUSED), T0, Commands(promote=True), Phase.PROGRESSING, 5,
-     5.0),
+    ("paused + promote", replace(AT_HOLD, phase=Phase.PAUSED), T0, Commands(promote=True), Phase.PROGRESSING, 5, 5.0),
 ]
 
 
-@pytest.mark.parametrize(("status", "now", "commands", "phase", "step", "requeue"),
-                         [c[1:] for c in PAUSE_CASES], ids=[c[0] for c in PAUSE_CASES])
+@pytest.mark.parametrize(
+    ("status", "now", "commands", "phase", "step", "requeue"),
+    [c[1:] for c in PAUSE_CASES],
+    ids=[c[0] for c in PAUSE_CASES],
+)
 def test_pause_step(status, now, commands, phase, step, requeue) -> None:  # type: ignore[no-untyped-def]
     decision = decide(R, status, world(*_at(50), commands=commands), now)
     assert (decision.status.phase, decision.status.step) == (phase, step)
@@ -206,8 +249,13 @@ def test_hold_repairs_drift_during_a_pause() -> None:
 def test_abort_from_every_step_restores_the_previous_release(router: str, at: int) -> None:
     r = make(router)
     cluster, clock = deployed_previous(r)
-    status, _ = drive(cluster, r, clock, stop=lambda s: s.step >= at,
-                      commands=lambda s: Commands(promote=s.phase is Phase.PAUSED and s.step < at))
+    status, _ = drive(
+        cluster,
+        r,
+        clock,
+        stop=lambda s: s.step >= at,
+        commands=lambda s: Commands(promote=s.phase is Phase.PAUSED and s.step < at),
+    )
     # at (or, when a step completes at once, just past) step `at`, not finished
     assert at <= status.step < len(NAMES) and status.phase in (Phase.PROGRESSING, Phase.PAUSED), status
     status, trace = drive(cluster, r, clock, status, commands=lambda s: Commands(abort="responder said so"))
@@ -227,8 +275,9 @@ def test_restart_mid_way_resumes_at_the_same_step_without_rewrites() -> None:
     fresh = make()  # everything rebuilt: rollout, renderings; only the stored status survives
     resumed = driver.drive(cluster, fresh, StrategyStatus.from_dict(stored), clock())
     assert resumed.writes == 0 and resumed.status.step == 3
-    status, trace = drive(cluster, fresh, clock, resumed.status,
-                          commands=lambda s: Commands(promote=s.phase is Phase.PAUSED))
+    status, trace = drive(
+        cluster, fresh, clock, resumed.status, commands=lambda s: Commands(promote=s.phase is Phase.PAUSED)
+    )
     assert status.phase is Phase.SUCCEEDED
     assert [w for _, w, _ in trace] == [100, 0]  # 10 and 50 were not set again
 

@@ -27,8 +27,7 @@ class Failing(FakeCluster):
         super().__init__()
         self.error, self.on_observe = error, on_observe
 
-    def observe(self, rollout: RegionRollout, *, analysis: Verdict | None = None,
-                commands: Any = None) -> Snapshot:
+    def observe(self, rollout: RegionRollout, *, analysis: Verdict | None = None, commands: Any = None) -> Snapshot:
         if self.on_observe is not None:
             raise self.on_observe
         return super().observe(rollout, analysis=analysis, commands=commands)

@@ -7,9 +7,14 @@ from strategies.errors import ApplyConflict, Backoff, PermanentError, TemporaryE
 
 CASES = [
     (409, "Conflict", "the object has been modified", (), TemporaryError, ""),
-    (409, "Conflict", "Apply failed with 1 conflict", ({"reason": "FieldManagerConflict", "field": ".spec.replicas",
-                                                        "message": 'conflict with "kubectl-edit"'},),
-     ApplyConflict, "ApplyConflict"),
+    (
+        409,
+        "Conflict",
+        "Apply failed with 1 conflict",
+        ({"reason": "FieldManagerConflict", "field": ".spec.replicas", "message": 'conflict with "kubectl-edit"'},),
+        ApplyConflict,
+        "ApplyConflict",
+    ),
     (429, "TooManyRequests", "slow down", (), TemporaryError, ""),
     (500, "InternalError", "etcd", (), TemporaryError, ""),
     (503, "ServiceUnavailable", "", (), TemporaryError, ""),
@@ -18,12 +23,15 @@ CASES = [
     (403, "Forbidden", "cannot patch deployments", (), PermanentError, "Forbidden"),
     (401, "Unauthorized", "", (), PermanentError, "Unauthorized"),
     (422, "Invalid", "spec.replicas: Invalid value", (), PermanentError, "Invalid"),
-    (404, "NotFound", "namespaces \"x\" not found", (), PermanentError, "NotFound"),
+    (404, "NotFound", 'namespaces "x" not found', (), PermanentError, "NotFound"),
 ]
 
 
-@pytest.mark.parametrize(("status", "reason", "message", "causes", "kind", "named"), CASES,
-                         ids=[f"{c[0]}-{c[1]}-{c[4].__name__}" for c in CASES])
+@pytest.mark.parametrize(
+    ("status", "reason", "message", "causes", "kind", "named"),
+    CASES,
+    ids=[f"{c[0]}-{c[1]}-{c[4].__name__}" for c in CASES],
+)
 def test_classify(status, reason, message, causes, kind, named) -> None:  # type: ignore[no-untyped-def]
     error = classify(status, reason, message, causes=causes)
     assert type(error) is kind
@@ -53,16 +61,19 @@ def test_temporary_errors_are_retried_then_raised_and_permanent_ones_at_once() -
         if calls["n"] < 3:
             raise TemporaryError("busy", status=503)
         return "ok"
+
     assert cluster._call(flaky) == "ok" and slept == [0.5, 1.0]
 
     def always():  # type: ignore[no-untyped-def]
         raise TemporaryError("busy", status=503)
+
     with pytest.raises(TemporaryError):
         cluster._call(always)
 
     def forbidden():  # type: ignore[no-untyped-def]
         calls["n"] += 100
         raise PermanentError("no", reason="Forbidden", status=403)
+
     before = calls["n"]
     with pytest.raises(PermanentError):
         cluster._call(forbidden)

@@ -34,8 +34,21 @@ def test_terminal_phases_only_lead_to_rollback() -> None:
 def test_status_round_trips_through_json() -> None:
     import json
 
-    status = StrategyStatus(phase=Phase.PAUSED, step=2, step_name="pause#2", weight=40, active_color="blue",
-                            new_color="green", started_at=T0, step_started_at=T0, progress_marker="g1",
-                            progress_since=T0, switched_at=T0, finished_at=None, reason="Pause", message="m")
+    status = StrategyStatus(
+        phase=Phase.PAUSED,
+        step=2,
+        step_name="pause#2",
+        weight=40,
+        active_color="blue",
+        new_color="green",
+        started_at=T0,
+        step_started_at=T0,
+        progress_marker="g1",
+        progress_since=T0,
+        switched_at=T0,
+        finished_at=None,
+        reason="Pause",
+        message="m",
+    )
     assert StrategyStatus.from_dict(json.loads(json.dumps(status.to_dict()))) == status
     assert StrategyStatus.from_dict({}) == StrategyStatus()

@@ -16,8 +16,7 @@ NEW = desired(R, R.release)
 OLD = desired(R, R.previous)
 DEADLINE = R.strategy.progress_deadline
 WAITING = StrategyStatus(phase=Phase.PROGRESSING, step=0, step_name="apply", started_at=T0, step_started_at=T0)
-RESTORING = StrategyStatus(phase=Phase.ROLLING_BACK, step=0, step_name="restore", started_at=T0,
-                           step_started_at=T0)
+RESTORING = StrategyStatus(phase=Phase.ROLLING_BACK, step=0, step_name="restore", started_at=T0, step_started_at=T0)
 
 
 def marker(snap) -> str:  # type: ignore[no-untyped-def]
@@ -30,42 +29,123 @@ NO_PROGRESS = replace(WAITING, progress_marker=marker(world(*NEW, ready=False)),
 
 CASES = [
     # id, status, snapshot, now, phase, writes, events
-    ("start applies the release", StrategyStatus(), world(*OLD), T0, Phase.PROGRESSING,
-     ["Service/catalog", "Deployment/catalog"], ["RolloutStarted"]),
-    ("start on an empty cluster", StrategyStatus(), world(), T0, Phase.PROGRESSING,
-     ["Service/catalog", "Deployment/catalog"], ["RolloutStarted"]),
+    (
+        "start applies the release",
+        StrategyStatus(),
+        world(*OLD),
+        T0,
+        Phase.PROGRESSING,
+        ["Service/catalog", "Deployment/catalog"],
+        ["RolloutStarted"],
+    ),
+    (
+        "start on an empty cluster",
+        StrategyStatus(),
+        world(),
+        T0,
+        Phase.PROGRESSING,
+        ["Service/catalog", "Deployment/catalog"],
+        ["RolloutStarted"],
+    ),
     ("applied, pods not ready: wait", WAITING, world(*NEW, ready=False), T0, Phase.PROGRESSING, [], []),
-    ("rolled out: succeeded", WAITING, world(*NEW), T0, Phase.SUCCEEDED, [],
-     ["StepCompleted", "RolloutSucceeded"]),
-    ("no progress within the deadline: roll back", NO_PROGRESS, world(*NEW, ready=False),
-     T0 + DEADLINE, Phase.ROLLING_BACK, [], ["RollbackStarted"]),
-    ("no progress, deadline not reached", NO_PROGRESS, world(*NEW, ready=False),
-     T0 + DEADLINE - timedelta(seconds=1), Phase.PROGRESSING, [], []),
-    ("Deployment says ProgressDeadlineExceeded", WAITING, world(*NEW, ready=False, stuck=("catalog",)), T0,
-     Phase.ROLLING_BACK, [], ["RollbackStarted"]),
-    ("drifted while waiting: re-apply", WAITING, world(*OLD), T0, Phase.PROGRESSING,
-     ["Service/catalog", "Deployment/catalog"], []),
-    ("rollback re-applies the previous release", RESTORING, world(*NEW, ready=False), T0, Phase.ROLLING_BACK,
-     ["Service/catalog", "Deployment/catalog"], []),
-    ("previous release back: rolled back", RESTORING, world(*OLD), T0, Phase.ROLLED_BACK, [],
-     ["StepCompleted", "RolledBack"]),
-    ("rollback stuck: failed", replace(RESTORING, progress_marker=marker(world(*OLD, ready=False)),
-                                       progress_since=T0),
-     world(*OLD, ready=False), T0 + DEADLINE, Phase.FAILED, [], ["Failed"]),
-    ("abort while progressing", WAITING, world(*NEW, ready=False, commands=Commands(abort="bad metrics")), T0,
-     Phase.ROLLING_BACK, ["Service/catalog", "Deployment/catalog"], ["RollbackStarted"]),
-    ("abort after success (smoke window failed)", StrategyStatus(phase=Phase.SUCCEEDED),
-     world(*NEW, commands=Commands(abort="smoke")), T0, Phase.ROLLING_BACK,
-     ["Service/catalog", "Deployment/catalog"], ["RollbackStarted"]),
-    ("abort when rolled back: nothing", StrategyStatus(phase=Phase.ROLLED_BACK),
-     world(*OLD, commands=Commands(abort="again")), T0, Phase.ROLLED_BACK, [], []),
-    ("succeeded stays succeeded", StrategyStatus(phase=Phase.SUCCEEDED), world(*NEW), T0, Phase.SUCCEEDED,
-     [], []),
+    ("rolled out: succeeded", WAITING, world(*NEW), T0, Phase.SUCCEEDED, [], ["StepCompleted", "RolloutSucceeded"]),
+    (
+        "no progress within the deadline: roll back",
+        NO_PROGRESS,
+        world(*NEW, ready=False),
+        T0 + DEADLINE,
+        Phase.ROLLING_BACK,
+        [],
+        ["RollbackStarted"],
+    ),
+    (
+        "no progress, deadline not reached",
+        NO_PROGRESS,
+        world(*NEW, ready=False),
+        T0 + DEADLINE - timedelta(seconds=1),
+        Phase.PROGRESSING,
+        [],
+        [],
+    ),
+    (
+        "Deployment says ProgressDeadlineExceeded",
+        WAITING,
+        world(*NEW, ready=False, stuck=("catalog",)),
+        T0,
+        Phase.ROLLING_BACK,
+        [],
+        ["RollbackStarted"],
+    ),
+    (
+        "drifted while waiting: re-apply",
+        WAITING,
+        world(*OLD),
+        T0,
+        Phase.PROGRESSING,
+        ["Service/catalog", "Deployment/catalog"],
+        [],
+    ),
+    (
+        "rollback re-applies the previous release",
+        RESTORING,
+        world(*NEW, ready=False),
+        T0,
+        Phase.ROLLING_BACK,
+        ["Service/catalog", "Deployment/catalog"],
+        [],
+    ),
+    (
+        "previous release back: rolled back",
+        RESTORING,
+        world(*OLD),
+        T0,
+        Phase.ROLLED_BACK,
+        [],
+        ["StepCompleted", "RolledBack"],
+    ),
+    (
+        "rollback stuck: failed",
+        replace(RESTORING, progress_marker=marker(world(*OLD, ready=False)), progress_since=T0),
+        world(*OLD, ready=False),
+        T0 + DEADLINE,
+        Phase.FAILED,
+        [],
+        ["Failed"],
+    ),
+    (
+        "abort while progressing",
+        WAITING,
+        world(*NEW, ready=False, commands=Commands(abort="bad metrics")),
+        T0,
+        Phase.ROLLING_BACK,
+        ["Service/catalog", "Deployment/catalog"],
+        ["RollbackStarted"],
+    ),
+    (
+        "abort after success (smoke window failed)",
+        StrategyStatus(phase=Phase.SUCCEEDED),
+        world(*NEW, commands=Commands(abort="smoke")),
+        T0,
+        Phase.ROLLING_BACK,
+        ["Service/catalog", "Deployment/catalog"],
+        ["RollbackStarted"],
+    ),
+    (
+        "abort when rolled back: nothing",
+        StrategyStatus(phase=Phase.ROLLED_BACK),
+        world(*OLD, commands=Commands(abort="again")),
+        T0,
+        Phase.ROLLED_BACK,
+        [],
+        [],
+    ),
+    ("succeeded stays succeeded", StrategyStatus(phase=Phase.SUCCEEDED), world(*NEW), T0, Phase.SUCCEEDED, [], []),
 ]
 
 
-@pytest.mark.parametrize(("status", "snap", "now", "phase", "written", "evts"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("status", "snap", "now", "phase", "written", "evts"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_rolling(status, snap, now, phase, written, evts) -> None:  # type: ignore[no-untyped-def]
     decision = decide(R, status, snap, now)
     assert decision.status.phase is phase
@@ -92,8 +172,10 @@ def test_rolling_back_a_first_release_restores_nothing(status: StrategyStatus) -
 
 def test_applied_deployment_carries_plan_bounds_and_labels() -> None:
     dep = NEW[-1]
-    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%",
-                                                                                   "maxUnavailable": 0}}
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+    }
     assert dep["spec"]["progressDeadlineSeconds"] == 120
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert labels["rollout.dev/release"] == "222222222222" and labels["rollout.dev/track"] == "stable"

@@ -27,41 +27,110 @@ from .helpers import T0, repo, rollout, run_until_settled
 
 
 def obj(kind: str, spec: dict[str, Any], status: dict[str, Any], generation: int = 2) -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "x", "generation": generation},
-            "spec": spec, "status": status}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": "x", "generation": generation},
+        "spec": spec,
+        "status": status,
+    }
 
 
-@pytest.mark.parametrize(("kind", "spec", "status", "problem"), [
-    ("Deployment", {"replicas": 2}, {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
-                                     "readyReplicas": 2, "availableReplicas": 2}, None),
-    ("Deployment", {"replicas": 2}, {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
-                                     "readyReplicas": 2, "availableReplicas": 2}, "generation 2 not observed yet"),
-    ("Deployment", {"replicas": 2}, {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
-                                     "readyReplicas": 2, "availableReplicas": 2}, "3 in total"),  # old pod left
-    ("Deployment", {"replicas": 1}, {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
-                                     "readyReplicas": 0, "availableReplicas": 0}, "0/1 available"),
-    ("StatefulSet", {"replicas": 3, "updateStrategy": {"rollingUpdate": {"partition": 2}}},
-     {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "readyReplicas": 3, "availableReplicas": 3},
-     None),  # only the pods at or above the partition are updated
-    ("StatefulSet", {"replicas": 3}, {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1,
-                                      "readyReplicas": 3}, "1/3 updated above partition 0"),
-    ("StatefulSet", {"replicas": 1}, {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
-                                      "readyReplicas": 0}, "0/1 ready"),
-    ("StatefulSet", {"replicas": 1}, {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
-                                      "readyReplicas": 1}, None),  # availableReplicas not reported
-    ("DaemonSet", {}, {"observedGeneration": 2, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3,
-                       "numberReady": 3, "numberAvailable": 3}, None),
-    ("DaemonSet", {}, {"observedGeneration": 2, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3,
-                       "numberReady": 2, "numberAvailable": 2, "numberUnavailable": 1}, "1 unavailable"),
-    ("DaemonSet", {}, {"observedGeneration": 1, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3,
-                       "numberAvailable": 3}, "not observed"),
-    ("Job", {}, {"conditions": [{"type": "Complete", "status": "True"}]}, None),
-    ("Job", {}, {"active": 1}, "not complete yet"),
-    ("Job", {}, {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
-     "failed: BackoffLimitExceeded"),
-])
-def test_each_kind_is_healthy_by_its_own_rules(kind: str, spec: dict[str, Any], status: dict[str, Any],
-                                               problem: str | None) -> None:
+@pytest.mark.parametrize(
+    ("kind", "spec", "status", "problem"),
+    [
+        (
+            "Deployment",
+            {"replicas": 2},
+            {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2},
+            None,
+        ),
+        (
+            "Deployment",
+            {"replicas": 2},
+            {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2},
+            "generation 2 not observed yet",
+        ),
+        (
+            "Deployment",
+            {"replicas": 2},
+            {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2},
+            "3 in total",
+        ),  # old pod left
+        (
+            "Deployment",
+            {"replicas": 1},
+            {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0, "availableReplicas": 0},
+            "0/1 available",
+        ),
+        (
+            "StatefulSet",
+            {"replicas": 3, "updateStrategy": {"rollingUpdate": {"partition": 2}}},
+            {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "readyReplicas": 3, "availableReplicas": 3},
+            None,
+        ),  # only the pods at or above the partition are updated
+        (
+            "StatefulSet",
+            {"replicas": 3},
+            {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "readyReplicas": 3},
+            "1/3 updated above partition 0",
+        ),
+        (
+            "StatefulSet",
+            {"replicas": 1},
+            {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0},
+            "0/1 ready",
+        ),
+        (
+            "StatefulSet",
+            {"replicas": 1},
+            {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1},
+            None,
+        ),  # availableReplicas not reported
+        (
+            "DaemonSet",
+            {},
+            {
+                "observedGeneration": 2,
+                "desiredNumberScheduled": 3,
+                "updatedNumberScheduled": 3,
+                "numberReady": 3,
+                "numberAvailable": 3,
+            },
+            None,
+        ),
+        (
+            "DaemonSet",
+            {},
+            {
+                "observedGeneration": 2,
+                "desiredNumberScheduled": 3,
+                "updatedNumberScheduled": 3,
+                "numberReady": 2,
+                "numberAvailable": 2,
+                "numberUnavailable": 1,
+            },
+            "1 unavailable",
+        ),
+        (
+            "DaemonSet",
+            {},
+            {"observedGeneration": 1, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberAvailable": 3},
+            "not observed",
+        ),
+        ("Job", {}, {"conditions": [{"type": "Complete", "status": "True"}]}, None),
+        ("Job", {}, {"active": 1}, "not complete yet"),
+        (
+            "Job",
+            {},
+            {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+            "failed: BackoffLimitExceeded",
+        ),
+    ],
+)
+def test_each_kind_is_healthy_by_its_own_rules(
+    kind: str, spec: dict[str, Any], status: dict[str, Any], problem: str | None
+) -> None:
     state = workload_state(obj(kind, spec, status))
     if problem is None:
         assert state.problem is None
@@ -70,11 +139,22 @@ def test_each_kind_is_healthy_by_its_own_rules(kind: str, spec: dict[str, Any], 
 
 
 def test_a_failed_job_and_a_deployment_past_its_deadline_report_failure() -> None:
-    job = WorkloadState("Job", "db-backup", conditions=(
-        __import__("strategies.model").model.Condition("Failed", "True", "BackoffLimitExceeded"),))
+    job = WorkloadState(
+        "Job",
+        "db-backup",
+        conditions=(__import__("strategies.model").model.Condition("Failed", "True", "BackoffLimitExceeded"),),
+    )
     assert job.failed and "BackoffLimitExceeded" in job.failed
-    dep = workload_state(obj("Deployment", {"replicas": 1}, {"observedGeneration": 2, "conditions": [
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}))
+    dep = workload_state(
+        obj(
+            "Deployment",
+            {"replicas": 1},
+            {
+                "observedGeneration": 2,
+                "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}],
+            },
+        )
+    )
     assert dep.failed == "ProgressDeadlineExceeded"
 
 
@@ -83,6 +163,7 @@ def test_a_failed_job_and_a_deployment_past_its_deadline_report_failure() -> Non
 
 def with_workloads(r, never_ready: str | None = None):  # type: ignore[no-untyped-def]
     """catalog's release plus a Recreate database Deployment `db` (never Ready when asked) and a Job."""
+
     def add(rendered):  # type: ignore[no-untyped-def]
         objs = copy.deepcopy(list(rendered.objects))
         dep = next(o for o in objs if o["kind"] == "Deployment")
@@ -94,13 +175,24 @@ def with_workloads(r, never_ready: str | None = None):  # type: ignore[no-untype
             labels["app.kubernetes.io/component"] = "db"  # its own pods, not the web tier's
         if never_ready == "db":
             db["spec"]["template"]["metadata"]["labels"]["lab.rollout.dev/fault"] = "never-ready"
-        job = {"apiVersion": "batch/v1", "kind": "Job",
-               "metadata": {"name": "db-backup", "namespace": dep["metadata"].get("namespace"),
-                            "labels": dict(dep["metadata"]["labels"])},
-               "spec": {"template": {"metadata": {"labels": dict(dep["spec"]["template"]["metadata"]["labels"])},
-                                     "spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "x"}]}}}}
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "db-backup",
+                "namespace": dep["metadata"].get("namespace"),
+                "labels": dict(dep["metadata"]["labels"]),
+            },
+            "spec": {
+                "template": {
+                    "metadata": {"labels": dict(dep["spec"]["template"]["metadata"]["labels"])},
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "b", "image": "x"}]},
+                }
+            },
+        }
         objs += [db, job]
         return replace(rendered, objects=tuple(one_shot(objs, rendered.identity.number)))
+
     return replace(r, release=add(r.release), previous=add(r.previous) if r.previous else None)
 
 
@@ -166,8 +258,12 @@ def test_one_shot_names_each_release_job_and_keeps_a_set_ttl() -> None:
 
 
 def test_an_immutable_field_answer_is_permanent_and_names_the_field_and_the_fix() -> None:
-    error = classify(422, "Invalid", 'Job.batch "db-backup" is invalid: spec.template: Invalid value: ... '
-                     "field is immutable", causes=({"field": "spec.template", "message": "field is immutable"},))
+    error = classify(
+        422,
+        "Invalid",
+        'Job.batch "db-backup" is invalid: spec.template: Invalid value: ... field is immutable',
+        causes=({"field": "spec.template", "message": "field is immutable"},),
+    )
     assert isinstance(error, PermanentError) and error.reason == "ImmutableField"
     assert "Immutable field spec.template" in str(error) and "Fix:" in str(error)
 
@@ -181,8 +277,9 @@ def plan(kind: str, **strategy: Any) -> Plan:
 
 
 def deps(*names: str) -> list[dict[str, Any]]:
-    return [{"kind": "Deployment", "metadata": {"name": n}} for n in names] + \
-        [{"kind": "Service", "metadata": {"name": "checkout"}, "spec": {"ports": [{"port": 80}]}}]
+    return [{"kind": "Deployment", "metadata": {"name": n}} for n in names] + [
+        {"kind": "Service", "metadata": {"name": "checkout"}, "spec": {"ports": [{"port": 80}]}}
+    ]
 
 
 def test_the_traffic_workload_defaults_to_the_only_deployment_or_the_one_named_after_the_app() -> None:
@@ -211,7 +308,12 @@ def test_a_canary_whose_traffic_workload_is_not_named_after_the_app() -> None:
                 o["metadata"]["name"] = "web"
         return replace(rendered, objects=tuple(objs))
 
-    r = replace(r, release=rename(r.release), previous=rename(r.previous),
-                canary_release=rename(r.canary_release), traffic_workload="web")
+    r = replace(
+        r,
+        release=rename(r.release),
+        previous=rename(r.previous),
+        canary_release=rename(r.canary_release),
+        traffic_workload="web",
+    )
     status = run_until_settled(FakeCluster(), r, stop=lambda s: s.step >= 1)
     assert status.phase is Phase.PROGRESSING
