@@ -16,6 +16,9 @@ if ! [ -e "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# `--python-only`: stop here (the environment alone), so CI lints and runs the unit tests before
+# the slow builds below.
+[ "${1:-}" = "--python-only" ] && exit 0
 
 # Debian packages: Prometheus for the lab, an sshd so Git-over-SSH is tested against a real server.
 if ! command -v prometheus >/dev/null 2>&1 || ! [ -x /usr/sbin/sshd ]; then
@@ -25,7 +28,7 @@ if ! command -v prometheus >/dev/null 2>&1 || ! [ -x /usr/sbin/sshd ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus openssh-server >/dev/null
   # The package starts a system service we do not want; the lab runs its own Prometheus.
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
-  $SUDO pkill -x prometheus >/dev/null 2>&1 || true
+  $SUDO service prometheus stop >/dev/null 2>&1 || true  # without systemd: the init script, by its pidfile
 fi
 
 # The lab's Go binaries (kube-apiserver/-controller-manager/-scheduler, etcd, kwok) from pinned
