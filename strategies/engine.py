@@ -28,6 +28,7 @@ from strategies.model import (
     RegionRollout,
     Snapshot,
     StrategyStatus,
+    WorkloadState,
 )
 
 WAIT_READY = 2.0  # seconds between looks while pods become ready
@@ -140,7 +141,7 @@ def await_rollout(ctx: Ctx, want: Obj, deadline: timedelta, what: str) -> StepRe
         return wait()  # the apply has not shown up yet
     if dep.rolled_out:
         return None
-    if dep.deadline_exceeded:
+    if dep.deadline_exceeded and not _stale_deadline(dep, ctx):
         return fail(
             "ProgressDeadlineExceeded",
             f"{what}: Deployment {name} made no progress within {_human(deadline)} "
@@ -175,7 +176,7 @@ def await_workloads(ctx: Ctx, desired: Sequence[Obj], deadline: timedelta, what:
     if not unhealthy:
         return None
     for w in unhealthy:
-        if w.failed:
+        if w.failed and not _stale_deadline(w, ctx):
             return fail(
                 "ProgressDeadlineExceeded" if w.kind != "Job" else "JobFailed",
                 f"{what}: {w.kind} {w.name} {w.failed} ({w.problem})",
@@ -191,6 +192,15 @@ def await_workloads(ctx: Ctx, desired: Sequence[Obj], deadline: timedelta, what:
             f"{what}: {first.kind} {first.name} made no progress for {_human(deadline)} ({first.problem})",
         )
     return wait()
+
+
+def _stale_deadline(workload: DeploymentState | WorkloadState, ctx: Ctx) -> bool:
+    """A ProgressDeadlineExceeded reported before this step began belongs to the step that failed:
+    Kubernetes keeps the condition until the Deployment progresses again, so a rollback to a
+    ReplicaSet that exists already (a Recreate database, say) would otherwise fail at once. Such a
+    condition is left to this step's own no-progress clock above."""
+    cond = workload.condition("Progressing")
+    return cond is not None and cond.reported_before(ctx.status.step_started_at)
 
 
 def _human(delta: timedelta) -> str:

@@ -196,6 +196,10 @@ class Condition:
     status: str
     reason: str = ""
     message: str = ""
+    updated_at: datetime | None = None  # lastUpdateTime (or lastTransitionTime) as the cluster reported it
+
+    def reported_before(self, moment: datetime | None) -> bool:
+        return moment is not None and self.updated_at is not None and self.updated_at < moment
 
 
 @dataclass(frozen=True)

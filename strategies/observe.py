@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from config.identity import LABEL_RELEASE
+from config.times import parse_time
 from regions.analysis.model import Verdict
 from strategies.manifests import hash_of, ref_of
 from strategies.model import (
@@ -23,6 +24,17 @@ from strategies.model import (
 Raw = Mapping[str, Any]
 
 
+def _condition(c: Raw) -> Condition:
+    when = c.get("lastUpdateTime") or c.get("lastTransitionTime")
+    return Condition(
+        str(c.get("type", "")),
+        str(c.get("status", "")),
+        str(c.get("reason") or ""),
+        str(c.get("message") or ""),
+        parse_time(str(when)) if when else None,
+    )
+
+
 def deployment_state(obj: Raw) -> DeploymentState:
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     return DeploymentState(
@@ -34,15 +46,7 @@ def deployment_state(obj: Raw) -> DeploymentState:
         updated=int(status.get("updatedReplicas") or 0),
         ready=int(status.get("readyReplicas") or 0),
         available=int(status.get("availableReplicas") or 0),
-        conditions=tuple(
-            Condition(
-                str(c.get("type", "")),
-                str(c.get("status", "")),
-                str(c.get("reason") or ""),
-                str(c.get("message") or ""),
-            )
-            for c in status.get("conditions") or []
-        ),
+        conditions=tuple(_condition(c) for c in status.get("conditions") or []),
         release=(meta.get("labels") or {}).get(LABEL_RELEASE),
         applied_hash=hash_of(obj),
     )
@@ -52,12 +56,7 @@ def workload_state(obj: Raw) -> WorkloadState:
     """A Deployment, StatefulSet, DaemonSet or Job read from the API, by its kind's status fields."""
     kind, meta = str(obj.get("kind")), obj.get("metadata") or {}
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    conditions = tuple(
-        Condition(
-            str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason") or ""), str(c.get("message") or "")
-        )
-        for c in status.get("conditions") or []
-    )
+    conditions = tuple(_condition(c) for c in status.get("conditions") or [])
     common: dict[str, Any] = {
         "kind": kind,
         "name": str(meta["name"]),

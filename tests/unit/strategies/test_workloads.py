@@ -317,3 +317,33 @@ def test_a_canary_whose_traffic_workload_is_not_named_after_the_app() -> None:
     )
     status = run_until_settled(FakeCluster(), r, stop=lambda s: s.step >= 1)
     assert status.phase is Phase.PROGRESSING
+
+
+# --- a deadline reported before the step began is the failed step's, not this one's ----------------
+
+
+@pytest.mark.parametrize(
+    ("reported", "fails"),
+    [
+        (T0 - timedelta(minutes=3), False),  # kept from the release that failed: the rollback waits
+        (T0 + timedelta(seconds=5), True),  # reported during this step: it fails at once
+        (None, True),  # no time given: trust the condition
+    ],
+)
+def test_a_progress_deadline_reported_before_the_step_began_does_not_fail_it(reported: Any, fails: bool) -> None:
+    from config.times import format_time
+    from strategies.engine import Ctx, await_workloads
+    from strategies.manifests import ANNOTATION_APPLIED
+
+    condition: dict[str, Any] = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    if reported is not None:
+        condition["lastUpdateTime"] = format_time(reported)
+    want = obj("Deployment", {"replicas": 1, "strategy": {"type": "Recreate"}}, {})
+    want["metadata"]["annotations"] = {ANNOTATION_APPLIED: "h1"}
+    seen = copy.deepcopy(want)
+    seen["status"] = {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 0, "conditions": [condition]}
+    status = StrategyStatus(phase=Phase.ROLLING_BACK, step_started_at=T0)
+    ctx = Ctx(rollout("catalog"), status, snapshot([seen]), T0 + timedelta(seconds=10))
+    result = await_workloads(ctx, [want], timedelta(minutes=10), "restore")
+    assert result is not None
+    assert (result.kind == "fail") is fails, result
