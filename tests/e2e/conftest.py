@@ -330,6 +330,9 @@ def shop(
     """A module may set PLAN_OVERRIDES (top-level plan fields, or smokeWindow for every wave)."""
     state = tmp_path_factory.mktemp("e2e")
     install_crds(lab.kubeconfig, lab.home_context)
+    # integration suites run before e2e on the same lab and may leave Releases of other Git
+    # servers behind; a controller would find them and the app's next release would wait on them
+    _cleanup(lab)
     identities = install_identities(lab, state)
     git = GitServer(state / "git").start()
     clone = git.clone(state / "clone")
