@@ -207,3 +207,8 @@ def test_an_action_naming_what_does_not_exist_is_rejected_and_the_controller_kee
         for name in created:
             with contextlib.suppress(ApiException):
                 custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+        # the controller's Releases and RolloutSource too: later suites share the home cluster
+        for plural in ("releases", "rolloutsources"):
+            for item in custom.list_namespaced_custom_object(GROUP, VERSION, NS, plural)["items"]:
+                with contextlib.suppress(ApiException):
+                    custom.delete_namespaced_custom_object(GROUP, VERSION, NS, plural, item["metadata"]["name"])
