@@ -171,10 +171,10 @@ class _BlueGreen:
 def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, now: datetime) -> Decision:
     status = choose_colors(status, snapshot, rollout.app)
     bg = _BlueGreen(rollout, status)
-    return engine.run(
-        Ctx(rollout, status, snapshot, now), bg.forward(), bg.rollback(), f"{rollout.app}-{status.new_color}"
-    )
+    forward, rollback = engine.around(rollout, bg.forward(), bg.rollback())
+    return engine.run(Ctx(rollout, status, snapshot, now), forward, rollback, f"{rollout.app}-{status.new_color}")
 
 
 def steps(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot) -> list[Step]:
-    return _BlueGreen(rollout, choose_colors(status, snapshot, rollout.app)).forward()
+    bg = _BlueGreen(rollout, choose_colors(status, snapshot, rollout.app))
+    return engine.around(rollout, bg.forward(), bg.rollback())[0]

@@ -277,7 +277,7 @@ def _with_weight(status: StrategyStatus, weight: int) -> StrategyStatus:
 
 def steps(rollout: RegionRollout) -> tuple[list[Step], list[Step] | None]:
     c = _Canary(rollout)
-    return c.forward(), c.rollback()
+    return engine.around(rollout, c.forward(), c.rollback())
 
 
 def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, now: datetime) -> Decision:

@@ -208,6 +208,18 @@ def _human(delta: timedelta) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+# --- the release's own steps around a strategy ----------------------------------------------------
+
+
+def around(
+    rollout: RegionRollout, forward: list[Step], rollback: list[Step] | None
+) -> tuple[list[Step], list[Step] | None]:
+    """The steps every strategy shares, placed around its own: the one place where a release's
+    phase steps (hooks before and after the strategy, pruning after it) join the strategy's
+    forward and rollback lists, so the decider and `pending_analysis` count steps alike."""
+    return forward, rollback
+
+
 # --- the engine ---------------------------------------------------------------------------------
 
 

@@ -57,6 +57,9 @@ def _apply_and_wait(rendered: Rendered, what: str) -> Step:
 
 
 def decide(rollout: RegionRollout, status: StrategyStatus, snapshot: Snapshot, now: datetime) -> Decision:
-    forward = [_apply_and_wait(rollout.release, "roll out")]
-    rollback = [_apply_and_wait(rollout.previous, "restore")] if rollout.previous else None
+    forward, rollback = engine.around(
+        rollout,
+        [_apply_and_wait(rollout.release, "roll out")],
+        [_apply_and_wait(rollout.previous, "restore")] if rollout.previous else None,
+    )
     return engine.run(Ctx(rollout, status, snapshot, now), forward, rollback, rollout.app)
