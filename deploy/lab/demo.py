@@ -112,12 +112,11 @@ class Timeline:
         listed = self.api.list_namespaced_custom_object("rollout.dev", "v1alpha1", self.namespace, "releases")
         return as_object(listed)["items"]
 
-    def release(self, app: str, version: str) -> dict[str, Any] | None:
-        found = [r for r in self.releases() if r["spec"]["app"] == app and r["spec"]["version"] == version]
-        return found[-1] if found else None
-
-    def poll(self) -> None:
-        for rel in sorted(self.releases(), key=lambda r: r["metadata"]["creationTimestamp"]):
+    def poll(self) -> list[dict[str, Any]]:
+        """Print the audit entries not printed yet; return the releases they were read from (the
+        caller decides on this same listing, so a phase it sees always has its lines printed)."""
+        listed = self.releases()
+        for rel in sorted(listed, key=lambda r: r["metadata"]["creationTimestamp"]):
             status = rel.get("status") or {}
             for index, entry in enumerate(status.get("audit") or []):
                 key = (rel["metadata"]["name"], index)
@@ -138,13 +137,14 @@ class Timeline:
                 )
                 self.rows.append(row)
                 console.print("  ".join(row), soft_wrap=True)
+        return listed
 
     def wait_for(self, app: str, version: str, phases: set[str], timeout_s: float) -> dict[str, Any]:
         reached: dict[str, Any] = {}
 
         def problem() -> str | None:
-            self.poll()
-            rel = self.release(app, version)
+            found = [r for r in self.poll() if r["spec"]["app"] == app and r["spec"]["version"] == version]
+            rel = found[-1] if found else None
             phase = (rel.get("status") or {}).get("phase") if rel else None
             if rel and phase in phases:
                 reached.update(rel)
