@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes import config as kube_config  # not the project's config package
 from kubernetes.client.exceptions import ApiException
 
+from config.times import format_time
 from regions.analysis import PrometheusProvider
 from regions.analysis.rate import DEFAULT_DRAIN_QUERY
 from regions.traffic import DNSEndpointTraffic
@@ -31,7 +32,7 @@ from rollout.leader import LeaderElector
 from rollout.notify import Destinations, Dispatcher, KubernetesEvents, SigningKeys
 from rollout.orchestrator import Request
 from rollout.reconciler import ACTIVE, ClusterPool, ReleaseReconciler
-from rollout.release import ReleasePhase, now_iso
+from rollout.release import ReleasePhase
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
 from rollout.workspace import Workspace
@@ -360,7 +361,7 @@ class Controller:
     def _finish_action(
         self, action: dict[str, Any], state: str, message: str, now: datetime, warning: bool = False
     ) -> None:
-        body = {"status": {"state": state, "message": message, "handledAt": now_iso(now)}}
+        body = {"status": {"state": state, "message": message, "handledAt": format_time(now)}}
         name = _action_name(action)
         if warning:
             log.warning("action not carried out", action=name, state=state, reason=message)

@@ -34,7 +34,7 @@ import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rollout.release import now_iso
+from config.times import format_time
 
 log = structlog.get_logger("rollout.notify")
 SIGNATURE_HEADER = "X-Rollout-Signature-256"
@@ -125,7 +125,7 @@ class Webhooks:
             )
             return
         body = json.dumps(
-            {**asdict(notice), "time": now_iso(now), "summary": _message(notice)}, sort_keys=True
+            {**asdict(notice), "time": format_time(now), "summary": _message(notice)}, sort_keys=True
         ).encode()
         for target in targets:
             dispatcher.submit(Delivery(target.url, notice.app, notice.event, body))

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from config.times import format_time, parse_time
+from config.times import format_time
 from strategies.model import IllegalTransition
 
 
@@ -81,11 +81,6 @@ def check_region_transition(current: RegionPhase, new: RegionPhase) -> RegionPha
     if new != current and new not in _REGION_TRANSITIONS[current]:
         raise IllegalTransition(current, new, "region phase")
     return new
-
-
-# The one formatter and parser (config.times), under the names the controller's modules know.
-now_iso = format_time
-parse_iso = parse_time
 
 
 class _Serial:

@@ -20,13 +20,14 @@ from kubernetes.client.exceptions import ApiException
 
 from config.errors import InvalidRepository
 from config.repository import Repository
+from config.times import format_time, parse_time
 from config.waves import plan_waves
 from regions.smoke import smoke_duration
 from rollout.gitsync import GitError, GitSource
 from rollout.intake import Candidate, CreateRelease, SkipQuarantined, SupersedeRelease, decide_intake
 from rollout.metrics import GIT_SYNCS
 from rollout.notify import KubernetesEvents
-from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec, now_iso, parse_iso
+from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec
 from rollout.store import GROUP, VERSION, ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace, content_digest, file_digest
 
@@ -94,7 +95,7 @@ class GitSync:
         except GitError as exc:
             GIT_SYNCS.labels("unreachable" if exc.temporary else "error").inc()
             # Unreachable or refused: either way nothing changes and the last good commit keeps serving.
-            self._set_status({"reachable": not exc.temporary, "message": str(exc), "lastSyncAt": now_iso(now)})
+            self._set_status({"reachable": not exc.temporary, "message": str(exc), "lastSyncAt": format_time(now)})
             log.warning("git sync failed; keeping last good state", error=str(exc), temporary=exc.temporary)
             return
         try:
@@ -110,7 +111,7 @@ class GitSync:
                     "commit": result.commit,
                     "issues": issues,
                     "message": invalid.summary()[:4000],
-                    "lastSyncAt": now_iso(now),
+                    "lastSyncAt": format_time(now),
                 }
             )
             if not already_reported:  # one Event per rejected commit, not one per poll
@@ -127,7 +128,7 @@ class GitSync:
         except Exception as exc:  # noqa: BLE001 - not known invalid (checkout, the render helper): retried next poll
             GIT_SYNCS.labels("error").inc()
             message = f"commit {result.commit[:12]} could not be validated yet; nothing applied: {exc}"
-            self._set_status({"reachable": True, "message": message[:4000], "lastSyncAt": now_iso(now)})
+            self._set_status({"reachable": True, "message": message[:4000], "lastSyncAt": format_time(now)})
             if self._unvalidated != result.commit:  # one Event per commit, not one per poll
                 self._unvalidated = result.commit
                 self._events.record("RolloutSource", self._name, "ValidationFailed", message[:4000], True, now)
@@ -151,7 +152,7 @@ class GitSync:
                 "issues": [],
                 "lastGoodCommit": result.commit,
                 "message": "",
-                "lastSyncAt": now_iso(now),
+                "lastSyncAt": format_time(now),
             }
         )
 
@@ -195,5 +196,5 @@ def _without_time(status: dict[str, Any]) -> dict[str, Any]:
 
 def _stale(status: dict[str, Any]) -> bool:
     last = status.get("lastSyncAt")
-    seen = parse_iso(last)
+    seen = parse_time(last)
     return seen is None or datetime.now(UTC) - seen > HEARTBEAT

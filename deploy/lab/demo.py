@@ -25,12 +25,12 @@ from kubernetes import client, config
 from rich.console import Console
 from rich.table import Table
 
+from config.times import parse_time
 from deploy.lab import procs, services
 from deploy.lab.cluster import Lab
 from deploy.lab.controllerproc import ControllerProcess, install_crds
 from deploy.lab.gitserver import GitServer
 from deploy.lab.simulator.model import AppSpec, FaultProfile
-from rollout.release import parse_iso
 from rollout.store import as_object
 
 EXAMPLE = services.EXAMPLE  # the repository the lab's Git server is seeded with
@@ -246,6 +246,6 @@ def summary(bad: dict[str, Any], total_s: float) -> None:
 
 
 def _at(text: str) -> datetime:
-    parsed = parse_iso(text)
+    parsed = parse_time(text)
     assert parsed is not None
     return parsed

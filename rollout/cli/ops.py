@@ -19,8 +19,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from config.times import parse_time
 from rollout.cli.repo import emit
-from rollout.release import parse_iso
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION
 
 ACK_TIMEOUT_S = 30.0
@@ -249,7 +249,7 @@ def history_rows(releases: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def _t(text: str) -> datetime:
-    parsed = parse_iso(text)
+    parsed = parse_time(text)
     assert parsed is not None
     return parsed
 

@@ -16,10 +16,10 @@ import yaml
 from click.testing import CliRunner
 from kubernetes import client
 
+from config.times import parse_time
 from deploy.lab.gitserver import set_app_version
 from deploy.lab.simulator.model import FaultProfile
 from rollout.cli import main
-from rollout.release import parse_iso
 from tests.e2e.conftest import (
     APP,
     NAMESPACE,
@@ -192,7 +192,7 @@ def test_with_polling_off_a_push_arrives_through_a_signed_webhook_alone_and_bad_
     )
     wait_for(
         lambda: (
-            (seen := parse_iso((shop.source().get("status") or {}).get("lastSyncAt"))) is not None
+            (seen := parse_time((shop.source().get("status") or {}).get("lastSyncAt"))) is not None
             and seen.timestamp() >= started_at
         ),
         60,
