@@ -231,6 +231,8 @@ class ReleaseSpec:
     plan_digest: str
     content_digest: str
     waves: tuple[PlannedWaveSpec, ...]
+    # The pinned renderer that rendered it and its version, e.g. (("helm", "v3.22.0"),); () for Jinja.
+    renderers: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -252,6 +254,7 @@ class ReleaseSpec:
                 }
                 for w in self.waves
             ],
+            **({"renderers": dict(self.renderers)} if self.renderers else {}),
         }
 
     @classmethod
@@ -266,6 +269,7 @@ class ReleaseSpec:
                 PlannedWaveSpec(w["name"], tuple(w["regions"]), float(w["smokeSeconds"]), int(w["maxParallel"]))
                 for w in data.get("waves", [])
             ),
+            renderers=tuple(sorted((data.get("renderers") or {}).items())),
         )
 
 

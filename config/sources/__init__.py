@@ -29,12 +29,21 @@ from config.sources.common import Document, SourceFailed, load_all, substitute
 from config.sources.confine import MAX_COPY_BYTES, Refused, copy_app
 from config.sources.tools import ToolFailed, ToolLimitExceeded, current_limits, run
 
-__all__ = ["Document", "SourceFailed", "documents", "forget"]
+__all__ = ["Document", "SourceFailed", "documents", "forget", "renderers"]
 
 
 _CACHE_SIZE = 256
 _cache: OrderedDict[str, list[Document] | SourceFailed] = OrderedDict()
 _cache_lock = threading.Lock()
+
+
+def renderers(app: AppSource) -> dict[str, str]:
+    """The pinned tool that renders `app` and its version (`{"helm": "v3.22.0"}`; `{}` for Jinja).
+
+    Rendering refuses any binary that does not report the pin (tools.reported_version), so the pin
+    is the version that rendered; each Release records it when it is created."""
+    kind = app.plan.source.kind
+    return {kind: tools.VERSIONS[kind]} if kind in tools.VERSIONS else {}
 
 
 def documents(

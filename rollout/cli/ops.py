@@ -207,6 +207,8 @@ def status_table(release: dict[str, Any]) -> Table:
     title = f"{spec['app']} {spec['version']} ({release['metadata']['name']}): {status.get('phase', 'Pending')}" + (
         " [quarantined]" if status.get("quarantined") else ""
     )
+    if rendered := rendered_by(release):
+        title += f", rendered by {rendered}"
     table = Table(
         "wave",
         "region",
@@ -221,6 +223,11 @@ def status_table(release: dict[str, Any]) -> Table:
     for row in status_rows(release):
         table.add_row(*row)
     return table
+
+
+def rendered_by(release: dict[str, Any]) -> str:
+    """The pinned renderer recorded on the Release, e.g. "helm v3.22.0" ("" for Jinja templates)."""
+    return ", ".join(f"{tool} {version}" for tool, version in sorted((release["spec"].get("renderers") or {}).items()))
 
 
 def history_rows(releases: list[dict[str, Any]]) -> list[list[str]]:
@@ -243,6 +250,7 @@ def history_rows(releases: list[dict[str, Any]]) -> list[list[str]]:
                 took,
                 status.get("failedRegion") or "",
                 "; ".join(people) or "-",
+                rendered_by(rel),
             ]
         )
     return rows
@@ -299,6 +307,7 @@ def status(
                     "release": r["metadata"]["name"],
                     "app": r["spec"]["app"],
                     "version": r["spec"]["version"],
+                    "renderers": r["spec"].get("renderers") or {},
                     "status": r.get("status") or {},
                 }
                 for r in latest()
@@ -327,7 +336,7 @@ def history(app: str, kubeconfig: str | None, context: str | None, namespace: st
     if not releases:
         raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
     rows = history_rows(releases)
-    header = ["release", "version", "outcome", "created", "took", "failed region", "people"]
+    header = ["release", "version", "outcome", "created", "took", "failed region", "people", "rendered by"]
     requested = action_rows(ops.actions(), app)
     action_header = ["requested", "action", "target", "by", "reason", "outcome"]
     if output != "text":
