@@ -83,6 +83,7 @@ class GitSync:
         self._lock = threading.Lock()
         self.last_status: dict[str, Any] = {}
         self._unvalidated = ""  # the last commit whose validation failed for a reason other than its content
+        self._rewrite: dict[str, str] | None = None  # the last force-push seen, kept in every status write
 
     def run_once(self) -> None:
         if not self._may_write():
@@ -100,6 +101,8 @@ class GitSync:
             self._set_status({"reachable": not exc.temporary, "message": str(exc), "lastSyncAt": format_time(now)})
             log.warning("git sync failed; keeping last good state", error=str(exc), temporary=exc.temporary)
             return
+        if result.rewritten:
+            self._report_rewrite(result.ref, result.previous or "", result.commit, now)
         try:
             repo = self._workspace.repository(result.commit)
         except InvalidRepository as invalid:
@@ -174,10 +177,26 @@ class GitSync:
         else:
             log.info("quarantined content not re-applied", app=action.app, release=action.quarantined_release)
 
+    def _report_rewrite(self, ref: str, previous: str, commit: str, now: datetime) -> None:
+        """A force-push: one Warning Event and `status.lastRewrite`, where a responder looks.
+
+        Nothing else follows from it: no Release is deleted or rolled back, and releases made from
+        the dropped commits keep their state; the new head goes through the usual validation and intake.
+        """
+        self._rewrite = {"ref": ref, "previous": previous, "commit": commit, "at": format_time(now)}
+        message = (
+            f"{ref} was force-pushed: {previous[:12]} is no longer an ancestor of {commit[:12]}. "
+            "Nothing was deleted or rolled back; releases made from the dropped commits keep their state."
+        )
+        self._events.record("RolloutSource", self._name, "HistoryRewritten", message, True, now)
+        log.warning("history rewritten", ref=ref, previous=previous[:12], commit=commit[:12])
+
     def _set_status(self, fields: dict[str, Any]) -> None:
         if not self._may_write():
             return
         merged = {**self.last_status, **fields}
+        if self._rewrite is not None:
+            merged["lastRewrite"] = self._rewrite
         if _without_time(merged) == _without_time(self.last_status) and not _stale(self.last_status):
             return  # nothing new: no write (lastSyncAt alone is refreshed every few minutes)
         try:
