@@ -64,6 +64,7 @@ class Settings:
     webhook_secret_env: str = "ROLLOUT_WEBHOOK_SECRET"
     git_token_env: str = "ROLLOUT_GIT_TOKEN"
     git_ssh_key: str | None = None
+    allow_insecure_git: bool = False  # http:// and git:// remotes (clear text): a lab only
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_seconds: int = 15
     renew_seconds: int = 10
@@ -96,7 +97,13 @@ class Controller:
             token=Secret(token) if token else None,
             ssh_key_file=Path(settings.git_ssh_key) if settings.git_ssh_key else None,
         )
-        self.mirror = GitMirror(settings.repo_url, settings.cache_dir / "git", ref=settings.ref, credentials=creds)
+        self.mirror = GitMirror(
+            settings.repo_url,
+            settings.cache_dir / "git",
+            ref=settings.ref,
+            credentials=creds,
+            allow_insecure=settings.allow_insecure_git,
+        )
         self.workspace = Workspace(self.mirror, settings.cache_dir)
         self.store = ReleaseStore(self.home, settings.namespace)
         self.wake = threading.Event()

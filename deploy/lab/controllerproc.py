@@ -98,6 +98,8 @@ class ControllerProcess:
         ]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
+        if self.repo_url.startswith(("http://", "git://")):
+            args.append("--allow-insecure-git")  # the lab's Git server speaks plain http on loopback
         return args + self.extra_args
 
     def start(self) -> ControllerProcess:

@@ -285,7 +285,7 @@ class WorkingClone:
 
     def _env(self) -> dict[str, str]:
         creds = Credentials(token=Secret(self.token)) if self.token else Credentials()
-        env = git_env(creds, timeout=30.0)
+        env = git_env(creds, timeout=30.0, url=self.url, allow_insecure=True)  # the lab serves plain HTTP
         env.pop("GIT_SSH_COMMAND", None)  # the lab serves HTTP only
         return env
 

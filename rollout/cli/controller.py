@@ -90,6 +90,13 @@ import click
 )
 @click.option("--git-token-env", default="ROLLOUT_GIT_TOKEN", show_default=True)
 @click.option("--git-ssh-key", type=click.Path(dir_okay=False), default=None)
+@click.option(
+    "--allow-insecure-git",
+    is_flag=True,
+    default=False,
+    help="accept http:// and git:// remotes (no encryption, no integrity; a lab only); "
+    "by default only https, ssh and file",
+)
 @click.option("--identity", default=None, help="leader-election identity (default host-pid)")
 @click.option("--lease-seconds", type=int, default=15, show_default=True)
 @click.option("--renew-seconds", type=int, default=10, show_default=True)

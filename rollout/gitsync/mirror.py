@@ -93,8 +93,10 @@ class GitMirror:
         credentials: Credentials | None = None,
         timeout: float = 30.0,
         global_prefixes: tuple[str, ...] = GLOBAL_PREFIXES,
+        allow_insecure: bool = False,
     ) -> None:
-        check_remote_url(url)
+        check_remote_url(url, allow_insecure=allow_insecure)
+        self.allow_insecure = allow_insecure
         self._url, self._creds = _credentials_out_of_url(url, credentials or Credentials())
         self.remote = redact_url(url)
         self.ref = ref
@@ -222,7 +224,7 @@ class GitMirror:
             *_FETCH_REFSPECS,
             *([f"+HEAD:{_REMOTE_HEAD}"] if self.ref == "HEAD" else []),
             timeout=self.timeout,
-            env=git_env(self._creds, self.timeout),
+            env=git_env(self._creds, self.timeout, url=self._url, allow_insecure=self.allow_insecure),
         )
         if code == 0:
             return

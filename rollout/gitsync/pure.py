@@ -18,7 +18,12 @@ REDACTED = "***"
 APPS_DIR = "apps"
 # A change under one of these prefixes affects every app (shared inputs of rendering).
 GLOBAL_PREFIXES: tuple[str, ...] = ("regions/",)
-ALLOWED_SCHEMES = frozenset({"file", "git", "http", "https", "ssh"})
+# Transports the controller uses by default; `file` is for tests and the lab on one machine.
+SECURE_SCHEMES = frozenset({"file", "https", "ssh"})
+# Clear-text transports (no integrity, a token readable on the wire): only with the operator's
+# explicit opt-in (`rollout controller --allow-insecure-git`).
+INSECURE_SCHEMES = frozenset({"git", "http"})
+ALLOWED_SCHEMES = SECURE_SCHEMES | INSECURE_SCHEMES
 _SHA_RE = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 # userinfo inside any URL-looking text (stderr of git, exception messages).
 _URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
@@ -116,15 +121,26 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
-def check_remote_url(url: str) -> None:
-    """Refuse transports that can run commands (ext::, fd::) or that we do not support."""
+def check_remote_url(url: str, *, allow_insecure: bool = False) -> None:
+    """Refuse transports that can run commands (ext::, fd::), that we do not support, and the
+    clear-text ones (http, git) unless the operator opted into them."""
     parts = urlsplit(url)
     if "::" in url.split("/", 1)[0]:
-        raise ValueError(f"unsupported git transport in {redact_url(url)!r}: use file, http(s), ssh or git")
+        raise ValueError(f"unsupported git transport in {redact_url(url)!r}: use https or ssh")
     if parts.scheme and parts.scheme not in ALLOWED_SCHEMES and len(parts.scheme) > 1:
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {redact_url(url)!r}: use https or ssh")
+    if parts.scheme in INSECURE_SCHEMES and not allow_insecure:
         raise ValueError(
-            f"unsupported URL scheme {parts.scheme!r} in {redact_url(url)!r}: use file, http(s), ssh or git"
+            f"insecure git transport {parts.scheme!r} in {redact_url(url)!r}: it has no encryption or "
+            "integrity; use https or ssh (or pass --allow-insecure-git, for a lab only)"
         )
+
+
+def url_scope(url: str) -> str:
+    """The remote's URL as git's `http.<url>.*` config matches it: no userinfo, query or fragment."""
+    clean, _, _ = split_userinfo(url)
+    parts = urlsplit(clean)
+    return urlunsplit(SplitResult(parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def cache_key(url: str) -> str:
@@ -216,31 +232,40 @@ def git_config_env(config: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def git_env(creds: Credentials, timeout: float, extra_config: Mapping[str, str] | None = None) -> dict[str, str]:
+def git_env(
+    creds: Credentials,
+    timeout: float,
+    extra_config: Mapping[str, str] | None = None,
+    *,
+    url: str = "",
+    allow_insecure: bool = False,
+) -> dict[str, str]:
     """Environment for a network git command.
 
     Isolated from the user's and system git config (no surprise credential helpers or URL
-    rewrites), never prompting, only safe transports, stalls cut by git's own low-speed limit.
-    The token travels as an HTTP header in the environment: not in argv (visible in `ps`), not in
-    the URL (stored in config, echoed in errors).
+    rewrites), never prompting, only the transports allowed, no redirects, stalls cut by git's own
+    low-speed limit. The token travels as an HTTP header in the environment: not in argv (visible
+    in `ps`), not in the URL (stored in config, echoed in errors); the header is scoped to the
+    remote's URL (`http.<url>.extraHeader`), so git sends it to no other host, and redirects are
+    not followed (a redirect would carry the header to the host it names).
     """
+    insecure = "always" if allow_insecure else "never"
     config: dict[str, str] = {
         "credential.helper": "",
         "protocol.allow": "never",
         "protocol.file.allow": "always",
-        "protocol.http.allow": "always",
         "protocol.https.allow": "always",
         "protocol.ssh.allow": "always",
-        "protocol.git.allow": "always",
+        "protocol.http.allow": insecure,
+        "protocol.git.allow": insecure,
+        "http.followRedirects": "false",
         "http.lowSpeedLimit": "1",
         "http.lowSpeedTime": str(max(1, int(timeout))),
         "gc.auto": "0",
         "core.symlinks": "true",
         "core.autocrlf": "false",
     }
-    if creds.token:
-        basic = _basic_auth(creds.username, creds.token.reveal())
-        config["http.extraHeader"] = f"Authorization: Basic {basic}"
+    config.update(token_header_config(creds, url))
     config.update(extra_config or {})
     env = {
         "GIT_TERMINAL_PROMPT": "0",
@@ -253,6 +278,14 @@ def git_env(creds: Credentials, timeout: float, extra_config: Mapping[str, str] 
     }
     env.update(git_config_env(config))
     return env
+
+
+def token_header_config(creds: Credentials, url: str) -> dict[str, str]:
+    """`http.<remote URL>.extraHeader` carrying the token, for an http(s) remote only; else nothing."""
+    if not creds.token or urlsplit(url).scheme not in ("http", "https"):
+        return {}
+    basic = _basic_auth(creds.username, creds.token.reveal())
+    return {f"http.{url_scope(url)}.extraHeader": f"Authorization: Basic {basic}"}
 
 
 class FailureKind(StrEnum):

@@ -61,7 +61,7 @@ def test_a_bomb_commit_is_rejected_while_the_running_release_keeps_rendering(
     for app in ("checkout", "search"):  # Jinja apps: no Helm or Kustomize binaries needed
         shutil.copytree(EXAMPLE / "apps" / app, seed / "apps" / app)
     server = git_server_factory(seed=seed)
-    mirror = GitMirror(server.url, tmp_path / "cache" / "git")
+    mirror = GitMirror(server.url, tmp_path / "cache" / "git", allow_insecure=True)  # the lab's http server
     workspace = Workspace(mirror, tmp_path / "cache")
     store, events, statuses = Store(), Events(), []
     sync = GitSync(mirror, workspace, store, client.ApiClient(), "shop", lambda: True)  # type: ignore[arg-type]

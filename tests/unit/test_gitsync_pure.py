@@ -76,11 +76,16 @@ def test_secret_never_shows_itself() -> None:
     assert creds.token is not None and creds.token.reveal() == TOKEN
 
 
-@pytest.mark.parametrize(
-    "url", ["https://h/r.git", "http://h/r", "ssh://git@h/r", "file:///r", "/abs/path", "git@h:org/r.git"]
-)
+@pytest.mark.parametrize("url", ["https://h/r.git", "ssh://git@h/r", "file:///r", "/abs/path", "git@h:org/r.git"])
 def test_supported_remote_urls(url: str) -> None:
     check_remote_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://h/r", "git://h/r.git", "HTTP://h/r"])
+def test_clear_text_transports_need_the_operators_opt_in(url: str) -> None:
+    with pytest.raises(ValueError, match="insecure git transport .*--allow-insecure-git"):
+        check_remote_url(url)
+    check_remote_url(url, allow_insecure=True)
 
 
 @pytest.mark.parametrize("url", ["ext::sh -c touch% /tmp/pwned", "fd::17", "ftp://h/r.git", "gopher://h/r"])
@@ -153,10 +158,15 @@ def test_apps_for_paths_with_more_global_prefixes() -> None:
     assert apps_for_paths(["analysis/latency.yaml"], KNOWN, ("regions/", "analysis/")) == KNOWN
 
 
+def _config(env: dict[str, str]) -> dict[str, str]:
+    return {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))}
+
+
 def test_git_env_carries_token_only_as_header_and_isolates_config() -> None:
-    env = git_env(Credentials(token=Secret(TOKEN)), timeout=7)
-    config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))}
-    header = config["http.extraHeader"]
+    env = git_env(Credentials(token=Secret(TOKEN)), timeout=7, url="https://git.example.com/org/r.git")
+    config = _config(env)
+    assert "http.extraHeader" not in config, "an unscoped header goes to every host, redirects included"
+    header = config["http.https://git.example.com/org/r.git.extraHeader"]
     assert header.startswith("Authorization: Basic ")
     assert base64.b64decode(header.split()[-1]).decode() == f"x-access-token:{TOKEN}"
     assert config["credential.helper"] == ""
@@ -168,8 +178,37 @@ def test_git_env_carries_token_only_as_header_and_isolates_config() -> None:
 
 
 def test_git_env_without_token_sends_no_header() -> None:
-    env = git_env(Credentials(), timeout=5)
-    assert "http.extraHeader" not in env.values()
+    env = git_env(Credentials(), timeout=5, url="https://h/r.git")
+    assert not [key for key in _config(env) if key.lower().endswith("extraheader")]
+
+
+@pytest.mark.parametrize(
+    ("url", "scope"),
+    [
+        ("https://git.example.com:8443/org/r.git?x=1#f", "https://git.example.com:8443/org/r.git"),
+        ("https://bot:pw@git.example.com/r.git", "https://git.example.com/r.git"),
+        ("http://127.0.0.1:9/shop", "http://127.0.0.1:9/shop"),
+    ],
+)
+def test_the_token_header_is_scoped_to_the_remotes_url(url: str, scope: str) -> None:
+    config = _config(git_env(Credentials(token=Secret(TOKEN)), timeout=5, url=url, allow_insecure=True))
+    assert [key for key in config if key.lower().endswith("extraheader")] == [f"http.{scope}.extraHeader"]
+
+
+@pytest.mark.parametrize("url", ["ssh://git@h/r", "file:///r", "git@h:org/r.git", ""])
+def test_the_token_header_is_never_set_for_other_transports(url: str) -> None:
+    config = _config(git_env(Credentials(token=Secret(TOKEN)), timeout=5, url=url))
+    assert not [key for key in config if key.lower().endswith("extraheader")]
+    assert not [secret for secret in Credentials(token=Secret(TOKEN)).secrets() if secret in repr(config)]
+
+
+def test_redirects_are_not_followed_and_clear_text_protocols_are_off_by_default() -> None:
+    config = _config(git_env(Credentials(), timeout=5, url="https://h/r.git"))
+    assert config["http.followRedirects"] == "false"
+    assert config["protocol.http.allow"] == config["protocol.git.allow"] == "never"
+    assert config["protocol.https.allow"] == config["protocol.ssh.allow"] == "always"
+    opted_in = _config(git_env(Credentials(), timeout=5, url="http://h/r", allow_insecure=True))
+    assert opted_in["protocol.http.allow"] == opted_in["protocol.git.allow"] == "always"
 
 
 def test_ssh_command_uses_the_key_and_host_key_settings() -> None:
