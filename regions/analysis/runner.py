@@ -24,6 +24,7 @@ from config.templating import render_query
 from config.times import format_time, parse_time
 from regions.analysis.model import Measurement, Observation, RunState, Verdict, prom_duration
 from regions.analysis.provider import MetricsError, MetricsProvider
+from regions.analysis.sequential import window_level
 from regions.analysis.verdicts import evaluate, judge_window, run_state
 
 
@@ -86,8 +87,8 @@ class Analyzer:
         self.evidence_query = evidence_query if min_requests > 0 else None
         self.window = window
 
-    def measure(self, check: Check, now: datetime) -> Measurement:
-        return evaluate(check, self.observe(check, now), now, self.min_requests)
+    def measure(self, check: Check, now: datetime, judge_level: float | None = None) -> Measurement:
+        return evaluate(check, self.observe(check, now), now, self.min_requests, judge_level)
 
     def observe(self, check: Check, now: datetime) -> Observation:
         """Ask the provider everything `check` needs at `now`. Failures become `error`."""
@@ -191,7 +192,9 @@ def poll(analyzer: Analyzer, checks: Sequence[Check], run: AnalysisRun, now: dat
     ]
     if not due:
         return run, state
-    fresh = tuple(analyzer.measure(c, now) for c in due)
+    # In a smoke window a judge looks every interval: each look is tested at the level that keeps
+    # the judge's stated false-alarm rate for the whole window (regions/analysis/sequential.py).
+    fresh = tuple(analyzer.measure(c, now, window_level(c, run.started_at, run.ends_at)) for c in due)
     run = replace(run, measurements=run.measurements + fresh)
     return run, run.state(checks, now)
 

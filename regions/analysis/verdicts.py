@@ -70,9 +70,13 @@ def _single(values: tuple[float, ...], what: str) -> tuple[float | None, Verdict
     return value, None, ""
 
 
-def evaluate(check: Check, observation: Observation, at: datetime, min_requests: int = 0) -> Measurement:
+def evaluate(
+    check: Check, observation: Observation, at: datetime, min_requests: int = 0, judge_level: float | None = None
+) -> Measurement:
     """Judge one observation of `check`. Order: query errors, the minimum-evidence guard, missing
-    data, then the judge and the conditions (the worse of the two wins)."""
+    data, then the judge and the conditions (the worse of the two wins). `judge_level` is the
+    judge's per-look p-value threshold in a smoke window (`sequential.window_level`); None keeps
+    `1 - confidence`."""
     obs = observation
 
     def measurement(verdict: Verdict, reason: str, **extra: object) -> Measurement:
@@ -110,7 +114,7 @@ def evaluate(check: Check, observation: Observation, at: datetime, min_requests:
     verdicts: list[tuple[Verdict, str]] = []
     extra: dict[str, object] = {}
     if check.judge is not None:
-        result = mann_whitney(check.judge, obs.canary_samples or (), obs.baseline_samples or ())
+        result = mann_whitney(check.judge, obs.canary_samples or (), obs.baseline_samples or (), judge_level)
         verdicts.append((result.verdict, result.reason))
         extra = {"p_value": result.p_value, "samples": result.canary_n, "baseline_samples": result.baseline_n}
         if result.baseline_median is not None and baseline is None:
