@@ -12,6 +12,7 @@ It prints a timeline (time, wave, region, event) and the measured drain and roll
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -174,10 +175,26 @@ def demo_lab(state_dir: Path) -> Iterator[tuple[Lab, services.ServicesHandle, Gi
         lab.down()
 
 
+def fresh_state(state_dir: Path) -> None:
+    """Start every demo from an empty `state_dir`: a second run must not clone over the first run's
+    working copy nor serve its Git history (which already holds 1.6.0). Refused, with the way out,
+    while a process recorded there by an earlier demo is still alive (only our own records count:
+    `procs.alive` checks the pid's start time, so a reused pid is not mistaken for ours)."""
+    live = [rec for pids in state_dir.rglob("pids") for rec in procs.records(pids.parent) if procs.alive(rec)]
+    if live:
+        names = ", ".join(f"{rec.name} (pid {rec.pid})" for rec in live)
+        raise SystemExit(
+            f"a demo still runs in {state_dir}: {names}; stop that demo first (Ctrl-C in its "
+            "terminal; if it was killed, stop these pids) or give this one another --state-dir"
+        )
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
 def run(state_dir: Path, keep: bool = False) -> bool:
     """The demo in `state_dir` (made absolute first: it reaches Prometheus' config and every child)."""
     t0 = time.monotonic()
     state_dir = Path(state_dir).resolve()
+    fresh_state(state_dir)
     with demo_lab(state_dir) as (lab, traffic, git):
         install_crds(lab.kubeconfig, lab.home_context)
         clone = git.clone(state_dir / "work")
