@@ -35,9 +35,11 @@ from rollout.reconciler import ACTIVE, ClusterPool, ReleaseReconciler
 from rollout.release import ReleasePhase
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
-from rollout.workspace import Workspace
+from rollout.workspace import Workspace, needed_commits
 
 log = structlog.get_logger("rollout.controller")
+# How often checked-out trees no live release needs are removed (rollout/workspace.py).
+TREE_COLLECT_INTERVAL = timedelta(seconds=60)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class Controller:
         self._reconciler: ReleaseReconciler | None = None
         self._drills: DrillRunner | None = None
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -260,6 +263,18 @@ class Controller:
                     self.releases.put(_as_object(updated))
                 for _, action in mine:
                     self._finish_action(action, "Done", f"applied to {release.name}", now)
+        self._collect_trees(by_app, now)
+
+    def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
+        """Now and then, remove the checked-out trees that no live release needs (disk bound)."""
+        if now < self._next_tree_collect:
+            return
+        self._next_tree_collect = now + TREE_COLLECT_INTERVAL
+        try:
+            last_good = self.sync.last_status.get("lastGoodCommit") or self.mirror.last_good
+            self.workspace.retain(needed_commits((r for rs in by_app.values() for r in rs), last_good))
+        except Exception as exc:  # noqa: BLE001 - housekeeping: never stops reconciles
+            log.warning("trees not collected", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _route_actions(
         self, pending: list[dict[str, Any]], by_app: dict[str, list[StoredRelease]], now: datetime

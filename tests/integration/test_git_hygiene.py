@@ -4,14 +4,17 @@ size caps, and trees removed once no live release needs them (issue 18, item 7).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from deploy.lab.gitserver import GitServer
+from deploy.lab.gitserver import GitServer, WorkingClone
 from rollout.gitsync import Credentials, GitError, GitMirror, Secret
+from rollout.release import ReleasePhase, ReleaseSpec, ReleaseStatus
+from rollout.store import StoredRelease
+from rollout.workspace import Workspace, needed_commits
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +88,49 @@ def test_clear_text_remotes_need_the_operators_opt_in(fresh_git_server: GitServe
         GitMirror(fresh_git_server.url, tmp_path / "refused")
     opted_in = GitMirror(fresh_git_server.url, tmp_path / "lab", allow_insecure=True)
     assert opted_in.sync().commit == fresh_git_server.head()
+
+
+def _release(n: int, commit: str, phase: ReleasePhase, previous: str | None) -> StoredRelease:
+    status = ReleaseStatus.from_dict({"phase": phase.value})
+    status.previous_commit = previous
+    spec = ReleaseSpec(app="search", commit=commit, version=f"1.0.{n}", plan_digest="p", content_digest="c", waves=())
+    return StoredRelease(f"search-{n}", "1", spec, status, f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z")
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_trees_no_live_release_needs_are_removed_and_the_cache_stays_bounded(
+    fresh_git_server: GitServer, working_clone: Callable[[GitServer], WorkingClone], tmp_path: Path
+) -> None:
+    clone = working_clone(fresh_git_server)
+    commits = []
+    for n in range(60):  # a busy repository: one release per commit, each finishing before the next
+        clone.write({"apps/search/marker.txt": f"{n}\n"})
+        commits.append(clone.commit(f"marker {n}"))
+    clone.push()
+    mirror = GitMirror(fresh_git_server.url, tmp_path / "cache" / "git", allow_insecure=True)
+    assert mirror.sync().commit == commits[-1]
+    keep_recent = 3
+    ws = Workspace(mirror, tmp_path / "cache", keep_recent_trees=keep_recent, in_use_grace=0.0)
+    one_tree = _size(ws.tree(commits[0]))
+    releases: list[StoredRelease] = []
+    peak = 0
+    for n, commit in enumerate(commits):
+        if releases:  # the previous release finished
+            releases[-1] = _release(n - 1, commits[n - 1], ReleasePhase.SUCCEEDED, None)
+        releases.append(_release(n, commit, ReleasePhase.PROGRESSING, commits[n - 1] if n else None))
+        ws.tree(commit)  # what loading the commit for its release does first
+        ws.retain(needed_commits(releases, last_good=commit))
+        peak = max(peak, len(list(ws.trees_dir.iterdir())))
+    # needed: the running release (its commit, also the last good one) and its rollback target;
+    # plus the few most recent: never the 60 trees of before.
+    assert peak <= 2 + keep_recent
+    assert _size(ws.trees_dir) <= (2 + keep_recent) * one_tree * 1.1
+
+    releases[-1] = _release(59, commits[-1], ReleasePhase.SUCCEEDED, None)  # all finished
+    ws.retain(needed_commits(releases, last_good=commits[-1]))
+    assert {p.name for p in ws.trees_dir.iterdir()} <= {commits[-1], *commits[-1 - keep_recent :]}
+    # a removed commit is materialized again from the mirror when a rollback asks for it
+    assert (ws.tree(commits[0]) / "apps/search/marker.txt").read_text() == "0\n"
