@@ -24,6 +24,7 @@ from jinja2.exceptions import SecurityError
 from config import sandbox, sources
 from config.errors import Issue
 from config.grants import violations
+from config.hooks import hook_problems
 from config.identity import ANNOTATION_COMMIT, ReleaseIdentity
 from config.repository import AppSource, Repository
 from config.sandbox import Limits, YamlRefused, current_limits, load_yaml_all
@@ -58,6 +59,9 @@ class Rendered:
     region: str
     identity: ReleaseIdentity
     objects: tuple[dict[str, Any], ...]
+    # hook Jobs (config/hooks.py): render() leaves every object in `objects`; the strategies'
+    # Renderer moves the hooks here (strategies/hooks.split) so no strategy applies them
+    hooks: tuple[dict[str, Any], ...] = ()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump_all(list(self.objects), sort_keys=True, default_flow_style=False, explicit_start=True)
@@ -114,6 +118,7 @@ def render(repo: Repository, app_name: str, region_name: str, identity: ReleaseI
         manifests=manifests,
         plan_file=repo.relative(app.directory / "rollout.yaml"),
     )
+    issues += [Issue(manifests, field, problem, fix) for field, problem, fix in hook_problems(objects)]
     if issues:
         raise RenderFailed(issues)
     return Rendered(app_name, region_name, identity, tuple(objects))

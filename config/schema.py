@@ -414,6 +414,20 @@ class Source(Model):
         return "helm" if self.helm else "kustomize" if self.kustomize else "jinja"
 
 
+class HookPolicy(DurationModel):
+    """How a release's hook Jobs run (config/hooks.py; docs/repository.md#hooks)."""
+
+    timeout: Duration = Field(default=timedelta(minutes=5), description="default per hook Job")
+    pre_rollback_failure: Literal["continue", "block"] = Field(
+        default="continue",
+        alias="preRollbackFailure",
+        description="continue: the rollback goes on with a Warning; block: the region ends Failed",
+    )
+    post_promote_failure: Literal["fail", "continue"] = Field(
+        default="fail", alias="postPromoteFailure", description="fail: the region fails (and rolls back)"
+    )
+
+
 class Plan(Model):
     app: Name
     namespace: Name | None = None
@@ -426,6 +440,7 @@ class Plan(Model):
     exclude_regions: list[str] = Field(default_factory=list, alias="excludeRegions")
     analysis: Analysis = Field(default_factory=Analysis)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+    hooks: HookPolicy = Field(default_factory=HookPolicy)
     notifications: list[Notification] = Field(default_factory=list)
     supersede: Literal["unstarted", "never"] = Field(
         default="unstarted", description="a newer commit replaces an older release that has not started"

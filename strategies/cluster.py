@@ -21,6 +21,7 @@ import structlog
 from config.identity import LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY
 from config.times import format_time
 from regions.analysis.model import Verdict
+from strategies import hooks
 from strategies.errors import Backoff, ClusterError, PermanentError, TemporaryError, Unreachable, classify
 from strategies.manifests import Obj, ref_of
 from strategies.model import (
@@ -72,6 +73,7 @@ def other_refs(rollout: RegionRollout) -> list[ObjectRef]:
         for obj in rendered.objects if rendered else ():
             if obj.get("kind") not in ("Deployment", "Service", "HTTPRoute"):
                 refs[ref_of(obj)] = None
+    refs.update(dict.fromkeys(hooks.refs(rollout)))  # the release's hook Jobs (strategies/hooks.py)
     return list(refs)
 
 

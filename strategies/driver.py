@@ -31,7 +31,7 @@ from config.policies import traffic_workload, workload_problems
 from config.render import Rendered, RenderFailed, render
 from config.repository import Repository
 from regions.analysis.model import Verdict
-from strategies import check, decide, pending_analysis
+from strategies import check, decide, hooks, pending_analysis
 from strategies.cluster import Cluster
 from strategies.engine import fail_permanently
 from strategies.errors import Backoff, PermanentError, TemporaryError
@@ -119,10 +119,12 @@ class Renderer:
             previous=previous,
             canary_release=canary,
             traffic_workload=traffic_workload(app, plan, stable.objects),
+            hook_policy=plan.hooks,
         )
 
     def _render_uncached(self, commit: str, app: str, region: str, version: str, track: str) -> Rendered:
         rendered = render(self.repository(commit), app, region, ReleaseIdentity(commit, version, track))
+        rendered = hooks.split(rendered)  # hook Jobs run at their phases, never with the release
         # Jobs are immutable once created: each release gets its own (manifests.one_shot)
         return replace(rendered, objects=tuple(one_shot(rendered.objects, rendered.identity.number)))
 

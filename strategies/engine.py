@@ -10,11 +10,11 @@ is already in place writes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Literal
 
 from regions.analysis.model import Verdict
+from strategies import hooks
 from strategies.manifests import Obj, hash_of, ref_of
 from strategies.model import (
     TRANSITIONS,
@@ -31,49 +31,16 @@ from strategies.model import (
     WorkloadState,
 )
 
-WAIT_READY = 2.0  # seconds between looks while pods become ready
-WAIT_ANALYSIS = 5.0
-
-
-@dataclass(frozen=True)
-class Ctx:
-    rollout: RegionRollout
-    status: StrategyStatus
-    snap: Snapshot
-    now: datetime
-
-
-@dataclass(frozen=True)
-class StepResult:
-    kind: Literal["wait", "done", "pause", "fail"]
-    actions: tuple[Action, ...] = ()
-    status: StrategyStatus | None = None  # bookkeeping kept while waiting (progress marker, weight...)
-    reason: str = ""
-    message: str = ""
-    requeue: float = WAIT_READY
-
-
-def wait(*actions: Action, status: StrategyStatus | None = None, requeue: float = WAIT_READY) -> StepResult:
-    return StepResult("wait", tuple(actions), status, requeue=requeue)
-
-
-def done(status: StrategyStatus | None = None) -> StepResult:
-    return StepResult("done", status=status)
-
-
-def fail(reason: str, message: str) -> StepResult:
-    return StepResult("fail", reason=reason, message=message)
-
-
-def pause(reason: str, message: str) -> StepResult:
-    return StepResult("pause", reason=reason, message=message)
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    run: Callable[[Ctx], StepResult]
-    checks: tuple[str, ...] | None = None  # set on analysis steps: the checks to run (empty: all)
+# the step vocabulary lives in strategies.steps (hooks.py builds steps too), re-exported here
+from strategies.steps import WAIT_ANALYSIS as WAIT_ANALYSIS
+from strategies.steps import WAIT_READY as WAIT_READY
+from strategies.steps import Ctx as Ctx
+from strategies.steps import Step as Step
+from strategies.steps import StepResult as StepResult
+from strategies.steps import done as done
+from strategies.steps import fail as fail
+from strategies.steps import pause as pause
+from strategies.steps import wait as wait
 
 
 def analysis_step(name: str, checks: Sequence[str], hold: Callable[[Ctx], tuple[Action, ...]]) -> Step:
@@ -217,7 +184,7 @@ def around(
     """The steps every strategy shares, placed around its own: the one place where a release's
     phase steps (hooks before and after the strategy, pruning after it) join the strategy's
     forward and rollback lists, so the decider and `pending_analysis` count steps alike."""
-    return forward, rollback
+    return hooks.around(rollout, forward, rollback)
 
 
 # --- the engine ---------------------------------------------------------------------------------

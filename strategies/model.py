@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from config.render import Rendered
-from config.schema import BlueGreenStrategy, CanaryStrategy, RollingStrategy
+from config.schema import BlueGreenStrategy, CanaryStrategy, HookPolicy, RollingStrategy
 from config.times import format_time, parse_time
 from regions.analysis.model import Verdict
 
@@ -170,6 +170,7 @@ class RegionRollout:
     canary_release: Rendered | None = None
     gateway: str = DEFAULT_GATEWAY
     traffic_workload: str | None = None  # canary/blueGreen: the Deployment taking traffic (default: app)
+    hook_policy: HookPolicy = field(default_factory=HookPolicy)  # the plan's `hooks:` (strategies/hooks.py)
 
     @property
     def workload(self) -> str:
