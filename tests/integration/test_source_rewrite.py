@@ -72,7 +72,7 @@ def test_a_force_push_is_a_warning_event_and_a_status_field_and_changes_no_relea
     shutil.copytree(EXAMPLE / "regions", seed / "regions")
     shutil.copytree(EXAMPLE / "apps" / "checkout", seed / "apps" / "checkout")  # Jinja: no Helm or Kustomize
     server = git_server_factory(seed=seed)
-    mirror = GitMirror(server.url, tmp_path / "cache" / "git")
+    mirror = GitMirror(server.url, tmp_path / "cache" / "git", allow_insecure=True)  # the lab's http server
     store, events, api = Store(), Events(), StatusApi()
     sync = GitSync(mirror, Workspace(mirror, tmp_path / "cache"), store, client.ApiClient(), "shop", lambda: True)  # type: ignore[arg-type]
     sync._events = events  # type: ignore[assignment]
