@@ -5,10 +5,11 @@ Chart.yaml is vendored under charts/ (no chart repository is ever contacted); no
 `lookup` (there is no cluster to read: the result would silently be empty); no template calls a
 function whose output changes on every render (random values, the current time, generated keys),
 since the same commit must render the same bytes. Then `helm template` runs in a private copy of
-the app's folder (config/sources/confine.py) under the tool limits, with --no-hooks and
---skip-tests (chart hooks are not mapped onto release phases yet) and with the controller's values
-last: `rollout:` (and `global.rollout:` for subcharts) holds the app, namespace, image, version,
-release identity, region and merged params.
+the app's folder (config/sources/confine.py) under the tool limits, with --skip-tests, with the
+chart's hooks (their `helm.sh/hook` annotations map onto the release's hook phases in
+config/hooks.py; the controller runs them as hook Jobs, never with the release) and with the
+controller's values last: `rollout:` (and `global.rollout:` for subcharts) holds the app,
+namespace, image, version, release identity, region and merged params.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def controller_values(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def template_args(release: str, chart: str, namespace: str, values: list[str]) -> list[str]:
-    args = ["template", release, chart, "--namespace", namespace, "--no-hooks", "--skip-tests"]
+    args = ["template", release, chart, "--namespace", namespace, "--skip-tests"]
     for path in values:
         args += ["--values", path]
     return args

@@ -413,7 +413,7 @@ YAML
     again = render(repo, "web", "eu", identity)
     assert first.to_yaml() == again.to_yaml()
     assert len(calls.read_text().splitlines()) == 1  # the second render was remembered, not re-run
-    assert "template web ./chart --namespace web --no-hooks --skip-tests --values" in calls.read_text()
+    assert "template web ./chart --namespace web --skip-tests --values" in calls.read_text()
     [deployment] = first.objects
     assert deployment["metadata"]["labels"]["rollout.dev/region"] == "eu"
     assert deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "1.0.0"
