@@ -26,6 +26,7 @@ from regions.traffic import DNSEndpointTraffic
 from rollout import actions, metrics, notify
 from rollout.cache import WatchCache
 from rollout.drill import RUNNING, DrillRunner
+from rollout.failures import Retries
 from rollout.gitsync import Credentials, GitMirror, Secret
 from rollout.http import Endpoints
 from rollout.leader import LeaderElector
@@ -137,6 +138,7 @@ class Controller:
         self._events = KubernetesEvents(self.home, settings.namespace)
         self._reconciler: ReleaseReconciler | None = None
         self._drills: DrillRunner | None = None
+        self._retries = Retries()  # backoff of releases whose last reconcile failed (transiently)
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
 
@@ -242,28 +244,49 @@ class Controller:
             release = StoredRelease.from_object(obj)
             by_app[release.spec.app].append(release)
         _export_gauges(by_app)
+        self._retries.forget({r.name for stored in by_app.values() for r in stored})
         pending = [
             a
             for a in self.actions.items()  # a running drill is advanced on every pass
             if (a.get("status") or {}).get("state") in (None, "", RUNNING)
         ]
         requests = self._route_actions(pending, by_app, now)
+        self._reconcile_releases(by_app, requests, now)
+        self._collect_trees(by_app, now)
+
+    def _reconcile_releases(
+        self,
+        by_app: dict[str, list[StoredRelease]],
+        requests: dict[str, list[tuple[Request, dict[str, Any]]]],
+        now: datetime,
+    ) -> None:
+        """Each active release (or one a responder acts on) reconciled in its own error boundary; a
+        release that failed (transiently: permanent errors fail it inside `reconcile`) waits out its
+        backoff, with one log line per attempt."""
+        assert self._reconciler is not None
         for _app, releases in sorted(by_app.items()):
             releases.sort(key=lambda r: (r.created, r.name))
             for release in releases:
                 mine = requests.get(release.name, [])
                 if ReleasePhase(release.status.phase) not in ACTIVE and not mine:
                     continue
+                if not self._retries.due(release.name, now):
+                    continue  # failed a moment ago: tried again after its backoff
                 try:
                     updated = self._reconciler.reconcile(release, releases, [r for r, _ in mine], now)
-                except Exception:  # noqa: BLE001 - one release's failure must not stop the others
-                    log.exception("reconcile failed", release=release.name)
+                except Exception as exc:  # noqa: BLE001 - one release's failure must not stop the others
+                    # transient (permanent ones fail the release inside reconcile): one line per attempt
+                    delay = self._retries.failed(release.name, now)
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                    log.warning(
+                        "reconcile failed; will retry", release=release.name, error=error, retry_in=round(delay, 1)
+                    )
                     continue
+                self._retries.succeeded(release.name)
                 if updated is not release:
                     self.releases.put(_as_object(updated))
                 for _, action in mine:
                     self._finish_action(action, "Done", f"applied to {release.name}", now)
-        self._collect_trees(by_app, now)
 
     def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
         """Now and then, remove the checked-out trees that no live release needs (disk bound)."""

@@ -34,6 +34,7 @@ from regions.analysis import (
 from regions.analysis.rate import DEFAULT_DRAIN_QUERY, request_rate
 from regions.traffic import GlobalTraffic
 from rollout import metrics
+from rollout.failures import permanent_reason
 from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
 from rollout.orchestrator import (
     Action,
@@ -122,8 +123,14 @@ class ReleaseReconciler:
         if phase not in ACTIVE and not requests:
             return stored
         with metrics.RECONCILE.labels(stored.spec.app).time():
-            repo = self.workspace.repository(stored.spec.commit)
-            app = repo.apps[stored.spec.app]
+            try:
+                repo = self.workspace.repository(stored.spec.commit)
+                app = repo.apps[stored.spec.app]
+            except Exception as exc:
+                reason = permanent_reason(exc, stored.spec.app, stored.spec.commit)
+                if reason is None:
+                    raise  # transient: the caller retries with backoff
+                return self._unbuildable(stored, reason, now)
             private = ReleaseStatus.from_dict(stored.status.to_dict())  # a copy this pass may mutate
             work = Pass(stored, app, private, now, self._previous(stored, siblings), tuple(requests))
             self._retarget(work, siblings)
@@ -144,6 +151,33 @@ class ReleaseReconciler:
             if ok:  # intent recorded first: a crash from here on is resumed, never repeated
                 self._perform(work, actions)
             return written
+
+    def _unbuildable(self, stored: StoredRelease, reason: str, now: datetime) -> StoredRelease:
+        """A release whose commit can never be loaded: Failed once, with the message in its status,
+        one Warning Event and one log line; a Failed release is not reconciled again and blocks no
+        other release of the app. A release already rolling back keeps its phase (its regions must
+        still be restored) and carries the message."""
+        status = unbuildable_status(stored.status, reason, now)
+        if status is None:
+            return stored  # said already
+        written, ok = self._write(stored, status)
+        if not ok:
+            return written
+        log.warning("release cannot be built", release=stored.name, phase=status.phase, error=reason)
+        notice = Notice(
+            event="failed",
+            app=stored.spec.app,
+            release=stored.name,
+            version=stored.spec.version,
+            reason=reason,
+            owner="",  # the plan is at the commit that cannot be read
+            contact="",
+            playbook="",
+            warning=True,
+        )
+        for sink in self.sinks:
+            sink.emit(notice, now)
+        return written
 
     # --- what the drill uses (rollout.drill.DrillHost) -----------------------------------------
 
@@ -432,6 +466,28 @@ class ReleaseReconciler:
             and not wedged(r)
         ]
         return busy[0] if busy else None
+
+
+def unbuildable_status(current: ReleaseStatus, reason: str, now: datetime) -> ReleaseStatus | None:
+    """The status of a release that can never be built (`rollout.failures.permanent_reason`), or None
+    when it already says so. Regions the release touched keep what it applied until the app's next
+    release (not blocked by this one) replaces it; the message names them."""
+    status = ReleaseStatus.from_dict(current.to_dict())
+    phase = ReleasePhase(status.phase)
+    if phase in (ReleasePhase.PENDING, ReleasePhase.PROGRESSING, ReleasePhase.PAUSED):
+        touched = sorted(n for n, r in status.regions.items() if RegionPhase(r.phase) != RegionPhase.PENDING)
+        status.move(ReleasePhase.FAILED)
+        status.completed_at = format_time(now)
+        status.message = reason + (
+            f" (regions {', '.join(touched)} keep what it applied until the app's next release)" if touched else ""
+        )
+        status.record(now, "failed", reason)
+        return status
+    if phase == ReleasePhase.ROLLING_BACK and not status.message.startswith(reason):
+        status.message = reason
+        status.record(now, "failed", reason)
+        return status
+    return None
 
 
 def wedged(release: StoredRelease) -> str | None:

@@ -25,6 +25,7 @@ class ReleasePhase(StrEnum):
     ROLLING_BACK = "RollingBack"  # a region failed: draining and rolling back
     ROLLED_BACK = "RolledBack"  # every touched region is back on the previous release
     SUPERSEDED = "Superseded"  # a newer commit replaced it before it started
+    FAILED = "Failed"  # it can never be built (its commit is gone): nothing more is applied
 
 
 class RegionPhase(StrEnum):
@@ -40,13 +41,20 @@ class RegionPhase(StrEnum):
 
 
 _RELEASE_TRANSITIONS: dict[ReleasePhase, frozenset[ReleasePhase]] = {
-    ReleasePhase.PENDING: frozenset({ReleasePhase.PROGRESSING, ReleasePhase.SUPERSEDED, ReleasePhase.PAUSED}),
-    ReleasePhase.PROGRESSING: frozenset({ReleasePhase.PAUSED, ReleasePhase.SUCCEEDED, ReleasePhase.ROLLING_BACK}),
-    ReleasePhase.PAUSED: frozenset({ReleasePhase.PROGRESSING, ReleasePhase.ROLLING_BACK, ReleasePhase.SUPERSEDED}),
+    ReleasePhase.PENDING: frozenset(
+        {ReleasePhase.PROGRESSING, ReleasePhase.SUPERSEDED, ReleasePhase.PAUSED, ReleasePhase.FAILED}
+    ),
+    ReleasePhase.PROGRESSING: frozenset(
+        {ReleasePhase.PAUSED, ReleasePhase.SUCCEEDED, ReleasePhase.ROLLING_BACK, ReleasePhase.FAILED}
+    ),
+    ReleasePhase.PAUSED: frozenset(
+        {ReleasePhase.PROGRESSING, ReleasePhase.ROLLING_BACK, ReleasePhase.SUPERSEDED, ReleasePhase.FAILED}
+    ),
     ReleasePhase.ROLLING_BACK: frozenset({ReleasePhase.ROLLED_BACK}),
     ReleasePhase.SUCCEEDED: frozenset({ReleasePhase.ROLLING_BACK}),  # a responder may still roll back
     ReleasePhase.ROLLED_BACK: frozenset(),
     ReleasePhase.SUPERSEDED: frozenset(),
+    ReleasePhase.FAILED: frozenset(),
 }
 
 _REGION_TRANSITIONS: dict[RegionPhase, frozenset[RegionPhase]] = {

@@ -23,6 +23,7 @@ from rollout.drill.model import (
     BUSY,
     DRAIN,
     FINAL,
+    FORWARD,
     RESTORE,
     ROLLBACK,
     RUNNING,
@@ -36,11 +37,13 @@ from rollout.drill.model import (
     Targets,
     without_none,
 )
+from rollout.failures import permanent_reason
 from rollout.release import ReleasePhase
 from rollout.store import ACTIONS, GROUP, VERSION, StoredRelease
 from strategies.cluster import Cluster
 from strategies.driver import ReleaseAt, drive
 from strategies.errors import TemporaryError
+from strategies.model import Phase as StrategyPhase
 from strategies.model import RegionRollout, StrategyStatus
 
 log = structlog.get_logger("rollout.drill")
@@ -88,6 +91,19 @@ def release_info(stored: StoredRelease, region: str) -> ReleaseInfo:
     )
 
 
+def observation_failed(state: DrillState, exc: BaseException, now: datetime) -> Observations:
+    """What a tick whose observation raised saw. A permanent error (the release's commit cannot be
+    read: `rollout.failures.permanent_reason`) fails a strategy step at once with its message; anything
+    else is nothing seen: the step waits, and fails at its deadline if it lasts."""
+    facts = state.facts
+    reason = permanent_reason(exc, facts.app, facts.current.commit) if facts is not None else None
+    if reason is None or state.step not in (ROLLBACK, FORWARD):
+        return Observations()
+    recorded = StrategyStatus.from_dict(state.strategy) if state.strategy else StrategyStatus()
+    failed = replace(recorded, phase=StrategyPhase.FAILED, reason="Unbuildable", message=reason, finished_at=now)
+    return Observations(strategy=failed.to_dict())
+
+
 def forced(spec: Mapping[str, Any]) -> bool:
     """The drill's "allow a high-traffic region" flag: `force`, or `full` on actions stored by earlier
     versions (which carried --force in the promote's field)."""
@@ -117,11 +133,16 @@ class DrillRunner:
             return None
         try:
             obs = self.observe(action, state, releases, now)
-        except Exception:  # noqa: BLE001 - one drill's failure must not stop the controller
-            log.exception("drill: observation failed; the step's deadline still runs", action=name)
+        except Exception as exc:  # noqa: BLE001 - one drill's failure must not stop the controller
+            obs = observation_failed(state, exc, now)
+            log.warning(
+                "drill: observation failed",
+                action=name,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                outcome="the step fails" if obs.strategy is not None else "the step waits; its deadline still runs",
+            )
             if not state.state:
                 return None
-            obs = Observations()  # nothing seen: the step waits, and fails at its deadline
         new, weights = advance(state, obs, now)
         if not self.host.may_write():
             return None
@@ -239,7 +260,7 @@ class DrillRunner:
         repo = self.host.repository(facts.current.commit)
         step = drive(
             self.host.region_cluster(repo, facts.region),
-            self._rollout(facts, state.step),
+            lambda: self._rollout(facts, state.step),  # a release that does not render fails the step once
             StrategyStatus.from_dict(state.strategy),
             now,
             may_write=self.host.may_write(),
