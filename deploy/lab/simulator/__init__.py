@@ -6,6 +6,6 @@ Run it as `python -m deploy.lab.simulator --config FILE` (or `process.start`); d
 """
 
 from .client import RateEntry, SimulatorClient
-from .model import HEALTHY, AppSpec, FaultProfile, RegionSpec
+from .model import HEALTHY, AppSpec, FaultProfile, RegionSpec, TrafficNoise
 
-__all__ = ["HEALTHY", "AppSpec", "FaultProfile", "RateEntry", "RegionSpec", "SimulatorClient"]
+__all__ = ["HEALTHY", "AppSpec", "FaultProfile", "RateEntry", "RegionSpec", "SimulatorClient", "TrafficNoise"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from .model import AppSpec, FaultProfile
+from .model import AppSpec, FaultProfile, TrafficNoise
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,18 @@ class SimulatorClient:
     def rates(self) -> list[RateEntry]:
         """The current plan: requests per second per region, app, version and track."""
         return [RateEntry(**e) for e in self._call("GET", "/rates")]
+
+    def noise(self) -> TrafficNoise | None:
+        data = self._call("GET", "/noise")
+        return TrafficNoise.from_dict(data) if data is not None else None
+
+    def set_noise(self, noise: TrafficNoise | None) -> None:
+        """Realistic traffic from now on (Poisson counts, baseline errors, heavy-tailed latency),
+        or, with None, exact counts again."""
+        if noise is None:
+            self._call("DELETE", "/noise")
+        else:
+            self._call("PUT", "/noise", noise.to_dict())
 
     def set_static(self, table: dict[str, Any]) -> None:
         """Replace the static topology (only for a simulator started with source 'static')."""

@@ -1,7 +1,9 @@
 """The simulation: turns a rate plan into counters, latency histograms and memory gauges, per tick.
 
-Counts are deterministic (a fractional carry per series, no Poisson noise), so a region with rate 0
-gets exactly zero requests and tests do not flake; only latencies are sampled.
+By default counts are deterministic (a fractional carry per series, no Poisson noise), so a region
+with rate 0 gets exactly zero requests and tests do not flake; only latencies are sampled. With a
+`TrafficNoise` (per simulator, settable at run time) counts are Poisson draws, errors binomial at the
+region's baseline rate plus the fault's, and latency heavy-tailed; a rate of 0 still draws zero.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from . import faults
-from .model import HEALTHY, Answer, AppSpec, FaultProfile, Track
+from .model import HEALTHY, Answer, AppSpec, FaultProfile, Track, TrafficNoise
 from .routing import RatePlan
 
 # Fine enough around typical latencies for p99 checks, wide enough for +seconds regressions.
@@ -58,11 +61,31 @@ def split_count(expected: float, carry: float) -> tuple[int, float]:
 
 
 class Engine:
-    def __init__(self, rng: random.Random | None = None, buckets: tuple[float, ...] = BUCKETS) -> None:
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        buckets: tuple[float, ...] = BUCKETS,
+        noise: TrafficNoise | None = None,
+    ) -> None:
         self._rng = rng or random.Random()
         self._buckets = buckets
         self._lock = threading.Lock()
         self._s = _State()
+        self._noise: TrafficNoise | None = None
+        self._draw = np.random.default_rng()
+        self.set_noise(noise)
+
+    @property
+    def noise(self) -> TrafficNoise | None:
+        return self._noise
+
+    def set_noise(self, noise: TrafficNoise | None) -> None:
+        """Switch realistic traffic on (a fresh generator from its seed) or off (exact counts)."""
+        with self._lock:
+            self._noise = noise
+            self._draw = np.random.default_rng(noise.seed if noise is not None else None)
+            self._s.carry.clear()
+            self._s.error_carry.clear()
 
     def step(
         self,
@@ -98,7 +121,11 @@ class Engine:
     ) -> None:
         s = self._s
         ckey = (region, spec.name, answer)
-        n, s.carry[ckey] = split_count(expected, s.carry.get(ckey, 0.0))
+        noise = self._noise
+        if noise is None:
+            n, s.carry[ckey] = split_count(expected, s.carry.get(ckey, 0.0))
+        else:
+            n = int(self._draw.poisson(expected)) if expected > 0 else 0
         if n == 0:
             return
         key: SeriesKey = (region, spec.name, answer.track.version, answer.track.track)
@@ -109,7 +136,10 @@ class Engine:
         s.first_traffic.setdefault(key, now)
         profile = profiles.get((spec.name, answer.track.version), HEALTHY)
         ratio = faults.error_ratio(profile, s.first_traffic[key], now)
-        errors, s.error_carry[key] = split_count(n * ratio, s.error_carry.get(key, 0.0))
+        if noise is None:
+            errors, s.error_carry[key] = split_count(n * ratio, s.error_carry.get(key, 0.0))
+        else:
+            errors = int(self._draw.binomial(n, min(1.0, noise.error_rate_of(region) + ratio)))
         errors = min(errors, n)
         self._count(key, "200", n - errors)
         self._count(key, "500", errors)
@@ -126,7 +156,15 @@ class Engine:
     def _sample(self, median_s: float, n: int) -> tuple[list[float], list[int]]:
         k = min(n, MAX_SAMPLES_PER_TICK)
         mu = math.log(median_s)
-        samples = [self._rng.lognormvariate(mu, LATENCY_SIGMA) for _ in range(k)]
+        noise = self._noise
+        if noise is None:
+            samples = [self._rng.lognormvariate(mu, LATENCY_SIGMA) for _ in range(k)]
+        else:
+            body = self._draw.lognormal(mu, LATENCY_SIGMA, k)
+            tail = self._draw.random(k) < noise.tail_share
+            slow = noise.tail_scale * median_s * (1.0 + self._draw.pareto(noise.tail_alpha, int(tail.sum())))
+            body[tail] = np.minimum(slow, noise.tail_cap_s)
+            samples = [float(v) for v in body]
         base, extra = divmod(n, k)
         return samples, [base + (1 if i < extra else 0) for i in range(k)]
 

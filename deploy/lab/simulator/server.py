@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .engine import Engine, EngineCollector
-from .model import AppSpec, FaultProfile, RegionSpec
+from .model import AppSpec, FaultProfile, RegionSpec, TrafficNoise
 from .routing import RatePlan, plan, present_answerers
 from .sources import KubeSource, StaticSource, TopologySource
 
@@ -40,6 +40,7 @@ class SimulatorConfig:
     port: int = 0
     ready_file: str | None = None  # written with {"pid", "port"} once the server listens
     seed: int | None = None
+    noise: dict[str, Any] | None = None  # TrafficNoise fields; None: exact counts (the default)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SimulatorConfig:
@@ -55,7 +56,8 @@ class SimulatorConfig:
 class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
-        self.engine = Engine(random.Random(config.seed))
+        noise = TrafficNoise.from_dict(config.noise) if config.noise is not None else None
+        self.engine = Engine(random.Random(config.seed), noise=noise)
         self._lock = threading.Lock()
         self._apps: dict[str, AppSpec] = {a.name: a for a in config.apps}
         self._faults: dict[tuple[str, str], FaultProfile] = {}
@@ -196,6 +198,18 @@ def _put_fault(sim: Simulator, m: re.Match[str], body: Any) -> dict[str, Any]:
     return OK
 
 
+def _noise_json(sim: Simulator) -> dict[str, Any] | None:
+    noise = sim.engine.noise
+    return noise.to_dict() if noise is not None else None
+
+
+def _set_noise(sim: Simulator, body: Any) -> dict[str, Any]:
+    noise = TrafficNoise.from_dict(body) if body is not None else None
+    sim.engine.set_noise(noise)
+    log.info("simulator.noise", **(noise.to_dict() if noise is not None else {"off": True}))
+    return OK
+
+
 def _delete_faults(sim: Simulator, m: re.Match[str], _body: Any) -> dict[str, Any]:
     groups = m.groupdict()
     sim.clear_faults(groups.get("app"), groups.get("version"))
@@ -212,6 +226,9 @@ ROUTES: list[Route] = [
     ("DELETE", re.compile(r"/faults/(?P<app>[^/]+)/(?P<version>[^/]+)"), _delete_faults),
     ("GET", re.compile(r"/rates"), lambda s, m, b: _rates_json(s)),
     ("PUT", re.compile(r"/static"), lambda s, m, b: _set_static(s, b)),
+    ("GET", re.compile(r"/noise"), lambda s, m, b: _noise_json(s)),
+    ("PUT", re.compile(r"/noise"), lambda s, m, b: _set_noise(s, b)),
+    ("DELETE", re.compile(r"/noise"), lambda s, m, b: _set_noise(s, None)),
 ]
 
 
