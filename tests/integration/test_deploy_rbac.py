@@ -280,6 +280,7 @@ def test_kustomize_builds_offline_with_everything_the_install_needs(built: list[
     assert sorted(b["metadata"]["namespace"] for b in bindings) == [
         "catalog",
         "checkout",
+        "guestbook",
         "inventory",
         "reviews",
         "search",

@@ -33,7 +33,7 @@ from tests.fixtures.git import GitServerFactory, SshRemote
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE_APPS = {"catalog", "checkout", "inventory", "reviews", "search"}
+EXAMPLE_APPS = {"catalog", "checkout", "guestbook", "inventory", "reviews", "search"}
 TOKEN = "lab-t0ken-d0-not-leak"
 
 

@@ -17,7 +17,7 @@ def run(*args: str):
 def test_validate_accepts_the_example() -> None:
     result = run("validate", str(EXAMPLE))
     assert result.exit_code == 0, result.output
-    assert "5 regions, 5 apps" in result.output
+    assert "5 regions, 6 apps" in result.output
 
 
 def test_validate_lists_every_mistake_and_exits_1(example_copy: Path) -> None:

@@ -235,7 +235,7 @@ def test_post_promote_runs_after_the_strategy_and_succeeds() -> None:
     d = decide(r, status, settled(release), T0)
     assert applied(d) == [hook["metadata"]["name"]]
     d = decide(r, d.status, settled([*release, hook]), T0 + timedelta(seconds=3))
-    assert d.status.phase is not Phase.ROLLING_BACK and d.status.step == status.step + 1
+    assert d.status.phase in (Phase.PROGRESSING, Phase.SUCCEEDED) and d.status.step > status.step
     assert "StepCompleted" in [a.reason for a in d.actions if isinstance(a, Event)]
 
 
@@ -248,7 +248,7 @@ def test_post_promote_failure_follows_the_plan(policy: str, phase: Phase) -> Non
     assert d.status.phase is phase
     assert hook["metadata"]["name"] in d.status.message
     if policy == "continue":  # reported, and the release goes on past the hook
-        assert [w.reason for w in warnings(d)] == ["HookFailed"] and d.status.step == status.step + 1
+        assert [w.reason for w in warnings(d)] == ["HookFailed"] and d.status.step > status.step
 
 
 # --- pre-rollback -------------------------------------------------------------------------------
@@ -308,3 +308,23 @@ def test_no_hooks_no_extra_steps() -> None:
     assert forward == [] and rollback == []
     first = with_hooks(rollout("catalog", first=True), job(**{ANNOTATION_HOOK: "pre-rollback"}))
     assert hooks.around(first, [], None) == ([], None)  # nothing to roll back to: no pre-rollback step
+
+
+# --- the guestbook example (issue 12 item 7) ---------------------------------------------------
+
+
+def test_the_guestbook_backup_is_a_hook_and_each_workload_keeps_its_strategy() -> None:
+    r = rollout("guestbook")
+    assert [o["metadata"]["name"] for o in r.release.hooks] == [BACKUP]
+    applied_names = {o["metadata"]["name"] for o in desired(r, r.release)}
+    assert applied_names == {"gb-web", "gb-mysql", "guestbook"}  # Deployments and Services, no Job
+    [mysql] = [o for o in desired(r, r.release) if o["kind"] == "Deployment" and o["metadata"]["name"] == "gb-mysql"]
+    assert mysql["spec"]["strategy"] == {"type": "Recreate"}
+    n = r.release_number
+    assert [o["metadata"]["name"] for o in hook_jobs(r, "pre-upgrade")] == [f"{BACKUP}-{n}-pre-upgrade"]
+    assert [o["metadata"]["name"] for o in hook_jobs(r, "pre-rollback")] == [f"{BACKUP}-{n}-pre-rollback"]
+    assert hook_jobs(r, "pre-upgrade")[0]["spec"]["activeDeadlineSeconds"] == 300  # the hook's own 5m
+    assert r.hook_policy.timeout == timedelta(minutes=10)
+    forward, rollback = hooks.around(r, [], [])
+    assert [s.name for s in forward] == ["pre-upgrade hook"]
+    assert rollback is not None and [s.name for s in rollback] == ["pre-rollback hook"]
