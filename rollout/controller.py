@@ -27,7 +27,7 @@ from rollout import actions, metrics, notify
 from rollout.cache import WatchCache
 from rollout.drill import RUNNING, DrillRunner
 from rollout.failures import Retries
-from rollout.gitsync import Credentials, GitMirror, Secret
+from rollout.gitsync import Credentials, GitMirror, Secret, SizeCaps
 from rollout.http import Endpoints
 from rollout.leader import LeaderElector
 from rollout.notify import Destinations, Dispatcher, KubernetesEvents, SigningKeys
@@ -39,6 +39,8 @@ from rollout.sync import SOURCES, GitSync
 from rollout.workspace import Workspace, needed_commits
 
 log = structlog.get_logger("rollout.controller")
+# How often checked-out trees no live release needs are removed (rollout/workspace.py).
+TREE_COLLECT_INTERVAL = timedelta(seconds=60)
 # How often checked-out trees no live release needs are removed (rollout/workspace.py).
 TREE_COLLECT_INTERVAL = timedelta(seconds=60)
 
@@ -68,6 +70,9 @@ class Settings:
     git_token_env: str = "ROLLOUT_GIT_TOKEN"
     git_ssh_key: str | None = None
     allow_insecure_git: bool = False  # http:// and git:// remotes (clear text): a lab only
+    git_max_file_mib: int = 10  # size caps (rollout/gitsync/pure.py SizeCaps)
+    git_max_commit_mib: int = 128
+    git_max_repository_mib: int = 512
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     lease_seconds: int = 15
     renew_seconds: int = 10
@@ -106,6 +111,11 @@ class Controller:
             ref=settings.ref,
             credentials=creds,
             allow_insecure=settings.allow_insecure_git,
+            caps=SizeCaps(
+                file_bytes=settings.git_max_file_mib << 20,
+                tree_bytes=settings.git_max_commit_mib << 20,
+                repository_bytes=settings.git_max_repository_mib << 20,
+            ),
         )
         self.workspace = Workspace(self.mirror, settings.cache_dir)
         self.store = ReleaseStore(self.home, settings.namespace)
@@ -140,6 +150,7 @@ class Controller:
         self._drills: DrillRunner | None = None
         self._retries = Retries()  # backoff of releases whose last reconcile failed (transiently)
         self._scheduler = BackgroundScheduler(timezone="UTC")
+        self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
         self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -287,6 +298,18 @@ class Controller:
                     self.releases.put(_as_object(updated))
                 for _, action in mine:
                     self._finish_action(action, "Done", f"applied to {release.name}", now)
+        self._collect_trees(by_app, now)
+
+    def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
+        """Now and then, remove the checked-out trees that no live release needs (disk bound)."""
+        if now < self._next_tree_collect:
+            return
+        self._next_tree_collect = now + TREE_COLLECT_INTERVAL
+        try:
+            last_good = self.sync.last_status.get("lastGoodCommit") or self.mirror.last_good
+            self.workspace.retain(needed_commits((r for rs in by_app.values() for r in rs), last_good))
+        except Exception as exc:  # noqa: BLE001 - housekeeping: never stops reconciles
+            log.warning("trees not collected", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
         """Now and then, remove the checked-out trees that no live release needs (disk bound)."""

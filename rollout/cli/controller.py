@@ -97,6 +97,27 @@ import click
     help="accept http:// and git:// remotes (no encryption, no integrity; a lab only); "
     "by default only https, ssh and file",
 )
+@click.option(
+    "--git-max-file-mib",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="a commit with a bigger file is not used (the sync fails naming the file; the last good commit stays)",
+)
+@click.option(
+    "--git-max-commit-mib",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="a commit whose files add up to more is not used (each commit is checked out whole)",
+)
+@click.option(
+    "--git-max-repository-mib",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="the Git mirror may take this much disk after a fetch; beyond it syncs fail",
+)
 @click.option("--identity", default=None, help="leader-election identity (default host-pid)")
 @click.option("--lease-seconds", type=int, default=15, show_default=True)
 @click.option("--renew-seconds", type=int, default=10, show_default=True)

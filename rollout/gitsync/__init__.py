@@ -15,9 +15,10 @@ from rollout.gitsync.model import (
     RepositoryNotFound,
     RevisionNotFound,
     SyncResult,
+    TooLarge,
     UnsafePath,
 )
-from rollout.gitsync.pure import Credentials, HostKeyChecking, Secret, redact_text, redact_url
+from rollout.gitsync.pure import Credentials, HostKeyChecking, Secret, SizeCaps, redact_text, redact_url
 
 __all__ = [
     "AuthenticationFailed",
@@ -32,7 +33,9 @@ __all__ = [
     "RepositoryNotFound",
     "RevisionNotFound",
     "Secret",
+    "SizeCaps",
     "SyncResult",
+    "TooLarge",
     "UnsafePath",
     "redact_text",
     "redact_url",

@@ -32,6 +32,7 @@ from rollout.gitsync.model import (
     RepositoryNotFound,
     RevisionNotFound,
     SyncResult,
+    TooLarge,
     UnsafePath,
 )
 from rollout.gitsync.pure import (
@@ -40,17 +41,23 @@ from rollout.gitsync.pure import (
     Credentials,
     FailureKind,
     Secret,
+    SizeCaps,
     apps_for_paths,
     cache_key,
     check_remote_url,
     classify_failure,
     failure_cause,
+    gc_due,
     git_config_env,
     git_env,
+    human_size,
     is_full_sha,
     normalize_repo_path,
+    parse_ls_tree,
     redact_text,
     redact_url,
+    repository_bytes,
+    size_problems,
     split_userinfo,
 )
 
@@ -62,6 +69,11 @@ _LAST_GOOD_PREFIX = "refs/rollout/last-good/"
 # The remote's default branch, fetched only when we track "HEAD" (a dangling remote HEAD would
 # otherwise fail every fetch).
 _REMOTE_HEAD = "refs/rollout/remote-head"
+# Housekeeping of the mirror (repack loose objects and small packs), at most this often. Nothing
+# unreachable is pruned: a release may be pinned to a commit a force-push dropped.
+GC_INTERVAL_SECONDS = 3600.0
+_GC_CONFIG = ("-c", "gc.auto=6700", "-c", "gc.autoPackLimit=50", "-c", "gc.pruneExpire=never")
+_GC_STAMP = "rollout-gc-at"
 
 
 def _credentials_out_of_url(url: str, creds: Credentials) -> tuple[str, Credentials]:
@@ -94,9 +106,14 @@ class GitMirror:
         timeout: float = 30.0,
         global_prefixes: tuple[str, ...] = GLOBAL_PREFIXES,
         allow_insecure: bool = False,
+        caps: SizeCaps | None = None,
+        gc_interval: float = GC_INTERVAL_SECONDS,
     ) -> None:
         check_remote_url(url, allow_insecure=allow_insecure)
         self.allow_insecure = allow_insecure
+        self.caps = caps or SizeCaps()
+        self.gc_interval = gc_interval
+        self._refused: dict[str, TooLarge] = {}  # commit -> why it is over a cap (checked once)
         self._url, self._creds = _credentials_out_of_url(url, credentials or Credentials())
         self.remote = redact_url(url)
         self.ref = ref
@@ -127,10 +144,14 @@ class GitMirror:
             previous = self.last_good
             started = time.monotonic()
             self._fetch(previous)
+            self._check_repository_size(previous)
             commit = self._resolve_tracked(previous)
+            if commit != previous:
+                self._check_commit_size(commit, previous)
             rewritten = previous is not None and not self._is_ancestor(previous, commit)
             changed = self.changed_apps(previous, commit) if commit != previous else set()
             self._git_checked("update-ref", self._last_good_ref, commit)
+            self._housekeeping()
         result = SyncResult(self.ref, commit, previous, rewritten, frozenset(changed), datetime.now(UTC))
         self._log_result(result, time.monotonic() - started)
         return result
@@ -239,6 +260,53 @@ class GitMirror:
         if kind is FailureKind.NOT_FOUND:
             raise RepositoryNotFound(self.remote, cause)
         raise RemoteUnavailable(self.remote, cause, last_good=last_good)
+
+    def _check_repository_size(self, last_good: str | None) -> None:
+        size = repository_bytes(self._git_checked("count-objects", "-v"))
+        if size > self.caps.repository_bytes:
+            self._log.error("git.repository_too_large", bytes=size, cap=self.caps.repository_bytes)
+            raise TooLarge(
+                self.remote,
+                f"the mirror takes {human_size(size)} after fetching, over the "
+                f"{human_size(self.caps.repository_bytes)} cap",
+                last_good=last_good,
+                fix="Shrink the repository's history or raise --git-max-repository-mib.",
+            )
+
+    def _check_commit_size(self, commit: str, last_good: str | None) -> None:
+        """Refuse a commit with a file or a total over the caps, naming the files (checked once)."""
+        refused = self._refused.get(commit)
+        if refused is None:
+            problems = size_problems(parse_ls_tree(self._git_checked("ls-tree", "-r", "-l", "-z", commit)), self.caps)
+            if not problems:
+                return
+            refused = TooLarge(
+                self.remote,
+                f"commit {commit[:12]} is not used: " + "; ".join(problems),
+                last_good=last_good,
+                fix="Remove the large files from the branch (keep binaries out of the rollout repository) "
+                "or raise --git-max-file-mib / --git-max-commit-mib.",
+            )
+            self._refused = {commit: refused}  # only the newest refused head is remembered
+            self._log.error("git.commit_too_large", commit=commit, problems=problems)
+        raise refused
+
+    def _housekeeping(self) -> None:
+        """`git gc --auto` (repack, never prune) at most once per `gc_interval`, across restarts too."""
+        stamp = self.path / _GC_STAMP
+        try:
+            last = float(stamp.read_text())
+        except (OSError, ValueError):
+            last = None
+        now = time.time()
+        if not gc_due(last, now, self.gc_interval):
+            return
+        stamp.write_text(f"{now}\n")
+        code, _, err = self._git(*_GC_CONFIG, "gc", "--auto", "--quiet", timeout=max(self.timeout, 300.0))
+        if code != 0:  # housekeeping: the next run tries again; the sync itself succeeded
+            self._log.warning("git.gc_failed", cause=redact_text(failure_cause(err), self._creds.secrets()))
+        else:
+            self._log.debug("git.gc", elapsed_s=round(time.time() - now, 2))
 
     def _resolve_tracked(self, last_good: str | None) -> str:
         try:

@@ -124,3 +124,14 @@ class UnsafePath(GitError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"refusing to read {path!r}: {reason}")
         self.path = path
+
+
+class TooLarge(GitError):
+    """The repository or a commit is over a size cap (rollout/gitsync/pure.py SizeCaps): the commit
+    is not adopted, the last good one keeps serving. Shrink the repository or raise the cap."""
+
+    def __init__(self, remote: str, problem: str, *, last_good: str | None, fix: str) -> None:
+        keep = f"; keeping last good commit {last_good}" if last_good else ""
+        super().__init__(f"Git repository {remote}: {problem}{keep}. {fix}", remote=remote)
+        self.problem = problem
+        self.last_good = last_good

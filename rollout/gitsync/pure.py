@@ -288,6 +288,70 @@ def token_header_config(creds: Credentials, url: str) -> dict[str, str]:
     return {f"http.{url_scope(url)}.extraHeader": f"Authorization: Basic {basic}"}
 
 
+# --- size caps -----------------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SizeCaps:
+    """What one repository may take on the controller's disk (an emptyDir of 2 GiB in the pod).
+
+    A file over `file_bytes` or a commit whose files add up to over `tree_bytes` is not adopted
+    (the whole tree is checked out per commit); a mirror over `repository_bytes` after a fetch
+    stops syncing. Either way the last good commit keeps serving."""
+
+    file_bytes: int = 10 * MIB
+    tree_bytes: int = 128 * MIB
+    repository_bytes: int = 512 * MIB
+
+
+def parse_ls_tree(output: str) -> list[tuple[str, int]]:
+    """`git ls-tree -r -l -z` -> [(path, size)] of its blobs (symlinks included, submodules not)."""
+    entries = []
+    for record in output.split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        fields = meta.split()
+        if len(fields) == 4 and fields[1] == "blob" and fields[3].isdigit():
+            entries.append((path, int(fields[3])))
+    return entries
+
+
+def size_problems(entries: Iterable[tuple[str, int]], caps: SizeCaps) -> list[str]:
+    """What is over the caps in one commit's files, largest first; empty when it fits."""
+    listed = list(entries)
+    big = sorted((e for e in listed if e[1] > caps.file_bytes), key=lambda e: -e[1])
+    cap = human_size(caps.file_bytes)
+    problems = [f"{path} is {human_size(size)}, over the {cap} cap per file" for path, size in big[:5]]
+    if len(big) > 5:
+        problems.append(f"and {len(big) - 5} more files over the cap")
+    total = sum(size for _, size in listed)
+    if total > caps.tree_bytes:
+        total_cap = human_size(caps.tree_bytes)
+        problems.append(f"its files add up to {human_size(total)}, over the {total_cap} cap per commit")
+    return problems
+
+
+def repository_bytes(count_objects: str) -> int:
+    """Bytes on disk from `git count-objects -v` (loose `size` + `size-pack`, both in KiB)."""
+    values = dict(line.split(": ", 1) for line in count_objects.splitlines() if ": " in line)
+    return sum(int(values.get(key, "0") or 0) for key in ("size", "size-pack")) * 1024
+
+
+def gc_due(last_gc: float | None, now: float, interval: float) -> bool:
+    """Housekeeping of the mirror at most once per `interval` seconds (never on every poll)."""
+    return last_gc is None or now - last_gc >= interval or now < last_gc
+
+
+def human_size(size: int) -> str:
+    """2 MiB, 2.5 MiB, 4 KiB: what a message about a size cap shows."""
+    if size < MIB:
+        return f"{size / 1024:.0f} KiB" if size % 1024 else f"{size // 1024} KiB"
+    return f"{size / MIB:.1f} MiB" if size % MIB else f"{size // MIB} MiB"
+
+
 class FailureKind(StrEnum):
     TIMEOUT = "timeout"
     AUTH = "auth"

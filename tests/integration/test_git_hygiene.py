@@ -7,13 +7,17 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
 
 from deploy.lab.gitserver import GitServer, WorkingClone
-from rollout.gitsync import Credentials, GitError, GitMirror, Secret
+from rollout.gitsync import Credentials, GitError, GitMirror, Secret, SizeCaps, TooLarge
+from rollout.gitsync.pure import MIB
 from rollout.release import ReleasePhase, ReleaseSpec, ReleaseStatus
 from rollout.store import StoredRelease
+from rollout.sync import GitSync
 from rollout.workspace import Workspace, needed_commits
 
 pytestmark = pytest.mark.integration
@@ -134,3 +138,66 @@ def test_trees_no_live_release_needs_are_removed_and_the_cache_stays_bounded(
     assert {p.name for p in ws.trees_dir.iterdir()} <= {commits[-1], *commits[-1 - keep_recent :]}
     # a removed commit is materialized again from the mirror when a rollback asks for it
     assert (ws.tree(commits[0]) / "apps/search/marker.txt").read_text() == "0\n"
+
+
+class NoReleases:
+    namespace = "rollout-system"
+
+    def list(self) -> list[Any]:
+        return []
+
+
+def test_a_file_over_the_cap_is_refused_with_its_path_and_the_last_good_commit_kept(
+    fresh_git_server: GitServer, tmp_path: Path
+) -> None:
+    server = fresh_git_server
+    mirror = GitMirror(server.file_url, tmp_path / "cache" / "git", caps=SizeCaps(file_bytes=1 * MIB))
+    good = mirror.sync().commit
+    big = server.commit_files({"apps/search/assets/blob.bin": b"\0" * (2 * MIB)}, "a 2 MiB file")
+    with pytest.raises(TooLarge) as refused:
+        mirror.sync()
+    message = str(refused.value)
+    assert f"commit {big[:12]} is not used" in message
+    assert "apps/search/assets/blob.bin is 2 MiB, over the 1 MiB cap per file" in message
+    assert f"keeping last good commit {good}" in message and "--git-max-file-mib" in message
+    assert mirror.last_good == good
+
+    # What the RolloutSource says (GitSync writes it to the status; here captured before the API).
+    sync = GitSync(
+        mirror, Workspace(mirror, tmp_path / "cache"), NoReleases(), client.ApiClient(), "shop", lambda: True
+    )  # type: ignore[arg-type]
+    statuses: list[dict[str, Any]] = []
+    sync._set_status = statuses.append  # type: ignore[method-assign]
+    sync.run_once()
+    assert statuses[-1]["reachable"] is True and "apps/search/assets/blob.bin is 2 MiB" in statuses[-1]["message"]
+    assert "commit" not in statuses[-1], "no commit adopted"
+
+    fixed = server.commit_files({"apps/search/assets/blob.bin": None}, "drop the blob")
+    assert mirror.sync().commit == fixed
+
+
+def test_a_commit_over_the_total_cap_and_a_mirror_over_its_cap_are_refused(
+    fresh_git_server: GitServer, tmp_path: Path
+) -> None:
+    server = fresh_git_server
+    per_commit = GitMirror(server.file_url, tmp_path / "a", caps=SizeCaps(tree_bytes=4 * 1024))
+    with pytest.raises(TooLarge, match=r"its files add up to .*, over the 4 KiB cap per commit"):
+        per_commit.sync()
+    assert per_commit.last_good is None
+    whole = GitMirror(server.file_url, tmp_path / "b", caps=SizeCaps(repository_bytes=4 * 1024))
+    with pytest.raises(TooLarge, match=r"the mirror takes \d+(\.\d)? [KM]iB after fetching, over the 4 KiB cap"):
+        whole.sync()
+    assert whole.last_good is None
+
+
+def test_mirror_housekeeping_runs_on_a_bounded_schedule(fresh_git_server: GitServer, tmp_path: Path) -> None:
+    mirror = GitMirror(fresh_git_server.file_url, tmp_path / "cache", gc_interval=3600)
+    mirror.sync()
+    stamp = mirror.path / "rollout-gc-at"
+    first = stamp.read_text()
+    fresh_git_server.commit_files({"README.md": "again\n"}, "again")
+    mirror.sync()
+    assert stamp.read_text() == first, "not on every pass"
+    stamp.write_text("0\n")  # an hour later
+    mirror.sync()
+    assert stamp.read_text() != "0\n"

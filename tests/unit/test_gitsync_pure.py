@@ -11,21 +11,28 @@ import pytest
 from deploy.lab.gitserver import set_app_version
 from rollout.gitsync.model import AuthenticationFailed, RemoteUnavailable
 from rollout.gitsync.pure import (
+    MIB,
     Credentials,
     FailureKind,
     HostKeyChecking,
     Secret,
+    SizeCaps,
     app_of_path,
     apps_for_paths,
     cache_key,
     check_remote_url,
     classify_failure,
     failure_cause,
+    gc_due,
     git_env,
+    human_size,
     is_full_sha,
     normalize_repo_path,
+    parse_ls_tree,
     redact_text,
     redact_url,
+    repository_bytes,
+    size_problems,
     split_userinfo,
     ssh_command,
 )
@@ -286,3 +293,43 @@ def test_set_app_version_falls_back_to_a_structural_edit() -> None:
 
     after = yaml.safe_load(set_app_version("image: {repository: r/x}\nreplicas: 2\n", "2.0.0"))
     assert after == {"image": {"repository": "r/x", "tag": "2.0.0"}, "replicas": 2, "version": "2.0.0"}
+
+
+LS_TREE = (
+    "100644 blob e69de29bb2d1d6434b8b29ae775ad8c2e48c5391   12582912\tapps/shop/big.bin\0"
+    "120000 blob 1234567890123456789012345678901234567890       9\tapps/shop/link\0"
+    "100644 blob 0123456789012345678901234567890123456789    1024\tapps/shop/a b\tc.yaml\0"
+    "160000 commit 0123456789012345678901234567890123456789       -\tvendor/sub\0"
+)
+
+
+def test_parse_ls_tree_lists_blobs_with_their_sizes() -> None:
+    assert parse_ls_tree(LS_TREE) == [
+        ("apps/shop/big.bin", 12 * MIB),
+        ("apps/shop/link", 9),
+        ("apps/shop/a b\tc.yaml", 1024),
+    ]
+    assert parse_ls_tree("") == []
+
+
+def test_size_problems_name_each_file_over_the_cap_and_the_total() -> None:
+    entries = parse_ls_tree(LS_TREE)
+    assert size_problems(entries, SizeCaps()) == ["apps/shop/big.bin is 12 MiB, over the 10 MiB cap per file"]
+    assert size_problems(entries, SizeCaps(file_bytes=20 * MIB, tree_bytes=8 * MIB)) == [
+        "its files add up to 12.0 MiB, over the 8 MiB cap per commit"
+    ]
+    assert size_problems(entries, SizeCaps(file_bytes=20 * MIB)) == []
+    many = [(f"f{i}", 2048) for i in range(8)]
+    assert size_problems(many, SizeCaps(file_bytes=1024))[-1] == "and 3 more files over the cap"
+
+
+def test_repository_bytes_and_human_sizes() -> None:
+    assert repository_bytes("count: 3\nsize: 12\nin-pack: 9\npacks: 1\nsize-pack: 100\n") == 112 * 1024
+    assert (human_size(4096), human_size(2 * MIB), human_size(MIB + MIB // 2)) == ("4 KiB", "2 MiB", "1.5 MiB")
+
+
+def test_mirror_housekeeping_is_due_at_most_once_per_interval() -> None:
+    assert gc_due(None, 1000.0, 3600.0)
+    assert not gc_due(1000.0, 1000.0 + 3599, 3600.0)
+    assert gc_due(1000.0, 1000.0 + 3600, 3600.0)
+    assert gc_due(5000.0, 1000.0, 3600.0), "a clock that went back does not stop it for ever"
