@@ -41,8 +41,6 @@ from rollout.workspace import Workspace, needed_commits
 log = structlog.get_logger("rollout.controller")
 # How often checked-out trees no live release needs are removed (rollout/workspace.py).
 TREE_COLLECT_INTERVAL = timedelta(seconds=60)
-# How often checked-out trees no live release needs are removed (rollout/workspace.py).
-TREE_COLLECT_INTERVAL = timedelta(seconds=60)
 
 
 @dataclass
@@ -150,7 +148,6 @@ class Controller:
         self._drills: DrillRunner | None = None
         self._retries = Retries()  # backoff of releases whose last reconcile failed (transiently)
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
         self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -298,18 +295,6 @@ class Controller:
                     self.releases.put(_as_object(updated))
                 for _, action in mine:
                     self._finish_action(action, "Done", f"applied to {release.name}", now)
-        self._collect_trees(by_app, now)
-
-    def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
-        """Now and then, remove the checked-out trees that no live release needs (disk bound)."""
-        if now < self._next_tree_collect:
-            return
-        self._next_tree_collect = now + TREE_COLLECT_INTERVAL
-        try:
-            last_good = self.sync.last_status.get("lastGoodCommit") or self.mirror.last_good
-            self.workspace.retain(needed_commits((r for rs in by_app.values() for r in rs), last_good))
-        except Exception as exc:  # noqa: BLE001 - housekeeping: never stops reconciles
-            log.warning("trees not collected", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
         """Now and then, remove the checked-out trees that no live release needs (disk bound)."""
