@@ -428,6 +428,23 @@ class HookPolicy(DurationModel):
     )
 
 
+PruneKind = Literal["Namespace", "CustomResourceDefinition", "PersistentVolumeClaim"]
+
+
+class Prune(Model):
+    """rollout.yaml `prune`: objects a release no longer renders are deleted once it passed a region
+    (strategies/prune.py, docs/repository.md "Pruning")."""
+
+    enabled: bool = True
+    kinds: list[PruneKind] = Field(
+        default_factory=list,
+        description="kinds never pruned unless listed here: Namespace, CustomResourceDefinition, PersistentVolumeClaim",
+    )
+    max_deletions: int = Field(
+        default=20, ge=1, alias="maxDeletions", description="a prune deleting more stops and asks a responder"
+    )
+
+
 class Plan(Model):
     app: Name
     namespace: Name | None = None
@@ -442,6 +459,7 @@ class Plan(Model):
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
     hooks: HookPolicy = Field(default_factory=HookPolicy)
     notifications: list[Notification] = Field(default_factory=list)
+    prune: Prune = Field(default_factory=Prune)
     supersede: Literal["unstarted", "never"] = Field(
         default="unstarted", description="a newer commit replaces an older release that has not started"
     )

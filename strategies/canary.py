@@ -58,10 +58,11 @@ class _Canary:
         stable, canary = self.router.replicas(self.total, weight)
         return [self.stable_dep(source, stable), self.canary_dep(canary)]
 
-    def base(self, source: Rendered) -> list[Obj]:
-        """Everything but the Deployments and the route: other objects and the three Services."""
+    def base(self, source: Rendered, others_from: Rendered | None = None) -> list[Obj]:
+        """Everything but the Deployments and the route: other objects (the new release's, unless
+        `others_from` says which: a rollback restores the previous release's) and the three Services."""
         return [
-            *manifests.others(self.r.release, self.app, self.r.workload),
+            *manifests.others(others_from or self.r.release, self.app, self.r.workload),
             manifests.service(source, self.app),
             manifests.service(
                 source, self.app, name=stable_service(self.app), extra_selector=manifests.track_labels("stable")
@@ -196,7 +197,7 @@ class _Canary:
     def restore_stable(self, previous: Rendered) -> Step:
         def run(ctx: Ctx) -> StepResult:
             stable = self.stable_dep(previous, self.total)
-            objs = self.base(previous) + [stable]
+            objs = self.base(previous, others_from=previous) + [stable]  # what pruning removed comes back
             actions = engine.converge(objs, ctx.snap, f"restore {previous.identity.number}")
             if actions:
                 return engine.wait(*actions)

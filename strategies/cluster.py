@@ -31,6 +31,7 @@ from strategies.model import (
     Commands,
     Delete,
     Event,
+    LiveObject,
     ObjectRef,
     RegionRollout,
     Scale,
@@ -38,6 +39,7 @@ from strategies.model import (
     Snapshot,
 )
 from strategies.observe import snapshot
+from strategies.prune import live_object
 
 T = TypeVar("T")
 OWNED_BY_ANOTHER_APP = "OwnedByAnotherApp"
@@ -52,6 +54,8 @@ NAMESPACE_POD_SECURITY = {
 }
 log = structlog.get_logger("strategies.cluster")
 ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
+# kinds only controllers make from the app's objects (they copy its labels): never listed for pruning
+NEVER_PRUNED = frozenset({"Pod", "ReplicaSet", "ControllerRevision", "Event", "Endpoints", "EndpointSlice", "Lease"})
 
 
 class Cluster(Protocol):
@@ -63,6 +67,10 @@ class Cluster(Protocol):
 
     def execute(self, rollout: RegionRollout, actions: Sequence[Action], *, logger: Any = None) -> int:
         """Perform the actions in order; return the number of writes made (Events excluded)."""
+        ...
+
+    def inventory(self, rollout: RegionRollout) -> tuple[LiveObject, ...]:
+        """The app's objects in the region (labels, annotations, owners): read by the prune step."""
         ...
 
 
@@ -141,6 +149,43 @@ class KubernetesCluster:
                 objs.append(found)
         return snapshot(objs, analysis=analysis, commands=commands)
 
+    def inventory(self, rollout: RegionRollout) -> tuple[LiveObject, ...]:
+        """The app's objects in the region, for the prune step only (one list per kind is too dear
+        for every pass): every namespaced kind the API server serves that can be listed and deleted,
+        listed by the app's labels in its namespace, and the cluster-scoped kinds the plan lets
+        pruning delete. Kinds only controllers make (Pods, ReplicaSets, Events...) are skipped; a kind
+        the controller may not list is skipped with a warning (it cannot delete it either)."""
+        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_NAME}={rollout.app}"
+        self._resource(ObjectRef("v1", "ConfigMap", None, "-"))  # the discovery client, once
+        out: list[LiveObject] = []
+        for res in self._dynamic.resources.search():
+            verbs = getattr(res, "verbs", None) or ()
+            kind = str(getattr(res, "kind", ""))
+            if not getattr(res, "preferred", False) or "list" not in verbs or "delete" not in verbs:
+                continue
+            if kind in NEVER_PRUNED or (not res.namespaced and kind not in rollout.prune.kinds):
+                continue
+            namespace = rollout.namespace if res.namespaced else None
+            try:
+                listed = self._list(res, namespace, selector)
+            except PermanentError as exc:
+                log.warning("prune: kind not listed", kind=kind, group_version=res.group_version, error=str(exc))
+                continue
+            for item in listed.get("items") or []:
+                item.setdefault("apiVersion", res.group_version)
+                item.setdefault("kind", kind)
+                out.append(live_object(item))
+        return tuple(out)
+
+    def _list(self, resource: Any, namespace: str | None, selector: str) -> dict[str, Any]:
+        def call() -> dict[str, Any]:
+            found: dict[str, Any] = resource.get(
+                namespace=namespace, label_selector=selector, _request_timeout=self.timeout
+            ).to_dict()
+            return found
+
+        return self._call(call)
+
     # --- writes ----------------------------------------------------------------------------
 
     def execute(self, rollout: RegionRollout, actions: Sequence[Action], *, logger: Any = None) -> int:
@@ -164,7 +209,7 @@ class KubernetesCluster:
                 writes += 1
                 logger.info("scaled", deployment=action.name, replicas=action.replicas)
             elif isinstance(action, Delete):
-                self.delete(action.ref)
+                self.delete(action.ref, action.propagation)
                 writes += 1
                 logger.info("deleted", object=str(action.ref))
             elif isinstance(action, Event):
@@ -207,9 +252,13 @@ class KubernetesCluster:
             if problem:
                 raise PermanentError(problem, reason=OWNED_BY_ANOTHER_APP)
 
-    def delete(self, ref: ObjectRef) -> None:
+    def delete(self, ref: ObjectRef, propagation: str | None = None) -> None:
+        """Delete `ref` (gone already is fine); `propagation`: Background, Foreground, Orphan or the
+        server's default (None) for what the object owns (a Job's Pods)."""
         self._get_or_none(
-            lambda: self._resource(ref).delete(name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout)
+            lambda: self._resource(ref).delete(
+                name=ref.name, namespace=ref.namespace, propagation_policy=propagation, _request_timeout=self.timeout
+            )
         )
         self.writes += 1
 

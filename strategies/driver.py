@@ -31,7 +31,7 @@ from config.policies import traffic_workload, workload_problems
 from config.render import Rendered, RenderFailed, render
 from config.repository import Repository
 from regions.analysis.model import Verdict
-from strategies import check, decide, hooks, pending_analysis
+from strategies import check, decide, hooks, pending_analysis, prune
 from strategies.cluster import Cluster
 from strategies.engine import fail_permanently
 from strategies.errors import Backoff, PermanentError, TemporaryError
@@ -119,6 +119,7 @@ class Renderer:
             previous=previous,
             canary_release=canary,
             traffic_workload=traffic_workload(app, plan, stable.objects),
+            prune=plan.prune,
             hook_policy=plan.hooks,
         )
 
@@ -177,6 +178,8 @@ def drive(
     snap: Snapshot | None = None
     try:
         snap = cluster.observe(rollout, commands=commands)
+        listed = cluster.inventory(rollout) if prune.wants_inventory(status.phase, status.step_name) else None
+        snap = replace(snap, inventory=listed)  # the app's objects: listed at the prune step only
         request = pending_analysis(rollout, status, snap)
         if request is not None and analysis is not None:
             snap = replace(snap, analysis=analysis(request))

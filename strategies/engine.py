@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from regions.analysis.model import Verdict
-from strategies import hooks
+from strategies import hooks, prune
 from strategies.manifests import Obj, hash_of, ref_of
 from strategies.model import (
     TRANSITIONS,
@@ -184,7 +184,18 @@ def around(
     """The steps every strategy shares, placed around its own: the one place where a release's
     phase steps (hooks before and after the strategy, pruning after it) join the strategy's
     forward and rollback lists, so the decider and `pending_analysis` count steps alike."""
-    return hooks.around(rollout, forward, rollback)
+    forward, rollback = hooks.around(rollout, forward, rollback)
+    return [*forward, prune_step()], rollback  # pruning last: only a release that passed here prunes
+
+
+def prune_step() -> Step:
+    """The release's last forward step: delete what it no longer renders (strategies/prune.py)."""
+
+    def run(ctx: Ctx) -> StepResult:
+        out = prune.decide(ctx.rollout, ctx.snap.inventory)
+        return StepResult(out.kind, out.actions, reason=out.reason, message=out.message, requeue=0.0)
+
+    return Step(prune.PRUNE_STEP, run)
 
 
 # --- the engine ---------------------------------------------------------------------------------

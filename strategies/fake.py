@@ -19,6 +19,7 @@ from strategies.model import (
     Commands,
     Delete,
     Event,
+    LiveObject,
     ObjectRef,
     RegionRollout,
     Scale,
@@ -26,6 +27,7 @@ from strategies.model import (
     Snapshot,
 )
 from strategies.observe import snapshot
+from strategies.prune import live_object
 
 FAULT_LABEL = "lab.rollout.dev/fault"
 
@@ -35,6 +37,7 @@ class FakeCluster:
         self.objects: dict[ObjectRef, Obj] = {}
         self.writes: list[tuple[str, ObjectRef]] = []
         self.events: list[Event] = []
+        self.inventories = 0  # how often the prune step's listing was asked for
 
     def observe(
         self, rollout: RegionRollout, *, analysis: Verdict | None = None, commands: Commands | None = None
@@ -51,6 +54,11 @@ class FakeCluster:
             analysis=analysis,
             commands=commands,
         )
+
+    def inventory(self, rollout: RegionRollout) -> tuple[LiveObject, ...]:
+        """Every stored object, as the prune step's listing (the rules filter by labels and namespace)."""
+        self.inventories += 1
+        return tuple(live_object(copy.deepcopy(o)) for o in self.objects.values())
 
     def execute(self, rollout: RegionRollout, actions: Sequence[Action], *, logger: Any = None) -> int:
         count = 0

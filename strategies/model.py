@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from config.render import Rendered
-from config.schema import BlueGreenStrategy, CanaryStrategy, HookPolicy, RollingStrategy
+from config.schema import BlueGreenStrategy, CanaryStrategy, HookPolicy, Prune, RollingStrategy
 from config.times import format_time, parse_time
 from regions.analysis.model import Verdict
 
@@ -170,6 +170,7 @@ class RegionRollout:
     canary_release: Rendered | None = None
     gateway: str = DEFAULT_GATEWAY
     traffic_workload: str | None = None  # canary/blueGreen: the Deployment taking traffic (default: app)
+    prune: Prune = field(default_factory=Prune)  # the plan's `prune:` (strategies/prune.py)
     hook_policy: HookPolicy = field(default_factory=HookPolicy)  # the plan's `hooks:` (strategies/hooks.py)
 
     @property
@@ -354,6 +355,24 @@ class ObjectRef:
 
 
 @dataclass(frozen=True)
+class LiveObject:
+    """An object of the app found in the region by the prune step's listing (strategies/prune.py)."""
+
+    ref: ObjectRef
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    owned: bool = False  # has ownerReferences: made by a controller (a Pod, a ReplicaSet), never pruned
+    deleting: bool = False  # deletionTimestamp set: on its way out already
+    running: bool = False  # a Job that has neither completed nor failed
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
+
+
+@dataclass(frozen=True)
 class Commands:
     """Responders' requests read from the Release object (the orchestrator clears them)."""
 
@@ -372,6 +391,9 @@ class Snapshot:
     applied: tuple[tuple[ObjectRef, str | None], ...] = ()  # every observed object -> its applied hash
     analysis: Verdict | None = None  # verdict of the current analysis step; None: still running
     commands: Commands = field(default_factory=Commands)
+    # the app's objects in the region, listed by the driver at the prune step only; None: not
+    # listed (the prune step waits for the listing); () by default: nothing found, nothing pruned
+    inventory: tuple[LiveObject, ...] | None = ()
 
     def deployment(self, name: str) -> DeploymentState | None:
         return next((d for d in self.deployments if d.name == name), None)
@@ -424,6 +446,7 @@ class SetWeights:
 @dataclass(frozen=True)
 class Delete:
     ref: ObjectRef
+    propagation: Literal["Background", "Foreground", "Orphan"] | None = None  # None: the server's default
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ def test_success_path_switches_then_scales_the_old_colour_down_after_the_delay()
         "prePromotionAnalysis",
         "switch to green",
         "scale down blue",
+        "prune",
     ]
 
 

@@ -33,6 +33,7 @@ NAMES = [
     "promoteStable",
     "shiftToStable",
     "scaleDownCanary",
+    "prune",  # the release's last step (strategies/prune.py)
 ]
 
 

@@ -48,7 +48,15 @@ CASES = [
         ["RolloutStarted"],
     ),
     ("applied, pods not ready: wait", WAITING, world(*NEW, ready=False), T0, Phase.PROGRESSING, [], []),
-    ("rolled out: succeeded", WAITING, world(*NEW), T0, Phase.SUCCEEDED, [], ["StepCompleted", "RolloutSucceeded"]),
+    (
+        "rolled out: succeeded",
+        WAITING,
+        world(*NEW),
+        T0,
+        Phase.SUCCEEDED,
+        [],
+        ["StepCompleted"] * 2 + ["RolloutSucceeded"],
+    ),
     (
         "no progress within the deadline: roll back",
         NO_PROGRESS,

@@ -1,0 +1,293 @@
+"""Pruning (issue 12 item 4): the pure rules of strategies/prune.py, each protection on its own,
+and whole releases on the fake cluster (the object dropped from Git is deleted once the release
+passed the region, and a rollback brings it back)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from config.identity import LABEL_MANAGED_BY, LABEL_NAME, LABEL_RELEASE, MANAGED_BY
+from config.render import Rendered
+from config.schema import Prune
+from regions.analysis.model import Verdict
+from strategies import prune
+from strategies.engine import Ctx, prune_step
+from strategies.fake import FakeCluster
+from strategies.manifests import stamped
+from strategies.model import Commands, Delete, Event, LiveObject, Phase, RegionRollout, Snapshot, StrategyStatus
+from strategies.prune import ANNOTATION_PRUNE, PRUNE_STEP, live_object, plan
+
+from .helpers import T0, Clock, rollout, run_until_settled
+
+OLD = "111111111111"  # the previous release's number in helpers.rollout
+NEW = "222222222222"
+
+
+def obj(
+    kind: str, name: str, *, app: str = "catalog", release: str = OLD, ns: str | None = "catalog", **kw: Any
+) -> dict:
+    api = {
+        "Deployment": "apps/v1",
+        "Job": "batch/v1",
+        "CustomResourceDefinition": "apiextensions.k8s.io/v1",
+        "HTTPRoute": "gateway.networking.k8s.io/v1",
+    }.get(kind, "v1")
+    meta: dict[str, Any] = {
+        "name": name,
+        "labels": {LABEL_NAME: app, LABEL_MANAGED_BY: MANAGED_BY, LABEL_RELEASE: release, **kw.get("labels", {})},
+        "annotations": dict(kw.get("annotations", {})),
+    }
+    if ns is not None:
+        meta["namespace"] = ns
+    if kw.get("owned"):
+        meta["ownerReferences"] = [{"kind": "ReplicaSet", "name": "x", "uid": "u", "apiVersion": "apps/v1"}]
+    out = stamped(
+        {"apiVersion": api, "kind": kind, "metadata": meta, **({"data": {"k": "v"}} if kind == "ConfigMap" else {})}
+    )
+    if "status" in kw:
+        out["status"] = kw["status"]
+    return out
+
+
+def live(*objs: dict) -> list[LiveObject]:
+    return [live_object(o) for o in objs]
+
+
+def current(r: RegionRollout) -> list[dict]:
+    """The objects the current release applied (they carry its release label)."""
+    return [stamped(o) for o in r.release.objects]
+
+
+def deleted(p: prune.PrunePlan) -> list[str]:
+    return sorted(f"{o.ref.kind}/{o.ref.name}" for o in p.delete)
+
+
+def kept(p: prune.PrunePlan) -> dict[str, str]:
+    return {f"{r.kind}/{r.name}": why for r, why in p.kept}
+
+
+R = rollout("catalog")
+
+
+def test_an_object_of_an_older_release_that_the_release_no_longer_renders_is_deleted() -> None:
+    p = plan(R, live(*current(R), obj("ConfigMap", "extra")))
+    assert deleted(p) == ["ConfigMap/extra"] and p.refused is None
+
+
+def test_what_the_current_release_renders_or_labels_is_never_deleted() -> None:
+    stale_label = obj("Deployment", "catalog")  # rendered by the release, label not updated yet
+    mine = obj("ConfigMap", "made-now", release=NEW)  # carries the current release
+    p = plan(R, live(*current(R), stale_label, mine))
+    assert p.delete == () and p.kept == ()
+
+
+def test_the_prune_annotation_protects_an_object() -> None:
+    keep = obj("ConfigMap", "keep-me", annotations={ANNOTATION_PRUNE: "false"})
+    p = plan(R, live(*current(R), keep, obj("ConfigMap", "extra")))
+    assert deleted(p) == ["ConfigMap/extra"]
+    assert "annotated" in kept(p)["ConfigMap/keep-me"]
+
+
+def test_another_apps_objects_and_objects_not_managed_here_are_never_candidates() -> None:
+    theirs = obj("ConfigMap", "extra-of-search", app="search")  # same labels but the app
+    unmanaged = obj("ConfigMap", "by-hand")
+    unmanaged["metadata"]["labels"][LABEL_MANAGED_BY] = "helm"
+    elsewhere = obj("ConfigMap", "elsewhere", ns="other")
+    not_applied = obj("ConfigMap", "no-hash")
+    del not_applied["metadata"]["annotations"]["rollout.dev/applied-hash"]
+    made_by_controller = obj("Pod", "catalog-abc", owned=True)
+    no_release = obj("ConfigMap", "no-release")
+    del no_release["metadata"]["labels"][LABEL_RELEASE]
+    p = plan(R, live(*current(R), theirs, unmanaged, elsewhere, not_applied, made_by_controller, no_release))
+    assert p.delete == () and p.kept == ()
+
+
+@pytest.mark.parametrize(
+    "kind, ns",
+    [("PersistentVolumeClaim", "catalog"), ("Namespace", None), ("CustomResourceDefinition", None)],
+)
+def test_namespaces_crds_and_pvcs_are_pruned_only_when_the_plan_opts_in(kind: str, ns: str | None) -> None:
+    gone = obj(kind, "old-one", ns=ns)
+    p = plan(R, live(*current(R), gone))
+    assert p.delete == () and "prune.kinds" in kept(p)[f"{kind}/old-one"]
+    opted = replace(R, prune=Prune(kinds=[kind]))
+    assert deleted(plan(opted, live(*current(R), gone))) == [f"{kind}/old-one"]
+
+
+def test_the_apps_own_namespace_is_never_pruned_even_when_opted_in() -> None:
+    opted = replace(R, prune=Prune(kinds=["Namespace"]))
+    p = plan(opted, live(*current(R), obj("Namespace", "catalog", ns=None)))
+    assert p.delete == () and "never" in kept(p)["Namespace/catalog"]
+
+
+def test_jobs_of_older_releases_are_pruned_once_finished_a_running_one_is_left() -> None:
+    done_ = {"conditions": [{"type": "Complete", "status": "True"}]}
+    finished = obj("Job", f"db-backup-{OLD}", status=done_)
+    running = obj("Job", f"migrate-{OLD}", status={"active": 1})
+    p = plan(R, live(*current(R), finished, running))
+    assert deleted(p) == [f"Job/db-backup-{OLD}"]
+    assert "running" in kept(p)[f"Job/migrate-{OLD}"]
+
+
+def test_over_the_bound_nothing_is_deleted_and_the_reason_is_given() -> None:
+    many = [obj("ConfigMap", f"cm-{i}") for i in range(4)]
+    bounded = replace(R, prune=Prune(max_deletions=3))
+    p = plan(bounded, live(*current(R), *many))
+    assert p.delete == () and p.refused is not None
+    assert "4 objects, more than prune.maxDeletions (3)" in p.refused and "Promote" in p.refused
+    assert deleted(plan(replace(R, prune=Prune(max_deletions=4)), live(*current(R), *many))) == [
+        f"ConfigMap/cm-{i}" for i in range(4)
+    ]
+
+
+def test_deleting_every_object_of_the_app_is_refused() -> None:
+    # none of the current release's objects found: something is off (labels, listing): delete nothing
+    p = plan(R, live(obj("ConfigMap", "extra"), obj("Secret", "token")))
+    assert p.delete == () and p.refused is not None and "every object of app catalog" in p.refused
+
+
+def test_blue_green_colours_and_preview_belong_to_the_strategy() -> None:
+    bg = rollout("search")
+    assert bg.kind == "blueGreen"
+    ns = bg.namespace
+    theirs = [
+        obj("Deployment", "search-blue", app="search", ns=ns),
+        obj("Deployment", "search-green", app="search", ns=ns),
+        obj("Service", "search-preview", app="search", ns=ns),
+    ]
+    extra = obj("ConfigMap", "extra", app="search", ns=ns)
+    p = plan(bg, live(*current(bg), *theirs, extra))
+    assert deleted(p) == ["ConfigMap/extra"]
+
+
+def test_the_canary_track_its_services_and_route_belong_to_the_strategy() -> None:
+    c = rollout("checkout")
+    assert c.kind == "canary"
+    ns = c.namespace
+    theirs = [
+        obj("Deployment", "checkout-canary", app="checkout", ns=ns),
+        obj("Service", "checkout-stable", app="checkout", ns=ns),
+        obj("Service", "checkout-canary", app="checkout", ns=ns),
+        obj("HTTPRoute", "checkout", app="checkout", ns=ns),
+    ]
+    extra = obj("ConfigMap", "extra", app="checkout", ns=ns)
+    p = plan(c, live(*current(c), *theirs, extra))
+    assert deleted(p) == ["ConfigMap/extra"]
+
+
+def test_rolling_has_no_strategy_owned_objects() -> None:
+    left = obj("Deployment", "catalog-blue")  # a colour left by an earlier blue/green plan
+    assert deleted(plan(R, live(*current(R), left))) == ["Deployment/catalog-blue"]
+
+
+# --- the step --------------------------------------------------------------------------------
+
+
+def ctx(r: RegionRollout, inventory: list[LiveObject] | None, promote: bool = False) -> Ctx:
+    status = StrategyStatus(phase=Phase.PROGRESSING, step_name=PRUNE_STEP)
+    snap = Snapshot(inventory=None if inventory is None else tuple(inventory), commands=Commands(promote=promote))
+    return Ctx(r, status, snap, T0)
+
+
+def test_the_step_asks_for_the_listing_and_deletes_in_the_background() -> None:
+    step = prune_step()
+    assert step.name == PRUNE_STEP
+    first = step.run(ctx(R, None))
+    assert first.kind == "wait" and first.actions == () and first.requeue == 0.0
+    out = step.run(ctx(R, live(*current(R), obj("ConfigMap", "extra"))))
+    assert out.kind == "wait"
+    deletes = [a for a in out.actions if isinstance(a, Delete)]
+    assert [(d.ref.name, d.propagation) for d in deletes] == [("extra", "Background")]
+    assert any(isinstance(a, Event) and a.reason == "Pruning" and "ConfigMap/extra" in a.message for a in out.actions)
+    assert step.run(ctx(R, live(*current(R)))).kind == "done"
+
+
+def test_the_step_pauses_on_the_bound_and_reports_what_it_kept() -> None:
+    bounded = replace(R, prune=Prune(max_deletions=1))
+    out = prune_step().run(ctx(bounded, live(*current(R), obj("ConfigMap", "a"), obj("ConfigMap", "b"))))
+    assert out.kind == "pause" and out.reason == "PruneRefused" and "maxDeletions" in out.message
+    keep = obj("ConfigMap", "keep", annotations={ANNOTATION_PRUNE: "false"})
+    done_ = prune_step().run(ctx(R, live(*current(R), keep)))
+    assert done_.kind == "done"
+    assert [a.reason for a in done_.actions if isinstance(a, Event)] == ["PruneKept"]
+
+
+def test_pruning_off_means_no_listing_and_no_deletion() -> None:
+    off = replace(R, prune=Prune(enabled=False))
+    assert prune_step().run(ctx(off, None)).kind == "done"
+
+
+def test_the_listing_is_asked_for_only_at_the_prune_step_going_forward() -> None:
+    assert prune.wants_inventory(Phase.PROGRESSING, PRUNE_STEP)
+    assert not prune.wants_inventory(Phase.PROGRESSING, "apply")
+    assert not prune.wants_inventory(Phase.ROLLING_BACK, PRUNE_STEP)
+    assert not prune.wants_inventory(Phase.PAUSED, PRUNE_STEP)
+
+
+def test_the_plan_field_refuses_unknown_keys_and_kinds() -> None:
+    assert Prune() == Prune(enabled=True, kinds=[], max_deletions=20)
+    assert Prune.model_validate({"kinds": ["PersistentVolumeClaim"], "maxDeletions": 5}).max_deletions == 5
+    with pytest.raises(ValidationError):
+        Prune.model_validate({"enabled": True, "dryRun": True})
+    with pytest.raises(ValidationError):
+        Prune.model_validate({"kinds": ["Secret"]})
+    with pytest.raises(ValidationError):
+        Prune.model_validate({"maxDeletions": 0})
+
+
+# --- whole releases on the fake cluster --------------------------------------------------------
+
+
+def with_extra(rendered: Rendered | None, *extra: dict) -> Rendered | None:
+    if rendered is None:
+        return None
+    objs = copy.deepcopy(list(rendered.objects))
+    labels = next(o for o in objs if o["kind"] == "Deployment")["metadata"]["labels"]
+    for e in extra:
+        e = copy.deepcopy(e)
+        e["metadata"]["labels"] = {**labels, **e["metadata"].get("labels", {})}
+        objs.append(e)
+    return replace(rendered, objects=tuple(objs))
+
+
+def configmap(name: str, ns: str, annotations: dict[str, str] | None = None) -> dict:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": "v"}}
+
+
+@pytest.mark.parametrize("app", ["catalog", "search", "checkout"])
+def test_a_release_that_drops_an_object_deletes_it_after_passing_and_a_rollback_restores_it(app: str) -> None:
+    second = rollout(app)
+    ns = second.namespace
+    extra, keep = configmap("extra", ns), configmap("keep", ns, {ANNOTATION_PRUNE: "false"})
+    first = replace(second, release=with_extra(second.previous, extra, keep), previous=None, canary_release=None)
+    first = replace(first, canary_release=with_extra(second.previous, extra, keep) if second.kind == "canary" else None)
+    second = replace(second, previous=first.release)
+    cluster, clock = FakeCluster(), Clock()
+    kw: dict[str, Any] = {"clock": clock, "sleep": clock.sleep, "timeout": 3600, "analysis": lambda _: Verdict.SUCCESS}
+    kw["commands"] = lambda s: Commands(promote=s.phase is Phase.PAUSED)  # plans that wait for a promote
+    assert run_until_settled(cluster, first, **kw).phase is Phase.SUCCEEDED
+    theirs = obj("ConfigMap", "extra-theirs", app="other", ns=ns)
+    cluster.apply(theirs)
+    names = lambda: {(r.kind, r.name) for r in cluster.objects}  # noqa: E731
+    assert ("ConfigMap", "extra") in names()
+
+    listed_before = cluster.inventories
+    status = run_until_settled(cluster, second, **kw)
+    assert status.phase is Phase.SUCCEEDED, status
+    assert ("ConfigMap", "extra") not in names()
+    assert {("ConfigMap", "keep"), ("ConfigMap", "extra-theirs")} <= names()
+    assert ("delete", next(r for r in cluster.writes if r[1].name == "extra")[1]) in cluster.writes
+    assert 1 <= cluster.inventories - listed_before <= 3  # listed at the prune step only
+
+    kw["commands"] = lambda s: Commands(abort="test")
+    rolled = run_until_settled(cluster, second, status, **kw)
+    assert rolled.phase is Phase.ROLLED_BACK, rolled
+    assert ("ConfigMap", "extra") in names()
