@@ -56,13 +56,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-MiB = 1024 * 1024
+from config import limits as render_limits
+from config.limits import Limits as Limits
+from config.limits import MiB as MiB
+from config.limits import mib
 
 MAX_FILE_BYTES = 1 * MiB  # one repository file: a YAML file or a template
 MAX_YAML_DEPTH = 64  # nesting of mappings and sequences
@@ -73,83 +75,24 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --- limits ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Limits of one render (operators set them with ROLLOUT_RENDER_LIMITS); `describe` gives the
-    words used in issues."""
-
-    wall_seconds: float = 10.0
-    cpu_seconds: int = 10
-    memory_bytes: int = 512 * MiB
-    output_bytes: int = 8 * MiB
-
-    def describe(self, limit: str) -> str:
-        return {
-            "wall": f"{self.wall_seconds:g} s of wall-clock time",
-            "cpu": f"{self.cpu_seconds} s of CPU time",
-            "memory": f"{_mib(self.memory_bytes)} of memory",
-            "output": f"{_mib(self.output_bytes)} of output",
-        }.get(limit, limit)
-
-
-def limits_from_env(value: str | None = None) -> Limits:
-    """Limits from ROLLOUT_RENDER_LIMITS, e.g. "wall=10,cpu=10,memory=512,output=8" (seconds, seconds,
-    MiB, MiB); keys left out keep their defaults. Raises ValueError naming the variable."""
-    text = os.environ.get("ROLLOUT_RENDER_LIMITS", "") if value is None else value
-    fields = {
-        "wall": ("wall_seconds", 1.0),
-        "cpu": ("cpu_seconds", 1),
-        "memory": ("memory_bytes", MiB),
-        "output": ("output_bytes", MiB),
-    }
-    changes: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, _, number = part.partition("=")
-        try:
-            name, unit = fields[key.strip()]
-            amount = float(number)
-            if amount <= 0:
-                raise ValueError
-        except (KeyError, ValueError):
-            raise ValueError(
-                f"ROLLOUT_RENDER_LIMITS: {part!r} is not one of wall=SECONDS, cpu=SECONDS, "
-                "memory=MIB, output=MIB with a positive number"
-            ) from None
-        changes[name] = amount if name == "wall_seconds" else max(1, int(amount * unit))
-    return replace(Limits(), **changes)
-
-
-_limits = limits_from_env()
-_limits_lock = threading.Lock()
+# The type, the defaults and ROLLOUT_RENDER_LIMITS live in config/limits.py (shared with the
+# external tools); these are the Jinja renderer's.
 
 
 def current_limits() -> Limits:
-    return _limits
+    return render_limits.current("jinja")
 
 
 def set_limits(limits: Limits) -> Limits:
-    """Replace the process-wide render limits; returns the previous ones."""
-    global _limits
-    with _limits_lock:
-        previous, _limits = _limits, limits
-    return previous
+    """Replace the process-wide Jinja render limits; returns the previous ones."""
+    return render_limits.set_limits("jinja", limits)
 
 
 @contextlib.contextmanager
 def limits(**changes: Any) -> Iterator[Limits]:
     """Temporarily change some limits (tests use small ones)."""
-    new = replace(current_limits(), **changes)
-    previous = set_limits(new)
-    try:
+    with render_limits.changed("jinja", **changes) as new:
         yield new
-    finally:
-        set_limits(previous)
-
-
-def _mib(size: int) -> str:
-    return f"{size / MiB:g} MiB"
 
 
 class LimitExceeded(Exception):
@@ -193,7 +136,7 @@ def check_yaml(text: str, max_bytes: int = MAX_FILE_BYTES) -> None:
     Walks the parser's events (no recursion, nothing built): the size of every anchored node is
     known when it ends, so each alias adds that many nodes to the expansion count."""
     if len(text) > max_bytes:
-        raise YamlRefused(f"is {_mib(len(text))}; YAML is limited to {_mib(max_bytes)}")
+        raise YamlRefused(f"is {mib(len(text))}; YAML is limited to {mib(max_bytes)}")
     open_nodes: list[list[Any]] = []  # [anchor, expanded size]
     anchors: dict[str, int] = {}
     aliases = expanded = 0

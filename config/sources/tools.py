@@ -27,14 +27,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-MiB = 1024 * 1024
+from config import limits as render_limits
+from config.limits import Limits
 
 # The pins. deploy/tools/<tool>/go.mod requires the same versions (tests/unit/config/test_sources_tools.py).
 HELM_VERSION = "v3.22.0"
@@ -57,59 +56,30 @@ class ToolFailed(Exception):
 
 
 class ToolLimitExceeded(Exception):
-    def __init__(self, tool: str, limit: str, limits: ToolLimits):
+    def __init__(self, tool: str, limit: str, limits: Limits):
         self.tool = tool
         self.limit = limit
         super().__init__(f"{tool} exceeded {limits.describe(limit)}")
 
 
-@dataclass(frozen=True)
-class ToolLimits:
-    """Limits of one helm/kustomize run.
-
-    memory is address space (RLIMIT_AS), not resident memory: the Go runtime reserves a lot of it up
-    front, so helm fails to start under 1 GiB (measured: 512 MiB is not enough for an empty chart);
-    2 GiB lets a 50 MB rendering run into the output limit rather than the memory limit."""
-
-    wall_seconds: float = 30.0
-    cpu_seconds: int = 30
-    memory_bytes: int = 2048 * MiB
-    output_bytes: int = 16 * MiB
-    file_bytes: int = 64 * MiB  # RLIMIT_FSIZE: nothing the tool writes may be larger
-
-    def describe(self, limit: str) -> str:
-        return {
-            "wall": f"its time limit of {self.wall_seconds:g} s",
-            "cpu": f"its CPU limit of {self.cpu_seconds} s",
-            "memory": f"its memory limit of {self.memory_bytes / MiB:g} MiB",
-            "output": f"its output limit of {self.output_bytes / MiB:g} MiB",
-        }.get(limit, limit)
+# The type, the defaults and ROLLOUT_RENDER_LIMITS live in config/limits.py (shared with the Jinja
+# sandbox); these are the external tools'.
 
 
-_limits = ToolLimits()
-_lock = threading.Lock()
+def current_limits() -> Limits:
+    return render_limits.current("tools")
 
 
-def current_limits() -> ToolLimits:
-    return _limits
-
-
-def set_limits(new: ToolLimits) -> ToolLimits:
+def set_limits(new: Limits) -> Limits:
     """Replace the process-wide tool limits; returns the previous ones."""
-    global _limits
-    with _lock:
-        previous, _limits = _limits, new
-    return previous
+    return render_limits.set_limits("tools", new)
 
 
 @contextlib.contextmanager
-def limits(**changes: Any) -> Iterator[ToolLimits]:
+def limits(**changes: Any) -> Iterator[Limits]:
     """Temporarily change some limits (tests use small ones)."""
-    previous = set_limits(replace(current_limits(), **changes))
-    try:
-        yield current_limits()
-    finally:
-        set_limits(previous)
+    with render_limits.changed("tools", **changes) as new:
+        yield new
 
 
 # --- finding the binaries -------------------------------------------------------------------------
@@ -273,7 +243,7 @@ def run(tool: str, args: list[str], cwd: Path, home: Path) -> bytes:
     return stdout
 
 
-def _collect(proc: subprocess.Popen[bytes], bounds: ToolLimits) -> tuple[bytes, bytes, str]:
+def _collect(proc: subprocess.Popen[bytes], bounds: Limits) -> tuple[bytes, bytes, str]:
     """Read stdout and stderr until both close; stop early at the wall or output limit."""
     assert proc.stdout is not None and proc.stderr is not None
     deadline = time.monotonic() + bounds.wall_seconds

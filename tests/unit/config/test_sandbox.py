@@ -174,15 +174,6 @@ def test_the_answer_may_only_be_plain_data() -> None:
         sandbox.call(f"{__name__}:_not_plain", ())  # the restricted unpickler refuses; nothing runs here
 
 
-def test_limits_from_the_environment() -> None:
-    assert sandbox.limits_from_env("") == sandbox.Limits()
-    assert sandbox.limits_from_env("wall=2.5, memory=256,output=1") == sandbox.Limits(
-        wall_seconds=2.5, memory_bytes=256 * sandbox.MiB, output_bytes=sandbox.MiB
-    )
-    with pytest.raises(ValueError, match="ROLLOUT_RENDER_LIMITS: 'cpu=0' is not one of"):
-        sandbox.limits_from_env("cpu=0")
-
-
 def _not_plain(progress: Callable[[str], None]) -> Any:
     return Path("/")
 

@@ -333,12 +333,18 @@ esac
 
 
 def test_the_runner_kills_a_tool_at_its_time_limit(fake_helm: Path) -> None:
-    with tools.limits(wall_seconds=1.0), pytest.raises(tools.ToolLimitExceeded, match="time limit of 1 s"):
+    with (
+        tools.limits(wall_seconds=1.0),
+        pytest.raises(tools.ToolLimitExceeded, match="helm exceeded 1 s of wall-clock time"),
+    ):
         tools.run("helm", ["loop"], cwd=fake_helm, home=fake_helm)
 
 
 def test_the_runner_stops_reading_at_the_output_limit(fake_helm: Path) -> None:
-    with tools.limits(output_bytes=1024 * 1024), pytest.raises(tools.ToolLimitExceeded, match="output limit of 1 MiB"):
+    with (
+        tools.limits(output_bytes=1024 * 1024),
+        pytest.raises(tools.ToolLimitExceeded, match="exceeded 1 MiB of output"),
+    ):
         tools.run("helm", ["flood"], cwd=fake_helm, home=fake_helm)
 
 
