@@ -272,7 +272,8 @@ def test_hung_remote_is_cut_off_within_the_timeout(hung_remote: str, tmp_path: P
     with pytest.raises(RemoteTimeout) as caught:
         mirror.sync()
     elapsed = time.monotonic() - started
-    assert 1.5 <= elapsed < 10, f"timeout took {elapsed:.1f}s"
+    print(f"\nhung remote cut off after {elapsed:.2f}s (timeout 2s)")
+    assert 1.5 <= elapsed < 10, f"timeout took {elapsed:.1f}s"  # generous: 5x the timeout
     assert caught.value.temporary and "2s" in str(caught.value)
 
 
