@@ -291,3 +291,21 @@ def test_a_release_that_drops_an_object_deletes_it_after_passing_and_a_rollback_
     rolled = run_until_settled(cluster, second, status, **kw)
     assert rolled.phase is Phase.ROLLED_BACK, rolled
     assert ("ConfigMap", "extra") in names()
+
+
+def test_over_the_bound_the_region_pauses_and_a_promote_finishes_without_pruning() -> None:
+    second = replace(rollout("catalog"), prune=Prune(max_deletions=1))
+    extras = [configmap("a", "catalog"), configmap("b", "catalog")]
+    first = replace(second, release=with_extra(second.previous, *extras), previous=None)
+    second = replace(second, previous=first.release)
+    cluster, clock = FakeCluster(), Clock()
+    kw: dict[str, Any] = {"clock": clock, "sleep": clock.sleep, "timeout": 3600}
+    assert run_until_settled(cluster, first, **kw).phase is Phase.SUCCEEDED
+    paused = run_until_settled(cluster, second, **kw)
+    assert paused.phase is Phase.PAUSED and paused.reason == "PruneRefused", paused
+    assert "more than prune.maxDeletions (1)" in paused.message
+    assert any(e.reason == "Paused" and e.type == "Warning" for e in cluster.events)
+    assert not [w for w in cluster.writes if w[0] == "delete"]
+    done_ = run_until_settled(cluster, second, paused, commands=lambda s: Commands(promote=True), **kw)
+    assert done_.phase is Phase.SUCCEEDED
+    assert {"a", "b"} <= {r.name for r in cluster.objects} and not [w for w in cluster.writes if w[0] == "delete"]
