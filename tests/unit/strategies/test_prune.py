@@ -309,3 +309,50 @@ def test_over_the_bound_the_region_pauses_and_a_promote_finishes_without_pruning
     done_ = run_until_settled(cluster, second, paused, commands=lambda s: Commands(promote=True), **kw)
     assert done_.phase is Phase.SUCCEEDED
     assert {"a", "b"} <= {r.name for r in cluster.objects} and not [w for w in cluster.writes if w[0] == "delete"]
+
+
+# --- the cluster adapter's listing, on a stand-in discovery client (the lab test uses a real one) ---
+
+
+class _Res:
+    def __init__(self, kind: str, group_version: str, *, namespaced: bool = True, **kw: Any) -> None:
+        self.kind, self.group_version, self.namespaced = kind, group_version, namespaced
+        self.preferred = kw.get("preferred", True)
+        self.verbs = kw.get("verbs", ["list", "delete", "get"])
+        self.items: list[dict] = kw.get("items", [])
+        self.status: int | None = kw.get("status")
+        self.calls: list[tuple[str | None, str]] = []
+
+    def get(self, *, namespace: str | None, label_selector: str, _request_timeout: float) -> Any:
+        self.calls.append((namespace, label_selector))
+        if self.status:
+            raise type("ApiException", (Exception,), {"status": self.status, "body": "{}"})()
+        items = self.items
+        return type("Listed", (), {"to_dict": lambda _self: {"items": copy.deepcopy(items)}})()
+
+
+def test_the_adapter_lists_each_served_kind_by_the_apps_labels_and_skips_what_it_may_not_list() -> None:
+    from strategies.cluster import KubernetesCluster
+    from strategies.errors import Backoff
+
+    cm = {"metadata": {"name": "extra", "namespace": "catalog", "labels": {LABEL_NAME: "catalog"}}}
+    resources = {
+        "cm": _Res("ConfigMap", "v1", items=[cm]),
+        "pod": _Res("Pod", "v1"),  # made by controllers: never listed
+        "old": _Res("Deployment", "apps/v1beta2", preferred=False),
+        "review": _Res("LocalSubjectAccessReview", "authorization.k8s.io/v1", verbs=["create"]),
+        "forbidden": _Res("Secret", "v1", status=403),
+        "ns": _Res("Namespace", "v1", namespaced=False),
+        "crd": _Res("CustomResourceDefinition", "apiextensions.k8s.io/v1", namespaced=False),
+    }
+    adapter = KubernetesCluster.__new__(KubernetesCluster)
+    adapter.backoff, adapter.timeout, adapter.sleep = Backoff(attempts=1), 1.0, lambda _: None
+    discovery = type("R", (), {"search": lambda _s: list(resources.values()), "get": lambda _s, **_k: None})()
+    adapter._dynamic = type("Dyn", (), {"resources": discovery})()
+    found = adapter.inventory(R)
+    assert [(o.ref.api_version, o.ref.kind, o.ref.name) for o in found] == [("v1", "ConfigMap", "extra")]
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_NAME}=catalog"
+    assert resources["cm"].calls == [("catalog", selector)] and resources["forbidden"].calls
+    assert not any(resources[k].calls for k in ("pod", "old", "review", "ns", "crd"))
+    adapter.inventory(replace(R, prune=Prune(kinds=["Namespace"])))
+    assert resources["ns"].calls == [(None, selector)] and not resources["crd"].calls
