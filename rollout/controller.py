@@ -27,7 +27,7 @@ from rollout import actions, metrics, notify
 from rollout.cache import WatchCache
 from rollout.drill import RUNNING, DrillRunner
 from rollout.failures import Retries
-from rollout.gitsync import Credentials, GitMirror, Secret, SizeCaps
+from rollout.gitsync import Credentials, GitMirror, HostKeyChecking, Secret, SizeCaps
 from rollout.http import Endpoints
 from rollout.leader import LeaderElector
 from rollout.notify import Destinations, Dispatcher, KubernetesEvents, SigningKeys
@@ -67,6 +67,11 @@ class Settings:
     webhook_secret_env: str = "ROLLOUT_WEBHOOK_SECRET"
     git_token_env: str = "ROLLOUT_GIT_TOKEN"
     git_ssh_key: str | None = None
+    # Secrets as files (a mounted Secret) take precedence over the environment variables above.
+    webhook_secret_file: str | None = None
+    git_token_file: str | None = None
+    git_known_hosts: str | None = None  # known_hosts for ssh remotes (a mounted ConfigMap)
+    git_host_key_checking: str = "yes"
     allow_insecure_git: bool = False  # http:// and git:// remotes (clear text): a lab only
     git_max_file_mib: int = 10  # size caps (rollout/gitsync/pure.py SizeCaps)
     git_max_commit_mib: int = 128
@@ -78,6 +83,29 @@ class Settings:
     drain_query: str = DEFAULT_DRAIN_QUERY
     analysis_window_seconds: float | None = None
     regions_hint: list[str] = field(default_factory=list)
+
+
+class SecretFileError(Exception):
+    """A secret file the operator named exists but cannot be read: refuse to start."""
+
+
+def read_secret(path: str | None, env: str | None) -> str | None:
+    """A secret from its file (a mounted Secret, what the manifests use) or, without a file flag,
+    from an environment variable (compatibility). A missing file is an absent optional Secret:
+    no secret. Surrounding whitespace (the trailing newline of `echo >`) is not part of it."""
+    if path:
+        try:
+            value = Path(path).read_text().strip()
+        except FileNotFoundError:
+            log.info("secret file absent; none used", path=path)
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SecretFileError(
+                f"cannot read the secret file {path}: {exc}; mount it readable by the controller's "
+                "user or group (Secret volume defaultMode 0440 with the pod's fsGroup)"
+            ) from None
+        return value or None
+    return (os.environ.get(env) if env else None) or None
 
 
 class Controller:
@@ -98,10 +126,12 @@ class Controller:
             settings.renew_seconds,
             settings.retry_seconds,
         )
-        token = os.environ.get(settings.git_token_env)
+        token = read_secret(settings.git_token_file, settings.git_token_env)
         creds = Credentials(
             token=Secret(token) if token else None,
             ssh_key_file=Path(settings.git_ssh_key) if settings.git_ssh_key else None,
+            known_hosts_file=Path(settings.git_known_hosts).resolve() if settings.git_known_hosts else None,
+            strict_host_key_checking=HostKeyChecking(settings.git_host_key_checking),
         )
         self.mirror = GitMirror(
             settings.repo_url,
@@ -123,7 +153,7 @@ class Controller:
         self.sync = GitSync(
             self.mirror, self.workspace, self.store, self.home, settings.source_name, self.elector.is_leader
         )
-        key = os.environ.get(settings.webhook_secret_env)
+        key = read_secret(settings.webhook_secret_file, settings.webhook_secret_env)
         self.http = Endpoints(
             settings.http_host,
             settings.http_port,

@@ -88,8 +88,33 @@ import click
     show_default=True,
     help="environment variable holding the push webhook's HMAC key",
 )
+@click.option(
+    "--webhook-secret-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="file holding the push webhook's HMAC key (a mounted Secret; preferred to --webhook-secret-env)",
+)
 @click.option("--git-token-env", default="ROLLOUT_GIT_TOKEN", show_default=True)
+@click.option(
+    "--git-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="file holding the Git token (a mounted Secret; preferred to --git-token-env)",
+)
 @click.option("--git-ssh-key", type=click.Path(dir_okay=False), default=None)
+@click.option(
+    "--git-known-hosts",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="known_hosts file for ssh:// remotes (a mounted ConfigMap); only these host keys are trusted",
+)
+@click.option(
+    "--git-host-key-checking",
+    type=click.Choice(["yes", "accept-new", "no"]),  # rollout.gitsync.HostKeyChecking
+    default="yes",
+    show_default=True,
+    help="OpenSSH StrictHostKeyChecking for ssh:// remotes",
+)
 @click.option(
     "--allow-insecure-git",
     is_flag=True,
@@ -164,7 +189,7 @@ def controller(
     """Run the controller: sync Git, create Releases, promote them region by region."""
     from config.grants import InvalidPolicy, load_policy
     from config.sources import tools
-    from rollout.controller import Controller, Settings
+    from rollout.controller import Controller, SecretFileError, Settings
     from rollout.logs import configure
 
     configure(None if log_format == "auto" else log_format == "json")
@@ -187,7 +212,7 @@ def controller(
 
     try:
         daemon = Controller(settings)
-    except NotifyConfigError as bad:  # an operator flag that cannot be used: refuse to start
+    except (NotifyConfigError, SecretFileError) as bad:  # an operator flag that cannot be used: refuse to start
         raise click.ClickException(str(bad)) from None
     daemon.workspace.grants = grants  # before anything is loaded: every render is checked against it
     daemon.run()

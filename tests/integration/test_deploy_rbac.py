@@ -47,6 +47,7 @@ GROUP = "rollout.dev"
 CONTROLLER_SA = f"system:serviceaccount:{NS}:rollout-controller"
 DEPLOYER_SA = f"system:serviceaccount:{NS}:rollout-deployer"
 POLICY = "rollout-releaseaction-requester"
+GIT_TOKEN = "rbac-git-t0ken-from-a-file"
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -337,6 +338,17 @@ def test_deployment_is_hardened_and_its_args_are_the_clis(built: list[dict[str, 
     assert "secret" in volumes[mounts["/etc/rollout/regions"]]
     assert ctx.params["policy_file"] == "/etc/rollout/policy/policy.yaml"
     assert volumes[mounts["/etc/rollout/policy"]]["configMap"]["name"] == "rollout-policy"
+    # Secrets as read-only files, never environment variables; ssh host keys checked strictly.
+    assert not [e for e in container["env"] if "secretKeyRef" in (e.get("valueFrom") or {})]
+    secrets = volumes[mounts["/etc/rollout/secrets"]]["secret"]
+    assert secrets["secretName"] == "rollout-controller-env" and secrets["defaultMode"] == 0o440
+    assert ctx.params["git_token_file"] == "/etc/rollout/secrets/git-token"
+    assert ctx.params["webhook_secret_file"] == "/etc/rollout/secrets/webhook-secret"
+    assert ctx.params["git_known_hosts"].startswith("/etc/rollout/ssh/")
+    assert ctx.params["git_host_key_checking"] == "yes"
+    assert volumes[mounts["/etc/rollout/ssh"]]["configMap"]["name"] == "rollout-git-known-hosts"
+    assert all(m.get("readOnly") for m in container["volumeMounts"] if m["mountPath"].startswith("/etc/rollout/"))
+    assert not ctx.params["allow_insecure_git"]
     pdb = only(built, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
@@ -681,7 +693,12 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
 ) -> None:
     lab = installed
     home = lab.home_context
-    git = git_server_factory()
+    git = git_server_factory(token=GIT_TOKEN)  # read by the controller from --git-token-file
+    secret_dir = tmp_path / "secrets"  # the Secret's mount, here local files
+    secret_dir.mkdir()
+    for name, value in (("git-token", GIT_TOKEN + "\n"), ("webhook-secret", "rbac-webhook-key")):
+        (secret_dir / name).write_text(value)
+        (secret_dir / name).chmod(0o400)
     tokens = {
         home: lab.kubectl(home, "-n", NS, "create", "token", "rollout-controller", "--duration=1h").stdout.strip()
     }
@@ -713,6 +730,8 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
             "--webhook-port": None,  # the lab process: one loopback listener
             "--regions-kubeconfig": str(kubeconfig),  # the Secret's mount path, here a local file
             "--policy": str(_shipped_policy(built, tmp_path)),
+            "--git-token-file": str(secret_dir / "git-token"),
+            "--webhook-secret-file": str(secret_dir / "webhook-secret"),
         },
     )  # the ConfigMap's mount, here a local file
     assert "--ref=main" in proc.extra_args and "--lease-seconds=15" in proc.extra_args
@@ -797,6 +816,7 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
         refused = [labels for labels, _ in calls if re.search(r'code="40[13]"', labels)]
         assert not refused, f"API calls refused: {refused}"
         log = proc.log_path.read_text()
+        assert GIT_TOKEN not in log
         denied = [line for line in log.splitlines() if re.search(r'"status": ?403\b|[Ff]orbidden', line)]
         assert not denied, "the controller hit permission errors:\n" + "\n".join(denied[:20])
     finally:
