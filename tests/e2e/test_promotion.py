@@ -408,6 +408,11 @@ def test_a_force_push_dropping_a_released_commit_deletes_nothing_reapplies_nothi
     wait_for(lambda: shop.synced_commit() == rewritten, 60, "the rewritten branch to be synced")
     reported = [line for line in shop.log_lines("git.history_rewritten") if rewritten in line]
     assert reported, "the controller did not report the rewritten history"
+    # ... where a responder looks: the RolloutSource's status and a Warning Event on it
+    assert (shop.source()["status"].get("lastRewrite") or {}).get("commit") == rewritten, shop.source()["status"]
+    events = client.CoreV1Api(shop.home).list_namespaced_event(NAMESPACE).items
+    warned = [e for e in events if e.reason == "HistoryRewritten" and e.type == "Warning"]
+    assert any(rewritten[:12] in e.message for e in warned), [(e.reason, e.message) for e in events]
     holds(
         lambda: {r["metadata"]["name"]: (r["status"]["phase"], r["spec"]["commit"]) for r in shop.releases()} == before,
         10,
