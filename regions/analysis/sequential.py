@@ -8,12 +8,13 @@ chosen so that, with no real difference, the window fails (more than `failureLim
 with probability `alpha`: a Pocock-type boundary, computed for the looks this window really takes.
 
 The looks are not independent: a smoke window compares a sliding window of the last
-`w = 2 x minSamples` canary samples with one fixed set of `w` baseline samples (taken just before
-the region's rollout), and consecutive looks share `w - 1` canary samples. Under the null
-hypothesis (all samples independent draws of one continuous distribution) the ranks are a random
-permutation, so the joint law of the looks' Mann-Whitney statistics depends only on `w`, the number
-of looks and `failureLimit`, never on the metric's distribution. `pocock_level` draws that law by a
-seeded simulation of ranks (deterministic, cached, pure) and returns the per-look level. See
+`w = 2 x minSamples + 1` canary samples (a range query over `2 x minSamples` intervals, both ends
+included) with one fixed set of `w` baseline samples (taken just before the region's rollout), and
+consecutive looks share `w - 1` canary samples. Under the null hypothesis (all samples independent
+draws of one continuous distribution) the ranks are a random permutation, so the joint law of the
+looks' Mann-Whitney statistics depends only on `w`, the number of looks and `failureLimit`, never
+on the metric's distribution. `pocock_level` draws that law by a seeded simulation of ranks
+(deterministic, cached, pure) and returns the per-look level. See
 docs/analysis.md ("Sequential judging") for the math and its cost in detection time.
 """
 
@@ -26,7 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from config.schema import Check
-from regions.analysis.verdicts import first_due
+from regions.analysis.verdicts import first_due, judge_window
 
 SIMULATIONS = 20_000
 _SEED = 20261129
@@ -48,9 +49,9 @@ def window_level(check: Check, started_at: datetime, ends_at: datetime | None) -
     if check.judge is None or ends_at is None:
         return None
     looks = planned_looks(check, started_at, ends_at)
-    return pocock_level(
-        round(1.0 - check.judge.confidence, 12), looks, 2 * check.judge.min_samples, check.failure_limit
-    )
+    lookback, step = judge_window(check)
+    samples = round(lookback / step) + 1  # a range query's points, both ends included
+    return pocock_level(round(1.0 - check.judge.confidence, 12), looks, samples, check.failure_limit)
 
 
 @lru_cache(maxsize=256)
