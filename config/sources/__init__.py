@@ -228,7 +228,7 @@ def _kustomize(
     try:
         output = run("kustomize", kustomize.build_args(str(scratch)), cwd=scratch, home=scratch / "home")
     except ToolFailed as failed:
-        raise SourceFailed([kustomize.error_issue(failed.message, shown, str(scratch), shown_root)]) from None
+        raise SourceFailed([kustomize.error_issue(failed.message, shown, str(scratch), shown_root, copy)]) from None
     except ToolLimitExceeded as exceeded:
         raise _limit_failure(exceeded, shown) from None
     try:

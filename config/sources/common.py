@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from config.errors import Issue
+from config.sandbox import YamlRefused, load_yaml_all
 from config.schema import Region
 
 
@@ -49,3 +51,26 @@ def load_all(text: str) -> list[Any]:
                 f"alias *{event.anchor} at line {line}: rendered output may not use YAML anchors and aliases"
             )
     return [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]  # noqa: S506 - a safe loader
+
+
+def load_yaml_file(path: Path, shown: str) -> tuple[list[Any], Issue | None]:
+    """The documents of a repository YAML file (a kustomization, a patch, a values file), read with the
+    project's capped loader before a tool sees it, or an issue naming the file and the line: a syntax
+    error (or a cap hit) there is reported by line, not by a tool's message about a copy of it."""
+    try:
+        return load_yaml_all(path.read_text(encoding="utf-8")), None
+    except YamlRefused as exc:
+        line = f"line {exc.line}" if exc.line else ""
+        return [], Issue(
+            shown, line, exc.problem, "write the values out instead of using anchors and aliases, or nest less"
+        )
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}" if mark else ""
+        column = f" at column {mark.column + 1}" if mark else ""
+        problem = f"is not valid YAML: {exc.problem or exc.context or 'syntax error'}{column}"
+        return [], Issue(shown, line, problem, "check indentation and quoting on that line")
+    except yaml.YAMLError as exc:
+        return [], Issue(shown, "", f"is not valid YAML: {exc}".replace("\n", " "), "check indentation and quoting")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], Issue(shown, "", f"cannot be read ({exc.__class__.__name__})", "make it a UTF-8 file")

@@ -25,6 +25,7 @@ import yaml
 
 from config.errors import Issue
 from config.schema import HelmSource
+from config.sources.common import load_yaml_file
 
 # Template functions refused, and why.
 LOOKUP = re.compile(r"(?<![.$\w])lookup\b")  # a call, not .Values.lookup
@@ -53,19 +54,20 @@ def chart_issues(chart_dir: Path, shown: str) -> list[Issue]:
             )
         ]
     issues = list(_dependency_issues(chart_dir, shown))
+    if (chart_dir / "values.yaml").is_file():  # its syntax errors by line, before helm reads it
+        _, unreadable = load_yaml_file(chart_dir / "values.yaml", f"{shown}/values.yaml")
+        issues += [unreadable] if unreadable is not None else []
     for relative, text in sorted(_templates(chart_dir)):
         issues += template_issues(text, f"{shown}/{relative}")
     return issues
 
 
 def _dependency_issues(chart_dir: Path, shown: str) -> Iterator[Issue]:
-    try:
-        chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        yield Issue(
-            f"{shown}/Chart.yaml", "", f"cannot be read as YAML ({exc})".replace("\n", " "), "fix the file's syntax"
-        )
+    documents, unreadable = load_yaml_file(chart_dir / "Chart.yaml", f"{shown}/Chart.yaml")
+    if unreadable is not None:
+        yield unreadable
         return
+    chart = (documents[0] if documents else None) or {}
     if not isinstance(chart, dict):
         yield Issue(f"{shown}/Chart.yaml", "", "is not a mapping", "write Chart.yaml fields as key: value")
         return
@@ -191,6 +193,8 @@ def values_files(
     for i, relative in enumerate(substituted):
         if (app_dir / relative).is_file():
             found.append(relative)
+            _, unreadable = load_yaml_file(app_dir / relative, f"{shown_root}/{relative}")
+            issues += [unreadable] if unreadable is not None else []
         elif not source.ignore_missing_values_files:
             issues.append(
                 Issue(
@@ -222,6 +226,9 @@ _ERROR_AT = re.compile(
 )
 
 
+_RENDERED_LINE = re.compile(r"yaml: line (\d+)")
+
+
 def split_output(text: str) -> Iterator[tuple[str, str]]:
     """(chart-relative source, YAML text) per document of `helm template` output."""
     for chunk in re.split(r"^---[ \t]*$", text, flags=re.M):
@@ -241,9 +248,11 @@ def error_issue(message: str, chart_shown: str, scratch: str, app_shown: str) ->
     """A helm error as an issue pointing at the chart file and line it names."""
     text = message.replace(scratch + "/app", app_shown).replace(scratch, "<render folder>")
     text = re.sub(r"^Error: ", "", text.strip()).replace("\n", " ")
-    where = _ERROR_AT.search(text)
+    # the last place named is the innermost: a helper in _helpers.tpl, not the template including it
+    where = next(reversed(list(_ERROR_AT.finditer(text))), None)
     if where:
-        line = f"line {where.group(2)}" if where.group(2) else ""
+        rendered = _RENDERED_LINE.search(text)  # a YAML error helm found in a template's output
+        line = f"line {where.group(2)}" if where.group(2) else f"rendered line {rendered.group(1)}" if rendered else ""
         return Issue(
             shown_source(where.group(1), chart_shown),
             line,

@@ -29,8 +29,10 @@ from typing import Any
 import yaml
 
 from config.errors import Issue
+from config.sources.common import load_yaml_file
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _REMOTE = re.compile(
     r"^(?:[a-z][a-z0-9+.-]*://|git@|git::|(?:github\.com|gitlab\.com|bitbucket\.org)/)|\?ref=|"
     r"^[\w.-]+\.[a-z]{2,}/[^/]+/[^/]+//",
@@ -69,6 +71,7 @@ def tree_issues(app_dir: Path, start: str, shown_root: str) -> list[Issue]:
     """Every refused reference in the kustomizations reachable from `start` (relative to app_dir)."""
     issues: list[Issue] = []
     seen: set[str] = set()
+    read: set[str] = set()
     pending = [posixpath.normpath(start)]
     while pending:
         folder = pending.pop()
@@ -79,13 +82,11 @@ def tree_issues(app_dir: Path, start: str, shown_root: str) -> list[Issue]:
         if file is None:
             continue  # reported by the caller (the start) or by kustomize (a plain folder as a resource)
         shown = f"{shown_root}/{file.relative_to(app_dir)}"
-        try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-            issues.append(
-                Issue(shown, "", f"cannot be read as YAML ({exc})".replace("\n", " "), "fix the file's syntax")
-            )
+        documents, unreadable = load_yaml_file(file, shown)
+        if unreadable is not None:
+            issues.append(unreadable)
             continue
+        data = documents[0] if documents else None
         if not isinstance(data, dict):
             issues.append(Issue(shown, "", "is not a mapping", "write the kustomization's fields as key: value"))
             continue
@@ -95,6 +96,15 @@ def tree_issues(app_dir: Path, start: str, shown_root: str) -> list[Issue]:
                 issues.append(Issue(shown, field, problem[0], problem[1]))
             elif target is not None and (app_dir / target).is_dir():
                 pending.append(target)
+            elif (
+                target is not None
+                and target not in read
+                and target.endswith(_YAML_SUFFIXES)
+                and not field.startswith(("configMapGenerator", "secretGenerator"))  # data, not manifests
+            ):
+                read.add(target)  # a resource or a patch: its syntax errors by line, before kustomize
+                _, unreadable = load_yaml_file(app_dir / target, f"{shown_root}/{target}")
+                issues += [unreadable] if unreadable is not None else []
         for field, why in _REFUSED_FIELDS.items():
             if field in data:
                 issues.append(Issue(shown, field, why, "render the chart with source: helm in rollout.yaml instead"))
@@ -207,12 +217,63 @@ def build_args(folder: str) -> list[str]:
     return ["build", folder, "--load-restrictor", "LoadRestrictionsRootOnly"]
 
 
-def error_issue(message: str, kustomization: str, scratch: str, app_shown: str) -> Issue:
+def error_issue(message: str, kustomization: str, scratch: str, app_shown: str, app_dir: Path | None = None) -> Issue:
+    """A kustomize error as an issue naming the file it is about (the innermost kustomization, resource
+    or patch the message names, repository-relative; else `kustomization`) and, where the message or
+    the file gives it, the line. `app_dir` is the folder kustomize ran on (the app's copy)."""
     text = message.replace(scratch + "/app", app_shown).replace(scratch, "<render folder>")
     text = re.sub(r"^Error: ", "", text.strip()).replace("\n", " ")
+    text = _FIRST_TRIED_AS_FILE.sub("", text)  # kustomize tries each folder as a file first: noise
+    file = _innermost_file(text, app_shown, app_dir) or kustomization
+    found = _YAML_LINE.search(text)
+    line = f"line {found.group(1)}" if found else ""
+    unknown = _UNKNOWN_FIELD.search(text)
+    if not line and unknown and app_dir is not None and file.startswith(app_shown + "/"):
+        line = _line_of_key(app_dir / file[len(app_shown) + 1 :], unknown.group(1))
     return Issue(
-        kustomization,
-        "",
+        file,
+        line,
         f"kustomize build failed: {text}",
         "correct the kustomization or the files it names (kustomize build reproduces it)",
     )
+
+
+_FIRST_TRIED_AS_FILE = re.compile(
+    r"accumulation err='accumulating resources from '[^']*': '[^']*' must resolve to a file': "
+)
+_MENTION = re.compile(
+    r"(?:path|directory:) '(?P<folder>[^']+)'|"
+    r"(?:accumulating resources from '|in File: |\[path: \"|path: )(?P<file>[\w./-]+\.(?:ya?ml|json))\b"
+)
+_YAML_LINE = re.compile(r"yaml: line (\d+)")
+_UNKNOWN_FIELD = re.compile(r'unknown field "([^"]+)"')
+
+
+def _innermost_file(text: str, app_shown: str, app_dir: Path | None) -> str:
+    """The last file of the app's folder that kustomize's (nested) message names, or ""."""
+    folder, file = "", ""
+    for mention in _MENTION.finditer(text):
+        if mention.group("folder"):
+            named = posixpath.normpath(mention.group("folder"))
+            if named != app_shown and not named.startswith(app_shown + "/"):
+                continue
+            if named.endswith(_YAML_SUFFIXES):
+                folder, file = posixpath.dirname(named), named
+            else:
+                folder = named
+                relative = named[len(app_shown) + 1 :]
+                found = kustomization_file(app_dir / relative) if app_dir is not None else None
+                file = f"{named}/{found.name if found else KUSTOMIZATION_FILES[0]}"
+        elif folder and not mention.group("file").startswith(("app/", "../", "/")):
+            file = posixpath.normpath(f"{folder}/{mention.group('file')}")
+    return file
+
+
+def _line_of_key(path: Path, key: str) -> str:
+    """`line N` of the first line of `path` that sets `key` ("" when not found)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    pattern = re.compile(rf"^\s*-?\s*{re.escape(key)}\s*:")
+    return next((f"line {n}" for n, text in enumerate(lines, 1) if pattern.match(text)), "")

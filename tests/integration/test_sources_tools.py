@@ -204,7 +204,7 @@ def test_an_overlay_escaping_the_app_folder_through_a_symlink_is_refused(repo: P
     assert "is a symlink leading outside apps/web/" in issue.problem
 
 
-def test_a_kustomize_error_points_at_the_kustomization(repo: Path) -> None:
+def test_a_kustomize_error_points_at_the_file_it_is_about(repo: Path) -> None:
     kustomize_app(
         repo,
         {
@@ -213,8 +213,45 @@ def test_a_kustomize_error_points_at_the_kustomization(repo: Path) -> None:
         },
     )
     [issue] = issues_of(repo)
-    assert issue.file == "apps/web/overlays/eu-canary/kustomization.yaml"
+    assert issue.file == "apps/web/overlays/eu-canary/deployment.yaml"  # the resource without a name
     assert "kustomize build failed" in issue.problem and "/tmp/" not in issue.problem
+    assert "'apps/web/overlays/eu-canary'" in issue.problem  # and the kustomization that includes it
+
+
+def test_a_yaml_error_in_a_kustomization_or_a_patch_names_the_file_and_the_line(repo: Path) -> None:
+    kustomize_app(
+        repo,
+        {
+            "overlays/eu-canary/kustomization.yaml": "resources: [deployment.yaml]\npatches:\n  - path: patch.yaml\n",
+            "overlays/eu-canary/deployment.yaml": DEPLOYMENT.replace("IMAGE", "shop/web:1.0.0"),
+            "overlays/eu-canary/patch.yaml": "kind: Deployment\nmetadata:\n  name: web\n  x: : y\n",
+        },
+    )
+    [issue] = issues_of(repo)
+    assert (issue.file, issue.field) == ("apps/web/overlays/eu-canary/patch.yaml", "line 4")
+    assert "is not valid YAML: mapping values are not allowed in this context" in issue.problem
+    (repo / "apps/web/overlays/eu-canary/kustomization.yaml").write_text("resources:\n  - deployment.yaml\n bad: [\n")
+    [issue] = issues_of(repo)
+    assert (issue.file, issue.field) == ("apps/web/overlays/eu-canary/kustomization.yaml", "line 3")
+
+
+def test_a_kustomize_error_in_a_base_names_the_base_file_and_an_unknown_field_its_line(repo: Path) -> None:
+    kustomize_app(
+        repo,
+        {
+            "base/kustomization.yaml": "resources: [deployment.yaml]\n",
+            "base/deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\nspec: {}\n",
+            "overlays/eu-canary/kustomization.yaml": "resources: [../../base]\n",
+        },
+    )
+    [issue] = issues_of(repo)
+    assert issue.file == "apps/web/base/deployment.yaml"
+    assert "missing metadata.name" in issue.problem and "/tmp/" not in issue.problem
+    (repo / "apps/web/base/deployment.yaml").write_text(DEPLOYMENT.replace("IMAGE", "shop/web:1.0.0"))
+    (repo / "apps/web/overlays/eu-canary/kustomization.yaml").write_text("resources: [../../base]\nnotAField: 1\n")
+    [issue] = issues_of(repo)
+    assert (issue.file, issue.field) == ("apps/web/overlays/eu-canary/kustomization.yaml", "line 2")
+    assert 'unknown field "notAField"' in issue.problem
 
 
 def test_an_unpinned_image_in_a_kustomize_base_points_at_the_base_file(repo: Path) -> None:
@@ -298,6 +335,30 @@ def test_a_helm_template_error_points_at_the_chart_file_and_line(repo: Path) -> 
     [issue] = issues_of(repo)
     assert (issue.file, issue.field) == ("apps/web/chart/templates/deployment.yaml", "line 4")
     assert "nil pointer" in issue.problem
+
+
+def test_a_helm_error_in_a_helper_names_the_helper_and_its_line(repo: Path) -> None:
+    helm_app(
+        repo,
+        {
+            "_helpers.tpl": '{{- define "web.name" -}}\n{{ .Values.a.b }}\n{{- end }}\n',
+            "cm.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include "web.name" . }}\n',
+        },
+    )
+    [issue] = issues_of(repo)
+    assert (issue.file, issue.field) == ("apps/web/chart/templates/_helpers.tpl", "line 2")
+    assert "web/templates/cm.yaml:4" in issue.problem  # the template that included it is in the message
+
+
+def test_yaml_errors_of_a_chart_name_the_file_and_the_line(repo: Path) -> None:
+    configmap = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: b\n   c: d\n"
+    helm_app(repo, {"cm.yaml": configmap})
+    [issue] = issues_of(repo)  # helm finds it in the template's output
+    assert (issue.file, issue.field) == ("apps/web/chart/templates/cm.yaml", "rendered line 7")
+    helm_app(repo, {"cm.yaml": configmap.replace("   c: d\n", "")}, values="a: 1\nb: [1\n")
+    [issue] = issues_of(repo)  # ours, before helm runs
+    assert (issue.file, issue.field) == ("apps/web/chart/values.yaml", "line 3")
+    assert "is not valid YAML" in issue.problem
 
 
 def test_the_tools_have_no_cluster_and_no_network(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

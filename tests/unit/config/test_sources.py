@@ -208,6 +208,79 @@ def test_helm_errors_point_at_the_chart_file_and_line() -> None:
     assert issue.file == "apps/web/chart/templates/svc.yaml"
 
 
+def test_a_helm_error_names_the_innermost_file_and_a_rendered_yaml_error_its_line() -> None:
+    issue = helm.error_issue(
+        'Error: template: web/templates/cm.yaml:4:11: executing "web/templates/cm.yaml" at <include "web.n" .>: '
+        'error calling include: template: web/templates/_helpers.tpl:2:10: executing "web.n" at <.Values.a.b>: '
+        "nil pointer evaluating interface {}.b",
+        "apps/web/chart",
+        "/tmp/r",
+        "apps/web",
+    )
+    assert (issue.file, issue.field) == ("apps/web/chart/templates/_helpers.tpl", "line 2")
+    issue = helm.error_issue(
+        "Error: YAML parse error on web/templates/cm.yaml: error converting YAML to JSON: yaml: line 7: "
+        "mapping values are not allowed in this context",
+        "apps/web/chart",
+        "/tmp/r",
+        "apps/web",
+    )
+    assert (issue.file, issue.field) == ("apps/web/chart/templates/cm.yaml", "rendered line 7")
+
+
+def test_a_kustomize_error_names_the_innermost_file_the_message_names(tmp_path: Path) -> None:
+    app = tree(
+        tmp_path,
+        {
+            "base/kustomization.yaml": "resources: [deployment.yaml]\n",
+            "overlays/eu/kustomization.yaml": "resources: [../../base]\nnotAField: 1\n",
+        },
+    )
+    scratch = "/tmp/kustomize-123"
+    nested = (
+        "Error: accumulating resources: accumulation err='accumulating resources from 'app/overlays/eu': "
+        "'/tmp/kustomize-123/app/overlays/eu' must resolve to a file': recursed accumulation of path "
+        "'/tmp/kustomize-123/app/overlays/eu': accumulating resources: recursed accumulation of path "
+        "'/tmp/kustomize-123/app/base': accumulating resources: accumulation err='accumulating resources from "
+        "'deployment.yaml': missing metadata.name in object': must build at directory: "
+        "'/tmp/kustomize-123/app/base/deployment.yaml': file is not directory"
+    )
+    issue = kustomize.error_issue(nested, "apps/web/overlays/eu/kustomization.yaml", scratch, "apps/web", app)
+    assert issue.file == "apps/web/base/deployment.yaml"
+    assert "must resolve to a file" not in issue.problem and "/tmp/" not in issue.problem
+    unknown = (
+        "Error: accumulating resources: couldn't make target for path '/tmp/kustomize-123/app/overlays/eu': "
+        'invalid Kustomization: json: unknown field "notAField"'
+    )
+    issue = kustomize.error_issue(unknown, "apps/web/overlays/eu/kustomization.yaml", scratch, "apps/web", app)
+    assert (issue.file, issue.field) == ("apps/web/overlays/eu/kustomization.yaml", "line 2")
+    malformed = (
+        "Error: accumulating resources: recursed accumulation of path '/tmp/kustomize-123/app/overlays/eu': "
+        "accumulating resources from 'svc.yaml': MalformedYAMLError: yaml: line 5: mapping values are not "
+        "allowed in this context in File: svc.yaml"
+    )
+    issue = kustomize.error_issue(malformed, "apps/web/overlays/eu/kustomization.yaml", scratch, "apps/web", app)
+    assert (issue.file, issue.field) == ("apps/web/overlays/eu/svc.yaml", "line 5")
+
+
+def test_yaml_syntax_errors_in_a_kustomization_or_a_patch_carry_the_line(tmp_path: Path) -> None:
+    app = tree(
+        tmp_path,
+        {
+            "base/kustomization.yaml": "resources:\n  - deployment.yaml\n bad: [\n",
+            "base/deployment.yaml": "kind: Deployment\n",
+            "overlays/eu/kustomization.yaml": "resources: [../../base]\npatches:\n  - path: patch.yaml\n",
+            "overlays/eu/patch.yaml": "kind: Deployment\nmetadata:\n  name: web\n  x: : y\n",
+        },
+    )
+    issues = kustomize.tree_issues(app, "overlays/eu", "apps/web")
+    assert [(i.file, i.field) for i in issues] == [
+        ("apps/web/base/kustomization.yaml", "line 3"),
+        ("apps/web/overlays/eu/patch.yaml", "line 4"),
+    ]
+    assert all("is not valid YAML" in i.problem for i in issues)
+
+
 def test_helm_output_is_split_by_source_file() -> None:
     text = "---\n# Source: web/templates/a.yaml\nkind: A\n---\n# Source: web/charts/db/templates/b.yaml\nkind: B\n"
     assert [
