@@ -110,7 +110,7 @@ def test_trees_no_live_release_needs_are_removed_and_the_cache_stays_bounded(
 ) -> None:
     clone = working_clone(fresh_git_server)
     commits = []
-    for n in range(60):  # a busy repository: one release per commit, each finishing before the next
+    for n in range(200):  # a busy repository: one release per commit, each finishing before the next
         clone.write({"apps/search/marker.txt": f"{n}\n"})
         commits.append(clone.commit(f"marker {n}"))
     clone.push()
@@ -129,11 +129,11 @@ def test_trees_no_live_release_needs_are_removed_and_the_cache_stays_bounded(
         ws.retain(needed_commits(releases, last_good=commit))
         peak = max(peak, len(list(ws.trees_dir.iterdir())))
     # needed: the running release (its commit, also the last good one) and its rollback target;
-    # plus the few most recent: never the 60 trees of before.
+    # plus the few most recent: never the 200 trees of before.
     assert peak <= 2 + keep_recent
     assert _size(ws.trees_dir) <= (2 + keep_recent) * one_tree * 1.1
 
-    releases[-1] = _release(59, commits[-1], ReleasePhase.SUCCEEDED, None)  # all finished
+    releases[-1] = _release(len(commits) - 1, commits[-1], ReleasePhase.SUCCEEDED, None)  # all finished
     ws.retain(needed_commits(releases, last_good=commits[-1]))
     assert {p.name for p in ws.trees_dir.iterdir()} <= {commits[-1], *commits[-1 - keep_recent :]}
     # a removed commit is materialized again from the mirror when a rollback asks for it
