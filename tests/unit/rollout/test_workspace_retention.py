@@ -135,3 +135,24 @@ def test_a_commit_being_loaded_is_never_removed(source: Trees, tmp_path: Path, m
         release_load.set()
         loader.join(30)
     assert not [p for p in ws.trees_dir.iterdir() if ".removing-" in p.name]
+
+
+def test_the_controller_collects_trees_once_a_minute_with_what_live_releases_need() -> None:
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from rollout.controller import TREE_COLLECT_INTERVAL, Controller
+
+    calls: list[set[str]] = []
+    ctl = object.__new__(Controller)  # only what _collect_trees reads
+    ctl._next_tree_collect = datetime.min.replace(tzinfo=UTC)
+    ctl.sync = SimpleNamespace(last_status={"lastGoodCommit": COMMITS[5]})  # type: ignore[assignment]
+    ctl.workspace = SimpleNamespace(retain=lambda needed: calls.append(set(needed)))  # type: ignore[assignment]
+    running = release("shop-2", "shop", COMMITS[1], ReleasePhase.PROGRESSING, "2026-01-02T00:00:00Z", COMMITS[0])
+    done = release("shop-1", "shop", COMMITS[0], ReleasePhase.ROLLED_BACK, "2026-01-01T00:00:00Z")
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    ctl._collect_trees({"shop": [done, running]}, now)
+    ctl._collect_trees({"shop": [done, running]}, now + timedelta(seconds=5))  # not every pass
+    assert calls == [{COMMITS[1], COMMITS[0], COMMITS[5]}]
+    ctl._collect_trees({"shop": [done]}, now + TREE_COLLECT_INTERVAL)
+    assert calls[-1] == {COMMITS[5]}, "once the release is finished only the last good commit is needed"
