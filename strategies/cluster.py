@@ -158,6 +158,7 @@ class KubernetesCluster:
         selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_NAME}={rollout.app}"
         self._resource(ObjectRef("v1", "ConfigMap", None, "-"))  # the discovery client, once
         out: list[LiveObject] = []
+        listed_kinds = 0
         for res in self._dynamic.resources.search():
             verbs = getattr(res, "verbs", None) or ()
             kind = str(getattr(res, "kind", ""))
@@ -165,9 +166,12 @@ class KubernetesCluster:
                 continue
             if kind in NEVER_PRUNED or (not res.namespaced and kind not in rollout.prune.kinds):
                 continue
+            if getattr(res, "base_kind", None):  # discovery's `<Kind>List` entries: the kind itself is listed
+                continue
             namespace = rollout.namespace if res.namespaced else None
             try:
                 listed = self._list(res, namespace, selector)
+                listed_kinds += 1
             except PermanentError as exc:
                 log.warning("prune: kind not listed", kind=kind, group_version=res.group_version, error=str(exc))
                 continue
@@ -175,6 +179,7 @@ class KubernetesCluster:
                 item.setdefault("apiVersion", res.group_version)
                 item.setdefault("kind", kind)
                 out.append(live_object(item))
+        log.info("prune: listed the app's objects", app=rollout.app, kinds=listed_kinds, objects=len(out))
         return tuple(out)
 
     def _list(self, resource: Any, namespace: str | None, selector: str) -> dict[str, Any]:

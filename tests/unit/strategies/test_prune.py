@@ -322,6 +322,8 @@ class _Res:
         self.items: list[dict] = kw.get("items", [])
         self.status: int | None = kw.get("status")
         self.calls: list[tuple[str | None, str]] = []
+        if "base_kind" in kw:
+            self.base_kind = kw["base_kind"]
 
     def get(self, *, namespace: str | None, label_selector: str, _request_timeout: float) -> Any:
         self.calls.append((namespace, label_selector))
@@ -339,6 +341,7 @@ def test_the_adapter_lists_each_served_kind_by_the_apps_labels_and_skips_what_it
     resources = {
         "cm": _Res("ConfigMap", "v1", items=[cm]),
         "pod": _Res("Pod", "v1"),  # made by controllers: never listed
+        "list": _Res("ConfigMapList", "v1", base_kind="ConfigMap"),  # discovery's list entries
         "old": _Res("Deployment", "apps/v1beta2", preferred=False),
         "review": _Res("LocalSubjectAccessReview", "authorization.k8s.io/v1", verbs=["create"]),
         "forbidden": _Res("Secret", "v1", status=403),
@@ -353,6 +356,6 @@ def test_the_adapter_lists_each_served_kind_by_the_apps_labels_and_skips_what_it
     assert [(o.ref.api_version, o.ref.kind, o.ref.name) for o in found] == [("v1", "ConfigMap", "extra")]
     selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_NAME}=catalog"
     assert resources["cm"].calls == [("catalog", selector)] and resources["forbidden"].calls
-    assert not any(resources[k].calls for k in ("pod", "old", "review", "ns", "crd"))
+    assert not any(resources[k].calls for k in ("pod", "list", "old", "review", "ns", "crd"))
     adapter.inventory(replace(R, prune=Prune(kinds=["Namespace"])))
     assert resources["ns"].calls == [(None, selector)] and not resources["crd"].calls
