@@ -72,7 +72,9 @@ _REMOTE_HEAD = "refs/rollout/remote-head"
 # Housekeeping of the mirror (repack loose objects and small packs), at most this often. Nothing
 # unreachable is pruned: a release may be pinned to a commit a force-push dropped.
 GC_INTERVAL_SECONDS = 3600.0
-_GC_CONFIG = ("-c", "gc.auto=6700", "-c", "gc.autoPackLimit=50", "-c", "gc.pruneExpire=never")
+# In the foreground (not detached), so the time bound of the call applies to it.
+_GC_SETTINGS = {"gc.auto": "6700", "gc.autoPackLimit": "50", "gc.pruneExpire": "never", "gc.autoDetach": "false"}
+_GC_CONFIG = tuple(arg for key, value in _GC_SETTINGS.items() for arg in ("-c", f"{key}={value}"))
 _GC_STAMP = "rollout-gc-at"
 
 
