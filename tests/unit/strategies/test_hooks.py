@@ -6,13 +6,17 @@ of the strategy's ordinary apply; Helm's hook annotation maps onto the same phas
 from __future__ import annotations
 
 import copy
+import shutil
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from config.errors import InvalidRepository
 from config.hooks import ANNOTATION_HOOK, ANNOTATION_HOOK_TIMEOUT, HELM_HOOK, hook_of, hook_problems, is_hook
+from config.loader import load_repository
 from config.schema import HookPolicy
 from strategies import decide, hooks
 from strategies.manifests import ref_of
@@ -20,7 +24,7 @@ from strategies.model import Apply, Event, Phase, RegionRollout, Snapshot, Strat
 from strategies.observe import snapshot
 from strategies.rolling import desired
 
-from .helpers import T0, rollout
+from .helpers import EXAMPLE, T0, rollout
 
 BACKUP = "db-backup"
 
@@ -328,3 +332,38 @@ def test_the_guestbook_backup_is_a_hook_and_each_workload_keeps_its_strategy() -
     forward, rollback = hooks.around(r, [], [])
     assert [s.name for s in forward] == ["pre-upgrade hook"]
     assert rollback is not None and [s.name for s in rollback] == ["pre-rollback hook"]
+
+
+def test_validate_names_file_field_and_fix_for_bad_hooks(tmp_path: Path) -> None:
+    """`rollout validate` (load_repository) refuses an unknown phase, a non-Job hook and bad
+    timeouts, in the manifests and in the plan, each with its file, field and fix."""
+    shutil.copytree(EXAMPLE / "regions", tmp_path / "regions")
+    app = tmp_path / "apps" / "guestbook"
+    shutil.copytree(EXAMPLE / "apps" / "guestbook", app)
+    backup = app / "manifests" / "backup.yaml"
+    backup.write_text(
+        backup.read_text()
+        .replace("pre-upgrade,pre-rollback", "pre-upgrade,post-upgrade")
+        .replace("hook-timeout: 5m", "hook-timeout: soon")
+    )
+    (app / "manifests" / "config.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seed\n  annotations: {rollout.dev/hook: pre-upgrade}\n"
+        "data: {a: b}\n"
+    )
+    with pytest.raises(InvalidRepository) as invalid:
+        load_repository(tmp_path)
+    found = {(i.file, i.field): i for i in invalid.value.issues}
+    unknown = found[("apps/guestbook/manifests", "Job/db-backup metadata.annotations.rollout.dev/hook")]
+    assert "unknown hook phase 'post-upgrade'" in unknown.problem and "pre-upgrade, post-promote" in unknown.fix
+    timeout = found[("apps/guestbook/manifests", "Job/db-backup metadata.annotations.rollout.dev/hook-timeout")]
+    assert "'soon' is not a duration" in timeout.problem
+    not_a_job = found[("apps/guestbook/manifests", "ConfigMap/seed metadata.annotations.rollout.dev/hook")]
+    assert "a hook must be a Job" in not_a_job.problem
+    plan = app / "rollout.yaml"  # the plan's settings (checked before anything renders)
+    plan.write_text(plan.read_text().replace("timeout: 10m", "timeout: 10").replace("continue #", "later #"))
+    with pytest.raises(InvalidRepository) as invalid:
+        load_repository(tmp_path)
+    found = {(i.file, i.field): i for i in invalid.value.issues}
+    assert ("apps/guestbook/rollout.yaml", "hooks.preRollbackFailure") in found
+    plan_timeout = found[("apps/guestbook/rollout.yaml", "hooks.timeout")]
+    assert "no unit" in plan_timeout.problem and plan_timeout.fix
