@@ -23,7 +23,7 @@ from jinja2.exceptions import SecurityError
 
 from config import sandbox, sources
 from config.errors import Issue
-from config.grants import violations
+from config.grants import CLUSTER_SCOPED_KINDS, violations
 from config.hooks import hook_problems
 from config.identity import ANNOTATION_COMMIT, ReleaseIdentity
 from config.repository import AppSource, Repository
@@ -32,18 +32,6 @@ from config.sources.tools import ToolUnavailable
 from config.templating import OutsideRepository, TemplateTooLarge, confined_path, environment
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
-CLUSTER_SCOPED = frozenset(
-    {
-        "Namespace",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "PriorityClass",
-        "StorageClass",
-        "IngressClass",
-        "GatewayClass",
-    }
-)
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -483,7 +471,7 @@ def _stamp(doc: dict[str, Any], app: str, namespace: str, region: str, identity:
     metadata = out.setdefault("metadata", {})
     metadata.setdefault("labels", {}).update(labels)
     metadata.setdefault("annotations", {})[ANNOTATION_COMMIT] = identity.commit
-    if out["kind"] not in CLUSTER_SCOPED:
+    if out["kind"] not in CLUSTER_SCOPED_KINDS:  # the one list (config/grants.py)
         metadata.setdefault("namespace", namespace)
     template = (out.get("spec") or {}).get("template")
     if out["kind"] == "CronJob":
