@@ -308,8 +308,8 @@ class Controller:
                 mine = requests.get(release.name, [])
                 if ReleasePhase(release.status.phase) not in ACTIVE and not mine:
                     continue
-                if not self._retries.due(release.name, now):
-                    continue  # failed a moment ago: tried again after its backoff
+                if not mine and not self._retries.due(release.name, now):
+                    continue  # failed a moment ago: tried again after its backoff (a responder's action: now)
                 try:
                     updated = self._reconciler.reconcile(release, releases, [r for r, _ in mine], now)
                 except Exception as exc:  # noqa: BLE001 - one release's failure must not stop the others

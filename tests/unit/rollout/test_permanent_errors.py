@@ -25,6 +25,7 @@ from rollout.drill.model import DRAIN, ROLLBACK, DrillState, Facts, ReleaseRef, 
 from rollout.drill.runner import observation_failed
 from rollout.failures import Retries, permanent_reason
 from rollout.gitsync.model import RemoteUnavailable, RevisionNotFound
+from rollout.orchestrator import Request
 from rollout.reconciler import ReleaseReconciler
 from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec, ReleaseStatus
 from rollout.store import StoredRelease, as_object
@@ -202,6 +203,18 @@ def test_a_transient_failure_is_retried_with_backoff_one_line_per_attempt(repo) 
     assert all("exc_info" not in e for e in logs)
     assert cache.get(flaky.name).status.phase == ReleasePhase.PENDING.value  # nothing decided on it
     assert sink.notices == []
+
+
+def test_a_responders_action_is_tried_at_once_whatever_the_backoff(repo) -> None:
+    flaky = release(FLAKY, "2026-11-29T01:00:00Z", "1.3.0")
+    ctl, cache, _, workspace = controller(repo, [flaky])
+    run_pass(ctl, cache, T0)  # fails: the next try waits about 2 s
+    run_pass(ctl, cache, T0 + timedelta(seconds=0.5))
+    assert workspace.calls[FLAKY] == 1
+    by_app = {"search": [cache.get(flaky.name)]}
+    abort = (Request("abort", "stop it", "alice"), {"metadata": {"name": "abort-1"}})
+    ctl._reconcile_releases(by_app, {flaky.name: [abort]}, T0 + timedelta(seconds=1))
+    assert workspace.calls[FLAKY] == 2  # the action is not held behind the backoff (it stays pending: it failed)
 
 
 def test_which_errors_are_permanent() -> None:
