@@ -50,8 +50,9 @@ def decide_intake(
     for app, candidate in sorted(candidates.items()):
         releases = list(existing.get(app, ()))
         digest = candidate.spec.content_digest
-        if releases and releases[-1].spec.content_digest == digest:
+        if releases and releases[-1].spec.content_digest == digest and releases[-1].status.phase != ReleasePhase.FAILED:
             continue  # already the app's latest release: nothing changed for this app
+        # (a Failed latest release could not read its commit: the same content at a readable one is released)
         quarantined = [r for r in releases if r.status.quarantined and r.spec.content_digest == digest]
         if quarantined:
             actions.append(SkipQuarantined(app, quarantined[-1].name))

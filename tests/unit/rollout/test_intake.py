@@ -25,6 +25,14 @@ def test_a_commit_that_does_not_change_the_app_makes_nothing() -> None:
     assert decide_intake({"checkout": Candidate(spec("b", "d1"), "unstarted")}, existing) == []
 
 
+def test_the_same_content_at_a_readable_commit_replaces_a_release_whose_commit_was_lost() -> None:
+    # the latest release Failed because a force-push removed its commit; the new head has the same app
+    existing = {"checkout": [stored("a", "d1", "Succeeded"), stored("b", "d2", "Failed")]}
+    assert decide_intake({"checkout": Candidate(spec("c", "d2"), "unstarted")}, existing) == [
+        CreateRelease(spec("c", "d2"))
+    ]
+
+
 def test_a_quarantined_change_is_not_reapplied_by_later_syncs() -> None:
     existing = {
         "checkout": [
