@@ -184,6 +184,15 @@ def drive(
         if request is not None and analysis is not None:
             snap = replace(snap, analysis=analysis(request))
         decision = decide(rollout, status, snap, now)
+        if (
+            snap.inventory is None
+            and not decision.writes
+            and prune.wants_inventory(decision.status.phase, decision.status.step_name)
+        ):
+            # the strategy's last step completed in this pass: list now and decide again, so the prune
+            # step runs in the same pass instead of the next one
+            snap = replace(snap, inventory=cluster.inventory(rollout))
+            decision = decide(rollout, status, snap, now)
         new = decision.status
         logger = logger.bind(phase=new.phase.value, step=new.step, step_name=new.step_name)
         if not may_write:
