@@ -203,9 +203,15 @@ def drive(
         logger.warning("region step not done; will retry", error=str(exc), retry_in=round(delay, 1))
         return Driven(status, decision, snap, requeue_after=delay, error=str(exc), transient=True, retry_after=delay)
     except PermanentError as exc:
-        # The writes that failed belong to the decided status: a failing rollback ends Failed.
-        base = decision.status if decision is not None and decision.status.phase is Phase.ROLLING_BACK else status
-        failed = fail_permanently(base, exc.reason, str(exc), now, rollout.previous is not None)
+        at = decision.status if decision is not None else status
+        if prune.wants_inventory(at.phase, at.step_name):
+            # the release passed this region: a prune the region refuses (a delete or list forbidden,
+            # another app's object) is reported and left to a responder, it does not roll back
+            failed = at.to(Phase.PAUSED, now, reason=prune.FAILED, message=f"{exc}; {prune.FAILED_FIX}")
+        else:
+            # The writes that failed belong to the decided status: a failing rollback ends Failed.
+            base = decision.status if decision is not None and decision.status.phase is Phase.ROLLING_BACK else status
+            failed = fail_permanently(base, exc.reason, str(exc), now, rollout.previous is not None)
         logger.error("region step failed", reason=exc.reason, error=str(exc), phase=failed.phase.value)
         if may_write:
             with contextlib.suppress(TemporaryError, PermanentError):

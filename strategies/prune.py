@@ -45,6 +45,11 @@ ANNOTATION_PRUNE = "rollout.dev/prune"  # "false": never pruned
 GUARDED_KINDS = ("Namespace", "CustomResourceDefinition", "PersistentVolumeClaim")
 CLUSTER_SCOPED_KINDS = ("Namespace", "CustomResourceDefinition")
 REFUSED = "PruneRefused"
+FAILED = "PruneFailed"  # the region refused a prune's read or delete: the region pauses (driver.drive)
+FAILED_FIX = (
+    "pruning stopped, nothing else is undone: grant the region's deployer list and delete on that "
+    "kind, or promote to finish without pruning"
+)
 
 
 @dataclass(frozen=True)

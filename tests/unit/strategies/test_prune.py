@@ -359,3 +359,27 @@ def test_the_adapter_lists_each_served_kind_by_the_apps_labels_and_skips_what_it
     assert not any(resources[k].calls for k in ("pod", "list", "old", "review", "ns", "crd"))
     adapter.inventory(replace(R, prune=Prune(kinds=["Namespace"])))
     assert resources["ns"].calls == [(None, selector)] and not resources["crd"].calls
+
+
+def test_a_delete_the_region_refuses_pauses_the_region_and_does_not_roll_back() -> None:
+    from strategies.errors import PermanentError
+
+    class NoDelete(FakeCluster):
+        def execute(self, rollout: RegionRollout, actions: Any, *, logger: Any = None) -> int:
+            if any(isinstance(a, Delete) for a in actions):
+                raise PermanentError('Forbidden (403): cannot delete configmaps "extra"', reason="Forbidden")
+            return super().execute(rollout, actions, logger=logger)
+
+    second = rollout("catalog")
+    first = replace(second, release=with_extra(second.previous, configmap("extra", "catalog")), previous=None)
+    second = replace(second, previous=first.release)
+    cluster, clock = NoDelete(), Clock()
+    kw: dict[str, Any] = {"clock": clock, "sleep": clock.sleep, "timeout": 3600}
+    assert run_until_settled(cluster, first, **kw).phase is Phase.SUCCEEDED
+    status = run_until_settled(cluster, second, **kw)
+    assert status.phase is Phase.PAUSED and status.reason == "PruneFailed", status
+    assert "Forbidden" in status.message and "promote" in status.message
+    assert any(e.reason == "Forbidden" and e.type == "Warning" for e in cluster.events)
+    assert run_until_settled(cluster, second, status, commands=lambda s: Commands(promote=True), **kw).phase is (
+        Phase.SUCCEEDED
+    )
