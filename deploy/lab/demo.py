@@ -84,14 +84,17 @@ def single_app_changes(
         if f.stem not in lab_regions:
             changes[f"regions/{f.name}"] = None
     plan = yaml.safe_load(changes[f"apps/{app}/rollout.yaml"] or "")
-    for wave in plan["waves"]:
-        wave["regions"] = [r for r in wave.get("regions", []) if r in lab_regions]
-    plan["waves"] = [w for w in plan["waves"] if w["regions"] or "select" in w]
+    if isinstance(plan["waves"], list):  # `waves: auto` plans regions by their tiers: nothing to cut
+        for wave in plan["waves"]:
+            wave["regions"] = [r for r in wave.get("regions", []) if r in lab_regions]
+        plan["waves"] = [w for w in plan["waves"] if w["regions"] or "select" in w]
     plan["excludeRegions"] = []
     for key, value in (plan_overrides or {}).items():
-        if key == "smokeWindow":
+        if key == "smokeWindow" and isinstance(plan["waves"], list):
             for wave in plan["waves"]:
                 wave["smokeWindow"] = value
+        elif key == "smokeWindow":
+            plan["autoWaves"]["smokeWindow"] = value
         else:
             plan[key] = value
     changes[f"apps/{app}/rollout.yaml"] = yaml.safe_dump(plan, sort_keys=False)
