@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -15,9 +15,12 @@ from kubernetes import client
 from kubernetes import config as kube_config  # not the project's config package
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from rich.console import Console, Group
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from config.times import parse_time
 from rollout.cli.repo import emit
@@ -168,40 +171,71 @@ def active_release(releases: list[dict[str, Any]]) -> dict[str, Any] | None:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def status_rows(release: dict[str, Any]) -> list[list[str]]:
+STATUS_HEADER = ["wave", "region", "phase", "strategy step", "weight", "last verdict", "message"]
+WIDE_HEADER = [*STATUS_HEADER, "smoke left", "started", "finished"]
+
+
+def status_rows(release: dict[str, Any], *, wide: bool = False, now: datetime | None = None) -> list[list[str]]:
+    """One row per region, in wave order; `wide` adds the verdict's numbers, the smoke window's
+    time left and the region's start and finish. Nothing is cut: the table folds long text."""
     status = release.get("status") or {}
     waves = {r: (i, w["name"]) for i, w in enumerate(release["spec"]["waves"]) for r in w["regions"]}
+    now = now or datetime.now(UTC)
     rows = []
     for region, (index, wave) in sorted(waves.items(), key=lambda kv: (kv[1][0], kv[0])):
         state = (status.get("regions") or {}).get(region, {})
         strategy = state.get("strategy") or {}
         step = strategy.get("stepName") or (f"step {strategy['step']}" if "step" in strategy else "")
         weight = "" if state.get("weight") is None else f"{state['weight']}%"
-        rows.append(
-            [
-                f"{index + 1} {wave}",
-                region,
-                state.get("phase", "Pending"),
-                step,
-                weight,
-                last_verdict(state.get("analysis") or {}),
-                state.get("message", "")[:60],
-            ]
-        )
+        analysis = state.get("analysis") or {}
+        row = [
+            f"{index + 1} {wave}",
+            region,
+            state.get("phase", "Pending"),
+            step,
+            weight,
+            last_verdict(analysis, detailed=wide),
+            state.get("message", ""),
+        ]
+        if wide:
+            row += [smoke_left(state, now), state.get("started_at") or "", state.get("completed_at") or ""]
+        rows.append(row)
     return rows
 
 
-def last_verdict(analysis: dict[str, Any]) -> str:
-    latest: tuple[str, str] | None = None
+def last_verdict(analysis: dict[str, Any], *, detailed: bool = False) -> str:
+    """The newest measurement as "check=verdict"; `detailed` adds its value, baseline and
+    threshold when the status records them."""
+    latest: dict[str, Any] | None = None
     for run in analysis.values():
         if isinstance(run, dict):
             for m in run.get("measurements", []):
-                if latest is None or m["at"] >= latest[0]:
-                    latest = (m["at"], f"{m['check']}={m['verdict']}")
-    return latest[1] if latest else ""
+                if latest is None or m["at"] >= latest["at"]:
+                    latest = m
+    if latest is None:
+        return ""
+    text = f"{latest['check']}={latest['verdict']}"
+    numbers = [f"{key} {latest[key]}" for key in ("value", "threshold", "baseline") if latest.get(key) is not None]
+    return f"{text} ({', '.join(numbers)})" if detailed and numbers else text
 
 
-def status_table(release: dict[str, Any]) -> Table:
+def smoke_left(state: dict[str, Any], now: datetime) -> str:
+    """Time left in the region's smoke window ("" when it is not in one)."""
+    if state.get("phase") != "Smoke":
+        return ""
+    started = parse_time(state.get("smoke_started_at"))
+    seconds = state.get("smoke_seconds")
+    ends = started + timedelta(seconds=float(seconds)) if started and seconds else None
+    for run in (state.get("analysis") or {}).values():
+        if ends is None and isinstance(run, dict):
+            ends = parse_time(run.get("endsAt"))
+    if ends is None:
+        return ""
+    left = max(0, int((ends - now).total_seconds()))
+    return f"{left // 60}m{left % 60:02d}s"
+
+
+def status_title(release: dict[str, Any]) -> str:
     status = release.get("status") or {}
     spec = release["spec"]
     title = f"{spec['app']} {spec['version']} ({release['metadata']['name']}): {status.get('phase', 'Pending')}" + (
@@ -209,20 +243,57 @@ def status_table(release: dict[str, Any]) -> Table:
     )
     if rendered := rendered_by(release):
         title += f", rendered by {rendered}"
-    table = Table(
-        "wave",
-        "region",
-        "phase",
-        "strategy step",
-        "weight",
-        "last verdict",
-        "message",
-        title=title,
-        title_justify="left",
-    )
-    for row in status_rows(release):
+    return title
+
+
+def status_table(release: dict[str, Any], *, wide: bool = False, now: datetime | None = None) -> Table:
+    """Every column in full; too narrow a terminal folds the text onto more lines, never cuts it."""
+    table = Table(title=status_title(release), title_justify="left")
+    header = WIDE_HEADER if wide else STATUS_HEADER
+    for name in header:
+        table.add_column(name, overflow="fold")
+    for row in status_rows(release, wide=wide, now=now):
         table.add_row(*row)
     return table
+
+
+def status_view(release: dict[str, Any], *, wide: bool = False, now: datetime | None = None) -> RenderableType:
+    """`text`: a compact table (no message column) and, under it, each region's verdict and full
+    message on lines of their own, word-wrapped; `wide`: one table with every column."""
+    if wide:
+        return status_table(release, wide=True, now=now)
+    rows = status_rows(release, now=now)
+    table = Table(title=status_title(release), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    table.pad_edge = False  # two more columns for the names on an 80-column terminal
+    for name in STATUS_HEADER[:5]:
+        table.add_column(name, overflow="fold")
+    notes = []
+    for row in rows:
+        table.add_row(*row[:5])
+        verdict, message = row[5], row[6]
+        if verdict or message:
+            notes.append(Text(f"  {row[1]}: " + " — ".join(p for p in (verdict, message) if p), overflow="fold"))
+    return Group(table, *notes)
+
+
+def print_wide(out: Console, *renderables: RenderableType, wide: bool) -> None:
+    """Print; with `wide`, on a console as wide as the content needs (whatever the terminal or,
+    when stdout is not one, rich's default of 80 columns), so that nothing folds."""
+    if not wide:
+        for renderable in renderables:
+            out.print(renderable)
+        return
+    options = out.options.update_width(100_000)
+    needed = max((Measurement.get(out, options, r).maximum for r in renderables), default=out.width)
+    target = Console(
+        file=out.file,
+        width=max(out.width, needed),
+        color_system=out.color_system,  # type: ignore[arg-type]  # the name rich reports back
+        force_terminal=out.is_terminal,
+        no_color=out.no_color,
+    )
+    for renderable in renderables:
+        target.print(renderable)
 
 
 def rendered_by(release: dict[str, Any]) -> str:
@@ -284,7 +355,13 @@ def _ops(kubeconfig: str | None, context: str | None, namespace: str) -> Ops:
 @click.command()
 @click.argument("app", required=False)
 @kube_options
-@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "wide", "json", "yaml"]),
+    default="text",
+    help="text: compact, messages in full under the table; wide: every column, never cut",
+)
 @click.option("--watch", is_flag=True, help="redraw live until interrupted")
 def status(
     app: str | None, kubeconfig: str | None, context: str | None, namespace: str, output: str, watch: bool
@@ -300,7 +377,7 @@ def status(
             raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
         return [by_app[k] for k in sorted(by_app)]
 
-    if output != "text":
+    if output not in ("text", "wide"):
         emit(
             [
                 {
@@ -315,20 +392,26 @@ def status(
             output,
         )
         return
+    wide = output == "wide"
     if not watch:
-        for rel in latest():
-            console.print(status_table(rel))
+        print_wide(console, *(status_view(rel, wide=wide) for rel in latest()), wide=wide)
         return
-    with Live(console=console, refresh_per_second=2) as live:
+    with Live(console=console, refresh_per_second=2) as live:  # a live view folds to the terminal's width
         while True:
-            live.update(Group(*(status_table(r) for r in latest())))
+            live.update(Group(*(status_view(r, wide=wide) for r in latest())))
             time.sleep(1)
 
 
 @click.command()
 @click.argument("app")
 @kube_options
-@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "wide", "json", "yaml"]),
+    default="text",
+    help="wide: every column in full, never cut or folded",
+)
 def history(app: str, kubeconfig: str | None, context: str | None, namespace: str, output: str) -> None:
     """Releases of APP, newest first: outcome, duration, and who did what."""
     ops = _ops(kubeconfig, context, namespace)
@@ -339,7 +422,7 @@ def history(app: str, kubeconfig: str | None, context: str | None, namespace: st
     header = ["release", "version", "outcome", "created", "took", "failed region", "people", "rendered by"]
     requested = action_rows(ops.actions(), app)
     action_header = ["requested", "action", "target", "by", "reason", "outcome"]
-    if output != "text":
+    if output not in ("text", "wide"):
         emit(
             {
                 "releases": [dict(zip(header, row, strict=True)) for row in rows],
@@ -348,15 +431,20 @@ def history(app: str, kubeconfig: str | None, context: str | None, namespace: st
             output,
         )
         return
-    table = Table(*header, title=f"history of {app}", title_justify="left")
+    tables = [history_table(f"history of {app}", header, rows)]
+    if requested:
+        tables.append(history_table("requested by people (ReleaseActions)", action_header, requested))
+    print_wide(console, *tables, wide=output == "wide")
+
+
+def history_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    """Long text folds onto more lines instead of being cut with an ellipsis."""
+    table = Table(title=title, title_justify="left")
+    for name in header:
+        table.add_column(name, overflow="fold")
     for row in rows:
         table.add_row(*row)
-    console.print(table)
-    if requested:
-        actions = Table(*action_header, title="requested by people (ReleaseActions)", title_justify="left")
-        for row in requested:
-            actions.add_row(*row)
-        console.print(actions)
+    return table
 
 
 def action_rows(actions: list[dict[str, Any]], app: str) -> list[list[str]]:
