@@ -248,12 +248,12 @@ def status_title(release: dict[str, Any]) -> str:
 
 def status_table(release: dict[str, Any], *, wide: bool = False, now: datetime | None = None) -> Table:
     """Every column in full; too narrow a terminal folds the text onto more lines, never cuts it."""
-    table = Table(title=status_title(release), title_justify="left")
+    table = Table(title=Text(status_title(release)), title_justify="left")
     header = WIDE_HEADER if wide else STATUS_HEADER
     for name in header:
         table.add_column(name, overflow="fold")
     for row in status_rows(release, wide=wide, now=now):
-        table.add_row(*row)
+        table.add_row(*map(Text, row))  # Text: a "[...]" in a message is not rich markup
     return table
 
 
@@ -263,13 +263,13 @@ def status_view(release: dict[str, Any], *, wide: bool = False, now: datetime | 
     if wide:
         return status_table(release, wide=True, now=now)
     rows = status_rows(release, now=now)
-    table = Table(title=status_title(release), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    table = Table(title=Text(status_title(release)), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.pad_edge = False  # two more columns for the names on an 80-column terminal
     for name in STATUS_HEADER[:5]:
         table.add_column(name, overflow="fold")
     notes = []
     for row in rows:
-        table.add_row(*row[:5])
+        table.add_row(*map(Text, row[:5]))
         verdict, message = row[5], row[6]
         if verdict or message:
             notes.append(Text(f"  {row[1]}: " + " — ".join(p for p in (verdict, message) if p), overflow="fold"))
@@ -439,11 +439,11 @@ def history(app: str, kubeconfig: str | None, context: str | None, namespace: st
 
 def history_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     """Long text folds onto more lines instead of being cut with an ellipsis."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     for name in header:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))  # Text: a "[...]" in a message is not rich markup
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from datetime import UTC, datetime
 
@@ -200,3 +201,11 @@ def test_history_wide_is_not_cut_and_text_folds_instead_of_cutting() -> None:
     assert f"alice: pause ({MESSAGE})" in wide and "…" not in wide
     text = rendered(history_table("history of checkout", header, rows), wide=False)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_brackets_in_messages_and_titles_are_text_not_rich_markup() -> None:
+    release = copy.deepcopy(RELEASE)
+    release["status"]["regions"]["eu-canary"]["message"] = "probe [eu-canary] [/] 503"  # type: ignore[index]
+    for wide in (False, True):
+        text = rendered(status_view(release, wide=wide, now=NOW), wide=wide)
+        assert "probe [eu-canary] [/] 503" in text and "[quarantined]" in text
