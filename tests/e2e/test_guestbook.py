@@ -1,0 +1,212 @@
+"""Issue 12's guestbook through the whole controller, in every region of the lab: an app of two
+Deployments (gb-web, not named after the app; gb-mysql, Recreate), Services and a db-backup Job
+declared as a pre-upgrade and pre-rollback hook.
+
+- Released twice: both Succeeded; in every region each release's pre-upgrade Job completed before
+  the release changed gb-web, and a ConfigMap dropped from Git by the second release is gone
+  (pruned) once it passed there.
+- A third release whose database tier never becomes Ready (the lab's KWOK fault label on gb-mysql's
+  pods) is rolled back; in every region it touched, its pre-rollback backup Job completed before
+  the rollback restored gb-mysql, and gb-mysql is back on the second release.
+
+Everything is read from the region clusters (Jobs, Deployments, ConfigMaps), not from the
+controller's records, except which regions the third release touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from deploy.lab.cluster import Lab
+from deploy.lab.controllerproc import ControllerProcess, install_crds
+from deploy.lab.demo import single_app_changes
+from deploy.lab.gitserver import GitServer, set_app_version
+from deploy.lab.simulator.model import AppSpec
+from strategies.fake import FAULT_LABEL
+from tests.e2e.conftest import BASE, NAMESPACE, RATE_RPS, install_identities, wait_for
+
+pytestmark = pytest.mark.e2e
+
+APP = "guestbook"
+MANAGER = "regional-rollout"
+EXTRA = "apps/guestbook/manifests/extra.yaml"  # an object only the first release has
+EXTRA_YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gb-extra\ndata:\n  note: dropped by 1.1.0\n"
+RELEASE_TIMEOUT_S = 600
+
+
+@dataclass
+class Guestbook:
+    lab: Lab
+    git: GitServer
+    clone: Path
+
+    def releases(self) -> list[dict[str, Any]]:
+        custom = client.CustomObjectsApi(self.lab.api_client(self.lab.home_context))
+        items = custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, "releases")["items"]
+        return [r for r in items if r["spec"]["app"] == APP]
+
+    def release(self, version: str) -> dict[str, Any] | None:
+        found = [r for r in self.releases() if r["spec"]["version"] == version]
+        return found[-1] if found else None
+
+    def wait(self, version: str, phases: set[str]) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            rel = self.release(version)
+            return rel if rel and (rel.get("status") or {}).get("phase") in phases else None
+
+        found: dict[str, Any] = wait_for(
+            reached,
+            RELEASE_TIMEOUT_S,
+            f"{APP} {version} to reach {sorted(phases)}",
+            lambda: yaml.safe_dump([r.get("status") for r in self.releases()])[-3000:],
+        )
+        return found
+
+    def api(self, region: str) -> client.ApiClient:
+        return self.lab.api_client(self.lab.region_contexts[region])
+
+    def job(self, region: str, name: str) -> Any:
+        return client.BatchV1Api(self.api(region)).read_namespaced_job(name, APP)
+
+    def deployment(self, region: str, name: str) -> Any:
+        return client.AppsV1Api(self.api(region)).read_namespaced_deployment(name, APP)
+
+    def configmaps(self, region: str) -> set[str]:
+        return {c.metadata.name for c in client.CoreV1Api(self.api(region)).list_namespaced_config_map(APP).items}
+
+    def push(self, version: str, changes: dict[str, str | None], message: str) -> None:
+        values = (self.clone / f"apps/{APP}/values.yaml").read_text()
+        self.git.commit_files({f"apps/{APP}/values.yaml": set_app_version(values, version), **changes}, message)
+
+
+@pytest.fixture(scope="module")
+def guestbook(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guestbook]:
+    state = tmp_path_factory.mktemp("e2e-guestbook")
+    install_crds(lab.kubeconfig, lab.home_context)
+    _cleanup(lab)
+    identities = install_identities(lab, state)
+    template = (BASE / "region" / "app-namespace.yaml").read_text()
+    for context in lab.region_contexts.values():  # the operator grants the app's namespace
+        lab.kubectl(
+            context,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+            input=template.replace("APP_NAMESPACE", APP),
+        )
+    git = GitServer(state / "git").start()
+    clone = git.clone(state / "clone")
+    changes: dict[str, str | None] = dict(
+        single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(lab.region_contexts))
+    )
+    changes[EXTRA] = EXTRA_YAML
+    git.commit_files(changes, "e2e: the guestbook only, at lab scale, with an extra ConfigMap")
+    lab_traffic.client().set_apps([AppSpec(APP, APP, RATE_RPS)])
+    proc = ControllerProcess(
+        identities.controller,
+        lab.home_context,
+        git.url,
+        state,
+        lab_traffic.prometheus_url,
+        identity="controller-0",
+        poll_seconds=2.0,
+        extra_args=["--analysis-window-seconds", "5"],
+    ).start()
+    try:
+        yield Guestbook(lab, git, state / "clone")
+    finally:
+        proc.stop()
+        git.stop()
+        _cleanup(lab)
+
+
+def _cleanup(lab: Lab) -> None:
+    custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
+    for plural in ("releases", "releaseactions", "rolloutsources"):
+        for item in custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural)["items"]:
+            custom.delete_namespaced_custom_object(
+                "rollout.dev", "v1alpha1", NAMESPACE, plural, item["metadata"]["name"]
+            )
+    with contextlib.suppress(client.exceptions.ApiException):
+        custom.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", APP)
+    cores = [client.CoreV1Api(lab.api_client(context)) for context in lab.region_contexts.values()]
+    for core in cores:
+        with contextlib.suppress(client.exceptions.ApiException):
+            core.delete_namespace(APP)
+    wait_for(
+        lambda: not any(ns.metadata.name == APP for core in cores for ns in core.list_namespace().items),
+        120,
+        f"namespace {APP} to be deleted in every region",
+    )
+
+
+def applied_at(deployment: Any) -> datetime:
+    """When the controller last changed the Deployment (its field manager's managedFields time)."""
+    times = [m.time for m in deployment.metadata.managed_fields or [] if m.manager == MANAGER]
+    assert times, f"{deployment.metadata.name} was never applied by {MANAGER}"
+    return max(times)
+
+
+def complete(job: Any) -> bool:
+    return any(c.type == "Complete" and c.status == "True" for c in (job.status.conditions or []))
+
+
+def hook(release: dict[str, Any], phase: str) -> str:
+    return f"db-backup-{release['spec']['commit'][:12]}-{phase}"
+
+
+def test_released_twice_with_the_backup_first_and_the_dropped_object_pruned(guestbook: Guestbook) -> None:
+    values = yaml.safe_load((guestbook.clone / f"apps/{APP}/values.yaml").read_text())
+    first = guestbook.wait(str(values["version"]), {"Succeeded"})
+    for region in guestbook.lab.region_contexts:
+        job = guestbook.job(region, hook(first, "pre-upgrade"))
+        web = guestbook.deployment(region, "gb-web")
+        assert complete(job), (region, job.status)
+        assert job.status.completion_time <= web.metadata.creation_timestamp, region  # the backup came first
+        assert guestbook.deployment(region, "gb-mysql").spec.strategy.type == "Recreate", region
+        assert "gb-extra" in guestbook.configmaps(region), region
+
+    guestbook.push("1.1.0", {EXTRA: None}, "guestbook 1.1.0: drop gb-extra")
+    second = guestbook.wait("1.1.0", {"Succeeded"})
+    for region in guestbook.lab.region_contexts:
+        job = guestbook.job(region, hook(second, "pre-upgrade"))
+        web = guestbook.deployment(region, "gb-web")
+        assert complete(job), (region, job.status)
+        assert web.metadata.labels["app.kubernetes.io/version"] == "1.1.0", region
+        assert job.status.completion_time <= applied_at(web), region  # before the release changed gb-web
+        assert "gb-extra" not in guestbook.configmaps(region), region  # pruned once the release passed
+
+
+def test_a_database_that_never_gets_ready_is_rolled_back_after_its_backup(guestbook: Guestbook) -> None:
+    template = (guestbook.clone / f"apps/{APP}/manifests/mysql.yaml").read_text()  # Jinja, not YAML yet
+    pod_labels = "        app.kubernetes.io/component: db\n    spec:"
+    assert template.count(pod_labels) == 1, template
+    broken = template.replace(
+        pod_labels, f"        app.kubernetes.io/component: db\n        {FAULT_LABEL}: never-ready\n    spec:"
+    )
+    guestbook.push("1.2.0", {f"apps/{APP}/manifests/mysql.yaml": broken}, "guestbook 1.2.0: db never Ready")
+    third = guestbook.wait("1.2.0", {"RolledBack", "Failed", "Succeeded"})
+    status = third["status"]
+    assert status["phase"] == "RolledBack", status
+    assert "gb-mysql" in status.get("message", ""), status  # failed for its database, not for another reason
+    print(f"guestbook 1.2.0: {status.get('failedRegion')}: {status.get('message')}")
+    touched = [r for r, s in (status.get("regions") or {}).items() if s.get("phase") not in (None, "Pending")]
+    assert touched, status
+    for region in touched:
+        backup = guestbook.job(region, hook(third, "pre-rollback"))
+        db = guestbook.deployment(region, "gb-mysql")
+        assert complete(backup), (region, backup.status)
+        assert backup.status.completion_time <= applied_at(db), region  # the backup ran before the restore
+        assert db.metadata.labels["app.kubernetes.io/version"] == "1.1.0", region
+        assert FAULT_LABEL not in db.spec.template.metadata.labels, region
