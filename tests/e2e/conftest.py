@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -445,22 +445,24 @@ def _policy_active(lab: Lab) -> bool:
     return False
 
 
-def _cleanup(lab: Lab) -> None:
-    """Leave the lab as the next module expects it: no releases, no checkout, full weights."""
+def _cleanup(lab: Lab, apps: Sequence[str] = (APP,)) -> None:
+    """Leave the lab as the next module expects it: no releases, none of `apps`, full weights."""
     custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
     for plural in ("releases", "releaseactions", "rolloutsources"):
         for item in custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural)["items"]:
             custom.delete_namespaced_custom_object(
                 "rollout.dev", "v1alpha1", NAMESPACE, plural, item["metadata"]["name"]
             )
-    with contextlib.suppress(client.exceptions.ApiException):
-        custom.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", APP)
+    for app in apps:
+        with contextlib.suppress(client.exceptions.ApiException):
+            custom.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", app)
     cores = [client.CoreV1Api(lab.api_client(context)) for context in lab.region_contexts.values()]
     for core in cores:
-        with contextlib.suppress(client.exceptions.ApiException):
-            core.delete_namespace(APP)
+        for app in apps:
+            with contextlib.suppress(client.exceptions.ApiException):
+                core.delete_namespace(app)
 
     def gone() -> bool:
-        return not any(ns.metadata.name == APP for core in cores for ns in core.list_namespace().items)
+        return not any(ns.metadata.name in apps for core in cores for ns in core.list_namespace().items)
 
-    wait_for(gone, 120, f"namespace {APP} to be deleted in every region")
+    wait_for(gone, 120, f"namespaces {', '.join(apps)} to be deleted in every region")

@@ -15,7 +15,6 @@ controller's records, except which regions the third release touched.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +31,7 @@ from deploy.lab.demo import single_app_changes
 from deploy.lab.gitserver import GitServer, set_app_version
 from deploy.lab.simulator.model import AppSpec
 from strategies.fake import FAULT_LABEL
-from tests.e2e.conftest import BASE, NAMESPACE, RATE_RPS, install_identities, wait_for
+from tests.e2e.conftest import BASE, NAMESPACE, RATE_RPS, _cleanup, install_identities, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +91,7 @@ class Guestbook:
 def guestbook(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guestbook]:
     state = tmp_path_factory.mktemp("e2e-guestbook")
     install_crds(lab.kubeconfig, lab.home_context)
-    _cleanup(lab)
+    _cleanup(lab, (APP,))
     identities = install_identities(lab, state)
     template = (BASE / "region" / "app-namespace.yaml").read_text()
     for context in lab.region_contexts.values():  # the operator grants the app's namespace
@@ -128,27 +127,7 @@ def guestbook(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFacto
     finally:
         proc.stop()
         git.stop()
-        _cleanup(lab)
-
-
-def _cleanup(lab: Lab) -> None:
-    custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
-    for plural in ("releases", "releaseactions", "rolloutsources"):
-        for item in custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural)["items"]:
-            custom.delete_namespaced_custom_object(
-                "rollout.dev", "v1alpha1", NAMESPACE, plural, item["metadata"]["name"]
-            )
-    with contextlib.suppress(client.exceptions.ApiException):
-        custom.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", APP)
-    cores = [client.CoreV1Api(lab.api_client(context)) for context in lab.region_contexts.values()]
-    for core in cores:
-        with contextlib.suppress(client.exceptions.ApiException):
-            core.delete_namespace(APP)
-    wait_for(
-        lambda: not any(ns.metadata.name == APP for core in cores for ns in core.list_namespace().items),
-        120,
-        f"namespace {APP} to be deleted in every region",
-    )
+        _cleanup(lab, (APP,))
 
 
 def applied_at(deployment: Any) -> datetime:

@@ -8,7 +8,6 @@ covered: they are not mapped onto release phases yet.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from deploy.lab.controllerproc import ControllerProcess, install_crds
 from deploy.lab.demo import lab_scale_plans, single_app_changes
 from deploy.lab.gitserver import GitServer
 from deploy.lab.simulator.model import AppSpec
-from tests.e2e.conftest import BASE, NAMESPACE, RATE_RPS, WEBHOOK_SECRET, install_identities, wait_for
+from tests.e2e.conftest import BASE, NAMESPACE, RATE_RPS, WEBHOOK_SECRET, _cleanup, install_identities, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -113,29 +112,7 @@ def sources(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFactory
     finally:
         proc.stop()
         git.stop()
-        _cleanup(lab)
-
-
-def _cleanup(lab: Lab) -> None:
-    custom = client.CustomObjectsApi(lab.api_client(lab.home_context))
-    for plural in ("releases", "releaseactions", "rolloutsources"):
-        for item in custom.list_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, plural)["items"]:
-            custom.delete_namespaced_custom_object(
-                "rollout.dev", "v1alpha1", NAMESPACE, plural, item["metadata"]["name"]
-            )
-    for app in VERSIONS:
-        with contextlib.suppress(client.exceptions.ApiException):
-            custom.delete_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", NAMESPACE, "dnsendpoints", app)
-    cores = [client.CoreV1Api(lab.api_client(context)) for context in lab.region_contexts.values()]
-    for core in cores:
-        for app in VERSIONS:
-            with contextlib.suppress(client.exceptions.ApiException):
-                core.delete_namespace(app)
-
-    def gone() -> bool:
-        return not any(ns.metadata.name in VERSIONS for core in cores for ns in core.list_namespace().items)
-
-    wait_for(gone, 120, "the apps' namespaces to be deleted in every region")
+        _cleanup(lab, tuple(VERSIONS))
 
 
 def _phase(sources: Sources, app: str) -> str:

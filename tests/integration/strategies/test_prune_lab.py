@@ -8,7 +8,6 @@ server's discovery, so this also checks that every served kind is listed without
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -22,6 +21,7 @@ from config.render import Rendered
 from strategies.manifests import stamped
 from strategies.model import Commands, Phase
 from strategies.prune import ANNOTATION_PRUNE
+from tests.fixtures.traffic import wait_until
 from tests.unit.strategies.helpers import rollout, run_until_settled
 
 from .conftest import REGION
@@ -47,15 +47,6 @@ def configmaps(api: client.ApiClient, ns: str) -> set[str]:
     return {c.metadata.name for c in client.CoreV1Api(api).list_namespaced_config_map(ns).items}
 
 
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def test_an_object_dropped_from_git_is_pruned_after_success_and_restored_by_a_rollback(
     region: Any, timings: Any, stopwatch: Callable[[], float]
 ) -> None:
@@ -79,7 +70,7 @@ def test_an_object_dropped_from_git_is_pruned_after_success_and_restored_by_a_ro
 
     status = run_until_settled(cluster, second, timeout=RUN_TIMEOUT, max_wait=0.5)
     assert status.phase is Phase.SUCCEEDED, status
-    assert eventually(lambda: "extra" not in configmaps(api, ns)), configmaps(api, ns)
+    wait_until(lambda: "extra" not in configmaps(api, ns), 20.0, 0.2, "ConfigMap extra to be deleted")
     assert {"keep", "theirs"} <= configmaps(api, ns)
     timings.record("prune: release 2 without it -> extra deleted", status.phase.value, stopwatch())
 

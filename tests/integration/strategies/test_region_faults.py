@@ -18,19 +18,12 @@ from kubernetes.client.exceptions import ApiException
 from strategies import StrategyStatus
 from strategies.driver import drive
 from strategies.model import Phase
+from tests.fixtures.traffic import wait_until
 from tests.unit.strategies.helpers import T0, rollout
 
 from .conftest import REGION
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s}s")
-        time.sleep(0.2)
 
 
 def test_rbac_revoked_mid_release_fails_the_step_at_once_naming_the_refusal(region: Any) -> None:
@@ -56,14 +49,14 @@ def test_rbac_revoked_mid_release_fails_the_step_at_once_naming_the_refusal(regi
     cluster = new_cluster()
     cluster.api_client.set_default_header("Impersonate-User", user)
     apps = client.AppsV1Api(cluster.api_client)
-    _wait(lambda: _can_list(apps, ns), 30, "the deployer's Role to take effect")
+    wait_until(lambda: _can_list(apps, ns), 30, 0.2, "the deployer's Role to take effect")
 
     r = rollout("catalog", REGION, namespace=ns)
     first = drive(cluster, r, StrategyStatus(), T0)
     assert first.error == "" and first.writes >= 1, first
 
     rbac.delete_namespaced_role_binding("deployer", ns)
-    _wait(lambda: not _can_list(apps, ns), 30, "the revocation to take effect")
+    wait_until(lambda: not _can_list(apps, ns), 30, 0.2, "the revocation to take effect")
     started = time.monotonic()
     r2 = replace(r, strategy=r.strategy.model_copy(update={"max_surge": 1}))  # the next step writes again
     refused = drive(cluster, r2, first.status, T0)
@@ -90,7 +83,7 @@ def test_the_namespace_deleted_mid_release_fails_the_step_naming_the_namespace(r
         assert first.error == "" and first.writes >= 1, first
 
         core.delete_namespace(ns)
-        _wait(lambda: _gone(core, ns), 90, f"namespace {ns} to be deleted")
+        wait_until(lambda: _gone(core, ns), 90, 0.2, f"namespace {ns} to be deleted")
         r2 = replace(r, strategy=r.strategy.model_copy(update={"max_surge": 1}))
         failed = drive(cluster, r2, first.status, T0)
         assert failed.status.phase is Phase.ROLLING_BACK, failed
