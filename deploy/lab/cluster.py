@@ -571,10 +571,14 @@ class Lab:
     @staticmethod
     def _unestablished(session: requests.Session, tls: dict[str, Any], c: ClusterInfo, names: list[str]) -> str | None:
         for name in names:
-            crd = session.get(
+            resp = session.get(
                 f"{c.server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}", timeout=10, **tls
-            ).json()
-            conds = {x["type"]: x["status"] for x in crd.get("status", {}).get("conditions", [])}
+            )
+            if resp.status_code != 200:
+                return f"{name}: HTTP {resp.status_code}"
+            # A CRD just created may carry "status": {"conditions": null} until the apiserver fills it in.
+            status = resp.json().get("status") or {}
+            conds = {x["type"]: x["status"] for x in status.get("conditions") or []}
             if conds.get("Established") != "True":
                 return f"{name} not Established"
         return None

@@ -242,7 +242,10 @@ def test_rolling_update_respects_surge_and_unavailable(
         assert obs.max_rs_replicas == replicas + surge, ctx
         assert obs.min_ready_pods == replicas - unavailable, ctx
         if surge == 0:
-            assert obs.max_live_pods == replicas, ctx
+            # The Deployment's bound is on ReplicaSet sizes (above). Pods follow them through two ReplicaSet
+            # controllers working independently, so the new pod may be created a moment before the old one
+            # is marked for deletion: one pod over is Kubernetes, more would mean the surge is not honoured.
+            assert obs.max_live_pods <= replicas + 1, ctx
 
 
 def test_never_ready_pods_keep_deployment_unavailable_until_progress_deadline(
