@@ -94,6 +94,18 @@ def read_yaml(root: Path, path: Path, issues: list[Issue]) -> Any:
     return _UNREADABLE
 
 
+def _located(model: type[BaseModel], loc: tuple[int | str, ...], message: str) -> tuple[str, str]:
+    """Where an error is, and its message. A check across fields (a model validator) has no location
+    of its own; it names the field it is about as "<field>: ..." so that the user is sent there."""
+    if loc:
+        return field_path(loc), message
+    field, sep, rest = message.partition(": ")
+    aliases = {f.alias or name for name, f in model.model_fields.items()}
+    if sep and field in aliases:
+        return field, rest
+    return "(top level)", message
+
+
 def parse_model(model: type[M], data: Any, shown: str, issues: list[Issue]) -> M | None:
     if data is _UNREADABLE:
         return None
@@ -104,8 +116,9 @@ def parse_model(model: type[M], data: Any, shown: str, issues: list[Issue]) -> M
         return model.model_validate(data)
     except ValidationError as exc:
         for err in _without_union_noise(exc.errors()):
-            problem, fix = problem_and_fix(err["type"], err["msg"].removeprefix("Value error, "))
-            issues.append(Issue(shown, field_path(err["loc"]) or "(top level)", problem, fix))
+            where, message = _located(model, err["loc"], err["msg"].removeprefix("Value error, "))
+            problem, fix = problem_and_fix(err["type"], message)
+            issues.append(Issue(shown, where, problem, fix))
         return None
     except Exception as exc:  # noqa: BLE001 - a validator failing unexpectedly (e.g. OverflowError on 10**20 days)
         issues.append(

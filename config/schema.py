@@ -471,9 +471,9 @@ class Plan(Model):
     @model_validator(mode="after")
     def _auto_needs_defaults(self) -> Plan:
         if self.waves == "auto" and self.auto_waves is None:
-            raise ValueError("waves: auto has no defaults; add autoWaves: {smokeWindow: ..., maxParallel: ...}")
+            raise ValueError("waves: 'auto' has no defaults; add autoWaves: {smokeWindow: ..., maxParallel: ...}")
         if isinstance(self.waves, list) and not self.waves:
-            raise ValueError("no waves; list at least one wave, or write waves: auto")
+            raise ValueError("waves: the list is empty; list at least one wave, or write waves: auto")
         return self
 
     @property

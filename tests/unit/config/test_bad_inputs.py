@@ -247,6 +247,20 @@ CASES = [
         "version",
         "not a semantic version",
     ),
+    Case(
+        "waves: auto without autoWaves (a check across fields names its field)",
+        edit_yaml("apps/checkout/rollout.yaml", lambda d: d.update(waves="auto")),
+        "apps/checkout/rollout.yaml",
+        "waves",
+        "'auto' has no defaults",
+    ),
+    Case(
+        "an empty list of waves",
+        edit_yaml("apps/checkout/rollout.yaml", lambda d: d.update(waves=[])),
+        "apps/checkout/rollout.yaml",
+        "waves",
+        "the list is empty",
+    ),
 ]
 
 
