@@ -134,7 +134,7 @@ class Engine:
             self._observe(key, [UNSERVED_LATENCY_S], [n])
             return
         s.first_traffic.setdefault(key, now)
-        profile = profiles.get((spec.name, answer.track.version), HEALTHY)
+        profile = faults.in_region(profiles.get((spec.name, answer.track.version), HEALTHY), region)
         ratio = faults.error_ratio(profile, s.first_traffic[key], now)
         if noise is None:
             errors, s.error_carry[key] = split_count(n * ratio, s.error_carry.get(key, 0.0))
@@ -143,7 +143,7 @@ class Engine:
         errors = min(errors, n)
         self._count(key, "200", n - errors)
         self._count(key, "500", errors)
-        median_s = faults.latency_ms(profile, spec.base_latency_ms) / 1000.0
+        median_s = faults.latency_ms(profile, spec.base_latency_ms, s.first_traffic[key], now) / 1000.0
         samples, weights = self._sample(median_s, n)
         self._observe(key, samples, weights)
 
@@ -192,7 +192,7 @@ class Engine:
                 continue
             key: SeriesKey = (region, app, track.version, track.track)
             first = s.first_seen.setdefault(key, now)
-            profile = profiles.get((app, track.version), HEALTHY)
+            profile = faults.in_region(profiles.get((app, track.version), HEALTHY), region)
             current[key] = faults.memory_bytes(profile, spec.base_memory_bytes, first, now)
         s.memory = current  # versions without pods disappear from the gauge
 

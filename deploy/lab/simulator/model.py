@@ -22,6 +22,10 @@ class FaultProfile:
         first appear in a region (a slow leak).
     latency_factor: multiplies every request's latency (1.2: a +20 % regression), after
         extra_latency_ms.
+    latency_growth_per_min: latency creeps up by this share of itself per minute since the version
+        first took traffic in a region (0.05: +5 %/min, a leak-like slow degradation).
+    regions: the profile applies only in these regions (empty: everywhere), e.g. the regions of
+        one locale (`faults.only_where`).
 
     With traffic noise on (`TrafficNoise`), error_ratio adds to the region's baseline error rate.
     """
@@ -31,8 +35,13 @@ class FaultProfile:
     errors_after_s: float | None = None
     memory_growth_bytes_per_min: float = 0.0
     latency_factor: float = 1.0
+    latency_growth_per_min: float = 0.0
+    regions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "regions", tuple(self.regions))  # JSON gives a list
+        if self.latency_growth_per_min < 0:
+            raise ValueError(f"latency_growth_per_min must be >= 0, got {self.latency_growth_per_min}")
         if not 0.0 <= self.error_ratio <= 1.0:
             raise ValueError(f"error_ratio must be within [0, 1], got {self.error_ratio}")
         if self.extra_latency_ms < 0 or self.memory_growth_bytes_per_min < 0:
