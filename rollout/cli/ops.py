@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
@@ -22,9 +22,19 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from config.times import parse_time
 from rollout.cli.repo import emit
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION
+from rollout.views import (  # noqa: F401 - re-exported: the CLI's tests and callers import them from here
+    STATUS_HEADER,
+    WIDE_HEADER,
+    action_rows,
+    active_release,
+    history_rows,
+    last_verdict,
+    rendered_by,
+    smoke_left,
+    status_rows,
+)
 
 ACK_TIMEOUT_S = 30.0
 console = Console()
@@ -89,6 +99,21 @@ class Ops:
         wait_s: float = ACK_TIMEOUT_S,
     ) -> dict[str, Any]:
         """Create the ReleaseAction and wait for the controller to handle it."""
+        created = self.submit(action, app, reason, region=region, full=full, force=force, to_release=to_release)
+        return self.wait_ack(action, created["metadata"]["name"], wait_s)
+
+    def submit(
+        self,
+        action: str,
+        app: str | None,
+        reason: str,
+        *,
+        region: str | None = None,
+        full: bool = False,
+        force: bool = False,
+        to_release: str | None = None,
+    ) -> dict[str, Any]:
+        """Create the ReleaseAction (as the CLI and `rollout ui` do) and return it, unacknowledged."""
         spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": self.whoami()}
         for key, value in (("app", app), ("region", region), ("toRelease", to_release)):
             if value:
@@ -103,11 +128,13 @@ class Ops:
             "metadata": {"generateName": f"{action}-{app or region}-"},
             "spec": spec,
         }
-        created = self.call(
+        created: dict[str, Any] = self.call(
             f"create a {action} action",
             lambda: self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, ACTIONS, body),
         )
-        name = created["metadata"]["name"]
+        return created
+
+    def wait_ack(self, action: str, name: str, wait_s: float = ACK_TIMEOUT_S) -> dict[str, Any]:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             current: dict[str, Any] = self.call(
@@ -164,75 +191,7 @@ def acted_on(message: str, releases: list[dict[str, Any]]) -> str:
     return "acted on: see `rollout status`"
 
 
-def active_release(releases: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return releases[-1] if releases else None
-
-
 # --- rendering ---------------------------------------------------------------------------------
-
-
-STATUS_HEADER = ["wave", "region", "phase", "strategy step", "weight", "last verdict", "message"]
-WIDE_HEADER = [*STATUS_HEADER, "smoke left", "started", "finished"]
-
-
-def status_rows(release: dict[str, Any], *, wide: bool = False, now: datetime | None = None) -> list[list[str]]:
-    """One row per region, in wave order; `wide` adds the verdict's numbers, the smoke window's
-    time left and the region's start and finish. Nothing is cut: the table folds long text."""
-    status = release.get("status") or {}
-    waves = {r: (i, w["name"]) for i, w in enumerate(release["spec"]["waves"]) for r in w["regions"]}
-    now = now or datetime.now(UTC)
-    rows = []
-    for region, (index, wave) in sorted(waves.items(), key=lambda kv: (kv[1][0], kv[0])):
-        state = (status.get("regions") or {}).get(region, {})
-        strategy = state.get("strategy") or {}
-        step = strategy.get("stepName") or (f"step {strategy['step']}" if "step" in strategy else "")
-        weight = "" if state.get("weight") is None else f"{state['weight']}%"
-        analysis = state.get("analysis") or {}
-        row = [
-            f"{index + 1} {wave}",
-            region,
-            state.get("phase", "Pending"),
-            step,
-            weight,
-            last_verdict(analysis, detailed=wide),
-            state.get("message", ""),
-        ]
-        if wide:
-            row += [smoke_left(state, now), state.get("started_at") or "", state.get("completed_at") or ""]
-        rows.append(row)
-    return rows
-
-
-def last_verdict(analysis: dict[str, Any], *, detailed: bool = False) -> str:
-    """The newest measurement as "check=verdict"; `detailed` adds its value, baseline and
-    threshold when the status records them."""
-    latest: dict[str, Any] | None = None
-    for run in analysis.values():
-        if isinstance(run, dict):
-            for m in run.get("measurements", []):
-                if latest is None or m["at"] >= latest["at"]:
-                    latest = m
-    if latest is None:
-        return ""
-    text = f"{latest['check']}={latest['verdict']}"
-    numbers = [f"{key} {latest[key]}" for key in ("value", "threshold", "baseline") if latest.get(key) is not None]
-    return f"{text} ({', '.join(numbers)})" if detailed and numbers else text
-
-
-def smoke_left(state: dict[str, Any], now: datetime) -> str:
-    """Time left in the region's smoke window ("" when it is not in one)."""
-    if state.get("phase") != "Smoke":
-        return ""
-    started = parse_time(state.get("smoke_started_at"))
-    seconds = state.get("smoke_seconds")
-    ends = started + timedelta(seconds=float(seconds)) if started and seconds else None
-    for run in (state.get("analysis") or {}).values():
-        if ends is None and isinstance(run, dict):
-            ends = parse_time(run.get("endsAt"))
-    if ends is None:
-        return ""
-    left = max(0, int((ends - now).total_seconds()))
-    return f"{left // 60}m{left % 60:02d}s"
 
 
 def status_title(release: dict[str, Any]) -> str:
@@ -294,43 +253,6 @@ def print_wide(out: Console, *renderables: RenderableType, wide: bool) -> None:
     )
     for renderable in renderables:
         target.print(renderable)
-
-
-def rendered_by(release: dict[str, Any]) -> str:
-    """The pinned renderer recorded on the Release, e.g. "helm v3.22.0" ("" for Jinja templates)."""
-    return ", ".join(f"{tool} {version}" for tool, version in sorted((release["spec"].get("renderers") or {}).items()))
-
-
-def history_rows(releases: list[dict[str, Any]]) -> list[list[str]]:
-    rows = []
-    for rel in reversed(releases):
-        status = rel.get("status") or {}
-        started, ended = status.get("startedAt"), status.get("completedAt")
-        took = f"{(_t(ended) - _t(started)).total_seconds():.0f}s" if started and ended else ""
-        people = [
-            f"{a['by']}: {a['action']} ({a['reason']})"
-            for a in status.get("audit", [])
-            if a.get("by", "controller") != "controller"
-        ]
-        rows.append(
-            [
-                rel["metadata"]["name"],
-                rel["spec"]["version"],
-                status.get("phase", "Pending"),
-                rel["metadata"]["creationTimestamp"],
-                took,
-                status.get("failedRegion") or "",
-                "; ".join(people) or "-",
-                rendered_by(rel),
-            ]
-        )
-    return rows
-
-
-def _t(text: str) -> datetime:
-    parsed = parse_time(text)
-    assert parsed is not None
-    return parsed
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -445,28 +367,6 @@ def history_table(title: str, header: list[str], rows: list[list[str]]) -> Table
     for row in rows:
         table.add_row(*map(Text, row))  # Text: a "[...]" in a message is not rich markup
     return table
-
-
-def action_rows(actions: list[dict[str, Any]], app: str) -> list[list[str]]:
-    """Responders' requests touching APP (its own, and region-wide drains/restores), newest first."""
-    rows = []
-    for action in sorted(actions, key=lambda a: a["metadata"].get("creationTimestamp", ""), reverse=True):
-        spec, status = action.get("spec") or {}, action.get("status") or {}
-        if spec.get("app") not in (app, None):
-            continue
-        target = " ".join(p for p in (spec.get("app"), spec.get("region")) if p)
-        outcome = " ".join(p for p in (status.get("state", "Pending"), status.get("message", "")) if p)
-        rows.append(
-            [
-                action["metadata"].get("creationTimestamp", ""),
-                spec.get("action", ""),
-                target,
-                spec.get("requestedBy", ""),
-                spec.get("reason", ""),
-                outcome[:80],
-            ]
-        )
-    return rows
 
 
 def _action_command(action: str, help_text: str, needs_app: bool = True) -> click.Command:
