@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from config.freezes import Freeze, active_freezes, frozen_until
 from config.times import format_time, parse_time
 from regions.analysis.model import Verdict
 from rollout.release import (
@@ -67,7 +68,7 @@ class RegionView:
 class Request:
     """A responder's action (ReleaseAction), already authorised by RBAC."""
 
-    action: str  # rollback | abort | pause | resume | promote
+    action: str  # rollback | abort | pause | resume | promote | override-freeze
     reason: str
     by: str
     region: str | None = None
@@ -84,6 +85,9 @@ class ReleaseView:
     requests: tuple[Request, ...] = ()
     blocked_by: str | None = None  # another release of the app still active
     previous: tuple[str, str] | None = None  # (commit, version) live before this release started
+    # Every freeze known (freezes.yaml at the last good commit, and responders' `rollout freeze`):
+    # while one covers the app in a region, no region starts; in-flight ones finish, rollbacks run.
+    freezes: tuple[Freeze, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ class SetRegionWeight:
 
 @dataclass(frozen=True)
 class Notify:
-    event: str  # started | promoted | failed | drained | rolledBack | paused | succeeded
+    event: str  # started | promoted | failed | drained | rolledBack | paused | succeeded | frozen | freezeOverride
     reason: str
     region: str | None = None
     warning: bool = False
@@ -121,6 +125,7 @@ class Draft:
     status: ReleaseStatus
     actions: list[Action] = field(default_factory=list)
     skip_smoke: set[str] = field(default_factory=set)
+    held: dict[str, list[Freeze]] = field(default_factory=dict)  # regions a freeze kept from starting
 
 
 def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action]]:
@@ -134,6 +139,8 @@ def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action
         _progress(view, out, now)
     elif phase == ReleasePhase.ROLLING_BACK:
         _roll_back(view, out, now)
+    if ReleasePhase(out.status.phase) in (ReleasePhase.PENDING, ReleasePhase.PROGRESSING):
+        _say_frozen(view, out, now)
     return out.status, out.actions
 
 
@@ -155,6 +162,15 @@ def _apply_request(view: ReleaseView, out: Draft, request: Request, now: datetim
                 region.message = ""
     elif request.action == "promote" and phase in (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED):
         _promote(view, out, request, now)
+    elif request.action == "override-freeze" and phase in (
+        ReleasePhase.PENDING,
+        ReleasePhase.PROGRESSING,
+        ReleasePhase.PAUSED,
+    ):
+        status.freeze_override = f"{request.by}: {request.reason}"
+        out.actions.append(
+            Notify("freezeOverride", f"freezes overridden by {request.by}: {request.reason}", warning=True)
+        )
     elif request.action in ("rollback", "abort") and phase in (
         ReleasePhase.PROGRESSING,
         ReleasePhase.PAUSED,
@@ -186,6 +202,10 @@ def _start(view: ReleaseView, out: Draft, now: datetime) -> None:
     if view.blocked_by:
         out.status.message = f"waiting for release {view.blocked_by} of the app to finish"
         return
+    first = view.spec.waves[0].regions
+    if first and all(_freeze_holds(view, out, name, now) for name in first):
+        return  # not started at all: _say_frozen tells why and until when
+    out.held.clear()
     status = out.status
     status.move(ReleasePhase.PROGRESSING)
     status.started_at = format_time(now)
@@ -240,6 +260,8 @@ def _progress(view: ReleaseView, out: Draft, now: datetime) -> None:
 
 def _start_region(view: ReleaseView, out: Draft, name: str, now: datetime) -> None:
     region = out.status.regions[name]
+    if _freeze_holds(view, out, name, now):
+        return  # stays Pending: a new region never starts during a freeze
     if not view.regions.get(name, RegionView()).reachable:
         region.move(RegionPhase.WAITING)
         region.message = "cluster unreachable; the wave waits for it"
@@ -254,7 +276,14 @@ def _advance_region(view: ReleaseView, out: Draft, name: str, smoke_seconds: flo
     region = out.status.regions[name]
     seen = view.regions.get(name, RegionView())
     phase = RegionPhase(region.phase)
-    if phase == RegionPhase.WAITING and seen.reachable:
+    if (
+        phase == RegionPhase.WAITING
+        and seen.reachable
+        and seen.strategy_phase is None
+        and _freeze_holds(view, out, name, now)
+    ):
+        region.message = "cluster reachable again; not started while frozen"
+    elif phase == RegionPhase.WAITING and seen.reachable:
         region.message = ""
         region.move(RegionPhase.PROGRESSING)
         if seen.strategy_phase is None:
@@ -310,6 +339,48 @@ def _first_failure(view: ReleaseView, status: ReleaseStatus) -> tuple[str, str] 
         if phase == RegionPhase.SMOKE and seen.smoke == Verdict.FAILURE:
             return name, f"smoke check failed: {seen.smoke_reason or 'no reason given'}"
     return None
+
+
+# --- freezes ----------------------------------------------------------------------------------
+
+
+def _freeze_holds(view: ReleaseView, out: Draft, name: str, now: datetime) -> bool:
+    """Whether a freeze keeps region `name` from starting now (noted in `out.held`)."""
+    if out.status.freeze_override:
+        return False
+    active = active_freezes(view.freezes, view.spec.app, name, now)
+    if active:
+        out.held[name] = active
+    return bool(active)
+
+
+def _say_frozen(view: ReleaseView, out: Draft, now: datetime) -> None:
+    """The release's status says which freeze holds it and until when; the Event and the audit
+    entry come once per freeze (when the text changes), not once per pass."""
+    status = out.status
+    if not out.held:
+        if status.frozen:
+            status.record(now, "unfrozen", f"no freeze holds the release any more (was: {status.frozen})")
+            if status.message == status.frozen:
+                status.message = ""
+            status.frozen = ""
+        return
+    freezes = list({f.name: f for fs in out.held.values() for f in fs}.values())
+    until = frozen_until(freezes, now)
+    text = (
+        f"frozen in {', '.join(sorted(out.held))}: {'; '.join(f.describe(now) for f in freezes)}; "
+        f"no new region starts until {format_time(until) if until else 'the freeze is lifted'}"
+    )
+    if _which(text) != _which(status.frozen):  # a freeze moving its end is not news
+        status.record(now, "frozen", text)
+        out.actions.append(Notify("frozen", text, warning=True))
+    status.frozen = text
+    if not status.message or status.message == status.frozen or status.message.startswith("frozen in "):
+        status.message = text
+
+
+def _which(frozen: str) -> str:
+    return frozen.split(" until ")[0]
 
 
 # --- failure, drain, rollback ---------------------------------------------------------------

@@ -152,6 +152,10 @@ class ReleaseStatus:
     audit: list[AuditEntry] = field(default_factory=list)
     quarantined: bool = False
     promote_full: bool = False  # a responder skipped every remaining smoke window
+    # The freeze holding the release before a region boundary ("" when none) and, once a responder
+    # overrode freezes for this release (`rollout override-freeze`), who and why.
+    frozen: str = ""
+    freeze_override: str = ""
     message: str = ""
     failed_region: str | None = None
     detect_seconds: float | None = None  # first exposure of the failed region -> failing verdict
@@ -179,6 +183,8 @@ class ReleaseStatus:
             "quarantined": self.quarantined,
             "message": self.message,
             **({"promoteFull": True} if self.promote_full else {}),
+            **({"frozen": self.frozen} if self.frozen else {}),
+            **({"freezeOverride": self.freeze_override} if self.freeze_override else {}),
             **({"failedRegion": self.failed_region} if self.failed_region else {}),
             **({"detectSeconds": self.detect_seconds} if self.detect_seconds is not None else {}),
             **({"previousCommit": self.previous_commit} if self.previous_commit else {}),
@@ -198,6 +204,8 @@ class ReleaseStatus:
             audit=[AuditEntry.from_dict(_snake(a)) for a in data.get("audit") or []],
             quarantined=bool(data.get("quarantined", False)),
             promote_full=bool(data.get("promoteFull", False)),
+            frozen=data.get("frozen", ""),
+            freeze_override=data.get("freezeOverride", ""),
             message=data.get("message", ""),
             failed_region=data.get("failedRegion"),
             detect_seconds=data.get("detectSeconds"),
