@@ -20,9 +20,10 @@ def _register_subcommands() -> None:
     from rollout.cli.drill import drill
     from rollout.cli.ops import ACTION_COMMANDS, history, status
     from rollout.cli.repo import plan, render_command, validate
+    from rollout.cli.ui import ui
     from rollout.cli.version import version
 
-    for command in (validate, plan, render_command, controller, status, history, *ACTION_COMMANDS, drill, version):
+    for command in (validate, plan, render_command, controller, status, history, *ACTION_COMMANDS, drill, ui, version):
         main.add_command(command)
 
 

@@ -1,0 +1,102 @@
+"""rollout ui's server logic without sockets: pages from the shared copy, buttons only for people
+who may act, and what a POST must carry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from rollout.store import ACTIONS, RELEASES
+from rollout.ui.live import Hub
+from rollout.ui.server import UI, is_loopback
+
+from .test_model import action, release
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class FakeBackend:
+    namespace = "rollout-system"
+    api_client: Any = None
+
+    def __init__(self, refuse: str = "") -> None:
+        self.refuse = refuse
+        self.submitted: list[tuple[str, str | None, str, str | None]] = []
+
+    def whoami(self) -> str:
+        return "rick"
+
+    def submit(self, action: str, app: str | None, reason: str, *, region: str | None = None) -> dict[str, Any]:
+        if self.refuse:
+            raise RuntimeError(self.refuse)
+        self.submitted.append((action, app, reason, region))
+        return {"metadata": {"name": f"{action}-x1"}}
+
+
+def make(may_act: bool, refuse: str = "") -> tuple[UI, FakeBackend, Hub]:
+    hub = Hub()
+    hub.replace(RELEASES, [release("checkout", "bbb", "t", "Failed", message="error-rate 0.3 > 0.05")])
+    hub.replace(ACTIONS, [action("pause-x1", "pause", "t", "Done", app="checkout")])
+    backend = FakeBackend(refuse)
+    return UI(backend, hub, now=lambda: NOW, access=lambda: may_act), backend, hub
+
+
+def test_pages_render_from_the_shared_copy() -> None:
+    ui, _, _ = make(True)
+    fleet = ui.render("/", {}, live_only=False)
+    assert fleet is not None and "checkout" in fleet and "error-rate 0.3 &gt; 0.05" in fleet and ui.token in fleet
+    assert ui.render("/release/checkout-bbb", {}, live_only=True) is not None
+    assert "History of checkout" in (ui.render("/app/checkout", {}, live_only=True) or "")
+    assert "Region us-east" in (ui.render("/region/us-east", {}, live_only=True) or "")
+    assert ui.render("/release/nope", {}, live_only=True) is None
+    assert ui.render("/etc/passwd", {}, live_only=True) is None
+
+
+def test_buttons_only_for_someone_who_may_create_actions() -> None:
+    responder, _, _ = make(True)
+    viewer, _, _ = make(False)
+    assert 'id="act-pause"' in (responder.render("/release/checkout-bbb", {}, live_only=False) or "")
+    assert 'id="act-drain"' in (responder.render("/region/us-east", {}, live_only=False) or "")
+    assert "act-" not in (viewer.render("/release/checkout-bbb", {}, live_only=False) or "")
+    assert "act-" not in (responder.render("/", {}, live_only=False) or "")  # the fleet acts on nothing
+
+
+def test_actions_are_checked_before_they_are_sent() -> None:
+    ui, backend, _ = make(True)
+    assert ui.act({"action": "pause", "app": "checkout", "reason": "  "})[0] == 400
+    assert ui.act({"action": "pause", "app": "ghost", "reason": "r"})[0] == 404
+    assert ui.act({"action": "drain", "app": "checkout", "region": "eu-west", "reason": "r"})[0] == 400
+    assert ui.act({"action": "delete", "app": "checkout", "reason": "r"})[0] == 400
+    assert backend.submitted == []
+    status, answer = ui.act({"action": "pause", "app": "checkout", "reason": " slow "})
+    assert status == 200 and answer["name"] == "pause-x1"
+    assert ui.act({"action": "drain", "region": "eu-west", "reason": "maintenance"})[0] == 200
+    assert backend.submitted == [("pause", "checkout", "slow", None), ("drain", None, "maintenance", "eu-west")]
+    assert ui.action_state("pause-x1") == {"name": "pause-x1", "state": "Done", "message": "ok"}
+
+
+def test_the_api_servers_refusal_is_passed_on_readable() -> None:
+    ui, _, _ = make(True, refuse="permission denied: vera may not create releaseactions.rollout.dev")
+    status, answer = ui.act({"action": "pause", "app": "checkout", "reason": "r"})
+    assert status == 403 and answer["error"].startswith("permission denied: vera")
+
+
+def test_hub_counts_changes_and_wakes_waiters() -> None:
+    hub = Hub()
+    start = hub.version
+    hub.apply(RELEASES, "ADDED", release("a", "1", "t"))
+    assert hub.wait(start, 0.01) == start + 1 and len(hub.releases()) == 1
+    hub.apply(RELEASES, "DELETED", release("a", "1", "t"))
+    assert hub.releases() == [] and not hub.synced
+    hub.replace(RELEASES, [])
+    hub.replace(ACTIONS, [])
+    assert hub.synced
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"), [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False)]
+)
+def test_loopback(address: str, loopback: bool) -> None:
+    assert is_loopback(address) is loopback
