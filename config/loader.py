@@ -5,6 +5,7 @@ Layout (docs/repository.md):
     apps/<app>/rollout.yaml        Plan
     apps/<app>/values.yaml         AppValues
     apps/<app>/manifests/*.yaml    templates rendered per region
+    freezes.yaml                   change freezes (optional; config/freezes.py)
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.errors import InvalidRepository, Issue, field_path, problem_and_fix
+from config.freezes import FILE as FREEZES_FILE
+from config.freezes import Freeze, parse_freezes
 from config.grants import DEFAULT_POLICY, Policy
 from config.policies import repository_issues
 from config.repository import AppSource, Repository
@@ -36,7 +39,8 @@ def load_repository(root: Path | str, grants: Policy = DEFAULT_POLICY) -> Reposi
         raise InvalidRepository([Issue(str(root), "", "is not a directory", "point at a rollout repository")])
     regions = _load_regions(root, issues)
     apps = _load_apps(root, issues)
-    repo = Repository(root=root, regions=regions, apps=apps, grants=grants)
+    freezes = _load_freezes(root, regions, apps, issues)
+    repo = Repository(root=root, regions=regions, apps=apps, grants=grants, freezes=freezes)
     issues += repository_issues(repo)
     if issues:
         raise InvalidRepository(issues)
@@ -194,6 +198,19 @@ def _load_apps(root: Path, issues: list[Issue]) -> dict[str, AppSource]:
         elif plan is not None and values is not None:
             apps[plan.app] = AppSource(plan.app, directory, plan, values)
     return apps
+
+
+def _load_freezes(
+    root: Path, regions: dict[str, Region], apps: dict[str, AppSource], issues: list[Issue]
+) -> tuple[Freeze, ...]:
+    """freezes.yaml at the root (optional): change freezes, checked against the apps and regions."""
+    path = root / FREEZES_FILE
+    if not path.exists() and not path.is_symlink():
+        return ()
+    data = read_yaml(root, path, issues)
+    if data is _UNREADABLE:
+        return ()
+    return tuple(parse_freezes(data, issues, apps, regions))
 
 
 def _load_file(root: Path, path: Path, model: type[M], issues: list[Issue]) -> M | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.freezes import Freeze
 from config.grants import DEFAULT_POLICY, Policy
 from config.schema import AppValues, Plan, Region
 
@@ -24,6 +25,7 @@ class Repository:
     apps: dict[str, AppSource]
     # the operator's policy (config/grants.py), from outside Git; render() checks every output against it
     grants: Policy = DEFAULT_POLICY
+    freezes: tuple[Freeze, ...] = ()  # freezes.yaml at the repository root (config/freezes.py)
 
     def relative(self, path: Path) -> str:
         try:

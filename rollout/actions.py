@@ -9,21 +9,27 @@ the fix, and nothing acts on it.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from config.freezes import Freeze, runtime_freeze
+from config.times import format_time, parse_time
 from rollout.orchestrator import Request
 from rollout.release import ReleasePhase
 
 if TYPE_CHECKING:
     from rollout.store import StoredRelease
 
-RELEASE_ACTIONS = frozenset({"rollback", "abort", "pause", "resume", "promote"})
+OVERRIDE_FREEZE = "override-freeze"  # its own RBAC verb: deploy/base/admission-policy.yaml
+RELEASE_ACTIONS = frozenset({"rollback", "abort", "pause", "resume", "promote", OVERRIDE_FREEZE})
 GLOBAL_ACTIONS = frozenset({"drain", "restore"})
+FREEZE_ACTIONS = frozenset({"freeze", "unfreeze"})  # the action object itself is the freeze's record
 DRILL = "drill"
-ALL_ACTIONS = RELEASE_ACTIONS | GLOBAL_ACTIONS | {DRILL}
+ALL_ACTIONS = RELEASE_ACTIONS | GLOBAL_ACTIONS | FREEZE_ACTIONS | {DRILL}
 
 COMMON = frozenset({"action", "reason", "requestedBy"})
 # action -> (required fields, optional fields); a field outside both is refused (it would be ignored).
@@ -37,6 +43,10 @@ FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "restore": (frozenset({"region"}), frozenset({"app"})),
     # the drill's "allow a high-traffic region" flag: `full` (old name) or `force`
     "drill": (frozenset({"app", "region"}), frozenset({"full", "force"})),
+    # no app: every app (rollout freeze --all); no until: until `rollout unfreeze`
+    "freeze": (frozenset(), frozenset({"app", "region", "until"})),
+    "unfreeze": (frozenset(), frozenset({"app", "region"})),
+    OVERRIDE_FREEZE: (frozenset({"app"}), frozenset({"release"})),
 }
 BOOLEAN_FIELDS = frozenset({"full", "force"})
 NAME_FIELDS = ("app", "region", "release", "toRelease")
@@ -69,6 +79,7 @@ class Checked:
     release: str | None = None
     to_release: str | None = None
     full: bool = False
+    until: datetime | None = None
 
     def request(self) -> Request:
         return Request(self.action, self.reason, self.by, self.region, self.full, self.to_release)
@@ -116,7 +127,16 @@ def check(action: Mapping[str, Any], known: Known) -> Checked | Rejected:
             if not isinstance(value, str) or not pattern.match(value):
                 return Rejected(f"spec.{key} {value!r} is not a valid name (lowercase letters, digits, '-')")
             names[key] = value
-    return _known(kind, reason, by, names, bool(spec.get("full") or spec.get("force")), known)
+    until = None
+    if "until" in present:
+        with contextlib.suppress(ValueError):
+            until = parse_time(spec["until"]) if isinstance(spec["until"], str) else None
+        if until is None:
+            return Rejected(f"spec.until {spec['until']!r} is not an RFC 3339 time; write e.g. 2026-12-24T18:00:00Z")
+    checked = _known(kind, reason, by, names, bool(spec.get("full") or spec.get("force")), known)
+    if isinstance(checked, Checked) and until is not None:
+        return replace(checked, until=until)
+    return checked
 
 
 def _known(kind: str, reason: str, by: str, names: dict[str, str], full: bool, known: Known) -> Checked | Rejected:
@@ -156,6 +176,7 @@ ACCEPTS: dict[str, frozenset[ReleasePhase]] = {
     "promote": frozenset({P.PROGRESSING, P.PAUSED}),
     "abort": frozenset({P.PROGRESSING, P.PAUSED}),
     "rollback": frozenset({P.PROGRESSING, P.PAUSED, P.SUCCEEDED}),
+    OVERRIDE_FREEZE: frozenset({P.PENDING, P.PROGRESSING, P.PAUSED}),
 }
 LIVE = (P.PROGRESSING, P.PAUSED, P.ROLLING_BACK)  # the release that holds the app's regions now
 
@@ -208,6 +229,8 @@ def target(checked: Checked, releases: Sequence[StoredRelease]) -> Target:
     pending = [r for r in ordered if phase(r) is P.PENDING]
     if action == "pause" and pending:
         return Target(pending[0].name, f"{described(pending[0])}: paused, it will not start until resumed")
+    if action == OVERRIDE_FREEZE and pending:
+        return Target(pending[0].name, f"{described(pending[0])}: it starts despite freezes")
     if action == "rollback":
         good = [r for r in ordered if phase(r) is P.SUCCEEDED]
         if good:
@@ -222,3 +245,72 @@ def target(checked: Checked, releases: Sequence[StoredRelease]) -> Target:
     latest = f"; the latest {described(ordered[-1])}" if ordered else ""
     more = f"; `rollout rollback {app}` returns to the release before it" if action == "abort" and ordered else ""
     return Target(None, f"no release of {app!r} is in progress{latest}{more}")
+
+
+# --- run-time freezes ------------------------------------------------------------------------------
+
+
+def runtime_freezes(actions: Iterable[Mapping[str, Any]], now: datetime) -> list[Freeze]:
+    """The freezes responders set (`rollout freeze`, carried out: state Done) that have not ended and
+    that no later carried-out `rollout unfreeze` of the same scope lifted. Level-triggered: worked
+    out from the ReleaseActions alone on every pass, nothing else is stored."""
+    done = [a for a in actions if (a.get("status") or {}).get("state") == "Done"]
+    lifts = [(_handled(a), a["spec"]) for a in done if (a.get("spec") or {}).get("action") == "unfreeze"]
+    out = []
+    for action in done:
+        spec = action.get("spec") or {}
+        if spec.get("action") != "freeze":
+            continue
+        since = _handled(action)
+        app, region = spec.get("app"), spec.get("region")
+        try:
+            until = parse_time(spec.get("until"))
+        except ValueError:
+            continue  # check() rejects it; an action stored before that check cannot freeze
+        if until is not None and until <= now:
+            continue
+        if any(at > since and _lifts(lift, app, region) for at, lift in lifts):
+            continue
+        name = str((action.get("metadata") or {}).get("name") or "freeze")
+        out.append(
+            runtime_freeze(
+                name, str(spec.get("reason", "")), str(spec.get("requestedBy", "?")), app, region, since, until
+            )
+        )
+    return out
+
+
+def freeze_note(checked: Checked, active: Sequence[Freeze]) -> str:
+    """What a carried-out freeze or unfreeze says in its status (`active`: the run-time freezes
+    before it)."""
+    scope = f"{checked.app or 'every app'} in {checked.region or 'every region'}"
+    if checked.action == "freeze":
+        until = format_time(checked.until) if checked.until else "`rollout unfreeze`"
+        return f"frozen: no release starts a new region for {scope} until {until}"
+    lifted = [
+        f.name
+        for f in active
+        if _lifts(
+            {"app": checked.app, "region": checked.region},
+            f.apps[0] if f.apps else None,
+            f.regions[0] if f.regions else None,
+        )
+    ]
+    if not lifted:
+        return f"no run-time freeze of {scope} was active (freezes.yaml windows are lifted in Git)"
+    return f"lifted {', '.join(lifted)}"
+
+
+def _lifts(unfreeze: Mapping[str, Any], app: str | None, region: str | None) -> bool:
+    """An unfreeze without app lifts every run-time freeze; with one, that app's (and the same for region)."""
+    return unfreeze.get("app") in (None, app) and unfreeze.get("region") in (None, region)
+
+
+def _handled(action: Mapping[str, Any]) -> datetime:
+    status = action.get("status") or {}
+    metadata = action.get("metadata") or {}
+    try:
+        at = parse_time(status.get("handledAt")) or parse_time(metadata.get("creationTimestamp"))
+    except ValueError:
+        at = None
+    return at or datetime.min.replace(tzinfo=UTC)

@@ -19,12 +19,13 @@ from kubernetes import client
 from kubernetes import config as kube_config  # not the project's config package
 from kubernetes.client.exceptions import ApiException
 
+from config.freezes import Freeze
 from config.times import format_time
 from regions.analysis import PrometheusProvider
 from regions.analysis.rate import DEFAULT_DRAIN_QUERY
 from regions.traffic import DNSEndpointTraffic
 from rollout import actions, metrics, notify
-from rollout.cache import WatchCache
+from rollout.cache import ReleaseIndex, WatchCache
 from rollout.drill import RUNNING, DrillRunner
 from rollout.failures import Retries
 from rollout.gitsync import Credentials, GitMirror, HostKeyChecking, Secret, SizeCaps
@@ -150,6 +151,9 @@ class Controller:
         self.wake = threading.Event()
         self.releases = WatchCache(self.home, GROUP, VERSION, settings.namespace, RELEASES, self.wake.set)
         self.actions = WatchCache(self.home, GROUP, VERSION, settings.namespace, ACTIONS, self.wake.set)
+        self.store.read_from(self.releases)  # Git polls list the fleet from memory, not the API
+        self.index = ReleaseIndex(self.releases, ACTIVE)
+        self._pending: tuple[int, list[dict[str, Any]]] = (-1, [])  # (actions cache version, not yet handled)
         self.sync = GitSync(
             self.mirror, self.workspace, self.store, self.home, settings.source_name, self.elector.is_leader
         )
@@ -176,6 +180,7 @@ class Controller:
         self._events = KubernetesEvents(self.home, settings.namespace)
         self._reconciler: ReleaseReconciler | None = None
         self._drills: DrillRunner | None = None
+        self._git_freezes: tuple[Freeze, ...] = ()  # freezes.yaml as last read
         self._retries = Retries()  # backoff of releases whose last reconcile failed (transiently)
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
@@ -277,19 +282,24 @@ class Controller:
 
     def reconcile_all(self, now: datetime) -> None:
         assert self._reconciler is not None
-        by_app: dict[str, list[StoredRelease]] = defaultdict(list)
-        for obj in self.releases.items():
-            release = StoredRelease.from_object(obj)
-            by_app[release.spec.app].append(release)
-        _export_gauges(by_app)
-        self._retries.forget({r.name for stored in by_app.values() for r in stored})
-        pending = [
-            a
-            for a in self.actions.items()  # a running drill is advanced on every pass
-            if (a.get("status") or {}).get("state") in (None, "", RUNNING)
-        ]
-        requests = self._route_actions(pending, by_app, now)
-        self._reconcile_releases(by_app, requests, now)
+        if self.index.refresh():  # nothing changed since the last pass: no work per idle release
+            _export_gauges(self.index.by_app)
+            self._retries.forget(set(self.index.app_of))
+        by_app = self.index.by_app
+        if self._pending[0] != self.actions.version:
+            version = self.actions.version
+            self._pending = (
+                version,
+                [
+                    a
+                    for a in self.actions.items()  # a running drill is advanced on every pass
+                    if (a.get("status") or {}).get("state") in (None, "", RUNNING)
+                ],
+            )
+        requests = self._route_actions(self._pending[1], by_app, now)
+        self._reconciler.freezes = self._freezes(now)
+        moving = self.index.live | {self.index.app_of[n] for n in requests if n in self.index.app_of}
+        self._reconcile_releases({app: by_app[app] for app in moving}, requests, now)
         self._collect_trees(by_app, now)
 
     def _reconcile_releases(
@@ -393,6 +403,13 @@ class Controller:
         if checked.action in actions.GLOBAL_ACTIONS:
             self._global_action(action, checked, now)
             return
+        if checked.action in actions.FREEZE_ACTIONS:  # the action, once Done, is the freeze's record
+            if checked.until is not None and checked.until <= now:
+                self._finish_action(action, "Rejected", "spec.until is in the past; give a later time", now, True)
+                return
+            note = actions.freeze_note(checked, actions.runtime_freezes(self.actions.items(), now))
+            self._finish_action(action, "Done", note, now, warning=checked.action == "freeze")
+            return
         chosen = actions.target(checked, by_app.get(checked.app or "", []))  # the release actually live
         if chosen.release is None:
             self._finish_action(action, "Rejected", chosen.note, now, warning=True)
@@ -420,6 +437,17 @@ class Controller:
             except Exception as exc:  # noqa: BLE001 - the releases' own names still stand
                 log.warning("repository not loaded for action checks", commit=commit[:12], error=str(exc)[:200])
         return actions.Known(frozenset(apps), frozenset(regions), releases, complete=bool(self.sync.last_status))
+
+    def _freezes(self, now: datetime) -> tuple[Freeze, ...]:
+        """Responders' run-time freezes and freezes.yaml at the last good commit (kept from the last
+        read while the repository cannot be loaded: a freeze is not dropped by a Git outage)."""
+        commit = self.sync.last_status.get("lastGoodCommit")
+        if commit:
+            try:
+                self._git_freezes = self.workspace.repository(commit).freezes
+            except Exception as exc:  # noqa: BLE001 - keep the freezes read last
+                log.warning("freezes.yaml not read; keeping the last", commit=commit[:12], error=str(exc)[:200])
+        return tuple(actions.runtime_freezes(self.actions.items(), now)) + self._git_freezes
 
     def _global_action(self, action: dict[str, Any], checked: actions.Checked, now: datetime) -> None:
         assert self._reconciler is not None and checked.region is not None

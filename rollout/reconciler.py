@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from config.defaults import DEFAULT_CHECKS
+from config.freezes import Freeze
 from config.repository import AppSource, Repository
 from config.schema import Check
 from config.times import format_time, parse_time
@@ -112,6 +113,7 @@ class ReleaseReconciler:
         self.drain_query = drain_query
         self.analysis_window = analysis_window
         self.renderer = Renderer(workspace.repository)
+        self.freezes: tuple[Freeze, ...] = ()  # set by the controller each pass (freezes.yaml + `rollout freeze`)
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class ReleaseReconciler:
                 work.requests,
                 self._blocker(stored, siblings),
                 work.previous,
+                self.freezes,
             )
             status, actions = decide(view, now)
             work.status = status

@@ -4,13 +4,15 @@ windows in a time zone (across daylight-saving changes), and which app/region a 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from config.errors import Issue
+from config.errors import InvalidRepository, Issue
 from config.freezes import Freeze, active_freezes, frozen_until, parse_freezes, runtime_freeze
+from config.loader import load_repository
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
@@ -201,3 +203,32 @@ def test_duplicate_names() -> None:
 def test_empty_file_is_no_freezes() -> None:
     assert parse("") == ([], [])
     assert parse("freezes: []") == ([], [])
+
+
+# --- in the repository: `rollout validate` / load_repository -----------------------------------
+
+
+def test_the_repository_loads_freezes_yaml(example_copy: Path) -> None:
+    (example_copy / "freezes.yaml").write_text(
+        "freezes:\n"
+        "  - {name: weekend, reason: quiet, owner: sre, apps: [checkout], regions: [eu-west],"
+        " cron: '0 18 * * fri', duration: 63h, timeZone: Europe/Berlin}\n"
+    )
+    repo = load_repository(example_copy)
+    assert [f.name for f in repo.freezes] == ["weekend"] and repo.freezes[0].apps == ("checkout",)
+
+
+def test_no_freezes_yaml_is_no_freezes(example_copy: Path) -> None:
+    assert load_repository(example_copy).freezes == ()
+
+
+def test_validate_names_the_file_and_field_of_a_bad_freeze(example_copy: Path) -> None:
+    (example_copy / "freezes.yaml").write_text(
+        "freezes:\n  - {name: x, reason: r, owner: o, apps: [nope], regions: [mars], start: 2026-01-02T00:00:00Z}\n"
+    )
+    with pytest.raises(InvalidRepository) as raised:
+        load_repository(example_copy)
+    found = {(i.file, i.field) for i in raised.value.issues}
+    assert {("freezes.yaml", "freezes[0].apps"), ("freezes.yaml", "freezes[0].regions")} <= found
+    assert ("freezes.yaml", "freezes[0].end") in found
+    assert "freezes.yaml: freezes[0].apps: nope not in the repository" in raised.value.summary()
