@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -22,6 +22,10 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from config.durations import parse_duration
+from config.freezes import summary
+from config.times import format_time, parse_time
+from rollout.actions import runtime_freezes
 from rollout.cli.repo import emit
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION
 from rollout.views import (  # noqa: F401 - re-exported: the CLI's tests and callers import them from here
@@ -96,10 +100,13 @@ class Ops:
         full: bool = False,
         force: bool = False,
         to_release: str | None = None,
+        until: str | None = None,
         wait_s: float = ACK_TIMEOUT_S,
     ) -> dict[str, Any]:
         """Create the ReleaseAction and wait for the controller to handle it."""
-        created = self.submit(action, app, reason, region=region, full=full, force=force, to_release=to_release)
+        created = self.submit(
+            action, app, reason, region=region, full=full, force=force, to_release=to_release, until=until
+        )
         return self.wait_ack(action, created["metadata"]["name"], wait_s)
 
     def submit(
@@ -112,10 +119,11 @@ class Ops:
         full: bool = False,
         force: bool = False,
         to_release: str | None = None,
+        until: str | None = None,
     ) -> dict[str, Any]:
         """Create the ReleaseAction (as the CLI and `rollout ui` do) and return it, unacknowledged."""
         spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": self.whoami()}
-        for key, value in (("app", app), ("region", region), ("toRelease", to_release)):
+        for key, value in (("app", app), ("region", region), ("toRelease", to_release), ("until", until)):
             if value:
                 spec[key] = value
         if full:
@@ -125,7 +133,7 @@ class Ops:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ReleaseAction",
-            "metadata": {"generateName": f"{action}-{app or region}-"},
+            "metadata": {"generateName": f"{action}-{app or region or 'all'}-"},
             "spec": spec,
         }
         created: dict[str, Any] = self.call(
@@ -220,7 +228,8 @@ def status_view(release: dict[str, Any], *, wide: bool = False, now: datetime | 
     """`text`: a compact table (no message column) and, under it, each region's verdict and full
     message on lines of their own, word-wrapped; `wide`: one table with every column."""
     if wide:
-        return status_table(release, wide=True, now=now)
+        table, frozen = status_table(release, wide=True, now=now), frozen_lines(release)
+        return Group(table, *frozen) if frozen else table
     rows = status_rows(release, now=now)
     table = Table(title=Text(status_title(release)), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.pad_edge = False  # two more columns for the names on an 80-column terminal
@@ -232,7 +241,42 @@ def status_view(release: dict[str, Any], *, wide: bool = False, now: datetime | 
         verdict, message = row[5], row[6]
         if verdict or message:
             notes.append(Text(f"  {row[1]}: " + " — ".join(p for p in (verdict, message) if p), overflow="fold"))
-    return Group(table, *notes)
+    return Group(table, *notes, *frozen_lines(release))
+
+
+def frozen_lines(release: dict[str, Any]) -> list[Text]:
+    """Why the release waits at a region boundary, and until when; who overrode freezes for it."""
+    status = release.get("status") or {}
+    lines = [Text(f"  {status['frozen']}", overflow="fold")] if status.get("frozen") else []
+    if status.get("freezeOverride"):
+        lines.append(Text(f"  freezes overridden by {status['freezeOverride']}", overflow="fold"))
+    return lines
+
+
+def freeze_lines(actions: list[dict[str, Any]], now: datetime) -> list[Text]:
+    """The run-time freezes in force (`rollout freeze`); freezes.yaml windows show on the releases
+    they hold."""
+    return [
+        Text(f"frozen by {f.owner}: {summary(f)} ({f.reason}) [{f.name}]", overflow="fold")
+        for f in runtime_freezes(actions, now)
+    ]
+
+
+def until_time(text: str, now: datetime) -> str:
+    """`--until`: a duration from now (2h, 1d) or a time (RFC 3339; no offset: UTC), as RFC 3339."""
+    try:
+        return format_time(now + parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = parse_time(text)
+    except ValueError:
+        when = None
+    if when is None:
+        raise click.BadParameter(f"{text!r} is neither a duration (2h, 1d) nor a time (2026-12-24T18:00:00Z)")
+    if when <= now:
+        raise click.BadParameter(f"{text} is in the past; give a later time or a duration")
+    return format_time(when)
 
 
 def print_wide(out: Console, *renderables: RenderableType, wide: bool) -> None:
@@ -316,7 +360,8 @@ def status(
         return
     wide = output == "wide"
     if not watch:
-        print_wide(console, *(status_view(rel, wide=wide) for rel in latest()), wide=wide)
+        freezes = freeze_lines(ops.actions(), datetime.now(UTC))
+        print_wide(console, *freezes, *(status_view(rel, wide=wide) for rel in latest()), wide=wide)
         return
     with Live(console=console, refresh_per_second=2) as live:  # a live view folds to the terminal's width
         while True:
@@ -418,6 +463,46 @@ def _action_command(action: str, help_text: str, needs_app: bool = True) -> clic
     return command
 
 
+def _freeze_command(action: str, help_text: str) -> click.Command:
+    @click.command(name=action, help=help_text)
+    @click.argument("app", required=False)
+    @click.option("--all", "every", is_flag=True, help="every app (instead of APP)")
+    @click.option("--reason", required=True, help="why: recorded with your name and shown in status and history")
+    @kube_options
+    @click.option("--region", default=None, help="only this region")
+    @click.option(
+        "--until",
+        default=None,
+        hidden=action != "freeze",
+        help="when the freeze ends: a duration (2h) or a time (2026-12-24T18:00:00Z); default: until unfreeze",
+    )
+    @click.option("--timeout", type=float, default=ACK_TIMEOUT_S, show_default=True)
+    def command(
+        app: str | None,
+        every: bool,
+        reason: str,
+        kubeconfig: str | None,
+        context: str | None,
+        namespace: str,
+        region: str | None,
+        until: str | None,
+        timeout: float,
+    ) -> None:
+        if bool(app) == every:
+            raise click.UsageError(f"name one APP or give --all: rollout {action} APP --reason ...")
+        if until is not None and action != "freeze":
+            raise click.UsageError("--until applies to freeze only")
+        ends = until_time(until, datetime.now(UTC)) if until else None
+        ops = _ops(kubeconfig, context, namespace)
+        result = ops.request(action, app, reason, region=region, until=ends, wait_s=timeout)
+        state = result["status"]
+        click.echo(f"{action} {app or 'all apps'}: {state['state']} — {state.get('message', '')}")
+        if state["state"] == "Rejected":
+            raise SystemExit(1)
+
+    return command
+
+
 ACTION_COMMANDS = [
     _action_command("rollback", "Roll APP back (to the release before it); drains first if the plan says so."),
     _action_command("abort", "Abort APP's release in progress and roll it back."),
@@ -426,4 +511,10 @@ ACTION_COMMANDS = [
     _action_command("promote", "Skip the current pause or smoke window of APP (recorded)."),
     _action_command("drain", "Set REGION's global traffic weight to 0 for every app.", needs_app=False),
     _action_command("restore", "Restore REGION's global traffic weight to 100 for every app.", needs_app=False),
+    _freeze_command("freeze", "Freeze APP (or --all): no release starts a new region until it ends or is lifted."),
+    _freeze_command("unfreeze", "Lift the run-time freezes of APP (or --all); freezes.yaml windows end in Git."),
+    _action_command(
+        "override-freeze",
+        "Let APP's release start regions despite freezes (needs the override-freeze verb; recorded).",
+    ),
 ]

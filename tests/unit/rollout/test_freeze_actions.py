@@ -7,11 +7,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
+import pytest
+from click.testing import CliRunner
+
 from rollout.actions import Checked, Rejected, check, freeze_note, runtime_freezes, target
+from rollout.cli.ops import ACTION_COMMANDS, freeze_lines, frozen_lines, until_time
 from tests.unit.rollout.test_action_target import rel
 from tests.unit.rollout.test_actions import KNOWN
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+FREEZE, UNFREEZE = (next(c for c in ACTION_COMMANDS if c.name == n) for n in ("freeze", "unfreeze"))
 
 
 def ra(name: str = "a", handled: str | None = None, state: str | None = "Done", **spec: Any) -> dict[str, Any]:
@@ -82,3 +88,41 @@ def test_notes() -> None:
     assert freeze_note(Checked("unfreeze", "r", "bob", app="checkout"), active) == "lifted freeze-co"
     assert freeze_note(Checked("unfreeze", "r", "bob"), active) == "lifted freeze-co, freeze-s"
     assert "freezes.yaml windows are lifted in Git" in freeze_note(Checked("unfreeze", "r", "bob"), [])
+
+
+# --- the CLI's part (no cluster) -----------------------------------------------------------------
+
+
+def test_until_takes_a_duration_or_a_time() -> None:
+    assert until_time("2h", NOW) == "2026-11-29T10:00:00.000Z"
+    assert until_time("2026-12-24T18:00:00+01:00", NOW) == "2026-12-24T17:00:00.000Z"
+    for bad, words in (("soon", "neither a duration"), ("2026-11-28T00:00:00Z", "in the past")):
+        with pytest.raises(click.BadParameter, match=words):
+            until_time(bad, NOW)
+
+
+def test_freeze_needs_an_app_or_all() -> None:
+    runner = CliRunner()
+    for args in (["--reason", "x"], ["checkout", "--all", "--reason", "x"]):
+        result = runner.invoke(FREEZE, args)
+        assert result.exit_code == 2 and "name one APP or give --all" in result.output
+    result = runner.invoke(UNFREEZE, ["--all", "--reason", "x", "--until", "2h"])
+    assert result.exit_code == 2 and "--until applies to freeze only" in result.output
+
+
+def test_status_shows_the_freeze_and_the_override() -> None:
+    release = {
+        "status": {
+            "frozen": "frozen in eu-west: weekend (quiet; owner sre) until ...",
+            "freezeOverride": "dave: hotfix",
+        }
+    }
+    assert [t.plain for t in frozen_lines(release)] == [
+        "  frozen in eu-west: weekend (quiet; owner sre) until ...",
+        "  freezes overridden by dave: hotfix",
+    ]
+    lines = freeze_lines([ra("freeze-co", action="freeze", app="checkout", until="2026-11-29T09:00:00Z")], NOW)
+    assert [t.plain for t in lines] == [
+        "frozen by alice: checkout in all regions: 2026-11-29T07:00:00.000Z - 2026-11-29T09:00:00.000Z"
+        " (incident 42) [freeze-co]"
+    ]
