@@ -40,22 +40,29 @@ LEADER = Gauge("rollout_leader", "1 while this replica holds the lease", registr
 
 
 def instrument(api_client: Any, cluster: str) -> Any:
-    """Count every HTTP request an ApiClient makes, by cluster, verb and status code."""
+    """Count every HTTP request an ApiClient makes, by cluster, verb and status code. A watch (a
+    long-lived stream, not a read per pass) is counted under the verb WATCH."""
     rest = api_client.rest_client
     original = rest.request
 
     def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         resource = resource_of(url)
+        verb = "WATCH" if watching(url) else method
         try:
             response = original(method, url, *args, **kwargs)
         except Exception as exc:
-            API_CALLS.labels(cluster, method, resource, str(getattr(exc, "status", "error"))).inc()
+            API_CALLS.labels(cluster, verb, resource, str(getattr(exc, "status", "error"))).inc()
             raise
-        API_CALLS.labels(cluster, method, resource, str(getattr(response, "status", 200))).inc()
+        API_CALLS.labels(cluster, verb, resource, str(getattr(response, "status", 200))).inc()
         return response
 
     rest.request = counted
     return api_client
+
+
+def watching(url: str) -> bool:
+    """'...releases?watch=true&...' -> True (the client puts its query parameters in the URL)."""
+    return any(p.lower() in ("watch=true", "watch=1") for p in urlsplit(url).query.split("&"))
 
 
 def resource_of(url: str) -> str:

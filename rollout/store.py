@@ -7,8 +7,9 @@ instead of being overwritten; the caller re-reads and re-decides.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -23,6 +24,16 @@ LABEL_APP = "app.kubernetes.io/name"
 def as_object(value: object) -> dict[str, Any]:
     """The custom objects API returns untyped JSON; our objects are mappings."""
     return cast(dict[str, Any], value)
+
+
+class ObjectCache(Protocol):
+    """What the store reads from when the controller runs: its watch cache (rollout/cache.py)."""
+
+    synced: threading.Event
+
+    def items(self) -> list[dict[str, Any]]: ...
+
+    def put(self, obj: dict[str, Any]) -> None: ...
 
 
 class StatusConflict(Exception):
@@ -53,6 +64,17 @@ class ReleaseStore:
     def __init__(self, api_client: client.ApiClient, namespace: str = "rollout-system"):
         self._api = client.CustomObjectsApi(api_client)
         self.namespace = namespace
+        self._cache: ObjectCache | None = None
+
+    def read_from(self, cache: ObjectCache) -> None:
+        """List from `cache` once it is synced instead of from the API (every Git poll listed every
+        release of the fleet), and record this store's own writes in it at once."""
+        self._cache = cache
+
+    def _seen(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if self._cache is not None:
+            self._cache.put(obj)
+        return obj
 
     def create(self, spec: ReleaseSpec, status: ReleaseStatus | None = None) -> StoredRelease:
         """Create the release; if it already exists (a restart, another pass), return the stored one."""
@@ -68,7 +90,7 @@ class ReleaseStore:
             if exc.status != 409:
                 raise
             return self.get(spec.name)
-        stored = StoredRelease.from_object(as_object(created))
+        stored = StoredRelease.from_object(self._seen(as_object(created)))
         return self.write_status(stored, status) if status is not None else stored
 
     def get(self, name: str) -> StoredRelease:
@@ -77,10 +99,15 @@ class ReleaseStore:
         )
 
     def list(self, app: str | None = None) -> list[StoredRelease]:
-        selector = f"{LABEL_APP}={app}" if app else ""
-        items = as_object(
-            self._api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RELEASES, label_selector=selector)
-        )["items"]
+        if self._cache is not None and self._cache.synced.is_set():
+            items = [i for i in self._cache.items() if not app or i["spec"].get("app") == app]
+        else:
+            selector = f"{LABEL_APP}={app}" if app else ""
+            items = as_object(
+                self._api.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, RELEASES, label_selector=selector
+                )
+            )["items"]
         return sorted((StoredRelease.from_object(i) for i in items), key=lambda r: (r.created, r.name))
 
     def write_status(self, release: StoredRelease, status: ReleaseStatus) -> StoredRelease:
@@ -100,4 +127,4 @@ class ReleaseStore:
             if exc.status == 409:
                 raise StatusConflict(release.name) from None
             raise
-        return StoredRelease.from_object(as_object(updated))
+        return StoredRelease.from_object(self._seen(as_object(updated)))
