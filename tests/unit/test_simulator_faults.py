@@ -116,3 +116,19 @@ def test_never_ready_only_in_the_chosen_waves_regions(tmp_path: Path) -> None:
 def test_never_ready_names_the_file_when_there_is_no_pod_template() -> None:
     with pytest.raises(ValueError, match="apps/x/manifests/deployment.yaml"):
         never_ready_in(lambda _: "kind: Deployment\n", "x", ["eu-west"])
+
+
+def test_a_time_bomb_keeps_its_clock_when_the_canary_is_promoted_to_stable() -> None:
+    """Errors 15 s after the version's first traffic in a region: the canary track takes 10 s,
+    then the version serves as stable; the errors start 5 s into that, not 15 s."""
+    engine = Engine()
+    profiles = {("shop", "1.1.0"): faults.errors_after(0.25, 1.0)}
+    canary = {("eu-west", "shop", Answer(CANARY)): 10.0}
+    stable = {("eu-west", "shop", Answer(Track("1.1.0", "stable"))): 10.0}
+    for t in range(10):
+        engine.step(canary, [], APPS, profiles, float(t), 1.0)
+    for t in range(10, 20):
+        engine.step(stable, [], APPS, profiles, float(t), 1.0)
+    errors = {v: n for (_, _, _, track, code), n in engine.totals().items() if code == "500" for v in [track]}
+    assert errors.get("canary", 0) == 0
+    assert errors["stable"] == 50  # seconds 15..19 at 10 rps

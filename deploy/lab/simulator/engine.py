@@ -49,7 +49,9 @@ class _State:
     error_carry: dict[SeriesKey, float] = field(default_factory=dict)
     histograms: dict[SeriesKey, _Histogram] = field(default_factory=dict)
     memory: dict[SeriesKey, float] = field(default_factory=dict)
-    first_traffic: dict[SeriesKey, float] = field(default_factory=dict)
+    # per (region, app, version): a version's canary and, once promoted, stable track share one
+    # clock, so a time bomb or a creep does not restart at promotion
+    first_traffic: dict[tuple[str, str, str], float] = field(default_factory=dict)
     first_seen: dict[SeriesKey, float] = field(default_factory=dict)
 
 
@@ -133,9 +135,9 @@ class Engine:
             self._count(key, "503", n)
             self._observe(key, [UNSERVED_LATENCY_S], [n])
             return
-        s.first_traffic.setdefault(key, now)
+        first = s.first_traffic.setdefault((region, spec.name, answer.track.version), now)
         profile = faults.in_region(profiles.get((spec.name, answer.track.version), HEALTHY), region)
-        ratio = faults.error_ratio(profile, s.first_traffic[key], now)
+        ratio = faults.error_ratio(profile, first, now)
         if noise is None:
             errors, s.error_carry[key] = split_count(n * ratio, s.error_carry.get(key, 0.0))
         else:
@@ -143,7 +145,7 @@ class Engine:
         errors = min(errors, n)
         self._count(key, "200", n - errors)
         self._count(key, "500", errors)
-        median_s = faults.latency_ms(profile, spec.base_latency_ms, s.first_traffic[key], now) / 1000.0
+        median_s = faults.latency_ms(profile, spec.base_latency_ms, first, now) / 1000.0
         samples, weights = self._sample(median_s, n)
         self._observe(key, samples, weights)
 
