@@ -20,12 +20,14 @@ fi
 # the slow builds below.
 [ "${1:-}" = "--python-only" ] && exit 0
 
-# Debian packages: Prometheus for the lab, an sshd so Git-over-SSH is tested against a real server.
-if ! command -v prometheus >/dev/null 2>&1 || ! [ -x /usr/sbin/sshd ]; then
-  echo "setup: installing Debian's prometheus and openssh-server"
+# Debian packages: Prometheus for the lab, an sshd so Git-over-SSH is tested against a real server,
+# headless Chromium and its chromedriver for the browser test of `rollout ui` (never downloaded).
+if ! command -v prometheus >/dev/null 2>&1 || ! [ -x /usr/sbin/sshd ] || ! [ -x /usr/bin/chromium ] \
+  || ! [ -x /usr/bin/chromedriver ]; then
+  echo "setup: installing Debian's prometheus, openssh-server, chromium and chromium-driver"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus openssh-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus openssh-server chromium chromium-driver >/dev/null
   # The package starts a system service we do not want; the lab runs its own Prometheus.
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
   $SUDO service prometheus stop >/dev/null 2>&1 || true  # without systemd: the init script, by its pidfile

@@ -41,7 +41,7 @@ def status_rows(release: dict[str, Any], *, wide: bool = False, now: datetime | 
             state.get("message", ""),
         ]
         if wide:
-            row += [smoke_left(state, now), state.get("started_at") or "", state.get("completed_at") or ""]
+            row += [smoke_left(state, now), region_field(state, "startedAt"), region_field(state, "completedAt")]
         rows.append(row)
     return rows
 
@@ -66,8 +66,8 @@ def smoke_left(state: dict[str, Any], now: datetime) -> str:
     """Time left in the region's smoke window ("" when it is not in one)."""
     if state.get("phase") != "Smoke":
         return ""
-    started = parse_time(state.get("smoke_started_at"))
-    seconds = state.get("smoke_seconds")
+    started = parse_time(region_field(state, "smokeStartedAt") or None)
+    seconds = region_field(state, "smokeSeconds")
     ends = started + timedelta(seconds=float(seconds)) if started and seconds else None
     for run in (state.get("analysis") or {}).values():
         if ends is None and isinstance(run, dict):
@@ -135,3 +135,10 @@ def action_rows(actions: list[dict[str, Any]], app: str) -> list[list[str]]:
 def rendered_by(release: dict[str, Any]) -> str:
     """The pinned renderer recorded on the Release, e.g. "helm v3.22.0" ("" for Jinja templates)."""
     return ", ".join(f"{tool} {version}" for tool, version in sorted((release["spec"].get("renderers") or {}).items()))
+
+
+def region_field(state: dict[str, Any], name: str) -> Any:
+    """A region status field as stored (camelCase, rollout/release.py) or in its Python spelling."""
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+    value = state.get(name)
+    return state.get(snake) or "" if value is None else value

@@ -10,7 +10,15 @@ from datetime import datetime
 from typing import Any
 
 from config.times import parse_time
-from rollout.views import action_rows, active_release, history_rows, last_verdict, rendered_by, smoke_left
+from rollout.views import (
+    action_rows,
+    active_release,
+    history_rows,
+    last_verdict,
+    region_field,
+    rendered_by,
+    smoke_left,
+)
 
 # Each phase has a colour (the CSS class "tone") AND an icon and its name, so nobody has to tell
 # red from green: the label alone says it.
@@ -18,8 +26,8 @@ _LOOK: dict[str, tuple[str, str]] = {
     "Pending": ("idle", "·"),
     "Waiting": ("warn", "…"),
     "Progressing": ("busy", "▶"),
-    "Smoke": ("busy", "⏱"),
-    "Paused": ("warn", "⏸"),
+    "Smoke": ("busy", "◔"),
+    "Paused": ("warn", "‖"),
     "Succeeded": ("good", "✓"),
     "Failed": ("bad", "✗"),
     "Draining": ("bad", "↓"),
@@ -252,8 +260,8 @@ def release_page(release: dict[str, Any], actions: Sequence[dict[str, Any]], now
     for i, w in enumerate(spec.get("waves") or []):
         cells = tuple(c for c in (cell(release, r, now) for r in w.get("regions", [])) if c is not None)
         states = [regions.get(r) or {} for r in w.get("regions", [])]
-        starts = sorted(s["started_at"] for s in states if s.get("started_at"))
-        ends = [s.get("completed_at") for s in states]
+        starts = sorted(str(region_field(s, "startedAt")) for s in states if region_field(s, "startedAt"))
+        ends = [str(region_field(s, "completedAt")) for s in states]
         finished = max(e for e in ends if e) if ends and all(ends) else ""
         state = "done" if finished else "current" if i == current or starts else "planned"
         waves.append(

@@ -33,9 +33,10 @@
     const res = await fetch("/action/" + encodeURIComponent(name), { cache: "no-store" });
     if (!res.ok) { return; }
     const s = await res.json();
+    if (s.state === "Pending") { return; } // still "requested ...; waiting for the controller"
     ack.textContent = name + ": " + s.state + (s.message ? " — " + s.message : "");
     ack.dataset.state = s.state;
-    if (s.state !== "Pending") { pendingAction = null; }
+    if (s.state !== "Pending" && s.state !== "Running") { pendingAction = null; }
   }
 
   const form = document.getElementById("act-form");

@@ -51,8 +51,8 @@ def test_fleet_takes_each_apps_newest_release_and_orders_regions_by_wave() -> No
             "eu-canary": {
                 "phase": "Smoke",
                 "weight": 20,
-                "smoke_started_at": "2026-01-01T11:59:00Z",
-                "smoke_seconds": 90,
+                "smokeStartedAt": "2026-01-01T11:59:00Z",
+                "smokeSeconds": 90,
             }
         },
     )
@@ -67,7 +67,7 @@ def test_fleet_takes_each_apps_newest_release_and_orders_regions_by_wave() -> No
     assert (canary.phase, canary.tone, canary.icon, canary.weight, canary.smoke_left) == (
         "Smoke",
         "busy",
-        "⏱",
+        "◔",
         "20%",
         "0m30s",
     )
@@ -142,8 +142,8 @@ def test_release_page_waves_charts_drains_audit_and_requests() -> None:
         regions={
             "eu-canary": {
                 "phase": "RolledBack",
-                "started_at": "2026-01-01T10:59:00Z",
-                "completed_at": "2026-01-01T11:03:00Z",
+                "startedAt": "2026-01-01T10:59:00Z",
+                "completedAt": "2026-01-01T11:03:00Z",
                 "analysis": {"smoke": {"startedAt": "2026-01-01T11:00:00Z", "measurements": measurements}},
             }
         },
