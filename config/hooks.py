@@ -14,11 +14,22 @@ Helm phases with no counterpart here (test, test-success, pre-delete, post-delet
 post-rollback) are left out: an object whose only phases are those is a hook of no phase, never
 applied (Helm, too, runs them only on `helm test` or uninstall). When both annotations are set,
 `rollout.dev/hook` wins. What is refused (validation and controller alike, `hook_problems`): an
-unknown phase in `rollout.dev/hook` or `helm.sh/hook`, a hook that is not a Job, a bad timeout.
+unknown phase in `rollout.dev/hook` or `helm.sh/hook`, a hook that is not a Job, a bad timeout, a
+weight that is not an integer, an unknown delete policy.
+
+Order: `rollout.dev/hook-weight` (else `helm.sh/hook-weight`; an integer, default 0) orders the
+hooks of one phase, lower first, ties by name; each starts once the one before it completed.
+
+Delete policy: `rollout.dev/hook-delete-policy` (else `helm.sh/hook-delete-policy`), a comma list
+of `before-hook-creation` (the default when neither is set: the same hook's Job of the previous
+release is deleted before this one is created), `hook-succeeded` (this Job is deleted once
+complete) and `hook-failed` (deleted once failed or timed out; the failure is reported all the
+same). Deletion is in the background (the Job's Pods go with it).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +40,16 @@ from config.durations import parse_duration
 ANNOTATION_HOOK = "rollout.dev/hook"
 ANNOTATION_HOOK_TIMEOUT = "rollout.dev/hook-timeout"
 HELM_HOOK = "helm.sh/hook"
+ANNOTATION_HOOK_WEIGHT = "rollout.dev/hook-weight"
+HELM_HOOK_WEIGHT = "helm.sh/hook-weight"
+ANNOTATION_HOOK_DELETE = "rollout.dev/hook-delete-policy"
+HELM_HOOK_DELETE = "helm.sh/hook-delete-policy"
+LABEL_HOOK_PHASE = "rollout.dev/hook-phase"  # on the Jobs made from hooks: the phase each runs at
+
+BEFORE_HOOK_CREATION = "before-hook-creation"
+HOOK_SUCCEEDED = "hook-succeeded"
+HOOK_FAILED = "hook-failed"
+DELETE_POLICIES = (BEFORE_HOOK_CREATION, HOOK_SUCCEEDED, HOOK_FAILED)
 
 PRE_UPGRADE = "pre-upgrade"
 POST_PROMOTE = "post-promote"
@@ -51,6 +72,8 @@ class Hook:
 
     phases: tuple[str, ...]
     timeout: timedelta | None = None
+    weight: int = 0
+    delete_policy: frozenset[str] = frozenset({BEFORE_HOOK_CREATION})
 
 
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -83,7 +106,24 @@ def hook_of(obj: Mapping[str, Any]) -> Hook | None:
             timeout = parse_duration(str(notes[ANNOTATION_HOOK_TIMEOUT]))
         except ValueError:
             timeout = None
-    return Hook(tuple(p for p in PHASES if p in named), timeout)
+    weight = 0
+    with contextlib.suppress(ValueError):
+        weight = _weight(notes)
+    delete = _first(notes, ANNOTATION_HOOK_DELETE, HELM_HOOK_DELETE)
+    policy = frozenset({BEFORE_HOOK_CREATION})
+    if delete is not None:  # set: only the policies named (Helm's reading)
+        policy = frozenset(_words(delete[1])) & frozenset(DELETE_POLICIES)
+    return Hook(tuple(p for p in PHASES if p in named), timeout, weight, policy)
+
+
+def _first(notes: Mapping[str, Any], *keys: str) -> tuple[str, Any] | None:
+    """The first of `keys` the annotations set, with its value."""
+    return next(((k, notes[k]) for k in keys if k in notes), None)
+
+
+def _weight(notes: Mapping[str, Any]) -> int:
+    found = _first(notes, ANNOTATION_HOOK_WEIGHT, HELM_HOOK_WEIGHT)
+    return 0 if found is None else int(str(found[1]).strip())
 
 
 def hook_problems(objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
@@ -119,6 +159,29 @@ def hook_problems(objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, 
                     "run the hook's work in a Job, or remove the annotation to apply the object with the release",
                 )
             )
+        weight = _first(notes, ANNOTATION_HOOK_WEIGHT, HELM_HOOK_WEIGHT)
+        if weight is not None:
+            try:
+                _weight(notes)
+            except ValueError:
+                out.append(
+                    (
+                        f"{what} metadata.annotations.{weight[0]}",
+                        f"bad hook weight {str(weight[1])!r}: not an integer",
+                        "write an integer such as -5, 0 or 10 (lower runs first)",
+                    )
+                )
+        delete = _first(notes, ANNOTATION_HOOK_DELETE, HELM_HOOK_DELETE)
+        if delete is not None:
+            bad = [w for w in _words(delete[1]) if w not in DELETE_POLICIES]
+            if bad or not _words(delete[1]):
+                out.append(
+                    (
+                        f"{what} metadata.annotations.{delete[0]}",
+                        f"unknown hook delete policy {', '.join(repr(w) for w in bad) or '(empty)'}",
+                        f"use a comma list of {', '.join(DELETE_POLICIES)}",
+                    )
+                )
         if ANNOTATION_HOOK_TIMEOUT in notes:
             try:
                 parse_duration(str(notes[ANNOTATION_HOOK_TIMEOUT]))

@@ -205,9 +205,10 @@ def drive(
     except PermanentError as exc:
         at = decision.status if decision is not None else status
         if prune.wants_inventory(at.phase, at.step_name):
-            # the release passed this region: a prune the region refuses (a delete or list forbidden,
-            # another app's object) is reported and left to a responder, it does not roll back
-            failed = at.to(Phase.PAUSED, now, reason=prune.FAILED, message=f"{exc}; {prune.FAILED_FIX}")
+            # the release passed this region (or the rollback restored the previous one): a prune the
+            # region refuses (a delete or list forbidden, another app's object) is reported, it does
+            # not roll back
+            failed = prune.refused_by_region(at, str(exc), now)
         else:
             # The writes that failed belong to the decided status: a failing rollback ends Failed.
             base = decision.status if decision is not None and decision.status.phase is Phase.ROLLING_BACK else status

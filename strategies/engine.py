@@ -185,15 +185,22 @@ def around(
     phase steps (hooks before and after the strategy, pruning after it) join the strategy's
     forward and rollback lists, so the decider and `pending_analysis` count steps alike."""
     forward, rollback = hooks.around(rollout, forward, rollback)
-    return [*forward, prune_step()], rollback  # pruning last: only a release that passed here prunes
+    # pruning last: only a release that passed here prunes; a rollback, once the previous release
+    # is restored, removes what only the rolled-back release added
+    return [*forward, prune_step()], None if rollback is None else [*rollback, prune_step()]
 
 
 def prune_step() -> Step:
-    """The release's last forward step: delete what it no longer renders (strategies/prune.py)."""
+    """The release's last forward step: delete what it no longer renders; and the last rollback
+    step: delete what the restored release does not render (strategies/prune.py)."""
 
     def run(ctx: Ctx) -> StepResult:
-        out = prune.decide(ctx.rollout, ctx.snap.inventory)
-        return StepResult(out.kind, out.actions, reason=out.reason, message=out.message, requeue=0.0)
+        back = ctx.status.phase is Phase.ROLLING_BACK
+        out = prune.decide(ctx.rollout, ctx.snap.inventory, rolling_back=back)
+        status = None
+        if out.kind == "done" and out.message:  # a rollback's refused prune: said in the status
+            status = replace(ctx.status, message=f"{ctx.status.message}; {out.message}".lstrip("; "))
+        return StepResult(out.kind, out.actions, status, reason=out.reason, message=out.message, requeue=0.0)
 
     return Step(prune.PRUNE_STEP, run)
 
@@ -275,14 +282,14 @@ def run(ctx: Ctx, forward: Sequence[Step], rollback: Sequence[Step] | None, work
             status = status.to(Phase.PAUSED, now, reason=out.reason, message=out.message)
             event("Paused", f"step {status.step} ({step.name}): {out.message}", warning=out.reason != "Pause")
             return Decision((*actions, *events), status)
-        # fail
+        # fail (its actions, a failed hook Job's deletion say, still happen)
         if status.phase is Phase.PROGRESSING and rollback is not None:
             status = status.to(Phase.ROLLING_BACK, now, reason=out.reason, message=out.message)
             event("RollbackStarted", f"step {step.name} failed: {out.message}", warning=True)
-            return Decision((*actions, *events), status, 0.0)
+            return Decision((*actions, *out.actions, *events), status, 0.0)
         status = status.to(Phase.FAILED, now, reason=out.reason, message=out.message)
         event("Failed", f"{step.name}: {out.message}", warning=True)
-        return Decision((*actions, *events), status)
+        return Decision((*actions, *out.actions, *events), status)
     raise AssertionError("step engine did not settle")  # pragma: no cover
 
 

@@ -4,7 +4,10 @@ cluster adapter, `Cluster.inventory`, only while a region is at the prune step).
 The prune step is the last forward step of every strategy (engine.around), so it runs only for a
 release that was built (its repository read and its manifests rendered: a release that cannot be
 built never gets a step list, see driver.unbuildable) and that passed every earlier step in this
-region. A rollback re-applies the previous release, which renders the pruned objects again.
+region. A rollback re-applies the previous release, which renders the pruned objects again (a
+release that passed region A, pruning X there, then failed in region B is rolled back in A too:
+X comes back), and then runs the same step against the restored release (the last rollback
+step): what only the rolled-back release added goes, by the same candidate rules.
 
 An object found in the region is a candidate when all of these hold:
 - it carries `app.kubernetes.io/managed-by: regional-rollout` and this app's
@@ -33,14 +36,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
+from config.hooks import LABEL_HOOK_PHASE
 from config.identity import LABEL_MANAGED_BY, LABEL_NAME, LABEL_RELEASE, MANAGED_BY
+from config.render import Rendered
 from strategies.manifests import ref_of
-from strategies.model import ANNOTATION_APPLIED, Delete, Event, LiveObject, ObjectRef, Phase, RegionRollout
+from strategies.model import (
+    ANNOTATION_APPLIED,
+    Delete,
+    Event,
+    LiveObject,
+    ObjectRef,
+    Phase,
+    RegionRollout,
+    StrategyStatus,
+)
 from strategies.routers import canary_service, stable_service
 
-PRUNE_STEP = "prune"  # the step's name (engine.around appends it to every strategy's forward steps)
+PRUNE_STEP = "prune"  # the step's name (engine.around appends it to every strategy's forward and rollback steps)
 ANNOTATION_PRUNE = "rollout.dev/prune"  # "false": never pruned
 GUARDED_KINDS = ("Namespace", "CustomResourceDefinition", "PersistentVolumeClaim")
 CLUSTER_SCOPED_KINDS = ("Namespace", "CustomResourceDefinition")
@@ -95,12 +110,26 @@ def is_ours(rollout: RegionRollout, obj: LiveObject) -> bool:
     return obj.ref.namespace == rollout.namespace
 
 
-def plan(rollout: RegionRollout, inventory: Iterable[LiveObject]) -> PrunePlan:
+def target(rollout: RegionRollout, rolling_back: bool = False) -> tuple[Rendered, ...]:
+    """The releases whose objects stay: the release and its canary track going forward; the
+    previous release (the one restored) in a rollback."""
+    if rolling_back:
+        return (rollout.previous,) if rollout.previous is not None else ()
+    return tuple(r for r in (rollout.release, rollout.canary_release) if r is not None)
+
+
+def plan(rollout: RegionRollout, inventory: Iterable[LiveObject], rolling_back: bool = False) -> PrunePlan:
     """What the prune step of `rollout` deletes among the listed objects, what it keeps and why,
-    or why it refuses to delete anything."""
+    or why it refuses to delete anything. `rolling_back`: the rollback's prune step, after the
+    previous release was restored: what only the rolled-back release (or another later one) added
+    goes, by the same rules; its hook Jobs stay (the record of the pre-rollback hook that just ran:
+    left to their delete policy and TTL)."""
     ours = [o for o in inventory if is_ours(rollout, o)]
-    current = {r.identity.number for r in (rollout.release, rollout.canary_release) if r is not None}
-    rendered = {_key(ref_of(o)) for r in (rollout.release, rollout.canary_release) if r is not None for o in r.objects}
+    keep = target(rollout, rolling_back)
+    if not keep:  # nothing to compare with: never read as "nothing desired"
+        return PrunePlan()
+    current = {r.identity.number for r in keep}
+    rendered = {_key(ref_of(o)) for r in keep for o in r.objects}
     managed = strategy_owned(rollout)
     delete: list[LiveObject] = []
     kept: list[tuple[ObjectRef, str]] = []
@@ -109,6 +138,8 @@ def plan(rollout: RegionRollout, inventory: Iterable[LiveObject]) -> PrunePlan:
         if release is None or release in current or _key(obj.ref) in rendered:
             continue
         if (obj.ref.kind, obj.ref.name) in managed or obj.deleting:
+            continue
+        if rolling_back and obj.label(LABEL_HOOK_PHASE) is not None:
             continue
         why = _protected(rollout, obj)
         if why:
@@ -126,7 +157,7 @@ def plan(rollout: RegionRollout, inventory: Iterable[LiveObject]) -> PrunePlan:
             f"{_names(o.ref for o in delete)}; nothing deleted. Promote to finish without pruning, "
             "or raise prune.maxDeletions in rollout.yaml",
         )
-    if len(delete) == len(ours) or not rollout.release.objects:
+    if len(delete) == len(ours) or not keep[0].objects:
         return PrunePlan(
             (),
             tuple(kept),
@@ -157,9 +188,25 @@ def _names(refs: Iterable[ObjectRef], limit: int = 10) -> str:
 
 
 def wants_inventory(status_phase: Phase, step_name: str) -> bool:
-    """Whether the next observation lists the app's objects: only at the prune step going forward
-    (one list per kind is too dear for every pass)."""
-    return status_phase is Phase.PROGRESSING and step_name == PRUNE_STEP
+    """Whether the next observation lists the app's objects: only at the prune step, going forward
+    or rolling back (one list per kind is too dear for every pass)."""
+    return status_phase in (Phase.PROGRESSING, Phase.ROLLING_BACK) and step_name == PRUNE_STEP
+
+
+def refused_by_region(status: StrategyStatus, error: str, now: datetime) -> StrategyStatus:
+    """The status when the region refuses the prune step's listing or a delete (forbidden, another
+    app's object): going forward the release passed, so the region pauses for a responder instead
+    of rolling back; in a rollback the previous release is already restored, so the rollback ends
+    RolledBack and says what was left in place."""
+    if status.phase is Phase.ROLLING_BACK:
+        message = f"{status.message}; " if status.message else ""
+        return status.to(
+            Phase.ROLLED_BACK,
+            now,
+            message=f"{message}pruning after the restore failed, the rolled-back release's own objects "
+            f"may be left: {error}; grant the region's deployer list and delete on that kind and delete them",
+        )
+    return status.to(Phase.PAUSED, now, reason=FAILED, message=f"{error}; {FAILED_FIX}")
 
 
 @dataclass(frozen=True)
@@ -172,14 +219,18 @@ class Outcome:
     message: str = ""
 
 
-def decide(rollout: RegionRollout, inventory: Iterable[LiveObject] | None) -> Outcome:
+def decide(rollout: RegionRollout, inventory: Iterable[LiveObject] | None, rolling_back: bool = False) -> Outcome:
     """The prune step's pass: wait for the listing, delete what goes (in the background: a Job's
-    Pods go with it), pause on the safety bound, or finish (reporting what was kept)."""
+    Pods go with it), pause on the safety bound, or finish (reporting what was kept). In a
+    rollback (`rolling_back`) the safety bound does not pause (a rollback is not held): the step
+    finishes with a Warning Event and the reason as its message."""
     if not rollout.prune.enabled:
         return Outcome("done")
     if inventory is None:  # the engine records the step's name; the driver's next observation lists
         return Outcome("wait")
-    p = plan(rollout, inventory)
+    p = plan(rollout, inventory, rolling_back)
+    if p.refused and rolling_back:
+        return Outcome("done", (Event(rollout.app, REFUSED, p.refused, "Warning"),), REFUSED, p.refused)
     if p.refused:
         return Outcome("pause", reason=REFUSED, message=p.refused)
     if p.delete:

@@ -2,7 +2,10 @@
 renders a ConfigMap `extra` that release 2 no longer renders; once release 2 passed the region,
 `extra` is gone from the cluster (read from the API server, not from the status), while an object
 annotated rollout.dev/prune: "false" and another app's object carrying the same labels but the app
-stay; a rollback of release 2 to release 1 brings `extra` back. The listing goes through the API
+stay; a rollback of release 2 to release 1 (release 2 passed the region and pruned there, as when
+it then fails in a later region and is rolled back everywhere it went) brings `extra` back and
+deletes `added`, which only release 2 rendered, while release 2's `added-kept`, annotated
+rollout.dev/prune: "false", stays. The listing goes through the API
 server's discovery, so this also checks that every served kind is listed without error."""
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def configmaps(api: client.ApiClient, ns: str) -> set[str]:
     return {c.metadata.name for c in client.CoreV1Api(api).list_namespaced_config_map(ns).items}
 
 
-def test_an_object_dropped_from_git_is_pruned_after_success_and_restored_by_a_rollback(
+def test_an_object_dropped_from_git_is_pruned_after_success_and_a_rollback_restores_it_and_prunes_the_new_ones(
     region: Any, timings: Any, stopwatch: Callable[[], float]
 ) -> None:
     factory, ns = region
@@ -56,7 +59,8 @@ def test_an_object_dropped_from_git_is_pruned_after_success_and_restored_by_a_ro
     second = rollout("catalog", REGION, namespace=ns, progress_deadline=DEADLINE)
     v1 = with_configmaps(second.previous, ns, extra={}, keep={ANNOTATION_PRUNE: "false"})
     first = replace(second, release=v1, previous=None)
-    second = replace(second, previous=v1)
+    v2 = with_configmaps(second.release, ns, added={}, **{"added-kept": {ANNOTATION_PRUNE: "false"}})
+    second = replace(second, release=v2, previous=v1)
 
     status = run_until_settled(cluster, first, timeout=RUN_TIMEOUT, max_wait=0.5)
     assert status.phase is Phase.SUCCEEDED, status
@@ -71,7 +75,7 @@ def test_an_object_dropped_from_git_is_pruned_after_success_and_restored_by_a_ro
     status = run_until_settled(cluster, second, timeout=RUN_TIMEOUT, max_wait=0.5)
     assert status.phase is Phase.SUCCEEDED, status
     wait_until(lambda: "extra" not in configmaps(api, ns), 20.0, 0.2, "ConfigMap extra to be deleted")
-    assert {"keep", "theirs"} <= configmaps(api, ns)
+    assert {"keep", "theirs", "added", "added-kept"} <= configmaps(api, ns)
     timings.record("prune: release 2 without it -> extra deleted", status.phase.value, stopwatch())
 
     status = run_until_settled(
@@ -81,4 +85,8 @@ def test_an_object_dropped_from_git_is_pruned_after_success_and_restored_by_a_ro
     assert "extra" in configmaps(api, ns)
     extra = client.CoreV1Api(api).read_namespaced_config_map("extra", ns)
     assert extra.metadata.labels["rollout.dev/release"] == v1.identity.number
-    timings.record("prune: rollback to release 1 -> extra restored", status.phase.value, stopwatch())
+    wait_until(lambda: "added" not in configmaps(api, ns), 20.0, 0.2, "ConfigMap added (release 2 only) deleted")
+    assert {"keep", "theirs", "added-kept"} <= configmaps(api, ns)
+    timings.record(
+        "prune: rollback to release 1 -> extra restored, release 2's added deleted", status.phase.value, stopwatch()
+    )

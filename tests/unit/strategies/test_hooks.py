@@ -15,12 +15,26 @@ from typing import Any
 import pytest
 
 from config.errors import InvalidRepository
-from config.hooks import ANNOTATION_HOOK, ANNOTATION_HOOK_TIMEOUT, HELM_HOOK, hook_of, hook_problems, is_hook
+from config.hooks import (
+    ANNOTATION_HOOK,
+    ANNOTATION_HOOK_DELETE,
+    ANNOTATION_HOOK_TIMEOUT,
+    ANNOTATION_HOOK_WEIGHT,
+    BEFORE_HOOK_CREATION,
+    HELM_HOOK,
+    HELM_HOOK_DELETE,
+    HELM_HOOK_WEIGHT,
+    HOOK_FAILED,
+    HOOK_SUCCEEDED,
+    hook_of,
+    hook_problems,
+    is_hook,
+)
 from config.loader import load_repository
 from config.schema import HookPolicy
 from strategies import decide, hooks
 from strategies.manifests import ref_of
-from strategies.model import Apply, Event, Phase, RegionRollout, Snapshot, StrategyStatus
+from strategies.model import Apply, Delete, Event, Phase, RegionRollout, Snapshot, StrategyStatus
 from strategies.observe import snapshot
 from strategies.rolling import desired
 
@@ -75,7 +89,7 @@ def settled(objs: list[dict[str, Any]], jobs: dict[str, str] | None = None) -> S
 
 
 def hook_jobs(r: RegionRollout, phase: str) -> list[dict[str, Any]]:
-    return [o for o, _ in hooks.jobs(r.release, phase, r.hook_policy.timeout)]
+    return [j.obj for j in hooks.jobs(r.release, phase, r.hook_policy.timeout)]
 
 
 def applied(decision: Any) -> list[str]:
@@ -312,6 +326,139 @@ def test_no_hooks_no_extra_steps() -> None:
     assert forward == [] and rollback == []
     first = with_hooks(rollout("catalog", first=True), job(**{ANNOTATION_HOOK: "pre-rollback"}))
     assert hooks.around(first, [], None) == ([], None)  # nothing to roll back to: no pre-rollback step
+
+
+# --- weights and delete policies ---------------------------------------------------------------
+
+
+def test_weights_and_delete_policies_are_read_from_either_annotation() -> None:
+    plain = hook_of(job(**{ANNOTATION_HOOK: "pre-upgrade"}))
+    assert plain is not None and plain.weight == 0 and plain.delete_policy == {BEFORE_HOOK_CREATION}
+    helm = hook_of(job(**{HELM_HOOK: "pre-upgrade", HELM_HOOK_WEIGHT: "-5", HELM_HOOK_DELETE: "hook-succeeded"}))
+    assert helm is not None and helm.weight == -5 and helm.delete_policy == {HOOK_SUCCEEDED}
+    both = job(**{ANNOTATION_HOOK: "pre-upgrade", ANNOTATION_HOOK_WEIGHT: "3", HELM_HOOK_WEIGHT: "9"})
+    both["metadata"]["annotations"][ANNOTATION_HOOK_DELETE] = "before-hook-creation, hook-failed"
+    ours = hook_of(both)
+    assert ours is not None and ours.weight == 3 and ours.delete_policy == {BEFORE_HOOK_CREATION, HOOK_FAILED}
+    assert hook_problems([both]) == []
+
+
+@pytest.mark.parametrize(
+    ("annotations", "words"),
+    [
+        ({HELM_HOOK_WEIGHT: "first"}, ["helm.sh/hook-weight", "bad hook weight 'first'", "integer"]),
+        ({ANNOTATION_HOOK_WEIGHT: "1.5"}, ["rollout.dev/hook-weight", "bad hook weight '1.5'"]),
+        ({HELM_HOOK_DELETE: "hook-succeeded,always"}, ["helm.sh/hook-delete-policy", "'always'", "hook-failed"]),
+        ({ANNOTATION_HOOK_DELETE: ""}, ["rollout.dev/hook-delete-policy", "(empty)"]),
+    ],
+)
+def test_bad_weights_and_delete_policies_are_refused(annotations: dict[str, str], words: list[str]) -> None:
+    problems = hook_problems([job(**{ANNOTATION_HOOK: "pre-upgrade", **annotations})])
+    text = " ".join(" ".join(p) for p in problems)
+    assert len(problems) == 1 and all(w in text for w in words), text
+
+
+def weighted(name: str, weight: str | None = None, **annotations: str) -> dict[str, Any]:
+    notes = {ANNOTATION_HOOK: "pre-upgrade", **annotations}
+    if weight is not None:
+        notes[HELM_HOOK_WEIGHT] = weight
+    return job(name, **notes)
+
+
+def test_a_phases_hooks_run_lower_weight_first_ties_by_name() -> None:
+    r = with_hooks(
+        rollout("catalog"), weighted("zz", "5"), weighted("aa", "5"), weighted("mid"), weighted("first", "-10")
+    )
+    n = r.release_number
+    assert [o["metadata"]["name"] for o in hook_jobs(r, "pre-upgrade")] == [
+        f"{x}-{n}-pre-upgrade" for x in ("first", "mid", "aa", "zz")
+    ]
+
+
+def test_each_hook_starts_once_the_one_before_it_completed() -> None:
+    r = with_hooks(rollout("catalog"), weighted("later", "2"), weighted("sooner", "1"))
+    first, second = hook_jobs(r, "pre-upgrade")
+    a, b = first["metadata"]["name"], second["metadata"]["name"]
+    live = desired(r, r.previous) if r.previous else []
+    d = decide(r, StrategyStatus(), settled(live), T0)
+    assert applied(d) == [a] and "sooner" in a  # only the first
+    d = decide(r, d.status, settled([*live, first], {a: "running"}), T0 + timedelta(seconds=5))
+    assert d.writes == ()  # the second waits while the first runs
+    d = decide(r, d.status, settled([*live, first]), T0 + timedelta(seconds=10))
+    assert applied(d) == [b] and d.status.step == 0  # the first completed: the second starts
+    d = decide(r, d.status, settled([*live, first, second], {b: "running"}), T0 + timedelta(seconds=15))
+    assert d.writes == ()
+    d = decide(r, d.status, settled([*live, first, second]), T0 + timedelta(seconds=20))
+    assert d.status.step_name == "apply" and a not in applied(d) and b not in applied(d)
+
+
+def test_each_hooks_timeout_counts_from_its_own_start() -> None:
+    r = with_hooks(
+        rollout("catalog"),
+        weighted("one", "1", **{ANNOTATION_HOOK_TIMEOUT: "1m"}),
+        weighted("two", "2", **{ANNOTATION_HOOK_TIMEOUT: "1m"}),
+    )
+    first, second = hook_jobs(r, "pre-upgrade")
+    live = desired(r, r.previous) if r.previous else []
+    status = decide(r, StrategyStatus(), settled(live), T0).status
+    status = decide(r, status, settled([*live, first]), T0 + timedelta(seconds=50)).status  # second created
+    running = settled([*live, first, second], {second["metadata"]["name"]: "running"})
+    assert decide(r, status, running, T0 + timedelta(seconds=100)).status.phase is Phase.PROGRESSING
+    d = decide(r, status, running, T0 + timedelta(seconds=111))
+    assert d.status.reason == "HookTimeout" and second["metadata"]["name"] in d.status.message
+
+
+def deletes(decision: Any) -> list[tuple[str, str | None]]:
+    return [(a.ref.name, a.propagation) for a in decision.actions if isinstance(a, Delete)]
+
+
+def test_hook_succeeded_deletes_the_job_once_complete_and_never_runs_it_again() -> None:
+    r = with_hooks(
+        rollout("catalog"), weighted("gone", "1", **{HELM_HOOK_DELETE: "hook-succeeded"}), weighted("kept", "2")
+    )
+    first, second = hook_jobs(r, "pre-upgrade")
+    a, b = first["metadata"]["name"], second["metadata"]["name"]
+    live = desired(r, r.previous) if r.previous else []
+    status = decide(r, StrategyStatus(), settled(live), T0).status
+    d = decide(r, status, settled([*live, first]), T0 + timedelta(seconds=5))
+    assert deletes(d) == [(a, "Background")] and applied(d) == [b]
+    d = decide(r, d.status, settled([*live, second], {b: "running"}), T0 + timedelta(seconds=10))
+    assert d.writes == ()  # the deleted first hook is not created again
+    d = decide(r, d.status, settled([*live, second]), T0 + timedelta(seconds=15))
+    assert deletes(d) == [] and d.status.step_name == "apply"  # `kept` has the default policy
+
+
+def test_hook_failed_deletes_the_failed_job_and_still_fails_the_region() -> None:
+    r = with_hooks(rollout("catalog"), weighted("flaky", **{HELM_HOOK_DELETE: "hook-failed"}))
+    [hook] = hook_jobs(r, "pre-upgrade")
+    name = hook["metadata"]["name"]
+    live = desired(r, r.previous) if r.previous else []
+    status = decide(r, StrategyStatus(), settled(live), T0).status
+    d = decide(r, status, settled([*live, hook], {name: "failed"}), T0 + timedelta(seconds=5))
+    assert d.status.phase is Phase.ROLLING_BACK and d.status.reason == "HookFailed" and name in d.status.message
+    assert deletes(d) == [(name, "Background")]
+    kept = with_hooks(rollout("catalog"), weighted("flaky", **{HELM_HOOK_DELETE: "hook-succeeded"}))
+    d = decide(kept, status, settled([*live, hook], {name: "failed"}), T0 + timedelta(seconds=5))
+    assert d.status.reason == "HookFailed" and deletes(d) == []  # a failed Job is kept to look at
+
+
+def test_before_hook_creation_deletes_the_previous_releases_job_of_the_same_hook() -> None:
+    for policy, expect_delete in ((None, True), ("hook-succeeded", False)):
+        notes = {} if policy is None else {HELM_HOOK_DELETE: policy}
+        r = with_hooks(rollout("catalog"), weighted(BACKUP, **notes), weighted("other"))
+        assert r.previous is not None
+        r = replace(r, previous=replace(r.previous, hooks=r.release.hooks))
+        [old, old_other] = [j.obj for j in hooks.jobs(r.previous, "pre-upgrade", r.hook_policy.timeout)]
+        assert {hooks.job_name(BACKUP, r.previous.identity.number, "pre-upgrade")} <= {
+            old["metadata"]["name"],
+            old_other["metadata"]["name"],
+        }
+        assert {ref_of(old), ref_of(old_other)} <= set(hooks.refs(r))  # observed, so the step sees them
+        [new, _] = hook_jobs(r, "pre-upgrade")
+        live = desired(r, r.previous)
+        d = decide(r, StrategyStatus(), settled([*live, old, old_other]), T0)
+        assert applied(d) == [new["metadata"]["name"]]
+        assert deletes(d) == ([(old["metadata"]["name"], "Background")] if expect_delete else []), policy
 
 
 # --- the guestbook example (issue 12 item 7) ---------------------------------------------------

@@ -222,11 +222,77 @@ def test_pruning_off_means_no_listing_and_no_deletion() -> None:
     assert prune_step().run(ctx(off, None)).kind == "done"
 
 
-def test_the_listing_is_asked_for_only_at_the_prune_step_going_forward() -> None:
+def test_the_listing_is_asked_for_only_at_the_prune_step_forward_or_rolling_back() -> None:
     assert prune.wants_inventory(Phase.PROGRESSING, PRUNE_STEP)
+    assert prune.wants_inventory(Phase.ROLLING_BACK, PRUNE_STEP)
     assert not prune.wants_inventory(Phase.PROGRESSING, "apply")
-    assert not prune.wants_inventory(Phase.ROLLING_BACK, PRUNE_STEP)
+    assert not prune.wants_inventory(Phase.ROLLING_BACK, "restore")
     assert not prune.wants_inventory(Phase.PAUSED, PRUNE_STEP)
+
+
+# --- the rollback's prune (against the restored release) ---------------------------------------
+
+
+def restored(r: RegionRollout) -> list[dict]:
+    """The previous release's objects as the rollback re-applied them (they carry its label)."""
+    assert r.previous is not None
+    return [stamped(o) for o in r.previous.objects]
+
+
+def test_a_rollback_removes_what_only_the_rolled_back_release_added() -> None:
+    added = obj("ConfigMap", "only-new", release=NEW)
+    p = plan(R, live(*restored(R), added), rolling_back=True)
+    assert deleted(p) == ["ConfigMap/only-new"] and p.refused is None
+    # going forward the same object is the current release's own
+    assert deleted(plan(R, live(*current(R), added))) == []
+
+
+def test_a_rollback_keeps_what_the_restored_release_renders_even_under_the_newer_label() -> None:
+    assert R.previous is not None
+    shared = [obj(o["kind"], o["metadata"]["name"], release=NEW) for o in R.previous.objects]
+    assert deleted(plan(R, live(*shared), rolling_back=True)) == []
+
+
+def test_a_rollbacks_prune_follows_the_same_candidate_rules() -> None:
+    protected = obj("ConfigMap", "keep-new", release=NEW, annotations={ANNOTATION_PRUNE: "false"})
+    theirs = obj("ConfigMap", "theirs", app="search", release=NEW)
+    pvc = obj("PersistentVolumeClaim", "data-new", release=NEW)
+    running = obj("Job", "migrate-" + NEW, release=NEW)
+    hook = obj("Job", f"backup-{NEW}-pre-rollback", release=NEW, labels={"rollout.dev/hook-phase": "pre-rollback"})
+    hook["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    p = plan(R, live(*restored(R), protected, theirs, pvc, running, hook), rolling_back=True)
+    assert deleted(p) == []
+    assert set(kept(p)) == {"ConfigMap/keep-new", "PersistentVolumeClaim/data-new", "Job/migrate-" + NEW}
+    opted = replace(R, prune=Prune(kinds=["PersistentVolumeClaim"]))
+    assert deleted(plan(opted, live(*restored(R), pvc), rolling_back=True)) == ["PersistentVolumeClaim/data-new"]
+
+
+def test_a_rollback_with_nothing_to_restore_prunes_nothing() -> None:
+    first = replace(R, previous=None)
+    assert plan(first, live(obj("ConfigMap", "x", release=NEW)), rolling_back=True) == prune.PrunePlan()
+
+
+def test_the_rollbacks_prune_step_does_not_pause_on_the_bound_it_warns_and_finishes() -> None:
+    bounded = replace(R, prune=Prune(max_deletions=1))
+    extra = [obj("ConfigMap", n, release=NEW) for n in ("a", "b")]
+    status = StrategyStatus(phase=Phase.ROLLING_BACK, step_name=PRUNE_STEP, message="aborted")
+    snap = Snapshot(inventory=tuple(live(*restored(R), *extra)))
+    out = prune_step().run(Ctx(bounded, status, snap, T0))
+    assert out.kind == "done" and out.reason == "PruneRefused" and not [a for a in out.actions if isinstance(a, Delete)]
+    assert [(a.reason, a.type) for a in out.actions if isinstance(a, Event)] == [("PruneRefused", "Warning")]
+    assert out.status is not None and out.status.message.startswith("aborted; pruning would delete 2 objects")
+    out = prune_step().run(Ctx(R, status, snap, T0))
+    assert out.kind == "wait" and sorted(a.ref.name for a in out.actions if isinstance(a, Delete)) == ["a", "b"]
+
+
+def test_a_prune_the_region_refuses_pauses_going_forward_and_ends_a_rollback_rolled_back() -> None:
+    forward = StrategyStatus(phase=Phase.PROGRESSING, step_name=PRUNE_STEP)
+    paused = prune.refused_by_region(forward, "Forbidden (403)", T0)
+    assert paused.phase is Phase.PAUSED and paused.reason == "PruneFailed" and "promote" in paused.message
+    back = StrategyStatus(phase=Phase.ROLLING_BACK, step_name=PRUNE_STEP, reason="Aborted", message="abort")
+    done_ = prune.refused_by_region(back, "Forbidden (403)", T0)
+    assert done_.phase is Phase.ROLLED_BACK and done_.reason == "Aborted"
+    assert done_.message.startswith("abort; pruning after the restore failed") and "Forbidden (403)" in done_.message
 
 
 def test_the_plan_field_refuses_unknown_keys_and_kinds() -> None:
@@ -291,6 +357,31 @@ def test_a_release_that_drops_an_object_deletes_it_after_passing_and_a_rollback_
     rolled = run_until_settled(cluster, second, status, **kw)
     assert rolled.phase is Phase.ROLLED_BACK, rolled
     assert ("ConfigMap", "extra") in names()
+    assert {("ConfigMap", "keep"), ("ConfigMap", "extra-theirs")} <= names()
+
+
+@pytest.mark.parametrize("app", ["catalog", "search", "checkout"])
+def test_a_rollback_deletes_what_only_the_rolled_back_release_added(app: str) -> None:
+    second = rollout(app)
+    ns = second.namespace
+    added, kept_ = configmap("added", ns), configmap("added-kept", ns, {ANNOTATION_PRUNE: "false"})
+    second = replace(second, release=with_extra(second.release, added, kept_))
+    if second.kind == "canary":
+        second = replace(second, canary_release=with_extra(second.canary_release, added, kept_))
+    first = replace(second, release=second.previous, previous=None, canary_release=None)
+    first = replace(first, canary_release=second.previous if second.kind == "canary" else None)
+    cluster, clock = FakeCluster(), Clock()
+    kw: dict[str, Any] = {"clock": clock, "sleep": clock.sleep, "timeout": 3600, "analysis": lambda _: Verdict.SUCCESS}
+    kw["commands"] = lambda s: Commands(promote=s.phase is Phase.PAUSED)
+    assert run_until_settled(cluster, first, **kw).phase is Phase.SUCCEEDED
+    status = run_until_settled(cluster, second, **kw)
+    assert status.phase is Phase.SUCCEEDED, status
+    names = lambda: {(r.kind, r.name) for r in cluster.objects}  # noqa: E731
+    assert {("ConfigMap", "added"), ("ConfigMap", "added-kept")} <= names()
+    kw["commands"] = lambda s: Commands(abort="test")
+    rolled = run_until_settled(cluster, second, status, **kw)
+    assert rolled.phase is Phase.ROLLED_BACK, rolled
+    assert ("ConfigMap", "added") not in names() and ("ConfigMap", "added-kept") in names()
 
 
 def test_over_the_bound_the_region_pauses_and_a_promote_finishes_without_pruning() -> None:

@@ -109,7 +109,7 @@ CASES = [
         T0,
         Phase.ROLLED_BACK,
         [],
-        ["StepCompleted", "RolledBack"],
+        ["StepCompleted", "StepCompleted", "RolledBack"],  # restore, then the rollback's prune step
     ),
     (
         "rollback stuck: failed",
