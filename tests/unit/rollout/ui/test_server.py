@@ -100,3 +100,16 @@ def test_hub_counts_changes_and_wakes_waiters() -> None:
 )
 def test_loopback(address: str, loopback: bool) -> None:
     assert is_loopback(address) is loopback
+
+
+def test_rollout_ui_warns_before_listening_beyond_loopback(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from rollout.cli import main
+
+    missing = str(tmp_path / "no-kubeconfig")
+    result = CliRunner().invoke(main, ["ui", "--address", "0.0.0.0", "--kubeconfig", missing])
+    assert "warning: listening on 0.0.0.0" in result.output
+    assert result.exit_code != 0 and "cannot use kubeconfig" in result.output
+    quiet = CliRunner().invoke(main, ["ui", "--kubeconfig", missing])
+    assert "warning" not in quiet.output and "cannot use kubeconfig" in quiet.output
