@@ -354,6 +354,8 @@ class Controller:
         a malformed one ends Rejected with its reason, an unexpected error Failed; neither can stop
         the pass, and a transient API error leaves the action pending for the next one."""
         routed: dict[str, list[tuple[Request, dict[str, Any]]]] = defaultdict(list)
+        if not pending:
+            return routed  # the names known (every release of the fleet) are gathered only for an action
         known = self._known(by_app)
         for action in sorted(pending, key=_created):
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from kubernetes.client.exceptions import ApiException
 
 from rollout import metrics
 from rollout.cache import ReleaseIndex, WatchCache
+from rollout.controller import Controller
+from rollout.failures import Retries
 from rollout.reconciler import ACTIVE
 from rollout.release import ReleaseSpec, ReleaseStatus
 from rollout.store import ReleaseStore, StoredRelease
@@ -156,3 +159,34 @@ def test_a_watch_is_counted_as_watch_not_as_a_read() -> None:
     assert metrics.watching(base + "?watch=true&timeoutSeconds=60&allowWatchBookmarks=true")
     assert not metrics.watching(base) and not metrics.watching(base + "?labelSelector=watch%3Dtrue")
     assert metrics.resource_of(base + "?watch=true") == "releases"
+
+
+def test_an_idle_pass_reconciles_only_the_release_in_flight_and_gathers_nothing_per_release() -> None:
+    fleet = [release(f"app{i}-1", f"app{i}", "Succeeded", str(i + 1)) for i in range(50)]
+    releases = FakeCache([*fleet, release("web-2", "web", "Progressing", "99")])
+    reconciled: list[str] = []
+
+    class Reconciler:
+        freezes: tuple[Any, ...] = ()
+
+        def reconcile(self, stored: StoredRelease, siblings: Any, requests: Any, now: datetime) -> StoredRelease:
+            reconciled.append(stored.name)
+            return stored
+
+    def no_names(by_app: Any) -> Any:
+        raise AssertionError("the fleet's names were gathered with no action pending")
+
+    controller = Controller.__new__(Controller)
+    controller.releases = releases  # type: ignore[assignment]
+    controller.actions = FakeCache([])  # type: ignore[assignment]
+    controller.index = ReleaseIndex(releases, ACTIVE)  # type: ignore[arg-type]
+    controller._pending = (-1, [])
+    controller._retries = Retries()
+    controller._reconciler = Reconciler()  # type: ignore[assignment]
+    controller._known = no_names  # type: ignore[method-assign]
+    controller._freezes = lambda now: ()  # type: ignore[method-assign]
+    controller._collect_trees = lambda by_app, now: None  # type: ignore[method-assign]
+    now = datetime.now(UTC)
+    for _ in range(3):
+        controller.reconcile_all(now)
+    assert reconciled == ["web-2"] * 3
