@@ -89,13 +89,16 @@ LATENCY_MS = 20.0
 GOAL_DETECT_INTERVALS = 2
 RELEASE_TIMEOUT_S = 420.0
 
+# By version as well as track: in a smoke window the new version serves as `stable`, and a judge's
+# lookback (2 x minSamples intervals) would otherwise mix in the old version's samples from
+# before the region was promoted (measured: errors +2 % slipped through the canary wave so).
+SEL = 'app="{{ app }}",region="{{ region }}",version="{{ version }}",track="%s"'
 ERRORS = (
-    '(sum(rate(http_requests_total{app="{{ app }}",region="{{ region }}",track="%s",code=~"5.."}[{{ interval }}]))'
-    ' or vector(0)) / sum(rate(http_requests_total{app="{{ app }}",region="{{ region }}",track="%s"}[{{ interval }}]))'
+    "(sum(rate(http_requests_total{" + SEL + ',code=~"5.."}[{{ interval }}])) or vector(0))'
+    " / sum(rate(http_requests_total{" + SEL + "}[{{ interval }}]))"
 )
 LATENCY = (
-    "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket"
-    '{app="{{ app }}",region="{{ region }}",track="%s"}[{{ interval }}])))'
+    "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket{" + SEL + "}[{{ interval }}])))"
 )
 
 
