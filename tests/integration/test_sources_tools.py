@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from config import sources
 from config.errors import InvalidRepository, Issue
+from config.hooks import hook_of
 from config.identity import ReleaseIdentity
 from config.loader import load_repository
 from config.render import render
@@ -88,7 +89,9 @@ def test_the_helm_example_differs_per_region_and_carries_the_identity(shop: obje
         "rollout.dev/release": COMMIT[:12],
         "rollout.dev/region": "eu-west",
     }
-    assert sorted(o["kind"] for o in west.objects) == ["Deployment", "Service"]
+    assert sorted(o["kind"] for o in west.objects) == ["Deployment", "Job", "Service"]
+    [flush] = [o for o in west.objects if o["kind"] == "Job"]  # the chart's pre-rollback hook
+    assert hook_of(flush) is not None and hook_of(flush).phases == ("pre-rollback",)  # type: ignore[union-attr]
     for obj in west.objects:
         assert labels.items() <= obj["metadata"]["labels"].items()
         assert obj["metadata"]["namespace"] == "reviews"
