@@ -90,6 +90,13 @@ REFUSED = [
     ("unknown action", action(action="delete", app="checkout"), 'spec.action: Unsupported value: "delete"'),
     ("region not a name", action(action="drain", region="EU West!"), "spec.region: Invalid value"),
     ("empty reason", action(action="pause", app="checkout", reason=""), "spec.reason"),
+    (
+        "until on an unfreeze",
+        action(action="unfreeze", app="checkout", until="2026-12-01T00:00:00Z"),
+        "spec.until is not allowed for unfreeze: it applies to freeze only",
+    ),
+    ("until not a time", action(action="freeze", until="tomorrow"), "spec.until"),
+    ("override-freeze without app", action(action="override-freeze"), "spec.app is required for override-freeze"),
 ]
 
 
@@ -109,6 +116,9 @@ ADMITTED = [
     action(action="promote", app="checkout", full=True, region="eu-canary"),
     action(action="pause", app="checkout"),
     action(action="drill", app="checkout", region="eu-canary"),
+    action(action="freeze", until="2026-12-01T00:00:00Z"),
+    action(action="unfreeze", app="checkout", region="eu-west"),
+    action(action="override-freeze", app="checkout", release="checkout-1-1-0"),
 ]
 
 
