@@ -410,7 +410,7 @@ class Controller:
                 self._finish_action(action, "Rejected", "spec.until is in the past; give a later time", now, True)
                 return
             note = actions.freeze_note(checked, actions.runtime_freezes(self.actions.items(), now))
-            self._finish_action(action, "Done", note, now, warning=checked.action == "freeze")
+            self._finish_action(action, "Done", note, now)
             return
         chosen = actions.target(checked, by_app.get(checked.app or "", []))  # the release actually live
         if chosen.release is None:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rollout.actions import Checked, Rejected, check, freeze_note, runtime_freezes, target
 from rollout.cli.ops import ACTION_COMMANDS, freeze_lines, frozen_lines, until_time
 from tests.unit.rollout.test_action_target import rel
-from tests.unit.rollout.test_actions import KNOWN
+from tests.unit.rollout.test_actions import KNOWN, FakeCache, FakeTraffic, controller
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 FREEZE, UNFREEZE = (next(c for c in ACTION_COMMANDS if c.name == n) for n in ("freeze", "unfreeze"))
@@ -126,3 +126,29 @@ def test_status_shows_the_freeze_and_the_override() -> None:
         "frozen by alice: checkout in all regions: 2026-11-29T07:00:00.000Z - 2026-11-29T09:00:00.000Z"
         " (incident 42) [freeze-co]"
     ]
+
+
+# --- the controller's part: routing, and the freezes handed to the reconciler ----------------------
+
+
+def test_the_controller_records_freezes_on_the_actions_and_hands_them_on() -> None:
+    ctl, custom, events = controller(FakeTraffic())
+    ctl._git_freezes = ()
+    freeze = ra("freeze-all-x", state=None, action="freeze", until="2026-11-29T10:00:00Z")
+    past = ra("freeze-old", state=None, action="freeze", until="2026-11-29T07:00:00Z")
+    ctl._route_actions([freeze, past], {"checkout": []}, NOW)
+    assert custom.status["freeze-all-x"]["state"] == "Done"
+    assert custom.status["freeze-all-x"]["message"] == (
+        "frozen: no release starts a new region for every app in every region until 2026-11-29T10:00:00.000Z"
+    )
+    assert (
+        custom.status["freeze-old"]["state"] == "Rejected" and "in the past" in custom.status["freeze-old"]["message"]
+    )
+    done = {**freeze, "status": custom.status["freeze-all-x"]}
+    ctl.actions = FakeCache([done])
+    assert [f.name for f in ctl._freezes(NOW)] == ["freeze-all-x"]
+    unfreeze = ra("unfreeze-all-y", state=None, action="unfreeze")
+    ctl._route_actions([unfreeze], {"checkout": []}, NOW + timedelta(seconds=1))
+    assert custom.status["unfreeze-all-y"]["message"] == "lifted freeze-all-x"
+    ctl.actions = FakeCache([done, {**unfreeze, "status": custom.status["unfreeze-all-y"]}])
+    assert ctl._freezes(NOW + timedelta(seconds=2)) == ()
