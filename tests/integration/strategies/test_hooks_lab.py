@@ -1,7 +1,8 @@
 """Issue 12 item 3 on a real kube-apiserver (the lab's KWOK region eu-west, where Job pods
 complete): the guestbook example's db-backup hook runs as its own Job before each release changes
 anything (pre-upgrade), and before a rollback restores anything (pre-rollback), and is never
-applied with the release's objects."""
+applied with the release's objects; the hooks of one phase run one after the other by weight, and a
+hook-succeeded Job is deleted once complete."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from config.render import Rendered
 from strategies.driver import Driven, ReleaseAt, Renderer
 from strategies.fake import FAULT_LABEL
 from strategies.model import Phase, RegionRollout
+from tests.fixtures.traffic import wait_until
 from tests.unit.strategies.helpers import V1, V2, in_namespace, repo, run_until_settled
 
 from .conftest import REGION
@@ -146,3 +148,52 @@ def test_pre_upgrade_then_pre_rollback_hooks_run_first(region, timings, stopwatc
     web = apps.read_namespaced_deployment("gb-web", ns)
     assert web.metadata.labels["app.kubernetes.io/version"] == V2.version
     timings.record("hooks: gb-web never Ready -> pre-rollback Job, then restore", status.phase.value, stopwatch())
+
+
+def hook_variant(backup: dict[str, Any], name: str, **annotations: str) -> dict[str, Any]:
+    """A pre-upgrade hook Job like the guestbook's backup, named `name`, with `annotations`."""
+    out = copy.deepcopy(backup)
+    out["metadata"]["name"] = name
+    out["metadata"]["annotations"] = {"rollout.dev/hook": "pre-upgrade", **annotations}
+    return out
+
+
+def test_weighted_hooks_run_in_order_and_a_hook_succeeded_job_is_deleted(region, timings, stopwatch) -> None:
+    """Issue 12: three pre-upgrade hooks of one release, weights 0 (the backup, policy
+    hook-succeeded), 5 and 10 (Helm's and our weight annotations): each Job started once the one
+    before it completed (read from the Jobs' startTime and completionTime), the backup Job is gone
+    afterwards, the other two stay (before-hook-creation, the default, deletes only an earlier
+    release's Job of the same hook)."""
+    factory, ns = region
+    cluster = factory()
+    first = release(ns, V1, None)
+    [backup] = first.release.hooks
+    backup = copy.deepcopy(backup)
+    backup["metadata"]["annotations"]["helm.sh/hook-delete-policy"] = "hook-succeeded"
+    hooks = (
+        hook_variant(backup, "warm", **{"rollout.dev/hook-weight": "10"}),
+        backup,
+        hook_variant(backup, "schema", **{"helm.sh/hook-weight": "5"}),
+    )
+    first = replace(first, release=replace(first.release, hooks=hooks))
+
+    seen: set[str] = set()
+
+    def watch(driven: Driven) -> None:  # every hook Job the passes saw, even one deleted later
+        if driven.snapshot is not None:
+            seen.update(n for n in ("db-backup", "schema", "warm") if driven.snapshot.workload("Job", job(n)))
+
+    def job(name: str) -> str:
+        return f"{name}-{first.release_number}-pre-upgrade"
+
+    status = run_until_settled(cluster, first, timeout=RUN_TIMEOUT, max_wait=0.5, on_pass=watch)
+    assert status.phase is Phase.SUCCEEDED, status
+    found = jobs(cluster.api_client, ns)
+    schema, warm = found[job("schema")], found[job("warm")]
+    assert complete(schema) and complete(warm)
+    assert schema.status.completion_time <= warm.status.start_time, (schema.status, warm.status)
+    web = client.AppsV1Api(cluster.api_client).read_namespaced_deployment("gb-web", ns)
+    assert warm.status.completion_time <= web.metadata.creation_timestamp  # all before the strategy
+    assert "db-backup" in seen  # it ran (it completed: the release went on) ...
+    wait_until(lambda: job("db-backup") not in jobs(cluster.api_client, ns), 20.0, 0.2, "db-backup Job deleted")
+    timings.record("hooks: weights 0, 5, 10 in order; hook-succeeded Job deleted", status.phase.value, stopwatch())
