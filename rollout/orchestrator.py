@@ -141,6 +141,8 @@ def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action
         _roll_back(view, out, now)
     if ReleasePhase(out.status.phase) in (ReleasePhase.PENDING, ReleasePhase.PROGRESSING):
         _say_frozen(view, out, now)
+    elif ReleasePhase(out.status.phase) != ReleasePhase.PAUSED:
+        out.status.frozen = ""  # rolling back or done: no freeze holds it any more
     return out.status, out.actions
 
 

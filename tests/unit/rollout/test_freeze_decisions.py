@@ -105,6 +105,7 @@ def test_rollback_drain_and_restore_run_while_frozen() -> None:
     r = Frozen(late)
     r.step()
     r.step(20, eu_canary=RUNNING)
+    r.status.frozen = "frozen in eu-west: freeze-late (holiday; owner bob) until lifted"  # said earlier
     actions = r.step(1, requests=[Request("rollback", "bad", "carol")], eu_canary=RUNNING)
     assert r.phase() == "RollingBack" and SetRegionWeight("eu-canary", 0) in actions  # drain
     actions = r.step(61, eu_canary=RegionView(strategy_phase=S.PROGRESSING, drain_moved=1.0))
@@ -112,6 +113,7 @@ def test_rollback_drain_and_restore_run_while_frozen() -> None:
     actions = r.step(5, eu_canary=RegionView(strategy_phase=S.ROLLED_BACK))
     assert SetRegionWeight("eu-canary", 100) in actions  # restore
     assert r.phase() == "RolledBack"
+    assert r.status.frozen == ""  # a rolled-back release is not shown as frozen
 
 
 def test_failure_while_frozen_still_rolls_back() -> None:
