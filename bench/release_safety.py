@@ -378,7 +378,18 @@ def run_release(world: World, s: Scenario, version: str, seed: int, log: Callabl
     out = measure(world, s, version, t0, time.time() + 1, status, waves)
     out.seconds = seconds
     log(f"  {s.name}: {out.phase} in {seconds:.0f}s, failed in {out.failed_region}, blast {out.blast_pct:.2f} %")
+    if out.failed_region is not None:
+        log(f"    why: {_failing_measurement(status, out.failed_region) or status.get('message', '')}")
     return out
+
+
+def _failing_measurement(status: dict[str, Any], region: str) -> str | None:
+    """The failing smoke-window measurement of `region`, if a smoke window failed it."""
+    analysis = ((status.get("regions") or {}).get(region) or {}).get("analysis") or {}
+    for m in (analysis.get("smoke") or {}).get("measurements") or []:
+        if m.get("verdict") == "failure":
+            return f"{m.get('check')}: {m.get('reason')}"
+    return None
 
 
 def _wait_quiet(world: World, version: str) -> None:
