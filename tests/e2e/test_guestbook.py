@@ -9,12 +9,20 @@ declared as a pre-upgrade and pre-rollback hook.
   pods) is rolled back; in every region it touched, its pre-rollback backup Job completed before
   the rollback restored gb-mysql, and gb-mysql is back on the second release.
 
+- A release that changes gb-web's selector (immutable: every region's API server refuses it,
+  though the repository validates) fails its first region at once; `rollout status` shows the
+  message, `rollout abort` names the release it acted on, and the fixed release after it Succeeds.
+
 Everything is read from the region clusters (Jobs, Deployments, ConfigMaps), not from the
 controller's records, except which regions the third release touched.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,3 +197,73 @@ def test_a_database_that_never_gets_ready_is_rolled_back_after_its_backup(guestb
         assert backup.status.completion_time <= applied_at(db), region  # the backup ran before the restore
         assert db.metadata.labels["app.kubernetes.io/version"] == "1.1.0", region
         assert FAULT_LABEL not in db.spec.template.metadata.labels, region
+
+
+def cli(guestbook: Guestbook, *args: str) -> subprocess.CompletedProcess[str]:
+    """The rollout CLI as a user runs it (a subprocess), on the lab's kubeconfig."""
+    lab = guestbook.lab
+    kube = ["--kubeconfig", str(lab.kubeconfig), "--context", lab.home_context, "--namespace", NAMESPACE]
+    return subprocess.run(
+        [sys.executable, "-m", "rollout.cli", *args, *kube],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "250"},
+        check=False,
+    )
+
+
+def test_a_release_the_region_refuses_fails_at_once_is_shown_aborted_and_the_next_one_proceeds(
+    guestbook: Guestbook,
+) -> None:
+    """A selector change on gb-web: a valid repository (`rollout validate` cannot know the live
+    selector), refused by every region's API server (a Deployment's selector is immutable). The
+    region fails at once with the classified message, `rollout status` shows it, `rollout abort`
+    names that release, and the fixed release after it Succeeds everywhere."""
+    web_template = (guestbook.clone / f"apps/{APP}/manifests/web.yaml").read_text()
+    mysql_template = (guestbook.clone / f"apps/{APP}/manifests/mysql.yaml").read_text()  # 1.2.0 broke it
+    component = "      app.kubernetes.io/component: web\n"
+    assert web_template.count(component) == 2, web_template  # the selector's and the pod template's
+    moved = web_template.replace(component, component.replace("component: web", "component: web-v2"))
+    pushed = time.monotonic()
+    guestbook.push(
+        "1.3.0",
+        {f"apps/{APP}/manifests/web.yaml": moved, f"apps/{APP}/manifests/mysql.yaml": mysql_template},
+        "guestbook 1.3.0: gb-web's selector changed",
+    )
+    validated = subprocess.run(
+        [sys.executable, "-m", "rollout.cli", "validate", guestbook.git.url, "--rev", guestbook.git.head()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr  # the repository is valid
+    broken = guestbook.wait("1.3.0", {"RolledBack", "Failed", "Succeeded"})
+    took = time.monotonic() - pushed
+    status = broken["status"]
+    assert status["phase"] in ("RolledBack", "Failed"), status
+    assert "field is immutable" in status.get("message", ""), status  # the region's refusal, classified
+    assert took < 120, f"the refused release took {took:.0f}s to fail: not at once"
+    print(f"guestbook 1.3.0 {status['phase']} after {took:.0f}s: {status['message'][:300]}")
+
+    shown = cli(guestbook, "status", APP)
+    assert shown.returncode == 0, shown.stderr
+    assert "1.3.0" in shown.stdout and "field is immutable" in shown.stdout and "gb-web" in shown.stdout, shown.stdout
+
+    # abort targets that release: acted on while it is live, or (it failed at once and rolled itself
+    # back already) refused saying that release is RolledBack; either way the output names it
+    aborted = cli(guestbook, "abort", APP, "--reason", "e2e: gb-web's selector cannot change in place")
+    name, said = broken["metadata"]["name"], aborted.stdout + aborted.stderr
+    acted = aborted.returncode == 0 and f"acted on release {name} (version 1.3.0" in said
+    refused = aborted.returncode == 1 and f"release {name} (version 1.3.0) is {status['phase']}" in said
+    assert acted or refused, said
+    print(f"rollout abort: {said.strip()}")
+
+    guestbook.push("1.4.0", {f"apps/{APP}/manifests/web.yaml": web_template}, "guestbook 1.4.0: selector back")
+    fixed = guestbook.wait("1.4.0", {"Succeeded", "RolledBack", "Failed"})
+    assert fixed["status"]["phase"] == "Succeeded", fixed["status"]
+    for region in guestbook.lab.region_contexts:
+        web = guestbook.deployment(region, "gb-web")
+        assert web.metadata.labels["app.kubernetes.io/version"] == "1.4.0", region
+        assert web.spec.selector.match_labels["app.kubernetes.io/component"] == "web", region
