@@ -650,6 +650,51 @@ def test_admission_policy_rejects_a_forged_requester(installed: Lab, people: dic
     assert immutable.value.status == 422 and "an action is a record" in immutable.value.body
 
 
+def test_override_freeze_is_its_own_verb(installed: Lab, people: dict[str, str]) -> None:
+    """A responder may freeze and unfreeze, but an override-freeze is admitted only from someone
+    bound to rollout-freeze-overrider (the admission policy asks the authorizer for that verb)."""
+    home, user = installed.home_context, people["responder"]
+    responder = client.CustomObjectsApi(impersonating(installed, home, user))
+
+    def create(action: str) -> Any:
+        body = release_action(user, action)
+        if action in ("freeze", "unfreeze"):
+            body["spec"].pop("app")  # `rollout freeze --all`
+        return responder.create_namespaced_custom_object(GROUP, "v1alpha1", NS, "releaseactions", body, dry_run="All")
+
+    assert create("freeze")["spec"]["action"] == "freeze"
+    assert create("unfreeze")["spec"]["action"] == "unfreeze"
+    with pytest.raises(ApiException) as denied:
+        create("override-freeze")
+    assert denied.value.status == 403, denied.value.body
+    assert f"{user} may not override freezes" in json.loads(denied.value.body)["message"]
+    rbac = client.RbacAuthorizationV1Api(installed.api_client(home))
+    binding = f"{user}-freeze-overrider"
+    rbac.create_namespaced_role_binding(
+        NS,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": binding},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "rollout-freeze-overrider",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    )
+    try:
+
+        def refused() -> str | None:
+            code = status_of(lambda: create("override-freeze"))
+            return None if code == 200 else f"still {code}"
+
+        wait_until(refused, 30, "override-freeze admitted once rollout-freeze-overrider is bound")
+    finally:
+        rbac.delete_namespaced_role_binding(binding, NS)
+
+
 # --- the controller with nothing but its ServiceAccounts' tokens ------------------------------
 
 
