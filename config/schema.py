@@ -381,6 +381,17 @@ class HelmSource(Model):
     )
     release_name: Name | None = Field(default=None, alias="releaseName", description="default: the app's name")
 
+    @field_validator("chart")
+    @classmethod
+    def _chart_in_its_own_folder(cls, value: str) -> str:
+        if value.replace("\\", "/").strip("/").replace("./", "") in ("", "."):  # the app folder itself
+            raise ValueError(
+                f"{value!r} is the app's folder, whose values.yaml is the release's (version, image), "
+                "not the chart's; move Chart.yaml, values.yaml, templates/ (and charts/) into "
+                "apps/<app>/chart/ and write chart: chart"
+            )
+        return value
+
 
 class KustomizeSource(Model):
     """A kustomization in the app's folder, built with `kustomize build` (the pinned Kustomize)."""

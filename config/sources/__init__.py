@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import tempfile
 import threading
 from collections import OrderedDict
@@ -24,7 +25,7 @@ import yaml
 from config.errors import Issue
 from config.identity import ReleaseIdentity
 from config.repository import AppSource, Repository
-from config.sources import helm, kustomize, tools
+from config.sources import argocd, helm, kustomize, release_image, selectors, tools
 from config.sources.common import Document, SourceFailed, load_all, substitute
 from config.sources.confine import MAX_COPY_BYTES, Refused, copy_app
 from config.sources.tools import ToolFailed, ToolLimitExceeded, current_limits, run
@@ -144,7 +145,7 @@ def _helm(
     region = repo.regions[region_name]
     plan_file = f"{shown_root}/rollout.yaml"
     copy = scratch / "app"
-    chart_shown = f"{shown_root}/{source.chart}"
+    chart_shown = posixpath.normpath(f"{shown_root}/{source.chart}")  # chart: ./chart -> apps/<app>/chart
     issues = helm.chart_issues(copy / source.chart, chart_shown)
     found, missing = helm.values_files(
         source, [substitute(p, region) for p in source.values_files], copy, shown_root, plan_file
@@ -186,6 +187,7 @@ def _helm(
         for body in bodies:
             out.append(Document(shown, counts.get(shown, 0), body))
             counts[shown] = counts.get(shown, 0) + 1
+    _check_output(out, app, context, "helm", shown_root)
     return out
 
 
@@ -251,7 +253,24 @@ def _kustomize(
         file = f"{shown_root}/{origin.removeprefix('app/')}" if origin.startswith("app/") else shown
         out.append(Document(file, counts.get(file, 0), body))
         counts[file] = counts.get(file, 0) + 1
+    _check_output(out, app, context, "kustomize", shown_root, region_patch=source.region_patch)
     return out
+
+
+def _check_output(
+    out: list[Document], app: AppSource, context: dict[str, Any], kind: str, shown_root: str, region_patch: bool = False
+) -> None:
+    """What a chart or a tree brought as is gets wrong first: Argo CD hooks, selectors on a name the
+    identity stamp replaces, an image of its own."""
+    found = (
+        argocd.issues(out)
+        + selectors.issues(out, app.name, kind)
+        + release_image.issues(
+            out, str(context["image"]), app.values.image.repository, kind, shown_root, region_patch=region_patch
+        )
+    )
+    if found:
+        raise SourceFailed(found)
 
 
 def _limit_failure(exceeded: ToolLimitExceeded, shown: str) -> SourceFailed:

@@ -227,6 +227,7 @@ _ERROR_AT = re.compile(
 
 
 _RENDERED_LINE = re.compile(r"yaml: line (\d+)")
+_DEBUG_HINT = re.compile(r"\s*Use --debug flag to render out invalid YAML\.?")
 
 
 def split_output(text: str) -> Iterator[tuple[str, str]]:
@@ -248,6 +249,7 @@ def error_issue(message: str, chart_shown: str, scratch: str, app_shown: str) ->
     """A helm error as an issue pointing at the chart file and line it names."""
     text = message.replace(scratch + "/app", app_shown).replace(scratch, "<render folder>")
     text = re.sub(r"^Error: ", "", text.strip()).replace("\n", " ")
+    text = _DEBUG_HINT.sub("", text).strip()  # the controller's helm takes no --debug: noise here
     # the last place named is the innermost: a helper in _helpers.tpl, not the template including it
     where = next(reversed(list(_ERROR_AT.finditer(text))), None)
     if where:
