@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
 
-from scipy.stats import mannwhitneyu
-
 from config.schema import Judge
 from regions.analysis.model import Verdict
 
@@ -53,6 +51,10 @@ def mann_whitney(
         return JudgeResult(Verdict.SUCCESS, "canary and baseline are identical", 1.0, len(c), len(b), **medians)
     # lowerIsBetter: the canary is worse when its values tend to be *greater* than the baseline's.
     alternative = "greater" if judge.direction == "lowerIsBetter" else "less"
+    # Imported here, not at the top: scipy.stats costs about 87 MiB of RSS, and a controller whose
+    # plans use no judge (or that is idle) should not carry it (docs/performance.md).
+    from scipy.stats import mannwhitneyu
+
     p = float(mannwhitneyu(c, b, alternative=alternative, method="auto").pvalue)
     if math.isnan(p):
         return JudgeResult(Verdict.INCONCLUSIVE, "the test gave no p-value", None, len(c), len(b), **medians)

@@ -190,3 +190,14 @@ def test_an_idle_pass_reconciles_only_the_release_in_flight_and_gathers_nothing_
     for _ in range(3):
         controller.reconcile_all(now)
     assert reconciled == ["web-2"] * 3
+
+
+def test_the_controller_does_not_load_scipy_until_a_judge_runs() -> None:
+    """scipy.stats is about 87 MiB of RSS: a fresh interpreter importing the controller must not
+    carry it (it is imported by the judge on first use)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, rollout.controller, rollout.cli; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
