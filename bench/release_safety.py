@@ -373,7 +373,7 @@ def run_release(world: World, s: Scenario, version: str, seed: int, log: Callabl
     seconds = time.time() - t0
     status = rel.get("status") or {}
     waves = rel["spec"]["waves"]
-    if status.get("phase") != "Succeeded":
+    if status.get("phase") == "RolledBack":
         _wait_quiet(world, version)
     out = measure(world, s, version, t0, time.time() + 1, status, waves)
     out.seconds = seconds
@@ -390,6 +390,29 @@ def _failing_measurement(status: dict[str, Any], region: str) -> str | None:
         if m.get("verdict") == "failure":
             return f"{m.get('check')}: {m.get('reason')}"
     return None
+
+
+def _wait_baseline(world: World, live: str) -> None:
+    """Until every region has served `live` as stable for a judge's whole lookback (plus margin):
+    right after a rollback the stable version's baseline window is short, and the next release's
+    judge would find too few baseline samples and pause (seen in a run: canary 9, baseline 1)."""
+    lookback_s = 2 * MIN_SAMPLES * INTERVAL_S + 4
+    promql = f'sum by (region) (increase(http_requests_total{{app="{APP}",version="{live}",track="stable"}}[2s]))'
+
+    def problem() -> str | None:
+        now = time.time()
+        rows = {r["metric"]["region"]: r["values"] for r in world.prom_range(promql, now - lookback_s, now)}
+        short = [
+            r
+            for r in REGIONS
+            if len(rows.get(r, [])) < lookback_s - 1 or any(float(v) <= 0 for _, v in rows.get(r, []))
+        ]
+        return f"{live} not yet stable for {lookback_s:g}s in {short}" if short else None
+
+    try:
+        procs.wait_until(problem, 120, f"{live} as baseline everywhere", max_delay_s=1.0)
+    except procs.ProcessError as exc:  # measured anyway: the release may pause, which the table shows
+        print(f"  warning: {exc}", flush=True)
 
 
 def _wait_quiet(world: World, version: str) -> None:
@@ -822,9 +845,16 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = _print) -> 
         world.waves = [{"name": w["name"], "regions": list(w["regions"])} for w in initial["spec"]["waves"]]
         out(f"  first release 1.4.0: {initial['status']['phase']}; waves {world.waves}")
         plan: list[Scenario] = [Scenario(f"good {i + 1}") for i in range(good_n)] + scenarios
+        live = "1.4.0"
         for i, s in enumerate(plan):
             version = f"2.{i}.0"
+            _wait_baseline(world, live)
             outcomes.append(run_release(world, s, version, args.seed * 1000 + i, out))
+            if outcomes[-1].phase == "Succeeded":
+                live = version
+            elif outcomes[-1].phase != "RolledBack":
+                out(f"  {version} ended {outcomes[-1].phase}: the bad version may still serve; stopping here")
+                break
         our_alarms = our_noise_alarms(windows, args.seed, canary_rps)
         base = baseline_rows(world, outcomes, windows, args.seed, canary_rps)
     line = report(outcomes, windows, our_alarms, base, shares, out)
