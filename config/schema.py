@@ -319,8 +319,19 @@ class RollbackPolicy(Model):
     revert_commit: bool = Field(default=False, alias="revertCommit")
 
 
-NotificationEvent = Literal["started", "promoted", "failed", "rolledBack", "paused", "drained", "succeeded"]
-DEFAULT_NOTIFIED: tuple[NotificationEvent, ...] = ("failed", "rolledBack", "paused", "drained")
+NotificationEvent = Literal[
+    "started", "promoted", "failed", "rolledBack", "paused", "drained", "succeeded", "frozen", "freezeOverride"
+]
+# What asks for a person by default: a release stopped (failed, paused, frozen), traffic moved, or a
+# freeze overridden (an exception someone should see).
+DEFAULT_NOTIFIED: tuple[NotificationEvent, ...] = (
+    "failed",
+    "rolledBack",
+    "paused",
+    "drained",
+    "frozen",
+    "freezeOverride",
+)
 
 
 class Notification(Model):
