@@ -126,7 +126,7 @@ def action_rows(actions: list[dict[str, Any]], app: str) -> list[list[str]]:
                 target,
                 spec.get("requestedBy", ""),
                 spec.get("reason", ""),
-                outcome[:80],
+                outcome,  # whole: the table folds it, -o wide and the browser show it all
             ]
         )
     return rows

@@ -209,3 +209,13 @@ def test_brackets_in_messages_and_titles_are_text_not_rich_markup() -> None:
     for wide in (False, True):
         text = rendered(status_view(release, wide=wide, now=NOW), wide=wide)
         assert "probe [eu-canary] [/] 503" in text and "[quarantined]" in text
+
+
+def test_an_action_outcome_is_kept_whole() -> None:
+    action = {
+        "metadata": {"name": "a", "creationTimestamp": "2026-11-24T12:00:00Z"},
+        "spec": {"action": "rollback", "app": "checkout", "reason": "r", "requestedBy": "alice"},
+        "status": {"state": "Done", "message": MESSAGE},
+    }
+    (row,) = action_rows([action], "checkout")
+    assert row[5] == f"Done {MESSAGE}"
