@@ -99,6 +99,9 @@ def latest_by_app(releases: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
     return out
 
 
+_AT_REST = frozenset({"Pending", "Succeeded", "RolledBack", "Failed"})
+
+
 def cell(release: dict[str, Any], region: str, now: datetime) -> Cell | None:
     waves = release["spec"].get("waves") or []
     index = next((i for i, w in enumerate(waves) if region in w.get("regions", [])), None)
@@ -115,7 +118,9 @@ def cell(release: dict[str, Any], region: str, now: datetime) -> Cell | None:
         tone=tone,
         icon=icon,
         wave=index + 1,
-        weight="" if state.get("weight") is None else f"{state['weight']}%",
+        # The canary weight inside the region means something only while the region is in flight:
+        # a finished rolling or promoted region reports 0, which read as "no traffic".
+        weight="" if state.get("weight") is None or phase in _AT_REST else f"{state['weight']}%",
         smoke_left=smoke_left(state, now),
         step=str(step),
         verdict=last_verdict(state.get("analysis") or {}),

@@ -211,3 +211,16 @@ def test_region_page_apps_and_drain_state() -> None:
     assert not restored.drained and restored.drain == "restored at 2026-01-01T11:30:00Z"
     assert model.region_page("ap-south", [rel], [], NOW).apps == ()
     assert model.region_page("ap-south", [rel], [], NOW).drain == "serving (no drain recorded)"
+
+
+def test_weight_is_shown_only_while_a_region_is_in_flight() -> None:
+    """A finished region reports canary weight 0 (no separate canary any more): shown as "0%" it
+    read as "no traffic" on the fleet page of the demo."""
+    rel = release(
+        "checkout",
+        "a",
+        "2026-01-01T10:00:00Z",
+        regions={"eu-canary": {"phase": "Succeeded", "weight": 0}, "us-east": {"phase": "Progressing", "weight": 10}},
+    )
+    assert model.cell(rel, "eu-canary", NOW).weight == ""  # type: ignore[union-attr]
+    assert model.cell(rel, "us-east", NOW).weight == "10%"  # type: ignore[union-attr]
