@@ -40,6 +40,7 @@ from kubernetes import client
 from deploy.lab.cluster import Lab
 from deploy.lab.controllerproc import install_crds
 from deploy.lab.pki import CertificateAuthority
+from tests.e2e.conftest import wait_for as wait  # the suite's deadline poll, not a copy of it
 
 pytestmark = pytest.mark.integration
 
@@ -58,17 +59,6 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         "or bash deploy/setup.sh",
         allow_module_level=True,
     )
-
-
-def wait(probe: Callable[[], Any], timeout_s: float, what: str, describe: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}. {describe()}")
-        time.sleep(0.1)
 
 
 # --- the home cluster: CRDs, a namespace, two people ----------------------------------------------
