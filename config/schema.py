@@ -235,12 +235,53 @@ class RegionSelector(Model):
     characteristics: dict[str, str] = Field(default_factory=dict)
 
 
+Identity = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class ApprovalFrom(Model):
+    users: list[Identity] = Field(default_factory=list, description="Kubernetes user names")
+    groups: list[Identity] = Field(default_factory=list, description="groups of the requester's identity")
+
+    @model_validator(mode="after")
+    def _someone(self) -> ApprovalFrom:
+        if not self.users and not self.groups:
+            raise ValueError("names nobody who may approve; list users or groups (from: {groups: [release-managers]})")
+        return self
+
+
+class Approval(DurationModel):
+    """A gate before the wave starts: `required` approvals (`rollout approve APP --wave NAME`) from
+    distinct allowed identities, optionally not by the commit's author, each valid `expiresAfter`."""
+
+    required: int = Field(default=1, ge=1, le=20)
+    from_: ApprovalFrom = Field(alias="from")
+    not_by_author: bool = Field(default=False, alias="notByAuthor")
+    expires_after: timedelta | None = Field(default=None, alias="expiresAfter")
+
+    @field_validator("expires_after")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("expiresAfter must be longer than 0s; write e.g. 8h, or leave it out (never expires)")
+        return value
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Approval:
+        if not self.from_.groups and self.required > len(set(self.from_.users)):
+            raise ValueError(
+                f"required is {self.required} but only {len(set(self.from_.users))} user(s) may approve and no "
+                "group: the gate could never open; list more users or a group, or lower required"
+            )
+        return self
+
+
 class Wave(Model):
     name: Name
     regions: list[str] = Field(default_factory=list)
     select: RegionSelector | None = None
     smoke_window: SmokeWindow = Field(alias="smokeWindow")
     max_parallel: int = Field(default=1, alias="maxParallel", ge=1)
+    approval: Approval | None = Field(default=None, description="approvals needed before the wave starts")
 
     @model_validator(mode="after")
     def _chosen(self) -> Wave:

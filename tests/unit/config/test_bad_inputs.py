@@ -261,6 +261,53 @@ CASES = [
         "waves",
         "the list is empty",
     ),
+    Case(
+        "an approval gate needing more approvals than it names people",
+        edit_yaml(
+            "apps/checkout/rollout.yaml",
+            lambda d: d["waves"][1].update(approval={"required": 2, "from": {"users": ["alice"]}}),
+        ),
+        "apps/checkout/rollout.yaml",
+        "waves[1].approval",
+        "could never open",
+    ),
+    Case(
+        "an approval gate naming nobody",
+        edit_yaml("apps/checkout/rollout.yaml", lambda d: d["waves"][1].update(approval={"from": {}})),
+        "apps/checkout/rollout.yaml",
+        "waves[1].approval.from",
+        "names nobody",
+    ),
+    Case(
+        "an approval expiry without a unit",
+        edit_yaml(
+            "apps/checkout/rollout.yaml",
+            lambda d: d["waves"][1].update(approval={"from": {"groups": ["sre"]}, "expiresAfter": 5}),
+        ),
+        "apps/checkout/rollout.yaml",
+        "waves[1].approval.expiresAfter",
+        "no unit",
+    ),
+    Case(
+        "an approval requiring none",
+        edit_yaml(
+            "apps/checkout/rollout.yaml",
+            lambda d: d["waves"][0].update(approval={"required": 0, "from": {"groups": ["sre"]}}),
+        ),
+        "apps/checkout/rollout.yaml",
+        "waves[0].approval.required",
+        "greater than or equal to 1",
+    ),
+    Case(
+        "a misspelt approval field",
+        edit_yaml(
+            "apps/checkout/rollout.yaml",
+            lambda d: d["waves"][1].update(approval={"from": {"groups": ["sre"]}, "notByAuthour": True}),
+        ),
+        "apps/checkout/rollout.yaml",
+        "waves[1].approval.notByAuthour",
+        "Extra inputs",
+    ),
 ]
 
 
