@@ -3,10 +3,12 @@ leader election and the HTTP endpoints together; decides nothing itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,7 @@ from rollout.notify import Destinations, Dispatcher, KubernetesEvents, SigningKe
 from rollout.orchestrator import Request
 from rollout.reconciler import ACTIVE, ClusterPool, ReleaseReconciler
 from rollout.release import ReleasePhase
+from rollout.shards import Fence, ShardLeases, shard_of
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
 from rollout.workspace import Workspace, needed_commits
@@ -81,6 +84,7 @@ class Settings:
     lease_seconds: int = 15
     renew_seconds: int = 10
     retry_seconds: int = 2
+    shards: int = 1  # 1: one Lease (rollout-controller) for every app; S > 1: rollout/shards.py
     drain_query: str = DEFAULT_DRAIN_QUERY
     analysis_window_seconds: float | None = None
     regions_hint: list[str] = field(default_factory=list)
@@ -110,6 +114,9 @@ def read_secret(path: str | None, env: str | None) -> str | None:
 
 
 class Controller:
+    shard_leases: ShardLeases | None = None  # set with --shards > 1
+    _followed: str | None = None  # the last good commit this replica validated (shards > 1)
+
     def __init__(self, settings: Settings):
         self.s = settings
         self.home = metrics.instrument(
@@ -127,6 +134,21 @@ class Controller:
             settings.renew_seconds,
             settings.retry_seconds,
         )
+        # Who may write for which app: with one shard the leader for all (today's single Lease);
+        # with S shards the holder of the app's shard Lease (rollout/shards.py).
+        if settings.shards > 1:
+            self.shard_leases = ShardLeases(
+                self.home,
+                settings.namespace,
+                settings.identity,
+                settings.shards,
+                settings.lease_seconds,
+                settings.renew_seconds,
+                settings.retry_seconds,
+            )
+            self.fence = Fence(settings.identity, self.shard_leases.fresh, self.shard_leases.held)
+        else:
+            self.fence = Fence(settings.identity, lambda _shard: self.elector.is_leader(), lambda: [0])
         token = read_secret(settings.git_token_file, settings.git_token_env)
         creds = Credentials(
             token=Secret(token) if token else None,
@@ -148,6 +170,7 @@ class Controller:
         )
         self.workspace = Workspace(self.mirror, settings.cache_dir)
         self.store = ReleaseStore(self.home, settings.namespace)
+        self.store.acted_by = self.fence.stamp  # status.actedBy: the replica and shard of each write
         self.wake = threading.Event()
         self.releases = WatchCache(self.home, GROUP, VERSION, settings.namespace, RELEASES, self.wake.set)
         self.actions = WatchCache(self.home, GROUP, VERSION, settings.namespace, ACTIONS, self.wake.set)
@@ -155,8 +178,8 @@ class Controller:
         self.index = ReleaseIndex(self.releases, ACTIVE)
         self._pending: tuple[int, list[dict[str, Any]]] = (-1, [])  # (actions cache version, not yet handled)
         self.sync = GitSync(
-            self.mirror, self.workspace, self.store, self.home, settings.source_name, self.elector.is_leader
-        )
+            self.mirror, self.workspace, self.store, self.home, settings.source_name, self.fence.may_write
+        )  # the Git intake acts for shard 0: with one shard, the leader
         key = read_secret(settings.webhook_secret_file, settings.webhook_secret_env)
         self.http = Endpoints(
             settings.http_host,
@@ -196,6 +219,10 @@ class Controller:
                 host=self.s.http_host,
             )
         log.info("controller starting", identity=self.s.identity, source=self.mirror.remote, http_port=self.http.port)
+        if self.shard_leases is not None:  # every replica works, on the shards it holds
+            self.shard_leases.start()
+            self._lead()
+            return
         self.elector.run(self._lead)
         log.warning("leadership lost; exiting so a fresh process campaigns again")
         os._exit(1)  # noqa: SLF001 - the library's thread holds state we cannot trust any more
@@ -205,7 +232,7 @@ class Controller:
 
     def _push_received(self) -> bool:
         """A verified push: the leader syncs now (coalesced); a follower says no so the sender retries."""
-        if not self.elector.is_leader():
+        if not self.fence.fresh(0):
             return False
         self._scheduler.add_job(self.sync.run_once, id="push-sync", replace_existing=True)
         return True
@@ -217,7 +244,7 @@ class Controller:
         self.releases.synced.wait(30)
         self._reconciler = self._build_reconciler()
         self._scheduler.add_job(
-            self.sync.run_once,
+            self.sync.run_once if self.shard_leases is None else self._poll,
             "interval",
             seconds=self.s.poll_seconds,
             id="poll",
@@ -226,9 +253,10 @@ class Controller:
             coalesce=True,
         )
         self._scheduler.start()
-        while not self.elector.lost.is_set():
+        lost = self.elector.lost if self.shard_leases is None else self.shard_leases.stopped
+        while not lost.is_set():
             self.wake.clear()
-            if self.elector.is_leader():
+            if self.fence.held():
                 self.reconcile_all(datetime.now(UTC))
             self.wake.wait(self.s.tick_seconds)
 
@@ -246,7 +274,7 @@ class Controller:
             traffic,
             prom,
             sinks,
-            self.elector.is_leader,
+            self.fence.may_write,
             self.s.drain_query,
             window,
         )
@@ -258,6 +286,39 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - an invalid or unreachable repo: regions come later
             log.warning("regions not known yet", error=str(exc))
             return []
+
+    def _poll(self) -> None:
+        """With shards: the holder of shard 0 does the Git intake (creates Releases, writes the
+        RolloutSource status); every other replica fetches and validates the same commits itself, so
+        freezes.yaml and the names responders' actions refer to are known on every replica."""
+        if self.fence.fresh(0):
+            self.sync.run_once()
+            self._followed = self.sync.last_status.get("lastGoodCommit") or self._followed
+            return
+        try:
+            commit = self.mirror.sync().commit
+            self.workspace.repository(commit)  # valid: it is the last good commit
+            self._followed = commit
+        except Exception as exc:  # noqa: BLE001 - Git or an invalid commit: keep the last good one
+            log.info("git not followed this poll; keeping the last good commit", error=str(exc)[:200])
+
+    def _good_commit(self) -> str | None:
+        if self.shard_leases is None:
+            return self.sync.last_status.get("lastGoodCommit")
+        return self._followed
+
+    def _shard(self, app: str) -> int:
+        return shard_of(app, self.s.shards)
+
+    def _acting(self, app: str | None) -> AbstractContextManager[None]:
+        """With shards, what runs inside is fenced by the app's shard Lease (fleet-wide work: shard 0);
+        with one shard, by the leader's Lease as always."""
+        if self.shard_leases is None:
+            return contextlib.nullcontext()
+        return self.fence.acting(self._shard(app) if app else 0)
+
+    def _may_act(self, app: str | None) -> bool:
+        return self.shard_leases is None or self.fence.fresh(self._shard(app) if app else 0)
 
     def _ensure_source(self) -> None:
         body = {
@@ -299,6 +360,9 @@ class Controller:
         requests = self._route_actions(self._pending[1], by_app, now)
         self._reconciler.freezes = self._freezes(now)
         moving = self.index.live | {self.index.app_of[n] for n in requests if n in self.index.app_of}
+        if self.shard_leases is not None:  # only the apps of the shards this replica holds
+            held = set(self.fence.held())
+            moving = frozenset(app for app in moving if self._shard(app) in held)
         self._reconcile_releases({app: by_app[app] for app in moving}, requests, now)
         self._collect_trees(by_app, now)
 
@@ -312,29 +376,40 @@ class Controller:
         release that failed (transiently: permanent errors fail it inside `reconcile`) waits out its
         backoff, with one log line per attempt."""
         assert self._reconciler is not None
-        for _app, releases in sorted(by_app.items()):
-            releases.sort(key=lambda r: (r.created, r.name))
-            for release in releases:
-                mine = requests.get(release.name, [])
-                if ReleasePhase(release.status.phase) not in ACTIVE and not mine:
-                    continue
-                if not mine and not self._retries.due(release.name, now):
-                    continue  # failed a moment ago: tried again after its backoff (a responder's action: now)
-                try:
-                    updated = self._reconciler.reconcile(release, releases, [r for r, _ in mine], now)
-                except Exception as exc:  # noqa: BLE001 - one release's failure must not stop the others
-                    # transient (permanent ones fail the release inside reconcile): one line per attempt
-                    delay = self._retries.failed(release.name, now)
-                    error = f"{type(exc).__name__}: {exc}"[:500]
-                    log.warning(
-                        "reconcile failed; will retry", release=release.name, error=error, retry_in=round(delay, 1)
-                    )
-                    continue
-                self._retries.succeeded(release.name)
-                if updated is not release:
-                    self.releases.put(_as_object(updated))
-                for _, action in mine:
-                    self._finish_action(action, "Done", f"applied to {release.name}", now)
+        for app, releases in sorted(by_app.items()):
+            with self._acting(app):  # every write of this app fenced by its shard's Lease
+                self._reconcile_app(app, releases, requests, now)
+
+    def _reconcile_app(
+        self,
+        app: str,
+        releases: list[StoredRelease],
+        requests: dict[str, list[tuple[Request, dict[str, Any]]]],
+        now: datetime,
+    ) -> None:
+        assert self._reconciler is not None
+        if not self._may_act(app):
+            return  # the shard's Lease lapsed or moved during the pass: this replica writes nothing more
+        releases.sort(key=lambda r: (r.created, r.name))
+        for release in releases:
+            mine = requests.get(release.name, [])
+            if ReleasePhase(release.status.phase) not in ACTIVE and not mine:
+                continue
+            if not mine and not self._retries.due(release.name, now):
+                continue  # failed a moment ago: tried again after its backoff (a responder's action: now)
+            try:
+                updated = self._reconciler.reconcile(release, releases, [r for r, _ in mine], now)
+            except Exception as exc:  # noqa: BLE001 - one release's failure must not stop the others
+                # transient (permanent ones fail the release inside reconcile): one line per attempt
+                delay = self._retries.failed(release.name, now)
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("reconcile failed; will retry", release=release.name, error=error, retry_in=round(delay, 1))
+                continue
+            self._retries.succeeded(release.name)
+            if updated is not release:
+                self.releases.put(_as_object(updated))
+            for _, action in mine:
+                self._finish_action(action, "Done", f"applied to {release.name}", now)
 
     def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
         """Now and then, remove the checked-out trees that no live release needs (disk bound)."""
@@ -342,7 +417,7 @@ class Controller:
             return
         self._next_tree_collect = now + TREE_COLLECT_INTERVAL
         try:
-            last_good = self.sync.last_status.get("lastGoodCommit") or self.mirror.last_good
+            last_good = self._good_commit() or self.mirror.last_good
             self.workspace.retain(needed_commits((r for rs in by_app.values() for r in rs), last_good))
         except Exception as exc:  # noqa: BLE001 - housekeeping: never stops reconciles
             log.warning("trees not collected", error=f"{type(exc).__name__}: {exc}"[:300])
@@ -358,8 +433,13 @@ class Controller:
             return routed  # the names known (every release of the fleet) are gathered only for an action
         known = self._known(by_app)
         for action in sorted(pending, key=_created):
+            # an app's action by the holder of the app's shard; fleet-wide ones by shard 0's holder
+            app = str((action.get("spec") or {}).get("app") or "")
+            if not self._may_act(app):
+                continue
             try:
-                self._route_action(action, known, by_app, routed, now)
+                with self._acting(app):
+                    self._route_action(action, known, by_app, routed, now)
             except Exception as exc:  # noqa: BLE001 - nothing a responder creates may stop the controller
                 if _transient(exc):
                     log.warning(
@@ -430,7 +510,7 @@ class Controller:
             for release in stored:
                 releases[release.name] = app
                 regions.update(r for wave in release.spec.waves for r in wave.regions)
-        commit = self.sync.last_status.get("lastGoodCommit")
+        commit = self._good_commit()
         if commit:
             try:
                 repo = self.workspace.repository(commit)
@@ -438,12 +518,13 @@ class Controller:
                 regions.update(repo.regions)
             except Exception as exc:  # noqa: BLE001 - the releases' own names still stand
                 log.warning("repository not loaded for action checks", commit=commit[:12], error=str(exc)[:200])
-        return actions.Known(frozenset(apps), frozenset(regions), releases, complete=bool(self.sync.last_status))
+        complete = bool(self.sync.last_status) or self._followed is not None
+        return actions.Known(frozenset(apps), frozenset(regions), releases, complete=complete)
 
     def _freezes(self, now: datetime) -> tuple[Freeze, ...]:
         """Responders' run-time freezes and freezes.yaml at the last good commit (kept from the last
         read while the repository cannot be loaded: a freeze is not dropped by a Git outage)."""
-        commit = self.sync.last_status.get("lastGoodCommit")
+        commit = self._good_commit()
         if commit:
             try:
                 self._git_freezes = self.workspace.repository(commit).freezes

@@ -8,6 +8,7 @@ instead of being overwritten; the caller re-reads and re-decides.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -65,6 +66,9 @@ class ReleaseStore:
         self._api = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self._cache: ObjectCache | None = None
+        # status.actedBy of every status write: the replica and shard that wrote it (rollout/shards.py
+        # Fence.stamp). Not part of ReleaseStatus: it says who wrote, not what the release is.
+        self.acted_by: Callable[[], dict[str, Any]] | None = None
 
     def read_from(self, cache: ObjectCache) -> None:
         """List from `cache` once it is synced instead of from the API (every Git poll listed every
@@ -112,12 +116,15 @@ class ReleaseStore:
 
     def write_status(self, release: StoredRelease, status: ReleaseStatus) -> StoredRelease:
         """Replace the status, guarded by the resourceVersion it was decided from."""
+        written = status.to_dict()
+        if self.acted_by is not None:
+            written["actedBy"] = self.acted_by()
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Release",
             "metadata": {"name": release.name, "resourceVersion": release.resource_version},
             "spec": release.spec.to_dict(),
-            "status": status.to_dict(),
+            "status": written,
         }
         try:
             updated = self._api.replace_namespaced_custom_object_status(

@@ -148,6 +148,14 @@ import click
 @click.option("--renew-seconds", type=int, default=10, show_default=True)
 @click.option("--retry-seconds", type=int, default=2, show_default=True)
 @click.option(
+    "--shards",
+    type=click.IntRange(min=1, max=32),
+    default=1,
+    show_default=True,
+    help="spread apps over this many shards, each reconciled by the replica holding its Lease "
+    "rollout-shard-<i> (1: one leader for every app, Lease rollout-controller)",
+)
+@click.option(
     "--analysis-window-seconds",
     type=float,
     default=None,
