@@ -358,26 +358,22 @@ class RollbackPolicy(Model):
     drain_target: DrainTarget = Field(default_factory=DrainTarget, alias="drainTarget")
     quarantine: bool = True
     revert_commit: bool = Field(default=False, alias="revertCommit")
-    revert_branch: str | None = Field(
-        default=None,
-        alias="revertBranch",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
-        description="push the revert to this branch (for a pull request) instead of the tracked one",
-    )
-
-    @field_validator("revert_branch")
-    @classmethod
-    def _branch_name(cls, name: str | None) -> str | None:
-        if name and (".." in name or "//" in name or name.endswith(("/", ".", ".lock"))):
-            raise ValueError(f"{name!r} is not a branch name git accepts; write e.g. rollout/reverts")
-        return name
 
 
 NotificationEvent = Literal[
-    "started", "promoted", "failed", "rolledBack", "paused", "drained", "succeeded", "frozen", "freezeOverride"
+    "started",
+    "promoted",
+    "failed",
+    "rolledBack",
+    "paused",
+    "drained",
+    "succeeded",
+    "frozen",
+    "freezeOverride",
+    "awaitingApproval",
 ]
-# What asks for a person by default: a release stopped (failed, paused, frozen), traffic moved, or a
-# freeze overridden (an exception someone should see).
+# What asks for a person by default: a release stopped (failed, paused, frozen, awaiting approval),
+# traffic moved, or a freeze overridden (an exception someone should see).
 DEFAULT_NOTIFIED: tuple[NotificationEvent, ...] = (
     "failed",
     "rolledBack",
@@ -385,6 +381,7 @@ DEFAULT_NOTIFIED: tuple[NotificationEvent, ...] = (
     "drained",
     "frozen",
     "freezeOverride",
+    "awaitingApproval",
 )
 
 

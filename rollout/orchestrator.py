@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from config.freezes import Freeze, active_freezes, frozen_until
 from config.times import format_time, parse_time
 from regions.analysis.model import Verdict
+from rollout import approvals
 from rollout.release import (
     DrainRecord,
     RegionPhase,
@@ -23,7 +24,6 @@ from rollout.release import (
     ReleasePhase,
     ReleaseSpec,
     ReleaseStatus,
-    RevertRecord,
 )
 from strategies.model import Phase as StrategyPhase
 
@@ -69,12 +69,14 @@ class RegionView:
 class Request:
     """A responder's action (ReleaseAction), already authorised by RBAC."""
 
-    action: str  # rollback | abort | pause | resume | promote | override-freeze
+    action: str  # rollback | abort | pause | resume | promote | override-freeze | approve | refuse
     reason: str
     by: str
     region: str | None = None
     full: bool = False
     to_release: str | None = None  # rollback: return to this release instead of the one before
+    wave: str | None = None  # approve | refuse: the wave whose gate it is for
+    groups: tuple[str, ...] = ()  # the requester's groups, as the admission policy checked them
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,9 @@ class SetRegionWeight:
 
 @dataclass(frozen=True)
 class Notify:
-    event: str  # started | promoted | failed | drained | rolledBack | paused | succeeded | frozen | freezeOverride
+    # started | promoted | failed | drained | rolledBack | paused | succeeded | frozen | freezeOverride
+    # | awaitingApproval
+    event: str
     reason: str
     region: str | None = None
     warning: bool = False
@@ -127,6 +131,7 @@ class Draft:
     actions: list[Action] = field(default_factory=list)
     skip_smoke: set[str] = field(default_factory=set)
     held: dict[str, list[Freeze]] = field(default_factory=dict)  # regions a freeze kept from starting
+    awaiting: approvals.Closed | None = None  # the approval gate that kept a wave from starting
 
 
 def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action]]:
@@ -142,8 +147,10 @@ def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action
         _roll_back(view, out, now)
     if ReleasePhase(out.status.phase) in (ReleasePhase.PENDING, ReleasePhase.PROGRESSING):
         _say_frozen(view, out, now)
+        _say_awaiting(out, now)
     elif ReleasePhase(out.status.phase) != ReleasePhase.PAUSED:
         out.status.frozen = ""  # rolling back or done: no freeze holds it any more
+        out.status.awaiting_approval = {}  # nor any approval gate (rollbacks never wait for one)
     return out.status, out.actions
 
 
@@ -174,6 +181,15 @@ def _apply_request(view: ReleaseView, out: Draft, request: Request, now: datetim
         out.actions.append(
             Notify("freezeOverride", f"freezes overridden by {request.by}: {request.reason}", warning=True)
         )
+    elif request.action in approvals.VERDICTS and phase in (
+        ReleasePhase.PENDING,
+        ReleasePhase.PROGRESSING,
+        ReleasePhase.PAUSED,
+    ):
+        entry = approvals.record(
+            view.spec, status, request.action, request.wave or "", request.by, request.groups, request.reason, now
+        )
+        status.audit[-1].reason += f" (wave {entry.wave}: {entry.note})"
     elif request.action in ("rollback", "abort") and phase in (
         ReleasePhase.PROGRESSING,
         ReleasePhase.PAUSED,
@@ -206,6 +222,8 @@ def _start(view: ReleaseView, out: Draft, now: datetime) -> None:
         out.status.message = f"waiting for release {view.blocked_by} of the app to finish"
         return
     first = view.spec.waves[0].regions
+    if _gate_holds(view, out, 0, now):
+        return  # not started at all: _say_awaiting tells which gate and how many approvals it has
     if first and all(_freeze_holds(view, out, name, now) for name in first):
         return  # not started at all: _say_frozen tells why and until when
     out.held.clear()
@@ -263,6 +281,8 @@ def _progress(view: ReleaseView, out: Draft, now: datetime) -> None:
 
 def _start_region(view: ReleaseView, out: Draft, name: str, now: datetime) -> None:
     region = out.status.regions[name]
+    if _gate_holds(view, out, region.wave, now):
+        return  # stays Pending: its wave's approval gate is closed
     if _freeze_holds(view, out, name, now):
         return  # stays Pending: a new region never starts during a freeze
     if not view.regions.get(name, RegionView()).reachable:
@@ -386,6 +406,44 @@ def _which(frozen: str) -> str:
     return frozen.split(" until ")[0]
 
 
+# --- approval gates (rollout/approvals.py) ----------------------------------------------------
+
+
+def _gate_holds(view: ReleaseView, out: Draft, index: int, now: datetime) -> bool:
+    """Whether wave `index`'s approval gate keeps it from starting now (noted in `out.awaiting`);
+    a gate with enough approvals opens here, once, with an audit entry."""
+    spec, status = view.spec, out.status
+    if index >= len(spec.waves) or spec.waves[index].approval is None or approvals.wave_started(spec, status, index):
+        return False
+    closed = approvals.closed_gate(spec, status, index, now)
+    if closed is not None:
+        out.awaiting = closed
+        return True
+    wave = spec.waves[index].name
+    status.approved_waves.append(wave)
+    who = sorted({a.by for a in status.approvals if a.wave == wave and a.counted and a.verdict == approvals.APPROVE})
+    status.record(now, "approved", f"wave {wave} approved by {', '.join(who)}; its regions may start")
+    return False
+
+
+def _say_awaiting(out: Draft, now: datetime) -> None:
+    """status.awaitingApproval and the message say which gate holds the release and how many
+    approvals it has; the audit entry and the Event come once per gate, not once per pass."""
+    status = out.status
+    if out.awaiting is None:
+        if status.awaiting_approval and status.message.startswith("awaiting approval for wave "):
+            status.message = ""
+        status.awaiting_approval = {}
+        return
+    text = out.awaiting.text()
+    if status.awaiting_approval.get("wave") != out.awaiting.wave:
+        status.record(now, "awaiting-approval", text)
+        out.actions.append(Notify("awaitingApproval", text))
+    status.awaiting_approval = out.awaiting.marker()
+    if not status.message or status.message.startswith("awaiting approval for wave "):
+        status.message = text
+
+
 # --- failure, drain, rollback ---------------------------------------------------------------
 
 
@@ -439,10 +497,15 @@ def _roll_back(view: ReleaseView, out: Draft, now: datetime) -> None:
         "every touched region is back on the previous release"
         + ("; release quarantined" if status.quarantined else ""),
     )
-    if view.policy.revert_commit and status.revert is None:
-        # recorded with the rollback; rollout/revert.py pushes it (the quarantine does not wait for it)
-        status.revert = RevertRecord()
-        status.record(now, "revert-commit", "a commit reverting the release's change will be pushed to Git")
+    if view.policy.revert_commit:
+        # Pushing the revert needs write credentials to Git, which this controller does not take yet;
+        # say so where the responder looks instead of silently ignoring the plan.
+        status.record(
+            now,
+            "revert-commit",
+            "not pushed: the controller has no Git write credentials; "
+            "revert the change in Git (the release stays quarantined meanwhile)",
+        )
     out.actions.append(Notify("rolledBack", status.message, failed, warning=True))
 
 

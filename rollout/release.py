@@ -143,24 +143,18 @@ class DrainRecord(_Serial):
     restored_at: str | None = None
 
 
-class RevertState(StrEnum):
-    """The Git revert after a rollback (`rollback.revertCommit`), see rollout/revert.py."""
-
-    PENDING = "Pending"  # to be pushed (retried with backoff while the remote fails transiently)
-    PUSHED = "Pushed"  # `commit` is on `branch`
-    NOT_NEEDED = "NotNeeded"  # the branch already has the previous release's folder
-    NOT_REVERTED = "NotReverted"  # left to people: the app's folder changed since the release
-    FAILED = "Failed"  # the remote refused (credentials, protected branch): fix and revert by hand
-
-
 @dataclass
-class RevertRecord(_Serial):
-    state: str = RevertState.PENDING.value
-    branch: str | None = None
-    commit: str | None = None
-    message: str = ""
-    attempts: int = 0
-    next_attempt_at: str | None = None
+class ApprovalRecord(_Serial):
+    """A `rollout approve` or `rollout refuse` of a wave's gate, as the controller judged it."""
+
+    wave: str
+    by: str
+    at: str
+    verdict: str = "approve"  # or "refuse"
+    groups: list[str] = field(default_factory=list)
+    counted: bool = False
+    note: str = ""  # "not counted: why" (or what it did)
+    reason: str = ""
 
 
 @dataclass
@@ -176,6 +170,11 @@ class ReleaseStatus:
     # overrode freezes for this release (`rollout override-freeze`), who and why.
     frozen: str = ""
     freeze_override: str = ""
+    # Approval gates (rollout/approvals.py): every approve/refuse received, the waves whose gate
+    # opened, and the gate the release waits at ({wave, required, have, from, expired}; {} when none).
+    approvals: list[ApprovalRecord] = field(default_factory=list)
+    approved_waves: list[str] = field(default_factory=list)
+    awaiting_approval: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     failed_region: str | None = None
     detect_seconds: float | None = None  # first exposure of the failed region -> failing verdict
@@ -184,7 +183,6 @@ class ReleaseStatus:
     previous_version: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
-    revert: RevertRecord | None = None  # rollback.revertCommit: the revert pushed to Git (or why not)
 
     def move(self, phase: ReleasePhase) -> None:
         self.phase = check_release_transition(ReleasePhase(self.phase), phase).value
@@ -206,13 +204,15 @@ class ReleaseStatus:
             **({"promoteFull": True} if self.promote_full else {}),
             **({"frozen": self.frozen} if self.frozen else {}),
             **({"freezeOverride": self.freeze_override} if self.freeze_override else {}),
+            **({"approvals": [_camel(a.to_dict()) for a in self.approvals]} if self.approvals else {}),
+            **({"approvedWaves": list(self.approved_waves)} if self.approved_waves else {}),
+            **({"awaitingApproval": dict(self.awaiting_approval)} if self.awaiting_approval else {}),
             **({"failedRegion": self.failed_region} if self.failed_region else {}),
             **({"detectSeconds": self.detect_seconds} if self.detect_seconds is not None else {}),
             **({"previousCommit": self.previous_commit} if self.previous_commit else {}),
             **({"previousVersion": self.previous_version} if self.previous_version else {}),
             **({"startedAt": self.started_at} if self.started_at else {}),
             **({"completedAt": self.completed_at} if self.completed_at else {}),
-            **({"revert": _camel(self.revert.to_dict())} if self.revert else {}),
         }
 
     @classmethod
@@ -228,6 +228,9 @@ class ReleaseStatus:
             promote_full=bool(data.get("promoteFull", False)),
             frozen=data.get("frozen", ""),
             freeze_override=data.get("freezeOverride", ""),
+            approvals=[ApprovalRecord.from_dict(_snake(a)) for a in data.get("approvals") or []],
+            approved_waves=list(data.get("approvedWaves") or []),
+            awaiting_approval=dict(data.get("awaitingApproval") or {}),
             message=data.get("message", ""),
             failed_region=data.get("failedRegion"),
             detect_seconds=data.get("detectSeconds"),
@@ -235,7 +238,6 @@ class ReleaseStatus:
             previous_version=data.get("previousVersion"),
             started_at=data.get("startedAt"),
             completed_at=data.get("completedAt"),
-            revert=RevertRecord.from_dict(_snake(data["revert"])) if data.get("revert") else None,
         )
 
 
@@ -253,11 +255,43 @@ def _to_camel(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class ApprovalGate:
+    """A wave's approval gate as planned (config.schema.Approval), frozen with the release."""
+
+    required: int = 1
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    not_by_author: bool = False
+    expires_seconds: float | None = None  # None: approvals never expire
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "required": self.required,
+            "from": {"users": list(self.users), "groups": list(self.groups)},
+            "notByAuthor": self.not_by_author,
+            **({"expiresSeconds": self.expires_seconds} if self.expires_seconds is not None else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ApprovalGate:
+        who = data.get("from") or {}
+        expires = data.get("expiresSeconds")
+        return cls(
+            required=int(data.get("required", 1)),
+            users=tuple(who.get("users") or ()),
+            groups=tuple(who.get("groups") or ()),
+            not_by_author=bool(data.get("notByAuthor", False)),
+            expires_seconds=float(expires) if expires is not None else None,
+        )
+
+
+@dataclass(frozen=True)
 class PlannedWaveSpec:
     name: str
     regions: tuple[str, ...]
     smoke_seconds: float
     max_parallel: int
+    approval: ApprovalGate | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +306,7 @@ class ReleaseSpec:
     waves: tuple[PlannedWaveSpec, ...]
     # The pinned renderer that rendered it and its version, e.g. (("helm", "v3.22.0"),); () for Jinja.
     renderers: tuple[tuple[str, str], ...] = ()
+    author: str = ""  # the commit's author, "Name <email>" (approval gates' notByAuthor); "": not recorded
 
     @property
     def name(self) -> str:
@@ -290,10 +325,12 @@ class ReleaseSpec:
                     "regions": list(w.regions),
                     "smokeSeconds": w.smoke_seconds,
                     "maxParallel": w.max_parallel,
+                    **({"approval": w.approval.to_dict()} if w.approval else {}),
                 }
                 for w in self.waves
             ],
             **({"renderers": dict(self.renderers)} if self.renderers else {}),
+            **({"author": self.author} if self.author else {}),
         }
 
     @classmethod
@@ -305,10 +342,17 @@ class ReleaseSpec:
             plan_digest=data["planDigest"],
             content_digest=data["contentDigest"],
             waves=tuple(
-                PlannedWaveSpec(w["name"], tuple(w["regions"]), float(w["smokeSeconds"]), int(w["maxParallel"]))
+                PlannedWaveSpec(
+                    w["name"],
+                    tuple(w["regions"]),
+                    float(w["smokeSeconds"]),
+                    int(w["maxParallel"]),
+                    ApprovalGate.from_dict(w["approval"]) if w.get("approval") else None,
+                )
                 for w in data.get("waves", [])
             ),
             renderers=tuple(sorted((data.get("renderers") or {}).items())),
+            author=data.get("author", ""),
         )
 
 
