@@ -18,14 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 from config.freezes import Freeze, runtime_freeze
 from config.times import format_time, parse_time
+from rollout import approvals
 from rollout.orchestrator import Request
-from rollout.release import ReleasePhase
+from rollout.release import ReleasePhase, ReleaseStatus
 
 if TYPE_CHECKING:
     from rollout.store import StoredRelease
 
 OVERRIDE_FREEZE = "override-freeze"  # its own RBAC verb: deploy/base/admission-policy.yaml
-RELEASE_ACTIONS = frozenset({"rollback", "abort", "pause", "resume", "promote", OVERRIDE_FREEZE})
+# approve and refuse need the RBAC verb `approve` (admission policy) and count only from the
+# identities a wave's gate allows (rollout/approvals.py)
+RELEASE_ACTIONS = frozenset(
+    {"rollback", "abort", "pause", "resume", "promote", OVERRIDE_FREEZE, approvals.APPROVE, approvals.REFUSE}
+)
 GLOBAL_ACTIONS = frozenset({"drain", "restore"})
 FREEZE_ACTIONS = frozenset({"freeze", "unfreeze"})  # the action object itself is the freeze's record
 DRILL = "drill"
@@ -47,15 +52,21 @@ FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "freeze": (frozenset(), frozenset({"app", "region", "until"})),
     "unfreeze": (frozenset(), frozenset({"app", "region"})),
     OVERRIDE_FREEZE: (frozenset({"app"}), frozenset({"release"})),
+    # requesterGroups: the requester's groups (the CLI asks the API server; the admission policy
+    # admits only groups the requester really has)
+    approvals.APPROVE: (frozenset({"app", "wave"}), frozenset({"release", "requesterGroups"})),
+    approvals.REFUSE: (frozenset({"app", "wave"}), frozenset({"release", "requesterGroups"})),
 }
 BOOLEAN_FIELDS = frozenset({"full", "force"})
-NAME_FIELDS = ("app", "region", "release", "toRelease")
+NAME_FIELDS = ("app", "region", "release", "toRelease", "wave")
+MAX_GROUPS = 64
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 MAX_TEXT = 1024
 HINT = {
     "app": "name the app (rollout {action} APP)",
     "region": "name the region (--region REGION)",
+    "wave": "name the wave (--wave NAME)",
 }
 
 
@@ -80,9 +91,13 @@ class Checked:
     to_release: str | None = None
     full: bool = False
     until: datetime | None = None
+    wave: str | None = None
+    groups: tuple[str, ...] = ()
 
     def request(self) -> Request:
-        return Request(self.action, self.reason, self.by, self.region, self.full, self.to_release)
+        return Request(
+            self.action, self.reason, self.by, self.region, self.full, self.to_release, self.wave, self.groups
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +138,7 @@ def check(action: Mapping[str, Any], known: Known) -> Checked | Rejected:
     for key in NAME_FIELDS:
         if key in present:
             value = spec[key]
-            pattern = DNS_LABEL if key in ("app", "region") else DNS_SUBDOMAIN
+            pattern = DNS_LABEL if key in ("app", "region", "wave") else DNS_SUBDOMAIN
             if not isinstance(value, str) or not pattern.match(value):
                 return Rejected(f"spec.{key} {value!r} is not a valid name (lowercase letters, digits, '-')")
             names[key] = value
@@ -133,9 +148,18 @@ def check(action: Mapping[str, Any], known: Known) -> Checked | Rejected:
             until = parse_time(spec["until"]) if isinstance(spec["until"], str) else None
         if until is None:
             return Rejected(f"spec.until {spec['until']!r} is not an RFC 3339 time; write e.g. 2026-12-24T18:00:00Z")
+    groups = spec.get("requesterGroups") or []
+    if "requesterGroups" in present and (
+        not isinstance(groups, list)
+        or len(groups) > MAX_GROUPS
+        or not all(isinstance(g, str) and 0 < len(g) <= 256 for g in groups)
+    ):
+        return Rejected(f"spec.requesterGroups must be a list of at most {MAX_GROUPS} group names (the CLI sets it)")
     checked = _known(kind, reason, by, names, bool(spec.get("full") or spec.get("force")), known)
     if isinstance(checked, Checked) and until is not None:
         return replace(checked, until=until)
+    if isinstance(checked, Checked) and kind in approvals.VERDICTS:
+        return replace(checked, wave=names.get("wave"), groups=tuple(groups))
     return checked
 
 
@@ -177,6 +201,8 @@ ACCEPTS: dict[str, frozenset[ReleasePhase]] = {
     "abort": frozenset({P.PROGRESSING, P.PAUSED}),
     "rollback": frozenset({P.PROGRESSING, P.PAUSED, P.SUCCEEDED}),
     OVERRIDE_FREEZE: frozenset({P.PENDING, P.PROGRESSING, P.PAUSED}),
+    approvals.APPROVE: frozenset({P.PENDING, P.PROGRESSING, P.PAUSED}),
+    approvals.REFUSE: frozenset({P.PENDING, P.PROGRESSING, P.PAUSED}),
 }
 LIVE = (P.PROGRESSING, P.PAUSED, P.ROLLING_BACK)  # the release that holds the app's regions now
 
@@ -231,6 +257,8 @@ def target(checked: Checked, releases: Sequence[StoredRelease]) -> Target:
         return Target(pending[0].name, f"{described(pending[0])}: paused, it will not start until resumed")
     if action == OVERRIDE_FREEZE and pending:
         return Target(pending[0].name, f"{described(pending[0])}: it starts despite freezes")
+    if action in approvals.VERDICTS and pending:
+        return Target(pending[0].name, described(pending[0]))
     if action == "rollback":
         good = [r for r in ordered if phase(r) is P.SUCCEEDED]
         if good:
@@ -245,6 +273,23 @@ def target(checked: Checked, releases: Sequence[StoredRelease]) -> Target:
     latest = f"; the latest {described(ordered[-1])}" if ordered else ""
     more = f"; `rollout rollback {app}` returns to the release before it" if action == "abort" and ordered else ""
     return Target(None, f"no release of {app!r} is in progress{latest}{more}")
+
+
+def approval_outcome(action: Mapping[str, Any], status: ReleaseStatus, now: datetime) -> str:
+    """What an approve or refuse carried out at `now` did ("counted: ..." or "not counted: why"), as
+    the orchestrator recorded it in the release's status; "" for any other action."""
+    spec = action.get("spec") or {}
+    if spec.get("action") not in approvals.VERDICTS:
+        return ""
+    at = format_time(now)
+    return next(
+        (
+            a.note
+            for a in reversed(status.approvals)
+            if a.at == at and a.by == spec.get("requestedBy", "unknown") and a.wave == spec.get("wave")
+        ),
+        "",
+    )
 
 
 # --- run-time freezes ------------------------------------------------------------------------------

@@ -409,7 +409,10 @@ class Controller:
             if updated is not release:
                 self.releases.put(_as_object(updated))
             for _, action in mine:
-                self._finish_action(action, "Done", f"applied to {release.name}", now)
+                note = actions.approval_outcome(action, updated.status, now)  # approve/refuse: counted or why not
+                self._finish_action(
+                    action, "Done", f"{note}; applied to {release.name}" if note else f"applied to {release.name}", now
+                )
 
     def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
         """Now and then, remove the checked-out trees that no live release needs (disk bound)."""

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from config import sources
 from config.errors import InvalidRepository
 from config.repository import Repository
+from config.schema import Approval
 from config.times import format_time, parse_time
 from config.waves import plan_waves
 from regions.smoke import smoke_duration
@@ -28,7 +29,7 @@ from rollout.gitsync import GitError, GitSource
 from rollout.intake import Candidate, CreateRelease, SkipQuarantined, SupersedeRelease, decide_intake
 from rollout.metrics import GIT_SYNCS
 from rollout.notify import KubernetesEvents
-from rollout.release import PlannedWaveSpec, ReleasePhase, ReleaseSpec
+from rollout.release import ApprovalGate, PlannedWaveSpec, ReleasePhase, ReleaseSpec
 from rollout.store import GROUP, VERSION, ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace, content_digest, file_digest
 
@@ -36,9 +37,12 @@ log = structlog.get_logger("rollout.sync")
 SOURCES = "rolloutsources"
 
 
-def candidates_at(repo: Repository, commit: str, history: dict[str, list[StoredRelease]]) -> dict[str, Candidate]:
+def candidates_at(
+    repo: Repository, commit: str, history: dict[str, list[StoredRelease]], author: str = ""
+) -> dict[str, Candidate]:
     out: dict[str, Candidate] = {}
     for name, app in repo.apps.items():
+        gates = {w.name: w.approval for w in app.plan.waves} if isinstance(app.plan.waves, list) else {}
         detect = [
             timedelta(seconds=r.status.detect_seconds)
             for r in history.get(name, [])
@@ -46,7 +50,11 @@ def candidates_at(repo: Repository, commit: str, history: dict[str, list[StoredR
         ]
         waves = tuple(
             PlannedWaveSpec(
-                w.name, w.regions, smoke_duration(w.smoke_window, detect).duration.total_seconds(), w.max_parallel
+                w.name,
+                w.regions,
+                smoke_duration(w.smoke_window, detect).duration.total_seconds(),
+                w.max_parallel,
+                approval_gate(gates.get(w.name)),
             )
             for w in plan_waves(app.plan, repo.regions)
         )
@@ -58,9 +66,23 @@ def candidates_at(repo: Repository, commit: str, history: dict[str, list[StoredR
             content_digest=content_digest(repo.root, name),
             waves=waves,
             renderers=tuple(sorted(sources.renderers(app).items())),
+            author=author,
         )
         out[name] = Candidate(spec, app.plan.supersede)
     return out
+
+
+def approval_gate(approval: Approval | None) -> ApprovalGate | None:
+    """A wave's planned approval gate as the release keeps it."""
+    if approval is None:
+        return None
+    return ApprovalGate(
+        approval.required,
+        tuple(approval.from_.users),
+        tuple(approval.from_.groups),
+        approval.not_by_author,
+        approval.expires_after.total_seconds() if approval.expires_after else None,
+    )
 
 
 class GitSync:
@@ -147,7 +169,8 @@ class GitSync:
         existing: dict[str, list[StoredRelease]] = defaultdict(list)
         for release in self._store.list():
             existing[release.spec.app].append(release)
-        for action in decide_intake(candidates_at(repo, result.commit, existing), existing):
+        author = self._author(result.commit)
+        for action in decide_intake(candidates_at(repo, result.commit, existing, author), existing):
             self._execute(action, now)
         self._set_status(
             {
@@ -160,6 +183,14 @@ class GitSync:
                 "lastSyncAt": format_time(now),
             }
         )
+
+    def _author(self, commit: str) -> str:
+        """The commit's author, recorded on its releases (approval gates' notByAuthor); "" if unreadable."""
+        try:
+            return self._source.author(commit)
+        except GitError as exc:
+            log.warning("commit author not read", commit=commit[:12], error=str(exc)[:200])
+            return ""
 
     def _execute(self, action: CreateRelease | SupersedeRelease | SkipQuarantined, now: datetime) -> None:
         if isinstance(action, CreateRelease):

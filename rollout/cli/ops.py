@@ -81,14 +81,18 @@ class Ops:
         return items
 
     def whoami(self) -> str:
+        return self.identity()[0]
+
+    def identity(self) -> tuple[str, list[str]]:
+        """(user name, groups) as the API server authenticates this kubeconfig (SelfSubjectReview)."""
         try:
             review = client.AuthenticationV1Api(self.api_client).create_self_subject_review(
                 client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
             )
             user = review.status.user_info if review.status else None
-            return (user.username if user else None) or "unknown"
+            return (user.username if user else None) or "unknown", list((user.groups if user else None) or [])
         except Exception:  # noqa: BLE001 - older servers: the admission policy still checks it
-            return "unknown"
+            return "unknown", []
 
     def request(
         self,
@@ -101,11 +105,12 @@ class Ops:
         force: bool = False,
         to_release: str | None = None,
         until: str | None = None,
+        wave: str | None = None,
         wait_s: float = ACK_TIMEOUT_S,
     ) -> dict[str, Any]:
         """Create the ReleaseAction and wait for the controller to handle it."""
         created = self.submit(
-            action, app, reason, region=region, full=full, force=force, to_release=to_release, until=until
+            action, app, reason, region=region, full=full, force=force, to_release=to_release, until=until, wave=wave
         )
         return self.wait_ack(action, created["metadata"]["name"], wait_s)
 
@@ -120,12 +125,18 @@ class Ops:
         force: bool = False,
         to_release: str | None = None,
         until: str | None = None,
+        wave: str | None = None,
     ) -> dict[str, Any]:
-        """Create the ReleaseAction (as the CLI and `rollout ui` do) and return it, unacknowledged."""
-        spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": self.whoami()}
+        """Create the ReleaseAction (as the CLI and `rollout ui` do) and return it, unacknowledged.
+        approve and refuse carry the requester's groups too (an approval gate may allow a group)."""
+        user, groups = self.identity()
+        spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": user}
         for key, value in (("app", app), ("region", region), ("toRelease", to_release), ("until", until)):
             if value:
                 spec[key] = value
+        if wave:
+            spec["wave"] = wave
+            spec["requesterGroups"] = groups
         if full:
             spec["full"] = True
         if force:
@@ -160,6 +171,11 @@ class Ops:
 
 
 def explain(exc: ApiException, what: str, namespace: str, whoami: Callable[[], str]) -> str:
+    if exc.status == 403 and "needs the verb" in (exc.body or ""):  # the admission policy: a verb of its own
+        try:
+            return f"cannot {what}: {json.loads(exc.body or '{}').get('message', exc.reason)}"
+        except (ValueError, TypeError):
+            pass
     if exc.status == 403:
         verb, resource = _verb_and_resource(what)
         return (
@@ -250,6 +266,12 @@ def frozen_lines(release: dict[str, Any]) -> list[Text]:
     lines = [Text(f"  {status['frozen']}", overflow="fold")] if status.get("frozen") else []
     if status.get("freezeOverride"):
         lines.append(Text(f"  freezes overridden by {status['freezeOverride']}", overflow="fold"))
+    if gate := status.get("awaitingApproval"):
+        have, need = gate.get("have", 0), gate.get("required")
+        text = f"  awaiting approval for wave {gate.get('wave')}: {have}/{need} approvals from {gate.get('from')}"
+        text += f"; {gate['expired']} expired" if gate.get("expired") else ""
+        text += f"; refused by {gate['refused']}" if gate.get("refused") else ""
+        lines.append(Text(text, overflow="fold"))
     return lines
 
 
@@ -503,6 +525,31 @@ def _freeze_command(action: str, help_text: str) -> click.Command:
     return command
 
 
+def _approval_command(action: str, help_text: str) -> click.Command:
+    @click.command(name=action, help=help_text)
+    @click.argument("app")
+    @click.option("--wave", required=True, help="the wave whose approval gate this is for")
+    @click.option("--reason", required=True, help="why: recorded with your name and shown in history")
+    @kube_options
+    @click.option("--timeout", type=float, default=ACK_TIMEOUT_S, show_default=True)
+    def command(
+        app: str, wave: str, reason: str, kubeconfig: str | None, context: str | None, namespace: str, timeout: float
+    ) -> None:
+        ops = _ops(kubeconfig, context, namespace)
+        if not ops.releases(app):
+            raise click.ClickException(f"unknown app {app!r}: no release of it exists in {namespace}")
+        result = ops.request(action, app, reason, wave=wave, wait_s=timeout)
+        state = result["status"]
+        message = state.get("message", "")
+        click.echo(f"{action} {app} wave {wave}: {state['state']} — {message}")
+        if state["state"] == "Done":
+            click.echo(acted_on(message, ops.releases(app)))
+        if state["state"] == "Rejected" or message.startswith("not counted"):
+            raise SystemExit(1)
+
+    return command
+
+
 ACTION_COMMANDS = [
     _action_command("rollback", "Roll APP back (to the release before it); drains first if the plan says so."),
     _action_command("abort", "Abort APP's release in progress and roll it back."),
@@ -516,5 +563,13 @@ ACTION_COMMANDS = [
     _action_command(
         "override-freeze",
         "Let APP's release start regions despite freezes (needs the override-freeze verb; recorded).",
+    ),
+    _approval_command(
+        "approve",
+        "Approve the approval gate of APP's wave (needs the approve verb; counts if the gate allows you).",
+    ),
+    _approval_command(
+        "refuse",
+        "Refuse the approval gate of APP's wave: recorded, and it stays closed until approved again.",
     ),
 ]

@@ -195,6 +195,16 @@ class GitMirror:
             data: bytes = obj.data_stream.read()
         return data
 
+    def author(self, commit: str) -> str:
+        """The commit's author as "Name <email>" (what approval gates' notByAuthor compare with)."""
+        self._require_sha(commit)
+        with self._odb_lock:
+            try:
+                who = self._ensure_repo().commit(commit).author
+            except (BadName, BadObject, ValueError):
+                raise RevisionNotFound(commit, self.remote) from None
+            return f"{who.name} <{who.email}>"
+
     def checkout(self, commit: str, dest: Path) -> Path:
         self._require_sha(commit)
         self.resolve(commit)  # a clear error for an unknown commit before touching the disk

@@ -50,6 +50,10 @@ class GitSource(Protocol):
         """Bytes of a regular file at a pinned commit; safe to call concurrently."""
         ...
 
+    def author(self, commit: str) -> str:
+        """The commit's author, "Name <email>"."""
+        ...
+
     def checkout(self, commit: str, dest: Path) -> Path:
         """Materialize a pinned commit's tree into `dest` (created; symlinks kept as symlinks)."""
         ...
