@@ -358,6 +358,19 @@ class RollbackPolicy(Model):
     drain_target: DrainTarget = Field(default_factory=DrainTarget, alias="drainTarget")
     quarantine: bool = True
     revert_commit: bool = Field(default=False, alias="revertCommit")
+    revert_branch: str | None = Field(
+        default=None,
+        alias="revertBranch",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$",
+        description="push the revert to this branch (for a pull request) instead of the tracked one",
+    )
+
+    @field_validator("revert_branch")
+    @classmethod
+    def _branch_name(cls, name: str | None) -> str | None:
+        if name and (".." in name or "//" in name or name.endswith(("/", ".", ".lock"))):
+            raise ValueError(f"{name!r} is not a branch name git accepts; write e.g. rollout/reverts")
+        return name
 
 
 NotificationEvent = Literal[

@@ -31,12 +31,14 @@ from rollout.cache import ReleaseIndex, WatchCache
 from rollout.drill import RUNNING, DrillRunner
 from rollout.failures import Retries
 from rollout.gitsync import Credentials, GitMirror, HostKeyChecking, Secret, SizeCaps
+from rollout.gitsync.push import GitPusher
 from rollout.http import Endpoints
 from rollout.leader import LeaderElector
 from rollout.notify import Destinations, Dispatcher, KubernetesEvents, SigningKeys
 from rollout.orchestrator import Request
 from rollout.reconciler import ACTIVE, ClusterPool, ReleaseReconciler
 from rollout.release import ReleasePhase
+from rollout.revert import RevertWriter, pending
 from rollout.shards import Fence, ShardLeases, shard_of
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
@@ -201,6 +203,15 @@ class Controller:
         )
         self._custom = client.CustomObjectsApi(self.home)
         self._events = KubernetesEvents(self.home, settings.namespace)
+        # rollback.revertCommit: the revert is pushed with the credentials the mirror fetches with
+        pusher = GitPusher(
+            settings.repo_url,
+            settings.cache_dir / "git-push",
+            objects_from=self.mirror.path,
+            credentials=creds,
+            allow_insecure=settings.allow_insecure_git,
+        )
+        self._reverts = RevertWriter(pusher, self.workspace, self.store, [self._events], settings.ref)
         self._reconciler: ReleaseReconciler | None = None
         self._drills: DrillRunner | None = None
         self._git_freezes: tuple[Freeze, ...] = ()  # freezes.yaml as last read
@@ -364,6 +375,7 @@ class Controller:
             held = set(self.fence.held())
             moving = frozenset(app for app in moving if self._shard(app) in held)
         self._reconcile_releases({app: by_app[app] for app in moving}, requests, now)
+        self._write_back(by_app, now)
         self._collect_trees(by_app, now)
 
     def _reconcile_releases(
@@ -413,6 +425,22 @@ class Controller:
                 self._finish_action(
                     action, "Done", f"{note}; applied to {release.name}" if note else f"applied to {release.name}", now
                 )
+
+    def _write_back(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
+        """Reverts pending after rollbacks (rollout/revert.py), each in its own error boundary."""
+        for releases in by_app.values():
+            for release in releases:
+                if not pending(release, now):
+                    continue
+                try:
+                    updated = self._reverts.run(release, now)
+                except Exception as exc:  # noqa: BLE001 - a revert never stops the controller; tried again
+                    log.warning(
+                        "revert attempt failed", release=release.name, error=f"{type(exc).__name__}: {exc}"[:300]
+                    )
+                    continue
+                if updated is not release:
+                    self.releases.put(_as_object(updated))
 
     def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
         """Now and then, remove the checked-out trees that no live release needs (disk bound)."""

@@ -2,8 +2,9 @@
 
 `decide_intake` is pure: given what each app looks like at the commit and the releases that exist,
 it says which releases to create and which to supersede. Quarantine is by content: a commit whose
-app content equals a rolled-back release's never becomes a release again; a fix or a revert
-(different content) does.
+app content equals a rolled-back release's never becomes a release again; a fix (different
+content) does. A revert back to what the regions run since the rollback (the controller's own
+revert commit, or a person's) is no change: it makes no release.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def decide_intake(
         if releases and releases[-1].spec.content_digest == digest and releases[-1].status.phase != ReleasePhase.FAILED:
             continue  # already the app's latest release: nothing changed for this app
         # (a Failed latest release could not read its commit: the same content at a readable one is released)
+        if _runs_already(releases, digest):
+            continue  # e.g. the revert pushed after a rollback: the regions already run this content
         quarantined = [r for r in releases if r.status.quarantined and r.spec.content_digest == digest]
         if quarantined:
             actions.append(SkipQuarantined(app, quarantined[-1].name))
@@ -67,3 +70,13 @@ def decide_intake(
                 if r.status.phase == ReleasePhase.PENDING
             ]
     return actions
+
+
+def _runs_already(releases: Sequence[StoredRelease], digest: str) -> bool:
+    """The latest release was rolled back to a release whose content is `digest`: what every
+    region runs now. (`previousCommit` is the release it returned to, `rollback --to` included.)"""
+    latest = releases[-1] if releases else None
+    if latest is None or latest.status.phase != ReleasePhase.ROLLED_BACK or not latest.status.previous_commit:
+        return False
+    back_to = [r for r in releases if r.spec.commit == latest.status.previous_commit]
+    return bool(back_to) and back_to[-1].spec.content_digest == digest

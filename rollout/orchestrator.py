@@ -24,6 +24,7 @@ from rollout.release import (
     ReleasePhase,
     ReleaseSpec,
     ReleaseStatus,
+    RevertRecord,
 )
 from strategies.model import Phase as StrategyPhase
 
@@ -497,15 +498,10 @@ def _roll_back(view: ReleaseView, out: Draft, now: datetime) -> None:
         "every touched region is back on the previous release"
         + ("; release quarantined" if status.quarantined else ""),
     )
-    if view.policy.revert_commit:
-        # Pushing the revert needs write credentials to Git, which this controller does not take yet;
-        # say so where the responder looks instead of silently ignoring the plan.
-        status.record(
-            now,
-            "revert-commit",
-            "not pushed: the controller has no Git write credentials; "
-            "revert the change in Git (the release stays quarantined meanwhile)",
-        )
+    if view.policy.revert_commit and status.revert is None:
+        # recorded with the rollback; rollout/revert.py pushes it (the quarantine does not wait for it)
+        status.revert = RevertRecord()
+        status.record(now, "revert-commit", "a commit reverting the release's change will be pushed to Git")
     out.actions.append(Notify("rolledBack", status.message, failed, warning=True))
 
 

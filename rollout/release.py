@@ -143,6 +143,26 @@ class DrainRecord(_Serial):
     restored_at: str | None = None
 
 
+class RevertState(StrEnum):
+    """The Git revert after a rollback (`rollback.revertCommit`), see rollout/revert.py."""
+
+    PENDING = "Pending"  # to be pushed (retried with backoff while the remote fails transiently)
+    PUSHED = "Pushed"  # `commit` is on `branch`
+    NOT_NEEDED = "NotNeeded"  # the branch already has the previous release's folder
+    NOT_REVERTED = "NotReverted"  # left to people: the app's folder changed since the release
+    FAILED = "Failed"  # the remote refused (credentials, protected branch): fix and revert by hand
+
+
+@dataclass
+class RevertRecord(_Serial):
+    state: str = RevertState.PENDING.value
+    branch: str | None = None
+    commit: str | None = None
+    message: str = ""
+    attempts: int = 0
+    next_attempt_at: str | None = None
+
+
 @dataclass
 class ApprovalRecord(_Serial):
     """A `rollout approve` or `rollout refuse` of a wave's gate, as the controller judged it."""
@@ -183,6 +203,7 @@ class ReleaseStatus:
     previous_version: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
+    revert: RevertRecord | None = None  # rollback.revertCommit: the revert pushed to Git (or why not)
 
     def move(self, phase: ReleasePhase) -> None:
         self.phase = check_release_transition(ReleasePhase(self.phase), phase).value
@@ -213,6 +234,7 @@ class ReleaseStatus:
             **({"previousVersion": self.previous_version} if self.previous_version else {}),
             **({"startedAt": self.started_at} if self.started_at else {}),
             **({"completedAt": self.completed_at} if self.completed_at else {}),
+            **({"revert": _camel(self.revert.to_dict())} if self.revert else {}),
         }
 
     @classmethod
@@ -238,6 +260,7 @@ class ReleaseStatus:
             previous_version=data.get("previousVersion"),
             started_at=data.get("startedAt"),
             completed_at=data.get("completedAt"),
+            revert=RevertRecord.from_dict(_snake(data["revert"])) if data.get("revert") else None,
         )
 
 

@@ -37,14 +37,29 @@ def example_copy(tmp_path: Path) -> Path:
 
 
 _STAGES = ("unit", "integration", "e2e")  # fastest first: a broken unit test fails the run in seconds
+# The README's demo starts a lab of its own: run it before the session's lab exists, so the two do
+# not share 2 cores (and the README's first command is the first thing checked after the logic).
+_FIRST_LAB_TEST = Path("e2e") / "test_readme_demo.py"
+
+
+def _stage(item: pytest.Item) -> float:
+    parts = item.path.relative_to(Path(__file__).parent).parts
+    if Path(*parts) == _FIRST_LAB_TEST:
+        return 0.5
+    return _STAGES.index(parts[0]) if parts and parts[0] in _STAGES else 0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run unit tests, then integration, then e2e, keeping each module's own order (the e2e
     modules' tests build on each other). Alphabetical collection would start with e2e."""
+    items.sort(key=_stage)  # stable: order inside a stage is unchanged
 
-    def stage(item: pytest.Item) -> int:
-        parts = item.path.relative_to(Path(__file__).parent).parts
-        return _STAGES.index(parts[0]) if parts and parts[0] in _STAGES else 0
 
-    items.sort(key=stage)  # stable: order inside a stage is unchanged
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Fail fast: once the unit tests are done, a failure among them ends the run before any lab
+    starts (an hour of lab tests would only bury it). The failures are reported as usual."""
+    if nextitem is None or _stage(item) > 0 or _stage(nextitem) == 0:
+        return
+    failed = item.session.testsfailed
+    if failed:
+        item.session.shouldfail = f"{failed} unit test(s) failed: the lab tests were not run"
