@@ -6,10 +6,19 @@ import math
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from rollout.cache import ReleaseIndex
+from rollout.controller import Controller
+from rollout.failures import Retries
+from rollout.reconciler import ACTIVE
 from rollout.shards import Fence, Observed, Plan, decide, fair_share, live_members, shard_of
+from rollout.store import ReleaseStore, StoredRelease
+from tests.unit.rollout.test_at_rest import FakeCache, release
 
 
 def test_shard_of_is_a_documented_stable_hash_not_pythons_salted_one() -> None:
@@ -143,3 +152,41 @@ def test_the_fence_answers_for_the_shard_the_thread_acts_for() -> None:
     with fence.acting(3):
         assert not fence.may_write() and fence.stamp() == {"replica": "replica-a", "shard": 3}
     assert fence.shard == 0 and fence.held() == [0]
+
+
+def test_a_sharded_pass_reconciles_only_the_held_shards_apps_each_fenced_by_its_shard() -> None:
+    apps = ["cart", "billing", "checkout", "orders"]  # shards 3, 1, 5, 4 of 6
+    cache = FakeCache([release(f"{a}-1", a, "Progressing", str(i + 1)) for i, a in enumerate(apps)])
+    held = {3: True, 5: True, 1: False}  # 1 held but its renewal is stale: no writes for billing
+    fence = Fence("replica-a", lambda s: held.get(s, False), lambda: sorted(held))
+    seen: list[tuple[str, bool, dict[str, Any]]] = []
+
+    class Reconciler:
+        freezes: tuple[Any, ...] = ()
+
+        def reconcile(self, stored: StoredRelease, siblings: Any, requests: Any, now: datetime) -> StoredRelease:
+            seen.append((stored.spec.app, fence.may_write(), fence.stamp()))
+            return stored
+
+    ctl = Controller.__new__(Controller)
+    ctl.s = SimpleNamespace(shards=6)  # type: ignore[assignment]
+    ctl.shard_leases = SimpleNamespace()  # type: ignore[assignment]  # sharded; the fence answers
+    ctl.fence = fence
+    ctl.releases = cache  # type: ignore[assignment]
+    ctl.actions = FakeCache([])  # type: ignore[assignment]
+    ctl.index = ReleaseIndex(cache, ACTIVE)  # type: ignore[arg-type]
+    ctl._pending = (-1, [])
+    ctl._retries = Retries()
+    ctl._reconciler = Reconciler()  # type: ignore[assignment]
+    ctl._freezes = lambda now: ()  # type: ignore[method-assign]
+    ctl._collect_trees = lambda by_app, now: None  # type: ignore[method-assign]
+    ctl._write_back = lambda by_app, now: None  # type: ignore[method-assign]
+    ctl.reconcile_all(datetime.now(UTC))
+    assert seen == [
+        ("cart", True, {"replica": "replica-a", "shard": 3}),
+        ("checkout", True, {"replica": "replica-a", "shard": 5}),
+    ]
+    store = ReleaseStore.__new__(ReleaseStore)
+    store.acted_by = fence.stamp
+    with fence.acting(5):
+        assert store.acted_by() == {"replica": "replica-a", "shard": 5}
