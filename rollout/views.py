@@ -4,6 +4,7 @@ no IO, no terminal or HTML."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,14 +31,13 @@ def status_rows(release: dict[str, Any], *, wide: bool = False, now: datetime | 
         strategy = state.get("strategy") or {}
         step = strategy.get("stepName") or (f"step {strategy['step']}" if "step" in strategy else "")
         weight = "" if state.get("weight") is None else f"{state['weight']}%"
-        analysis = state.get("analysis") or {}
         row = [
             f"{index + 1} {wave}",
             region,
             state.get("phase", "Pending"),
             step,
             weight,
-            last_verdict(analysis, detailed=wide),
+            last_verdict(state, detailed=wide),
             state.get("message", ""),
         ]
         if wide:
@@ -46,20 +46,89 @@ def status_rows(release: dict[str, Any], *, wide: bool = False, now: datetime | 
     return rows
 
 
-def last_verdict(analysis: dict[str, Any], *, detailed: bool = False) -> str:
-    """The newest measurement as "check=verdict"; `detailed` adds its value, baseline and
-    threshold when the status records them."""
-    latest: dict[str, Any] | None = None
-    for run in analysis.values():
-        if isinstance(run, dict):
-            for m in run.get("measurements", []):
-                if latest is None or m["at"] >= latest["at"]:
-                    latest = m
-    if latest is None:
+def last_verdict(state: dict[str, Any], *, detailed: bool = False) -> str:
+    """The measurement that explains the region (`telling_measurement`) as "check=verdict";
+    `detailed` adds its value, threshold and baseline (`measured`) and its reason."""
+    m = telling_measurement(state)
+    if m is None:
         return ""
-    text = f"{latest['check']}={latest['verdict']}"
-    numbers = [f"{key} {latest[key]}" for key in ("value", "threshold", "baseline") if latest.get(key) is not None]
-    return f"{text} ({', '.join(numbers)})" if detailed and numbers else text
+    text = f"{m.get('check', '?')}={m.get('verdict', '?')}"
+    if not detailed:
+        return text
+    numbers = measurement_numbers(m)
+    text = f"{text} ({numbers})" if numbers else text
+    return f"{text}: {m['reason']}" if m.get("reason") else text
+
+
+_FAILED_PHASES = frozenset({"Failed", "Draining", "RollingBack", "RolledBack"})
+
+
+def telling_measurement(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The measurement a responder needs first: in a failed region the newest failure (else the
+    newest that did not pass), in a region paused as inconclusive the newest inconclusive or error
+    one; otherwise, and when there is no such one, the newest measurement of any check."""
+    runs = [run for run in (state.get("analysis") or {}).values() if isinstance(run, dict)]
+    ms: list[dict[str, Any]] = [m for run in runs for m in run.get("measurements", [])]
+    if not ms:
+        return None
+    ms.sort(key=lambda m: str(m.get("at", "")))  # stable: of one instant, the last recorded wins
+    wanted: tuple[tuple[str, ...], ...] = ()
+    if state.get("phase") in _FAILED_PHASES:
+        wanted = (("failure",), ("error", "inconclusive"))
+    elif str(state.get("message", "")).startswith("inconclusive"):
+        wanted = (("inconclusive", "error"),)
+    for verdicts in wanted:
+        found = [m for m in ms if m.get("verdict") in verdicts]
+        if found:
+            return found[-1]
+    return ms[-1]
+
+
+def measurement_numbers(m: dict[str, Any]) -> str:
+    """The numbers recorded, in the check's unit: "value 31.2%, threshold 5%, baseline 1.2%"."""
+    check = str(m.get("check", ""))
+    return ", ".join(f"{k} {measured(check, m[k])}" for k in ("value", "threshold", "baseline") if m.get(k) is not None)
+
+
+def measured(check: str, value: Any) -> str:
+    """A measured number as a responder reads it, in the unit the check's name implies: a ratio as
+    a percentage ("error-ratio" 0.0123 -> "1.23%"), a latency or duration in seconds ("latency-p99"
+    0.2346 -> "235 ms", 12.5 -> "12.5 s"), memory in bytes ("memory-growth" 17476 -> "17.1 KiB/s":
+    a growth is per second); anything else as a number. Three significant digits throughout. The
+    one formatter of measurements: `rollout status -o wide` and every page of `rollout ui`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number != number:
+        return "NaN"
+    if number in (float("inf"), float("-inf")):
+        return "+Inf" if number > 0 else "-Inf"
+    words = set(check.lower().replace("_", "-").split("-"))
+    if words & {"ratio", "percent", "fraction", "share"}:
+        return f"{significant(number * 100)}%"
+    if words & {"latency", "duration", "seconds", "p50", "p90", "p95", "p99", "p999"}:
+        return f"{significant(number * 1000)} ms" if abs(number) < 1 and number else f"{significant(number)} s"
+    if words & {"memory", "bytes"}:
+        per = "/s" if words & {"growth", "rate"} else ""
+        for unit in ("B", "KiB", "MiB", "GiB"):
+            if abs(number) < 1024 or unit == "GiB":
+                return f"{significant(number)} {unit}{per}"
+            number /= 1024
+    return significant(number)
+
+
+def significant(number: float, digits: int = 3) -> str:
+    """`number` to `digits` significant digits, without an exponent for everyday sizes and without
+    trailing zeros: 0.0123456 -> "0.0123", 0.4 -> "0.4", 1.0 -> "1", 123456 -> "123456"."""
+    if number == 0:
+        return "0"
+    size = math.floor(math.log10(abs(number)))
+    if size < -4 or size >= 15:
+        return f"{number:.{digits - 1}e}"
+    places = max(0, digits - 1 - size)
+    text = f"{round(number, places):.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def smoke_left(state: dict[str, Any], now: datetime) -> str:

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from markupsafe import escape
+
 from config.times import parse_time
 from rollout.views import (
     action_rows,
     active_release,
     history_rows,
     last_verdict,
+    measured,
+    measurement_numbers,
     region_field,
     rendered_by,
     smoke_left,
@@ -56,9 +60,10 @@ class Cell:
     weight: str
     smoke_left: str
     step: str
-    verdict: str
+    verdict: str  # the measurement that explains the region (the failing one if it failed); release page only
     message: str
     waiting: str  # why a person is needed here ("" when not)
+    frozen: bool  # a freeze keeps this region from starting
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,14 @@ class FleetRow:
     icon: str
     wave: str  # "2/3 main"
     message: str
-    waiting: str
+    waiting: str  # waiting_on_person: why a person is needed ("" when not)
+    frozen: str  # status.frozen: the freeze holding the release, its reason, owner and end ("" when none)
     cells: tuple[Cell | None, ...]  # one per fleet region, None where the app is not planned
+
+    @property
+    def asks(self) -> str:
+        """The reasons it waits on a person but the freeze, which its ❄ marker already shows."""
+        return ", ".join(r for r in self.waiting.split(", ") if r and r != "frozen") if self.frozen else self.waiting
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,11 @@ def latest_by_app(releases: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
 _AT_REST = frozenset({"Pending", "Succeeded", "RolledBack", "Failed"})
 
 
-def cell(release: dict[str, Any], region: str, now: datetime) -> Cell | None:
+def cell(
+    release: dict[str, Any], region: str, now: datetime, frozen: frozenset[str] = frozenset(), *, verdict: bool = False
+) -> Cell | None:
+    """The region of the release (None where it is not planned); `verdict`: with the measurement
+    that explains it (only the release page shows it: the fleet's 10,000 cells skip the work)."""
     waves = release["spec"].get("waves") or []
     index = next((i for i, w in enumerate(waves) if region in w.get("regions", [])), None)
     if index is None:
@@ -123,29 +138,73 @@ def cell(release: dict[str, Any], region: str, now: datetime) -> Cell | None:
         weight="" if state.get("weight") is None or phase in _AT_REST else f"{state['weight']}%",
         smoke_left=smoke_left(state, now),
         step=str(step),
-        verdict=last_verdict(state.get("analysis") or {}),
+        verdict=last_verdict(state, detailed=True) if verdict else "",
         message=str(state.get("message", "")),
-        waiting=region_waiting(state),
+        waiting="frozen" if region in frozen else region_waiting(state),
+        frozen=region in frozen,
     )
 
 
 def region_waiting(state: dict[str, Any]) -> str:
-    """Why this region waits on a person: an inconclusive analysis, or a pause until promoted."""
+    """Why this region waits on a person: an inconclusive analysis, or a strategy's pause step
+    without a duration (it waits for `rollout promote`)."""
     message = str(state.get("message", ""))
     if message.startswith("inconclusive"):
         return "inconclusive"
     strategy = state.get("strategy") or {}
     if strategy.get("phase") == "Paused" or "until promoted" in str(strategy.get("message", "")):
-        return "awaiting approval"
+        return "awaiting promotion"
     return ""
 
 
-def release_waiting(release: dict[str, Any], cells: Iterable[Cell | None]) -> str:
+_SETTLED = frozenset({"Succeeded", "RollingBack", "RolledBack", "Superseded", "Failed"})
+
+
+def waiting_on_person(release: dict[str, Any]) -> str | None:
+    """Why the release waits on a person, or None when it does not. What counts: the release is
+    paused (a responder or an inconclusive smoke window paused it); a wave's approval gate is closed
+    (status.awaitingApproval: it waits for `rollout approve`); a freeze holds it (status.frozen:
+    until the freeze ends, or someone lifts or overrides it); a region's analysis is inconclusive; a
+    region's strategy waits for `rollout promote` (a pause step with no duration). The one
+    predicate of the fleet's "waiting on a person" filter and of the markers on its rows."""
     status = release.get("status") or {}
+    if status.get("phase") in _SETTLED:
+        return None  # finished or rolling back: nothing is asked of a person
+    reasons = []
     if status.get("phase") == "Paused":
-        return "paused"
-    reasons = sorted({f"{c.waiting} in {c.region}" for c in cells if c is not None and c.waiting})
-    return ", ".join(reasons)
+        reasons.append("paused")
+    if approval := status.get("awaitingApproval"):
+        reasons.append(approval_text(approval))
+    if status.get("frozen"):
+        reasons.append("frozen")
+    regions = status.get("regions") or {}
+    reasons += sorted({f"{why} in {name}" for name, state in regions.items() if (why := region_waiting(state or {}))})
+    return ", ".join(reasons) or None
+
+
+def approval_text(approval: Any, *, full: bool = False) -> str:
+    """status.awaitingApproval (rollout/approvals.py: wave, required, have, from, expired, refused)
+    in words: "awaiting approval for wave main (1/2)"; `full` adds whose approvals count, the
+    expired ones and the refusal standing."""
+    if not isinstance(approval, dict):
+        return "awaiting approval"
+    text = "awaiting approval" + (f" for wave {approval['wave']}" if approval.get("wave") else "")
+    if approval.get("required") is not None:
+        text += f" ({approval.get('have', 0)}/{approval['required']}"
+        text += f" from {approval['from']})" if full and approval.get("from") else ")"
+    if full and approval.get("expired"):
+        text += f"; {approval['expired']} expired"
+    if full and approval.get("refused"):
+        text += f"; refused by {approval['refused']}"
+    return text
+
+
+def frozen_regions(frozen: str) -> frozenset[str]:
+    """The regions a freeze keeps from starting, as status.frozen names them ("frozen in a, b: ...",
+    rollout/orchestrator.py); none when the text does not say."""
+    if not frozen.startswith("frozen in ") or ": " not in frozen:
+        return frozenset()
+    return frozenset(r.strip() for r in frozen[len("frozen in ") : frozen.index(": ")].split(","))
 
 
 def fleet_regions(releases: Iterable[dict[str, Any]]) -> tuple[str, ...]:
@@ -172,13 +231,15 @@ def fleet_view(releases: Iterable[dict[str, Any]], now: datetime, *, waiting_onl
     regions = fleet_regions(active.values())
     rows = []
     for app, rel in active.items():
-        cells = tuple(cell(rel, r, now) for r in regions)
         status = rel.get("status") or {}
-        phase = str(status.get("phase", "Pending"))
-        tone, icon = look(phase)
-        waiting = release_waiting(rel, cells)
+        waiting = waiting_on_person(rel) or ""
         if waiting_only and not waiting:
             continue
+        frozen = str(status.get("frozen") or "")
+        held = frozen_regions(frozen)
+        cells = tuple(cell(rel, r, now, held) for r in regions)
+        phase = str(status.get("phase", "Pending"))
+        tone, icon = look(phase)
         rows.append(
             FleetRow(
                 app=app,
@@ -190,6 +251,7 @@ def fleet_view(releases: Iterable[dict[str, Any]], now: datetime, *, waiting_onl
                 wave=wave_label(rel),
                 message=str(status.get("message", "")),
                 waiting=waiting,
+                frozen=frozen,
                 cells=cells,
             )
         )
@@ -249,6 +311,10 @@ class ReleasePage:
     icon: str
     message: str
     failed_region: str
+    waiting: str  # waiting_on_person ("" when nobody is needed)
+    approval: str  # the closed approval gate it waits at, in full ("" when none)
+    frozen: str  # the freeze holding it: which, why, whose, until when ("" when none)
+    freeze_override: str  # who overrode freezes for it, and why ("" when nobody)
     rendered_by: str
     waves: tuple[Wave, ...]
     charts: tuple[Chart, ...]
@@ -261,9 +327,12 @@ def release_page(release: dict[str, Any], actions: Sequence[dict[str, Any]], now
     spec, status = release["spec"], release.get("status") or {}
     regions = status.get("regions") or {}
     current = int(status.get("currentWave", 0))
+    frozen = str(status.get("frozen") or "")
+    held = frozen_regions(frozen)
     waves = []
     for i, w in enumerate(spec.get("waves") or []):
-        cells = tuple(c for c in (cell(release, r, now) for r in w.get("regions", [])) if c is not None)
+        found = (cell(release, r, now, held, verdict=True) for r in w.get("regions", []))
+        cells = tuple(c for c in found if c is not None)
         states = [regions.get(r) or {} for r in w.get("regions", [])]
         starts = sorted(str(region_field(s, "startedAt")) for s in states if region_field(s, "startedAt"))
         ends = [str(region_field(s, "completedAt")) for s in states]
@@ -288,6 +357,10 @@ def release_page(release: dict[str, Any], actions: Sequence[dict[str, Any]], now
         icon=icon,
         message=str(status.get("message", "")),
         failed_region=str(status.get("failedRegion") or ""),
+        waiting=waiting_on_person(release) or "",
+        approval=approval_text(gate, full=True) if (gate := status.get("awaitingApproval")) else "",
+        frozen=frozen,
+        freeze_override=str(status.get("freezeOverride") or ""),
         rendered_by=rendered_by(release),
         waves=tuple(waves),
         charts=tuple(charts),
@@ -337,9 +410,9 @@ def measurements_by_check(analysis: dict[str, Any]) -> dict[str, list[Point]]:
 
 
 def describe(m: Point) -> str:
-    numbers = [f"{k} {m[k]}" for k in ("value", "threshold", "baseline") if m.get(k) is not None]
+    numbers = measurement_numbers(m)
     text = f"{m.get('verdict', '?')} at {m.get('at', '?')}"
-    return f"{text} ({', '.join(numbers)})" if numbers else text
+    return f"{text} ({numbers})" if numbers else text
 
 
 _W, _H, _PAD = 320, 90, 6
@@ -354,8 +427,9 @@ def chart_svg(points: Sequence[Point]) -> str:
     series = {k: [_num(p.get(k)) for p in points] for k in ("value", "threshold", "baseline")}
     ys = [y for values in series.values() for y in values if y is not None]
     lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1.0, hi + 1.0
+    if hi - lo < 1e-12:  # one value: a band of 10% around it (a 0.23 s latency drawn from -0.77 s read wrong)
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
     x0, x1 = (min(xs), max(xs)) if xs else (0.0, 1.0)
     span = (x1 - x0) or 1.0
 
@@ -375,7 +449,9 @@ def chart_svg(points: Sequence[Point]) -> str:
         if y is not None:
             tone = _MARK.get(str(p.get("verdict")), "idle")
             parts.append(f'<circle class="{tone}" cx="{px(x):.1f}" cy="{py(y):.1f}" r="3"/>')
-    parts.append(f'<text x="{_PAD}" y="12">{hi:.4g}</text><text x="{_PAD}" y="{_H - 1}">{lo:.4g}</text>')
+    check = str(points[0].get("check", "")) if points else ""
+    top, bottom = escape(measured(check, hi)), escape(measured(check, lo))
+    parts.append(f'<text x="{_PAD}" y="12">{top}</text><text x="{_PAD}" y="{_H - 1}">{bottom}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -159,7 +159,7 @@ def progressing(phase: str = "Progressing", weight: int = 20) -> dict[str, Any]:
                 "endsAt": now_text(270),
                 "measurements": [
                     {
-                        "check": "error-rate",
+                        "check": "error-ratio",
                         "at": now_text(-30 + 10 * i),
                         "verdict": "success",
                         "value": 0.004 + i / 1000,
@@ -171,28 +171,36 @@ def progressing(phase: str = "Progressing", weight: int = 20) -> dict[str, Any]:
     return {"phase": "Progressing", "currentWave": 0, "regions": {"eu-canary": region}, "message": "", "audit": []}
 
 
+CONDITION = "successCondition does not hold: result <= max(1.5 * baseline, 0.001)"
 FAILED = {
     "phase": "RolledBack",
     "currentWave": 0,
-    "message": "eu-canary failed: error-rate 0.31 > 0.05 (3 of 3 measurements)",
+    "message": "eu-canary failed: error-ratio 0.31 > 0.05 (3 of 3 measurements)",
     "failedRegion": "eu-canary",
     "regions": {
         "eu-canary": {
             "phase": "RolledBack",
             "wave": 0,
-            "message": "error-rate 0.31 > 0.05",
+            "message": "error-ratio 0.31 > 0.05",
             "analysis": {
                 "smoke": {
                     "startedAt": "2026-01-01T10:00:00Z",
                     "measurements": [
-                        {
-                            "check": "error-rate",
-                            "at": f"2026-01-01T10:0{i}:00Z",
-                            "verdict": v,
-                            "value": x,
-                            "baseline": 0.01,
-                        }
-                        for i, (v, x) in enumerate((("success", 0.012), ("failure", 0.2), ("failure", 0.31)))
+                        *(
+                            {
+                                "check": "error-ratio",
+                                "at": f"2026-01-01T10:0{i}:00Z",
+                                "verdict": v,
+                                "value": x,
+                                "baseline": 0.0123456789,
+                                **({"reason": CONDITION} if v == "failure" else {}),
+                            }
+                            for i, (v, x) in enumerate(
+                                (("success", 0.0123456789), ("failure", 0.2), ("failure", 0.3123456789))
+                            )
+                        ),
+                        # measured last, and passing: the page must still name the check that failed
+                        {"check": "latency-p99", "at": "2026-01-01T10:02:30Z", "verdict": "success", "value": 0.2346},
                     ],
                 }
             },
@@ -205,12 +213,25 @@ FAILED = {
         {
             "time": "2026-01-01T10:03:00Z",
             "action": "rollback",
-            "reason": "error-rate failed",
+            "reason": "error-ratio failed",
             "region": "eu-canary",
             "by": "controller",
         }
     ],
 }
+
+
+def frozen() -> dict[str, Any]:
+    """Held by a freeze before its second wave, as rollout/orchestrator.py words status.frozen."""
+    until = now_text(3 * 3600)
+    text = (
+        f"frozen in eu-west, us-east: year-end (year-end trading peak; owner sre@example.com) until {until}; "
+        f"no new region starts until {until}"
+    )
+    canary = {"phase": "Succeeded", "wave": 0, "startedAt": now_text(-900), "completedAt": now_text(-300)}
+    audit = [{"time": now_text(-300), "action": "frozen", "reason": text, "by": "controller"}]
+    status = {"phase": "Progressing", "currentWave": 1, "regions": {"eu-canary": canary}, "message": text}
+    return status | {"frozen": text, "audit": audit}
 
 
 # --- rollout ui and the browser ------------------------------------------------------------------
@@ -322,6 +343,7 @@ def text_within(driver: Any, find: Callable[[], Any], expected: str, timeout_s: 
 def test_fleet_is_live_and_a_failed_release_shows_red_with_its_reason(home: dict[str, Any], browser: Any) -> None:
     checkout = write_release(home, "checkout", "a", progressing())
     write_release(home, "search", "b", FAILED)
+    cart = write_release(home, "cart", "c", frozen())
     ui = UiProcess(home["people"][RESPONDER], home["ns"])
     try:
         browser.get(ui.url)
@@ -337,15 +359,32 @@ def test_fleet_is_live_and_a_failed_release_shows_red_with_its_reason(home: dict
 
         failed = cell(browser, "search", "eu-canary")
         assert "bad" in failed.get_attribute("class").split()
-        assert "RolledBack" in failed.text and "error-rate 0.31 > 0.05" in failed.text
+        assert "RolledBack" in failed.text and "error-ratio 0.31 > 0.05" in failed.text
         row = browser.find_element("css selector", 'tr[data-app="search"] td.rel')
         assert "bad" in row.get_attribute("class").split() and "eu-canary failed" in row.text
+        cart_row = browser.find_element("css selector", 'tr[data-app="cart"]')
+        assert cart_row.get_attribute("data-frozen") == "1" and "❄ frozen" in cart_row.text
+        assert "❄ frozen" in cell(browser, "cart", "eu-west").text
+        assert "❄ frozen" not in cell(browser, "cart", "eu-canary").text
         screenshot(browser, "fleet")
 
+        browser.find_element("id", "filter-waiting").click()  # a freeze waits on a person too
+        text_within(browser, lambda: browser.find_element("id", "fleet"), "cart", 10)
+        assert not browser.find_elements("css selector", 'tr[data-app="checkout"]')
+        browser.get(ui.url + "release/" + cart)
+        text_within(browser, lambda: browser.find_element("id", "release-frozen"), "owner sre@example.com", 10)
+        assert "year-end trading peak" in browser.find_element("id", "release-frozen").text
+        assert "waiting on a person: frozen" in browser.find_element("id", "release-waiting").text
+        screenshot(browser, "release-frozen")
+
         browser.get(ui.url + "release/search-" + "b" * 12)
-        text_within(browser, lambda: browser.find_element("id", "release-message"), "error-rate 0.31", 10)
+        text_within(browser, lambda: browser.find_element("id", "release-message"), "error-ratio 0.31", 10)
         assert browser.find_elements("css selector", "svg.chart circle.bad")
-        assert "41s against a target of 60s" in browser.find_element("id", "live").text
+        page = browser.find_element("id", "live").text
+        assert "41s against a target of 60s" in page
+        verdict = browser.find_element("css selector", 'tr[data-region="eu-canary"] td.verdict').text
+        assert verdict == f"error-ratio=failure (value 31.2%, baseline 1.23%): {CONDITION}"  # not latency-p99
+        assert "0.0123456789" not in page and "0.3123456789" not in page and "235 ms" in page
         screenshot(browser, "release-rolled-back")
         browser.get(ui.url + "release/" + checkout)
         text_within(browser, lambda: browser.find_element("id", "live"), "setWeight 100", 10)

@@ -176,7 +176,7 @@ def test_wide_shows_every_column_in_full_on_one_line_per_region_even_when_not_a_
         "Smoke",
         "setWeight 100",
         "100%",
-        "request-rate-vs-baseline=failure (value 0.4, baseline 1.0)",
+        "request-rate-vs-baseline=failure (value 0.4, baseline 1)",  # rollout.views.measured: 3 significant digits
         MESSAGE,
         "8m30s",  # the smoke window started 12:00:30 for 600 s; now is 12:02:00
         "2026-11-24T12:00:01Z",

@@ -12,7 +12,7 @@ from rollout.store import ACTIONS, RELEASES
 from rollout.ui.live import Hub
 from rollout.ui.server import UI, is_loopback
 
-from .test_model import action, release
+from .test_model import FROZEN, action, release
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -113,3 +113,28 @@ def test_rollout_ui_warns_before_listening_beyond_loopback(tmp_path: Any) -> Non
     assert result.exit_code != 0 and "cannot use kubeconfig" in result.output
     quiet = CliRunner().invoke(main, ["ui", "--kubeconfig", missing])
     assert "warning" not in quiet.output and "cannot use kubeconfig" in quiet.output
+
+
+def test_pages_show_the_freeze_holding_a_release_and_the_one_formatter_rounds_values() -> None:
+    measurement = {"check": "error-ratio", "at": "2026-01-01T11:00:00Z", "verdict": "failure", "value": 0.0123456789}
+    rel = release(
+        "checkout",
+        "bbb",
+        "t",
+        currentWave=1,
+        regions={"eu-canary": {"phase": "Succeeded", "analysis": {"smoke": {"measurements": [measurement]}}}},
+        frozen=FROZEN,
+        message=FROZEN,
+        freezeOverride="",
+    )
+    ui, _, hub = make(False)
+    hub.replace(RELEASES, [rel])
+    page = ui.render("/release/checkout-bbb", {}, live_only=True) or ""
+    assert 'id="release-frozen"' in page and "year-end trading peak; owner sre@example.com" in page
+    assert "until 2026-01-04T08:00:00.000Z" in page and "waiting on a person: frozen" in page
+    assert 'id="release-message"' not in page  # the message is the freeze text: said once
+    assert "error-ratio=failure (value 1.23%)" in page and "0.0123456789" not in page
+    fleet = ui.render("/", {}, live_only=True) or ""
+    assert 'data-frozen="1"' in fleet and fleet.count('class="small frozen"') == 3  # the row and its two held regions
+    assert "waiting on a person (1)" in fleet
+    assert 'data-app="checkout"' in (ui.render("/", {"waiting": ["1"]}, live_only=True) or "")
