@@ -138,3 +138,17 @@ def test_pages_show_the_freeze_holding_a_release_and_the_one_formatter_rounds_va
     assert 'data-frozen="1"' in fleet and fleet.count('class="small frozen"') == 3  # the row and its two held regions
     assert "waiting on a person (1)" in fleet
     assert 'data-app="checkout"' in (ui.render("/", {"waiting": ["1"]}, live_only=True) or "")
+
+
+def test_a_release_at_a_closed_approval_gate_says_so_once_and_waits_on_a_person() -> None:
+    from rollout.approvals import Closed
+
+    gate = Closed("main", 2, 1, "groups sre (not the commit's author)", refused="vera: not now")
+    rel = release("checkout", "bbb", "t", "Pending", awaitingApproval=gate.marker(), message=gate.text())
+    ui, _, hub = make(False)
+    hub.replace(RELEASES, [rel])
+    page = ui.render("/release/checkout-bbb", {}, live_only=True) or ""
+    assert 'id="release-approval"' in page and "awaiting approval for wave main (1/2 from groups sre" in page
+    assert "refused by vera: not now" in page and 'id="release-message"' not in page  # said once
+    fleet = ui.render("/", {"waiting": ["1"]}, live_only=True) or ""
+    assert 'data-app="checkout"' in fleet and "awaiting approval for wave main (1/2)" in fleet
