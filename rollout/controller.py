@@ -427,20 +427,24 @@ class Controller:
                 )
 
     def _write_back(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
-        """Reverts pending after rollbacks (rollout/revert.py), each in its own error boundary."""
-        for releases in by_app.values():
-            for release in releases:
-                if not pending(release, now):
+        """Reverts pending after rollbacks (rollout/revert.py), each in its own error boundary, by the
+        replica holding the app's shard (one pusher per app)."""
+        for app, releases in by_app.items():
+            due = [r for r in releases if pending(r, now)]
+            if not due:
+                continue
+            with self._acting(app):
+                if not self._may_act(app):
                     continue
-                try:
-                    updated = self._reverts.run(release, now)
-                except Exception as exc:  # noqa: BLE001 - a revert never stops the controller; tried again
-                    log.warning(
-                        "revert attempt failed", release=release.name, error=f"{type(exc).__name__}: {exc}"[:300]
-                    )
-                    continue
-                if updated is not release:
-                    self.releases.put(_as_object(updated))
+                for release in due:
+                    try:
+                        updated = self._reverts.run(release, now)
+                    except Exception as exc:  # noqa: BLE001 - a revert never stops the controller; tried again
+                        error = f"{type(exc).__name__}: {exc}"[:300]
+                        log.warning("revert attempt failed", release=release.name, error=error)
+                        continue
+                    if updated is not release:
+                        self.releases.put(_as_object(updated))
 
     def _collect_trees(self, by_app: dict[str, list[StoredRelease]], now: datetime) -> None:
         """Now and then, remove the checked-out trees that no live release needs (disk bound)."""
