@@ -695,6 +695,56 @@ def test_override_freeze_is_its_own_verb(installed: Lab, people: dict[str, str])
         rbac.delete_namespaced_role_binding(binding, NS)
 
 
+def test_approve_is_its_own_verb_and_its_groups_are_the_requesters_own(installed: Lab, people: dict[str, str]) -> None:
+    """`rollout approve` needs the verb approve (rollout-approver) besides the responder's create,
+    and the groups it counts for (spec.requesterGroups) must be groups the API server gave the
+    requester: a responder cannot claim the group an approval gate allows."""
+    home, user = installed.home_context, people["responder"]
+
+    def create(groups: list[str], member_of: str | None = None) -> Any:
+        api = impersonating(installed, home, user)
+        if member_of:
+            api.set_default_header("Impersonate-Group", member_of)
+        body = release_action(user, "approve")
+        body["spec"].update(wave="canary", requesterGroups=groups)
+        return client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, "v1alpha1", NS, "releaseactions", body, dry_run="All"
+        )
+
+    with pytest.raises(ApiException) as denied:
+        create([])
+    assert denied.value.status == 403, denied.value.body
+    assert f"{user} may not approve or refuse" in json.loads(denied.value.body)["message"]
+    rbac = client.RbacAuthorizationV1Api(installed.api_client(home))
+    binding = f"{user}-approver"
+    rbac.create_namespaced_role_binding(
+        NS,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": binding},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "rollout-approver"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    )
+    try:
+
+        def admitted() -> str | None:
+            code = status_of(lambda: create([]))
+            return None if code == 200 else f"still {code}"
+
+        wait_until(admitted, 30, "approve admitted once rollout-approver is bound")
+        with pytest.raises(ApiException) as forged:
+            create(["release-managers"])
+        assert forged.value.status == 422, forged.value.body
+        assert "may only name groups of the requesting user" in json.loads(forged.value.body)["message"]
+        assert create(["release-managers"], member_of="release-managers")["spec"]["requesterGroups"] == [
+            "release-managers"
+        ]
+    finally:
+        rbac.delete_namespaced_role_binding(binding, NS)
+
+
 # --- the controller with nothing but its ServiceAccounts' tokens ------------------------------
 
 
