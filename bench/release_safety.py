@@ -84,8 +84,13 @@ SMOKE_S = 16.0
 MIN_SAMPLES = 5
 CONFIDENCE = 0.99  # per check and window: a release has 2 judged checks x 4 windows
 BASELINE_INTERVAL_S = 60.0 / SCALE
-ANALYSIS_WINDOW_S = INTERVAL_S  # range of {{ interval }} in the queries: one interval, no overlap
 SCRAPE_S = 1.0  # the lab Prometheus' scrape interval
+# Range of {{ interval }} in the queries: one interval plus one scrape. A rate sees the increments
+# between the scrapes inside its range, so samples one interval apart then share a scrape but no
+# increment (independent, as the judge assumes), and a late scrape still leaves two points (a
+# range of just the interval, 2 s, came back empty now and then: a window ending on an empty
+# measurement is inconclusive, which paused a release in a run).
+ANALYSIS_WINDOW_S = INTERVAL_S + SCRAPE_S
 REGION_ERROR_RATES = {"eu-canary": 0.001, "eu-west": 0.002, "us-east": 0.0005, "ap-east": 0.0015}
 LATENCY_MS = 20.0
 GOAL_DETECT_INTERVALS = 2
@@ -267,10 +272,10 @@ def lab_world(state: Path, seed: int) -> Iterator[World]:
             git.url,
             state / "controller",
             handle.prometheus_url,
-            # the judge's samples must not share data (it assumes independent samples): each one a
-            # rate over its own interval, as without the flag in production (5 s, as the demo
-            # uses, made neighbours share 2 of their 4 s and a healthy window failed about 5x as
-            # often as stated: a false alarm in a region the fault was not in, in two runs)
+            # the judge's samples must not share data (it assumes independent samples), as without
+            # the flag in production (5 s, as the demo uses, made neighbours share 2 of their 4 s
+            # and a healthy window failed about 5x as often as stated: a false alarm in a region
+            # the fault was not in, in two runs)
             extra_args=["--analysis-window-seconds", f"{ANALYSIS_WINDOW_S:g}"],
         ).start()
         controller.wait_healthy()
