@@ -391,6 +391,12 @@ def run_release(world: World, s: Scenario, version: str, seed: int, log: Callabl
     log(f"  {s.name}: {out.phase} in {seconds:.0f}s, failed in {out.failed_region}, blast {out.blast_pct:.2f} %")
     if out.failed_region is not None:
         log(f"    why: {_failing_measurement(status, out.failed_region) or status.get('message', '')}")
+    elif out.phase not in ("Succeeded", "RolledBack"):  # e.g. paused: what each region's checks said
+        log(f"    why: {status.get('message', '')}")
+        for region, st in (status.get("regions") or {}).items():
+            for key, run in (st.get("analysis") or {}).items():
+                if isinstance(run, dict) and run.get("reason"):
+                    log(f"    {region} {key}: {run.get('outcome')}: {run['reason']}")
     return out
 
 
