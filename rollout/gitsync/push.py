@@ -236,7 +236,7 @@ class GitPusher:
     def _run(
         self, *args: str, network: bool = False, env: Mapping[str, str] | None = None, stdin: str | None = None
     ) -> tuple[int, str, str]:
-        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.path.parent)}
+        full_env = dict(os.environ)  # as the mirror's git runs (ssh finds its home); git's config isolated below
         full_env.update(git_env(self._creds, self.timeout, url=self._url, allow_insecure=self.allow_insecure))
         full_env.update(env or {})
         try:
