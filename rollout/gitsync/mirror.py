@@ -78,7 +78,22 @@ _GC_CONFIG = tuple(arg for key, value in _GC_SETTINGS.items() for arg in ("-c", 
 _GC_STAMP = "rollout-gc-at"
 
 
-def _credentials_out_of_url(url: str, creds: Credentials) -> tuple[str, Credentials]:
+def remote_error(
+    remote: str, stderr: str, cause: str, timeout: float, last_good: str | None, *, timed_out: bool = False
+) -> GitError:
+    """The error a failed git call against the remote is: timeout, refused credentials, no such
+    repository, or (anything else) unavailable. Shared by the fetching mirror and the pusher."""
+    kind = classify_failure(stderr)
+    if kind is FailureKind.TIMEOUT or timed_out:
+        return RemoteTimeout(remote, f"no answer within {timeout:g}s", last_good=last_good)
+    if kind is FailureKind.AUTH:
+        return AuthenticationFailed(remote, cause)
+    if kind is FailureKind.NOT_FOUND:
+        return RepositoryNotFound(remote, cause)
+    return RemoteUnavailable(remote, cause, last_good=last_good)
+
+
+def credentials_out_of_url(url: str, creds: Credentials) -> tuple[str, Credentials]:
     """Move http(s) userinfo into the credentials, so the URL we keep and show holds no secret.
 
     `https://user:token@host/...` and `https://token@host/...` both occur in the wild. ssh URLs
@@ -116,7 +131,7 @@ class GitMirror:
         self.caps = caps or SizeCaps()
         self.gc_interval = gc_interval
         self._refused: dict[str, TooLarge] = {}  # commit -> why it is over a cap (checked once)
-        self._url, self._creds = _credentials_out_of_url(url, credentials or Credentials())
+        self._url, self._creds = credentials_out_of_url(url, credentials or Credentials())
         self.remote = redact_url(url)
         self.ref = ref
         self.timeout = timeout
@@ -264,14 +279,7 @@ class GitMirror:
         cause = redact_text(failure_cause(err), self._creds.secrets()) or f"git fetch exited with {code}"
         elapsed = time.monotonic() - started
         self._log.warning("git.fetch_failed", cause=cause, elapsed_s=round(elapsed, 2), last_good=last_good)
-        kind = classify_failure(err)
-        if kind is FailureKind.TIMEOUT or elapsed >= self.timeout:
-            raise RemoteTimeout(self.remote, f"no answer within {self.timeout:g}s", last_good=last_good)
-        if kind is FailureKind.AUTH:
-            raise AuthenticationFailed(self.remote, cause)
-        if kind is FailureKind.NOT_FOUND:
-            raise RepositoryNotFound(self.remote, cause)
-        raise RemoteUnavailable(self.remote, cause, last_good=last_good)
+        raise remote_error(self.remote, err, cause, self.timeout, last_good, timed_out=elapsed >= self.timeout)
 
     def _check_repository_size(self, last_good: str | None) -> None:
         size = repository_bytes(self._git_checked("count-objects", "-v"))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import structlog
 
-from rollout.gitsync.mirror import _credentials_out_of_url
-from rollout.gitsync.model import AuthenticationFailed, GitError, RemoteTimeout, RemoteUnavailable, RepositoryNotFound
+from rollout.gitsync.mirror import credentials_out_of_url, remote_error
+from rollout.gitsync.model import AuthenticationFailed, GitError
 from rollout.gitsync.pure import (
     Credentials,
     FailureKind,
@@ -72,7 +72,7 @@ class GitPusher:
         identity: tuple[str, str] = IDENTITY,
     ) -> None:
         check_remote_url(url, allow_insecure=allow_insecure)
-        self._url, self._creds = _credentials_out_of_url(url, credentials or Credentials())
+        self._url, self._creds = credentials_out_of_url(url, credentials or Credentials())
         self.remote = redact_url(url)
         self.allow_insecure = allow_insecure
         self.timeout = timeout
@@ -216,15 +216,8 @@ class GitPusher:
 
     def _network_error(self, err: str, code: int) -> GitError:
         cause = redact_text(failure_cause(err), self._creds.secrets()) or f"git exited with {code}"
-        kind = classify_failure(err)
-        log.warning("git.push_side_failed", remote=self.remote, cause=cause, kind=kind.value)
-        if kind is FailureKind.TIMEOUT:
-            return RemoteTimeout(self.remote, f"no answer within {self.timeout:g}s", last_good=None)
-        if kind is FailureKind.AUTH:
-            return AuthenticationFailed(self.remote, cause)
-        if kind is FailureKind.NOT_FOUND:
-            return RepositoryNotFound(self.remote, cause)
-        return RemoteUnavailable(self.remote, cause, last_good=None)
+        log.warning("git.push_side_failed", remote=self.remote, cause=cause, kind=classify_failure(err).value)
+        return remote_error(self.remote, err, cause, self.timeout, last_good=None)
 
     def _checked(self, *args: str, env: Mapping[str, str] | None = None, stdin: str | None = None) -> str:
         code, out, err = self._run(*args, env=env, stdin=stdin)
