@@ -20,6 +20,7 @@ from config.errors import InvalidRepository, Issue, field_path, problem_and_fix
 from config.freezes import FILE as FREEZES_FILE
 from config.freezes import Freeze, parse_freezes
 from config.grants import DEFAULT_POLICY, Policy
+from config.groups import dependency_issues
 from config.policies import repository_issues
 from config.repository import AppSource, Repository
 from config.sandbox import MAX_FILE_BYTES, MiB, YamlRefused, load_yaml
@@ -39,6 +40,7 @@ def load_repository(root: Path | str, grants: Policy = DEFAULT_POLICY) -> Reposi
         raise InvalidRepository([Issue(str(root), "", "is not a directory", "point at a rollout repository")])
     regions = _load_regions(root, issues)
     apps = _load_apps(root, issues)
+    issues += _dependency_issues(root, apps)
     freezes = _load_freezes(root, regions, apps, issues)
     repo = Repository(root=root, regions=regions, apps=apps, grants=grants, freezes=freezes)
     issues += repository_issues(repo)
@@ -198,6 +200,14 @@ def _load_apps(root: Path, issues: list[Issue]) -> dict[str, AppSource]:
         elif plan is not None and values is not None:
             apps[plan.app] = AppSource(plan.app, directory, plan, values)
     return apps
+
+
+def _dependency_issues(root: Path, apps: dict[str, AppSource]) -> list[Issue]:
+    """dependsOn (release groups, config/groups.py): known apps, no self-dependency, no cycle. An
+    app whose plan did not load is still known (its folder exists): its own issue says what is wrong."""
+    folder = root / "apps"
+    known = {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
+    return dependency_issues({name: app.plan.depends_on for name, app in apps.items()}, known)
 
 
 def _load_freezes(

@@ -549,6 +549,11 @@ class Plan(Model):
     supersede: Literal["unstarted", "never"] = Field(
         default="unstarted", description="a newer commit replaces an older release that has not started"
     )
+    depends_on: list[Name] = Field(
+        default_factory=list,
+        alias="dependsOn",
+        description="apps whose release must pass a region before this app's release starts there",
+    )
     source: Source = Field(
         default_factory=lambda: Source(jinja=JinjaSource()),
         description="where the manifests come from; default: Jinja templates in manifests/",
