@@ -18,6 +18,12 @@ from tests.e2e.conftest import APP, NAMESPACE, RESPONDER, Shop
 
 pytestmark = pytest.mark.e2e
 REGION = "eu-west"
+# The drill is under test, not the plan's strategy: a quick rolling update and short smoke windows
+# bring checkout to its two releases in a fraction of the example canary's time.
+PLAN_OVERRIDES = {
+    "strategy": {"rolling": {"maxSurge": "50%", "maxUnavailable": 0, "progressDeadline": "60s"}},
+    "smokeWindow": "3s",
+}
 
 
 def _drill(shop: Shop, region: str, *extra: str) -> Any:
