@@ -384,6 +384,7 @@ NotificationEvent = Literal[
     "frozen",
     "freezeOverride",
     "awaitingApproval",
+    "waitingForDependency",
 ]
 # What asks for a person by default: a release stopped (failed, paused, frozen, awaiting approval),
 # traffic moved, or a freeze overridden (an exception someone should see).

@@ -370,6 +370,8 @@ class Controller:
             )
         requests = self._route_actions(self._pending[1], by_app, now)
         self._reconciler.freezes = self._freezes(now)
+        # release groups: dependencies read from the index, a snapshot (workers sort their app's list)
+        self._reconciler.releases_by_app = {app: tuple(rs) for app, rs in by_app.items()}
         moving = self.index.live | {self.index.app_of[n] for n in requests if n in self.index.app_of}
         if self.shard_leases is not None:  # only the apps of the shards this replica holds
             held = set(self.fence.held())

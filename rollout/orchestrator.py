@@ -81,6 +81,24 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Dependency:
+    """A release in flight (not finished) of an app this release's app `dependsOn` (release groups,
+    config/groups.py), as the release index holds it: where it goes and where it passed."""
+
+    app: str
+    version: str
+    release: str
+    regions: frozenset[str]  # every region of its waves
+    passed: frozenset[str] = frozenset()  # regions where it passed (promoted, smoke window passed)
+
+    def holds(self, region: str) -> bool:
+        return region in self.regions and region not in self.passed
+
+    def wait_text(self, region: str) -> str:
+        return f"waiting for {self.app} {self.version} to pass in {region}"
+
+
+@dataclass(frozen=True)
 class ReleaseView:
     spec: ReleaseSpec
     status: ReleaseStatus
@@ -92,6 +110,9 @@ class ReleaseView:
     # Every freeze known (freezes.yaml at the last good commit, and responders' `rollout freeze`):
     # while one covers the app in a region, no region starts; in-flight ones finish, rollbacks run.
     freezes: tuple[Freeze, ...] = ()
+    # The in-flight releases of the apps this one depends on: a region where one of them has not
+    # passed yet does not start (rollbacks, drains and restores never wait for them).
+    dependencies: tuple[Dependency, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,7 +135,7 @@ class SetRegionWeight:
 @dataclass(frozen=True)
 class Notify:
     # started | promoted | failed | drained | rolledBack | paused | succeeded | frozen | freezeOverride
-    # | awaitingApproval
+    # | awaitingApproval | waitingForDependency
     event: str
     reason: str
     region: str | None = None
@@ -133,6 +154,7 @@ class Draft:
     skip_smoke: set[str] = field(default_factory=set)
     held: dict[str, list[Freeze]] = field(default_factory=dict)  # regions a freeze kept from starting
     awaiting: approvals.Closed | None = None  # the approval gate that kept a wave from starting
+    waiting: dict[str, list[str]] = field(default_factory=dict)  # regions a dependency kept from starting
 
 
 def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action]]:
@@ -149,9 +171,11 @@ def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action
     if ReleasePhase(out.status.phase) in (ReleasePhase.PENDING, ReleasePhase.PROGRESSING):
         _say_frozen(view, out, now)
         _say_awaiting(out, now)
+        _say_waiting(out, now)
     elif ReleasePhase(out.status.phase) != ReleasePhase.PAUSED:
         out.status.frozen = ""  # rolling back or done: no freeze holds it any more
         out.status.awaiting_approval = {}  # nor any approval gate (rollbacks never wait for one)
+        _say_waiting(out, now)  # nor a dependency
     return out.status, out.actions
 
 
@@ -225,9 +249,10 @@ def _start(view: ReleaseView, out: Draft, now: datetime) -> None:
     first = view.spec.waves[0].regions
     if _gate_holds(view, out, 0, now):
         return  # not started at all: _say_awaiting tells which gate and how many approvals it has
-    if first and all(_freeze_holds(view, out, name, now) for name in first):
-        return  # not started at all: _say_frozen tells why and until when
+    if first and all(_freeze_holds(view, out, name, now) or _dependency_holds(view, out, name) for name in first):
+        return  # not started at all: _say_frozen / _say_waiting tell why
     out.held.clear()
+    out.waiting.clear()
     status = out.status
     status.move(ReleasePhase.PROGRESSING)
     status.started_at = format_time(now)
@@ -286,6 +311,10 @@ def _start_region(view: ReleaseView, out: Draft, name: str, now: datetime) -> No
         return  # stays Pending: its wave's approval gate is closed
     if _freeze_holds(view, out, name, now):
         return  # stays Pending: a new region never starts during a freeze
+    if _dependency_holds(view, out, name):
+        return  # stays Pending: a dependency's release has not passed this region yet
+    if region.message.startswith("waiting for "):
+        region.message = ""
     if not view.regions.get(name, RegionView()).reachable:
         region.move(RegionPhase.WAITING)
         region.message = "cluster unreachable; the wave waits for it"
@@ -307,6 +336,14 @@ def _advance_region(view: ReleaseView, out: Draft, name: str, smoke_seconds: flo
         and _freeze_holds(view, out, name, now)
     ):
         region.message = "cluster reachable again; not started while frozen"
+    elif (
+        phase == RegionPhase.WAITING
+        and seen.reachable
+        and seen.strategy_phase is None
+        and not region.strategy
+        and _dependency_holds(view, out, name)
+    ):
+        region.message = "cluster reachable again; " + "; ".join(out.waiting[name])
     elif phase == RegionPhase.WAITING and seen.reachable:
         region.message = ""
         region.move(RegionPhase.PROGRESSING)
@@ -405,6 +442,40 @@ def _say_frozen(view: ReleaseView, out: Draft, now: datetime) -> None:
 
 def _which(frozen: str) -> str:
     return frozen.split(" until ")[0]
+
+
+# --- release groups (dependsOn) ---------------------------------------------------------------
+
+
+def _dependency_holds(view: ReleaseView, out: Draft, name: str) -> bool:
+    """Whether a dependency's release in flight, not yet passed in region `name`, keeps the region
+    from starting now (noted in `out.waiting`). Nobody needs to act: it is not a person's wait."""
+    texts = [d.wait_text(name) for d in view.dependencies if d.holds(name)]
+    if texts:
+        out.waiting[name] = texts
+        region = out.status.regions.get(name)
+        if region is not None and RegionPhase(region.phase) == RegionPhase.PENDING:
+            region.message = "; ".join(texts)
+    return bool(texts)
+
+
+def _say_waiting(out: Draft, now: datetime) -> None:
+    """status.waitingFor and the message say which dependency the release waits for, where; one
+    audit entry and one Event per wait (a dependency and a region), not one per pass."""
+    status = out.status
+    before = status.waiting_for
+    clauses = sorted({text for texts in out.waiting.values() for text in texts})
+    text = "; ".join(clauses)
+    seen = set(before.split("; ")) if before else set()
+    for region, texts in sorted(out.waiting.items()):
+        for clause in texts:
+            if clause not in seen:
+                seen.add(clause)
+                status.record(now, "waiting", clause, region)
+                out.actions.append(Notify("waitingForDependency", clause, region))
+    status.waiting_for = text
+    if not status.message or (before and status.message == before):
+        status.message = text
 
 
 # --- approval gates (rollout/approvals.py) ----------------------------------------------------

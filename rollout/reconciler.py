@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
 from rollout.orchestrator import (
     Action,
     BeginRollback,
+    Dependency,
     Notify,
     Policy,
     RegionView,
@@ -114,6 +115,9 @@ class ReleaseReconciler:
         self.analysis_window = analysis_window
         self.renderer = Renderer(workspace.repository)
         self.freezes: tuple[Freeze, ...] = ()  # set by the controller each pass (freezes.yaml + `rollout freeze`)
+        # every app's releases as the release index holds them (set by the controller each pass): a
+        # release group's dependencies are read from here, never with an API call of their own
+        self.releases_by_app: Mapping[str, Sequence[StoredRelease]] = {}
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -146,6 +150,7 @@ class ReleaseReconciler:
                 self._blocker(stored, siblings),
                 work.previous,
                 self.freezes,
+                self._dependencies(app),
             )
             status, actions = decide(view, now)
             work.status = status
@@ -438,6 +443,31 @@ class ReleaseReconciler:
             return stored, False
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _dependencies(self, app: AppSource) -> tuple[Dependency, ...]:
+        """The releases in flight of the apps `app` depends on (its plan's dependsOn at the release's
+        commit): where each goes and where it passed. A rollback that cannot go on (`wedged`) holds
+        nothing: only a responder can help it."""
+        out = []
+        for name in app.plan.depends_on:
+            for release in self.releases_by_app.get(name, ()):
+                phase = ReleasePhase(release.status.phase)
+                if phase not in ACTIVE or wedged(release):
+                    continue
+                out.append(
+                    Dependency(
+                        name,
+                        release.spec.version,
+                        release.name,
+                        frozenset(r for w in release.spec.waves for r in w.regions),
+                        frozenset(
+                            n
+                            for n, r in release.status.regions.items()
+                            if RegionPhase(r.phase) == RegionPhase.SUCCEEDED
+                        ),
+                    )
+                )
+        return tuple(out)
 
     @staticmethod
     def _retarget(work: Pass, siblings: Sequence[StoredRelease]) -> None:

@@ -195,6 +195,9 @@ class ReleaseStatus:
     approvals: list[ApprovalRecord] = field(default_factory=list)
     approved_waves: list[str] = field(default_factory=list)
     awaiting_approval: dict[str, Any] = field(default_factory=dict)
+    # Release groups: the dependencies' releases this one waits for, and where ("waiting for backend
+    # 2.1.0 to pass in eu-west; ..."; "" when none). Nobody needs to act on it.
+    waiting_for: str = ""
     message: str = ""
     failed_region: str | None = None
     detect_seconds: float | None = None  # first exposure of the failed region -> failing verdict
@@ -228,6 +231,7 @@ class ReleaseStatus:
             **({"approvals": [_camel(a.to_dict()) for a in self.approvals]} if self.approvals else {}),
             **({"approvedWaves": list(self.approved_waves)} if self.approved_waves else {}),
             **({"awaitingApproval": dict(self.awaiting_approval)} if self.awaiting_approval else {}),
+            **({"waitingFor": self.waiting_for} if self.waiting_for else {}),
             **({"failedRegion": self.failed_region} if self.failed_region else {}),
             **({"detectSeconds": self.detect_seconds} if self.detect_seconds is not None else {}),
             **({"previousCommit": self.previous_commit} if self.previous_commit else {}),
@@ -253,6 +257,7 @@ class ReleaseStatus:
             approvals=[ApprovalRecord.from_dict(_snake(a)) for a in data.get("approvals") or []],
             approved_waves=list(data.get("approvedWaves") or []),
             awaiting_approval=dict(data.get("awaitingApproval") or {}),
+            waiting_for=data.get("waitingFor", ""),
             message=data.get("message", ""),
             failed_region=data.get("failedRegion"),
             detect_seconds=data.get("detectSeconds"),

@@ -16,6 +16,7 @@ from rich.table import Table
 from config.durations import format_duration
 from config.errors import InvalidRepository
 from config.grants import InvalidPolicy, Policy, load_policy
+from config.groups import group_of
 from config.identity import ReleaseIdentity
 from config.loader import load_repository
 from config.render import RenderFailed, render
@@ -96,7 +97,8 @@ def validate(source: str, rev: str | None, policy_file: str | None, output: str)
 @REV
 @OUTPUT
 def plan(source: str, app: str, rev: str | None, output: str) -> None:
-    """Show how a release of APP would travel: waves, regions, strategy steps, smoke windows."""
+    """Show how a release of APP would travel: waves, regions, strategy steps, smoke windows, and
+    for a release group (dependsOn), the order in which the group's apps go in each region."""
     with repository_at(source, rev) as (path, _commit):
         repo = _load(path)
     chosen = _app(repo, app)
@@ -111,6 +113,17 @@ def plan(source: str, app: str, rev: str | None, output: str) -> None:
     for i, wave in enumerate(data["waves"], 1):
         table.add_row(str(i), wave["name"], ", ".join(wave["regions"]), wave["smokeWindow"], str(wave["maxParallel"]))
     console.print(table)
+    group = data.get("group")
+    if group:
+        console.print(
+            f"release group: {' -> '.join(group['apps'])} (in each region an app starts once the apps "
+            "it depends on passed there)"
+        )
+        table = Table("wave", "region", "order")
+        for row in group["regions"]:
+            order = " -> ".join(f"{a['app']} ({a['wave']})" for a in row["apps"])
+            table.add_row(row["wave"] or "-", row["region"], order)
+        console.print(table)
 
 
 @click.command(name="render")
@@ -136,7 +149,7 @@ def render_command(source: str, app: str, region: str, rev: str | None, track: s
 
 
 def plan_summary(repo: Repository, plan: Plan) -> dict[str, Any]:
-    return {
+    summary = {
         "app": plan.app,
         "owner": f"{plan.owner.team} ({plan.owner.contact})",
         "playbook": plan.playbook,
@@ -149,6 +162,36 @@ def plan_summary(repo: Repository, plan: Plan) -> dict[str, Any]:
                 "maxParallel": w.max_parallel,
             }
             for w in plan_waves(plan, repo.regions)
+        ],
+    }
+    group = group_summary(repo, plan.app)
+    if group:
+        summary["group"] = group
+    return summary
+
+
+def group_summary(repo: Repository, app: str) -> dict[str, Any] | None:
+    """The combined waves of `app`'s release group (dependsOn, config/groups.py), None when the app
+    is in no group: per region (in `app`'s wave order, then the regions only other apps go to), the
+    group's apps going there in order (dependencies first) and the wave each goes in."""
+    graph = {name: source.plan.depends_on for name, source in repo.apps.items()}
+    apps = group_of(graph, app)
+    if len(apps) < 2:
+        return None
+    wave_of = {
+        name: {r: w.name for w in plan_waves(repo.apps[name].plan, repo.regions) for r in w.regions} for name in apps
+    }
+    regions = list(wave_of[app])
+    regions += sorted({r for name in apps for r in wave_of[name]} - set(regions))
+    return {
+        "apps": apps,
+        "regions": [
+            {
+                "region": region,
+                "wave": wave_of[app].get(region, ""),
+                "apps": [{"app": name, "wave": wave_of[name][region]} for name in apps if region in wave_of[name]],
+            }
+            for region in regions
         ],
     }
 

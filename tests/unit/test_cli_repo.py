@@ -68,3 +68,22 @@ def test_render_prints_the_objects_for_a_region() -> None:
 def test_unknown_app_and_region_are_named() -> None:
     assert "unknown app 'nope'" in run("plan", str(EXAMPLE), "nope").output
     assert "unknown region 'mars'" in run("render", str(EXAMPLE), "search", "mars").output
+
+
+def test_plan_shows_a_release_groups_combined_waves(example_copy: Path) -> None:
+    for app, deps in (("catalog", ["checkout"]), ("search", ["catalog"])):
+        path = example_copy / "apps" / app / "rollout.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["dependsOn"] = deps
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = run("plan", str(example_copy), "catalog", "-o", "json")
+    assert result.exit_code == 0, result.output
+    group = json.loads(result.output)["group"]
+    assert group["apps"] == ["checkout", "catalog", "search"]
+    first = group["regions"][0]
+    assert first["region"] == "eu-canary" and first["wave"] == "canary"
+    assert [a["app"] for a in first["apps"]] == ["checkout", "catalog", "search"]
+    text = run("plan", str(example_copy), "search").output
+    assert "release group: checkout -> catalog -> search" in text
+    assert "checkout (canary) -> catalog (canary)" in " ".join(text.split())
+    assert "group" not in json.loads(run("plan", str(EXAMPLE), "reviews", "-o", "json").output)
