@@ -42,6 +42,7 @@ from rollout.revert import RevertWriter, pending
 from rollout.shards import Fence, ShardLeases, shard_of
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
+from rollout.workers import AppPool, pool_size, sized
 from rollout.workspace import Workspace, needed_commits
 
 log = structlog.get_logger("rollout.controller")
@@ -87,6 +88,7 @@ class Settings:
     renew_seconds: int = 10
     retry_seconds: int = 2
     shards: int = 1  # 1: one Lease (rollout-controller) for every app; S > 1: rollout/shards.py
+    workers: int = 8  # reconciles of different apps at once (rollout/workers.py); 1: one after another
     drain_query: str = DEFAULT_DRAIN_QUERY
     analysis_window_seconds: float | None = None
     regions_hint: list[str] = field(default_factory=list)
@@ -118,13 +120,17 @@ def read_secret(path: str | None, env: str | None) -> str | None:
 class Controller:
     shard_leases: ShardLeases | None = None  # set with --shards > 1
     _followed: str | None = None  # the last good commit this replica validated (shards > 1)
+    _pool = AppPool(1)  # replaced in __init__ by one of `--workers` threads
 
     def __init__(self, settings: Settings):
         self.s = settings
         self.home = metrics.instrument(
-            kube_config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
-            if settings.kubeconfig or settings.home_context
-            else _in_cluster_client(),
+            sized(
+                kube_config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
+                if settings.kubeconfig or settings.home_context
+                else _in_cluster_client(),
+                pool_size(settings.workers),
+            ),
             "home",
         )
         self.elector = LeaderElector(
@@ -216,6 +222,7 @@ class Controller:
         self._drills: DrillRunner | None = None
         self._git_freezes: tuple[Freeze, ...] = ()  # freezes.yaml as last read
         self._retries = Retries()  # backoff of releases whose last reconcile failed (transiently)
+        self._pool = AppPool(settings.workers)  # one reconcile per app at a time, `workers` apps at once
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self._next_tree_collect = datetime.min.replace(tzinfo=UTC)
 
@@ -277,7 +284,7 @@ class Controller:
         traffic = DNSEndpointTraffic(self.home, regions, self.s.namespace)
         sinks = [KubernetesEvents(self.home, self.s.namespace)]
         window = timedelta(seconds=self.s.analysis_window_seconds) if self.s.analysis_window_seconds else None
-        clusters = ClusterPool(self.s.regions_kubeconfig or self.s.kubeconfig)
+        clusters = ClusterPool(self.s.regions_kubeconfig or self.s.kubeconfig, pool_size(self.s.workers))
         return ReleaseReconciler(
             self.workspace,
             self.store,
@@ -388,11 +395,16 @@ class Controller:
     ) -> None:
         """Each active release (or one a responder acts on) reconciled in its own error boundary; a
         release that failed (transiently: permanent errors fail it inside `reconcile`) waits out its
-        backoff, with one log line per attempt."""
+        backoff, with one log line per attempt. Different apps run in parallel on the worker pool
+        (`--workers`; each worker fences its writes by its app's shard, thread by thread); the pass
+        waits for all of them."""
         assert self._reconciler is not None
-        for app, releases in sorted(by_app.items()):
+
+        def one(app: str) -> None:
             with self._acting(app):  # every write of this app fenced by its shard's Lease
-                self._reconcile_app(app, releases, requests, now)
+                self._reconcile_app(app, by_app[app], requests, now)
+
+        self._pool.run(by_app, one)
 
     def _reconcile_app(
         self,

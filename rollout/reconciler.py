@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +53,7 @@ from rollout.orchestrator import (
 )
 from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus
 from rollout.store import ReleaseStore, StatusConflict, StoredRelease
+from rollout.workers import sized
 from rollout.workspace import Workspace
 from strategies.cluster import KubernetesCluster
 from strategies.driver import ReleaseAt, Renderer, drive
@@ -65,18 +67,22 @@ DRIVEN = frozenset({RegionPhase.PROGRESSING, RegionPhase.ROLLING_BACK})
 
 
 class ClusterPool:
-    """One adapter per region context, created on first use."""
+    """One adapter per region context, created on first use (once, whichever worker asks first),
+    its connection pool sized for the reconcile workers that share it."""
 
-    def __init__(self, kubeconfig: str | None):
+    def __init__(self, kubeconfig: str | None, connections: int = 10):
         self._kubeconfig = kubeconfig
+        self._connections = connections
         self._clusters: dict[str, KubernetesCluster] = {}
+        self._lock = threading.Lock()
 
     def get(self, context: str) -> KubernetesCluster:
-        if context not in self._clusters:
-            cluster = KubernetesCluster(self._kubeconfig, context)
-            metrics.instrument(cluster.api_client, context)
-            self._clusters[context] = cluster
-        return self._clusters[context]
+        with self._lock:
+            if context not in self._clusters:
+                cluster = KubernetesCluster(self._kubeconfig, context)
+                metrics.instrument(sized(cluster.api_client, self._connections), context)
+                self._clusters[context] = cluster
+            return self._clusters[context]
 
 
 @dataclasses.dataclass

@@ -156,6 +156,13 @@ import click
     "rollout-shard-<i> (1: one leader for every app, Lease rollout-controller)",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=8,
+    show_default=True,
+    help="releases of different apps reconciled at once (one per app at a time; 1: one after another)",
+)
+@click.option(
     "--analysis-window-seconds",
     type=float,
     default=None,
