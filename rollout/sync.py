@@ -72,6 +72,17 @@ def candidates_at(
     return out
 
 
+def detection_history(history: dict[str, list[StoredRelease]]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """What of the releases `candidates_at` reads: each app's detection times, in order."""
+    return tuple(
+        sorted(
+            (app, detect)
+            for app, releases in history.items()
+            if (detect := tuple(r.status.detect_seconds for r in releases if r.status.detect_seconds is not None))
+        )
+    )
+
+
 def approval_gate(approval: Approval | None) -> ApprovalGate | None:
     """A wave's planned approval gate as the release keeps it."""
     if approval is None:
@@ -106,6 +117,10 @@ class GitSync:
         self.last_status: dict[str, Any] = {}
         self._unvalidated = ""  # the last commit whose validation failed for a reason other than its content
         self._rewrite: dict[str, str] | None = None  # the last force-push seen, kept in every status write
+        # the candidates of the last commit synced, with what they were computed from: a poll of an
+        # unchanged commit does not recompute every app's digests and wave plan
+        self._candidates: tuple[tuple[Any, ...], dict[str, Candidate]] | None = None
+        self._authors: tuple[str, str] = ("", "")  # (commit, its author): one Git call per commit
 
     def run_once(self) -> None:
         if not self._may_write():
@@ -169,8 +184,7 @@ class GitSync:
         existing: dict[str, list[StoredRelease]] = defaultdict(list)
         for release in self._store.list():
             existing[release.spec.app].append(release)
-        author = self._author(result.commit)
-        for action in decide_intake(candidates_at(repo, result.commit, existing, author), existing):
+        for action in decide_intake(self._candidates_at(repo, result.commit, existing), existing):
             self._execute(action, now)
         self._set_status(
             {
@@ -183,6 +197,19 @@ class GitSync:
                 "lastSyncAt": format_time(now),
             }
         )
+
+    def _candidates_at(
+        self, repo: Repository, commit: str, existing: dict[str, list[StoredRelease]]
+    ) -> dict[str, Candidate]:
+        """`candidates_at`, memoized per commit: recomputed only when the commit, its author or the
+        detection times the smoke windows are sized from (`status.detectSeconds`) changed."""
+        author = self._authors[1] if self._authors[0] == commit else self._author(commit)
+        if author:
+            self._authors = (commit, author)
+        key = (commit, author, detection_history(existing))
+        if self._candidates is None or self._candidates[0] != key:
+            self._candidates = (key, candidates_at(repo, commit, existing, author))
+        return self._candidates[1]
 
     def _author(self, commit: str) -> str:
         """The commit's author, recorded on its releases (approval gates' notByAuthor); "" if unreadable."""
