@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import sys
 import threading
 from collections import defaultdict
 from contextlib import AbstractContextManager
@@ -121,6 +123,7 @@ class Controller:
     shard_leases: ShardLeases | None = None  # set with --shards > 1
     _followed: str | None = None  # the last good commit this replica validated (shards > 1)
     _pool = AppPool(1)  # replaced in __init__ by one of `--workers` threads
+    _terminating = False  # SIGTERM received (shards: hand them back before exiting)
 
     def __init__(self, settings: Settings):
         self.s = settings
@@ -238,12 +241,29 @@ class Controller:
             )
         log.info("controller starting", identity=self.s.identity, source=self.mirror.remote, http_port=self.http.port)
         if self.shard_leases is not None:  # every replica works, on the shards it holds
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, self._terminated)
             self.shard_leases.start()
             self._lead()
+            if self._terminating:  # a graceful stop: the others take this replica's shards now
+                self.shard_leases.leave()
+                self._pool.shutdown()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)  # noqa: SLF001 - library threads (scheduler, watches) must not delay the stop
             return
         self.elector.run(self._lead)
         log.warning("leadership lost; exiting so a fresh process campaigns again")
         os._exit(1)  # noqa: SLF001 - the library's thread holds state we cannot trust any more
+
+    def _terminated(self, _signum: int, _frame: object) -> None:
+        """SIGTERM with shards: end the loop after the pass in progress (within a tick), then hand
+        the shards back (`ShardLeases.leave`). Only a flag and an Event that only other threads wait
+        on are touched here: a signal handler must not take a lock its own thread may hold."""
+        if self._terminating or self.shard_leases is None:
+            return
+        self._terminating = True
+        self.shard_leases.stopped.set()
 
     def _ready(self) -> bool:
         return True  # followers are ready too: they stand by to take over

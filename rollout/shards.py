@@ -110,6 +110,12 @@ def decide(me: str, shards: int, members: frozenset[str], leases: Mapping[int, O
     return Plan(tuple(sorted(kept)), tuple(acquire), tuple(sorted(release)))
 
 
+def without(beats: Mapping[str, str], me: str) -> dict[str, str]:
+    """The membership annotation once `me` has left: the others stop counting it at once (its
+    heartbeat would otherwise keep it live, and their fair share low, for a lease duration)."""
+    return {m: b for m, b in beats.items() if m != me}
+
+
 def _preference(me: str, shards: int) -> list[int]:
     start = shard_of(me, shards)
     return [(start + i) % shards for i in range(shards)]
@@ -226,6 +232,53 @@ class ShardLeases:
     def stop(self) -> None:
         self.stopped.set()
 
+    def leave(self) -> list[int]:
+        """A graceful stop (SIGTERM): end the loop, close the fence, hand every held shard back and
+        leave the membership Lease, so the other replicas take the shards on their next round
+        instead of after the lease duration. Returns the shards handed back. Best effort: what
+        cannot be written (the API server away) expires as after a crash."""
+        self.stopped.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self.retry_seconds + 10)  # a round in progress ends first
+        with self._lock:
+            held = sorted(self._renewed)
+            self._renewed.clear()  # no write for any shard from here on
+        mine = sorted({*held, *(s for s, seen in self._seen.items() if seen.holder == self.identity)})
+        for shard in mine:
+            try:
+                self._release(shard)
+            except Exception as exc:  # noqa: BLE001 - the Lease expires by itself
+                log.warning("shard not handed back", shard=shard, error=f"{type(exc).__name__}: {exc}"[:200])
+        try:
+            self._leave_members()
+        except Exception as exc:  # noqa: BLE001 - the heartbeat expires by itself
+            log.warning("membership not left", error=f"{type(exc).__name__}: {exc}"[:200])
+        log.info("shards handed back on stop", shards=mine, identity=self.identity)
+        return mine
+
+    def _leave_members(self) -> None:
+        for _ in range(3):  # CAS: on a conflict, read and try again
+            try:
+                lease = self._api.read_namespaced_lease(MEMBERS_LEASE, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            beats = _beats_of(lease)
+            if self.identity not in beats:
+                return
+            lease.metadata = lease.metadata or client.V1ObjectMeta(name=MEMBERS_LEASE)
+            lease.metadata.annotations = {
+                **_annotations(lease),
+                MEMBERS_ANNOTATION: json.dumps(without(beats, self.identity), sort_keys=True, separators=(",", ":")),
+            }
+            try:
+                self._api.replace_namespaced_lease(MEMBERS_LEASE, self.namespace, lease)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
     def _loop(self) -> None:
         while not self.stopped.is_set():
             started = self._clock()
@@ -263,17 +316,14 @@ class ShardLeases:
             if exc.status != 404:
                 raise
             lease = None
-        beats: dict[str, str] = {}
-        if lease is not None:
-            raw = _annotations(lease).get(MEMBERS_ANNOTATION) or "{}"
-            try:
-                beats = {str(k): str(v) for k, v in json.loads(raw).items()}
-            except (ValueError, AttributeError):
-                beats = {}
+        beats = _beats_of(lease) if lease is not None else {}
         for member, beat in beats.items():
             if self._beats.get(member) != beat:
                 self._beats[member] = beat
                 self._members[member] = now
+        for member in set(self._members) - set(beats) - {self.identity}:
+            del self._members[member]  # left (or pruned as dead by another replica): not counted
+            self._beats.pop(member, None)
         live = live_members(self._members, now, self.lease_seconds)
         beats = {m: b for m, b in beats.items() if m in live or m == self.identity}
         beats[self.identity] = datetime.now(UTC).isoformat()
@@ -383,6 +433,14 @@ class ShardLeases:
         self._seen.pop(shard, None)
         if had:
             log.warning("shard lost; its writes stop", shard=shard, why=why, identity=self.identity)
+
+
+def _beats_of(lease: client.V1Lease) -> dict[str, str]:
+    raw = _annotations(lease).get(MEMBERS_ANNOTATION) or "{}"
+    try:
+        return {str(k): str(v) for k, v in json.loads(raw).items()}
+    except (ValueError, AttributeError):
+        return {}
 
 
 def _annotations(lease: client.V1Lease) -> dict[str, str]:

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from rollout.cache import ReleaseIndex
 from rollout.controller import Controller
 from rollout.failures import Retries
 from rollout.reconciler import ACTIVE
-from rollout.shards import Fence, Observed, Plan, decide, fair_share, live_members, shard_of
+from rollout.shards import (
+    Fence,
+    Observed,
+    Plan,
+    ShardLeases,
+    decide,
+    fair_share,
+    live_members,
+    shard_of,
+    without,
+)
 from rollout.store import ReleaseStore, StoredRelease
 from tests.unit.rollout.test_at_rest import FakeCache, release
 
@@ -190,3 +205,81 @@ def test_a_sharded_pass_reconciles_only_the_held_shards_apps_each_fenced_by_its_
     store.acted_by = fence.stamp
     with fence.acting(5):
         assert store.acted_by() == {"replica": "replica-a", "shard": 5}
+
+
+class LeaseApi:
+    """coordination.k8s.io Leases in memory, with the API server's compare-and-swap on replace."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, client.V1Lease] = {}
+        self.version = 0
+
+    def _stored(self, lease: client.V1Lease) -> client.V1Lease:
+        self.version += 1
+        lease = copy.deepcopy(lease)
+        lease.metadata.resource_version = str(self.version)
+        self.leases[lease.metadata.name] = lease
+        return copy.deepcopy(lease)
+
+    def read_namespaced_lease(self, name: str, namespace: str) -> client.V1Lease:
+        if name not in self.leases:
+            raise ApiException(status=404)
+        return copy.deepcopy(self.leases[name])
+
+    def create_namespaced_lease(self, namespace: str, body: client.V1Lease) -> client.V1Lease:
+        if body.metadata.name in self.leases:
+            raise ApiException(status=409)
+        return self._stored(body)
+
+    def replace_namespaced_lease(self, name: str, namespace: str, body: client.V1Lease) -> client.V1Lease:
+        if name not in self.leases:
+            raise ApiException(status=404)
+        if body.metadata.resource_version != self.leases[name].metadata.resource_version:
+            raise ApiException(status=409)
+        return self._stored(body)
+
+    def holders(self) -> dict[int, str | None]:
+        return {
+            int(n.removeprefix("rollout-shard-")): lease.spec.holder_identity
+            for n, lease in self.leases.items()
+            if n != "rollout-shard-members"
+        }
+
+
+def test_without_drops_only_the_leaving_member() -> None:
+    assert without({"a": "t1", "b": "t2"}, "a") == {"b": "t2"}
+    assert without({"b": "t2"}, "a") == {"b": "t2"}
+
+
+def test_a_replica_that_stops_gracefully_hands_its_shards_over_within_one_round() -> None:
+    api, now = LeaseApi(), [0.0]
+    names = ["a", "b", "c"]
+    replicas = {}
+    for name in names:
+        leases = ShardLeases(client.ApiClient(), "ns", name, 6, 6, 4, 1, clock=lambda: now[0])
+        leases._api = api  # type: ignore[assignment]
+        replicas[name] = leases
+    for _ in range(8):  # rounds a second apart until every shard is held, two each
+        for leases in replicas.values():
+            leases.round()
+        now[0] += 1
+    assert Counter(api.holders().values()) == {"a": 2, "b": 2, "c": 2}
+    handed = replicas["a"].leave()
+    assert len(handed) == 2 and replicas["a"].held() == [] and not any(replicas["a"].fresh(s) for s in handed)
+    assert all(api.holders()[s] is None for s in handed)  # cleared at once, not left to expire
+    now[0] += 1  # one round later, far less than the 6 s lease duration
+    for name in ("b", "c"):
+        replicas[name].round()
+    assert Counter(api.holders().values()) == {"b": 3, "c": 3}
+    assert sorted(replicas["b"].held() + replicas["c"].held()) == list(range(6))
+
+
+def test_sigterm_only_flags_the_stop_the_loop_hands_the_shards_back_after_its_pass() -> None:
+    left: list[str] = []
+    leases = SimpleNamespace(stopped=threading.Event(), leave=lambda: left.append("left"))
+    ctl = Controller.__new__(Controller)
+    ctl.shard_leases = leases  # type: ignore[assignment]
+    ctl._terminated(signal.SIGTERM, None)
+    ctl._terminated(signal.SIGTERM, None)  # a second signal changes nothing
+    assert ctl._terminating and leases.stopped.is_set()  # the loop (`_lead`) ends on this Event
+    assert left == []  # no Lease IO inside the handler: run() hands them back once the loop ended
