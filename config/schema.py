@@ -399,9 +399,22 @@ DEFAULT_NOTIFIED: tuple[NotificationEvent, ...] = (
 )
 
 
+NotificationFormat = Literal["generic", "slack", "teams"]
+Severity = Literal["info", "warning", "critical"]
+
+
 class Notification(Model):
     webhook: str = Field(pattern=r"^https?://", description="URL receiving a JSON POST per event")
     events: list[NotificationEvent] = Field(default_factory=lambda: list(DEFAULT_NOTIFIED))
+    format: NotificationFormat = Field(
+        default="generic",
+        description="generic: the signed JSON; slack: an incoming-webhook message; teams: an Adaptive Card",
+    )
+    min_severity: Severity = Field(
+        default="info",
+        alias="minSeverity",
+        description="events below it are not sent (info < warning < critical); failures always are",
+    )
     secret_env: str | None = Field(
         default=None, alias="secretEnv", description="no longer accepted: the operator maps signing keys per app"
     )

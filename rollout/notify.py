@@ -1,7 +1,12 @@
 """Telling people: Kubernetes Events on the Release and signed webhook notifications.
 
-Every notification carries app, release, region, owner, reason and the playbook link, so the
-person paged at 3 a.m. has the context in the message itself.
+Every notification carries app, release, version, region, wave, owner, reason and the playbook
+link, so the person paged at 3 a.m. has the context in the message itself; URL credentials that
+slipped into a reason or a link are removed from every message.
+
+A target chooses its shape (`format`: the signed generic JSON, a Slack incoming-webhook message or
+a Teams Adaptive Card) and what reaches it (`events` and `minSeverity`, with each event's severity
+in SEVERITY); a failure reaches every target whatever it chose.
 
 Webhook notifications never run on the reconcile path: `Webhooks.emit` only puts a message on a
 bounded queue (full: the message is dropped and logged), and one worker thread posts it with one
@@ -14,6 +19,7 @@ neither pick a key nor receive a signature made with the controller's own secret
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import http.client
@@ -27,14 +33,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import urlsplit
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from config.schema import Notification
 from config.times import format_time
+from rollout.gitsync.pure import redact_text
 
 log = structlog.get_logger("rollout.notify")
 SIGNATURE_HEADER = "X-Rollout-Signature-256"
@@ -52,6 +60,30 @@ class Notice:
     playbook: str
     region: str | None = None
     warning: bool = False
+    wave: str | None = None  # the wave of `region`, or the wave the release is at (None: not known)
+
+
+Severity = Literal["info", "warning", "critical"]
+RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+# Every event's severity, the one table routing reads: an event not listed is a warning.
+SEVERITY: dict[str, Severity] = {
+    "started": "info",
+    "promoted": "info",
+    "succeeded": "info",
+    "paused": "warning",
+    "drained": "warning",
+    "frozen": "warning",
+    "freezeOverride": "warning",
+    "awaitingApproval": "warning",
+    "waitingForDependency": "info",  # release groups: the dependency's region is not passed yet
+    "failed": "critical",
+    "rolledBack": "critical",
+}
+ALWAYS_DELIVERED = frozenset({"failed"})  # issue 17: failures always notified, whatever the filters
+
+
+def severity(event: str) -> Severity:
+    return SEVERITY.get(event, "warning")
 
 
 @dataclass(frozen=True)
@@ -59,6 +91,36 @@ class WebhookTarget:
     url: str
     events: tuple[str, ...]
     secret_env: str | None = None  # no longer honoured (config refuses it): keys are the operator's
+    format: str = "generic"  # generic | slack | teams
+    min_severity: str = "info"
+
+    def wants(self, event: str) -> bool:
+        if event in ALWAYS_DELIVERED:
+            return True
+        return event in self.events and RANK[severity(event)] >= RANK.get(self.min_severity, 0)
+
+
+def targets(notifications: Iterable[Notification]) -> list[WebhookTarget]:
+    """The plan's `notifications` as webhook targets."""
+    return [WebhookTarget(n.webhook, tuple(n.events), n.secret_env, n.format, n.min_severity) for n in notifications]
+
+
+class _Wave(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def regions(self) -> tuple[str, ...]: ...
+
+
+def wave_of(waves: Iterable[_Wave], region: str | None, current: int | None = None) -> str | None:
+    """The wave holding `region`; without a region, the wave at index `current` (where the release is)."""
+    listed = list(waves)
+    for wave in listed:
+        if region is not None and region in wave.regions:
+            return wave.name
+    if region is None and current is not None and 0 <= current < len(listed):
+        return listed[current].name
+    return None
 
 
 def sign(body: bytes, key: bytes) -> str:
@@ -113,8 +175,8 @@ class Webhooks:
         self._dispatcher = dispatcher
 
     def emit(self, notice: Notice, now: datetime) -> None:
-        targets = [t for t in self._targets if notice.event in t.events]
-        if not targets:
+        chosen = [t for t in self._targets if t.wants(notice.event)]
+        if not chosen:
             return
         dispatcher = self._dispatcher or _installed
         if dispatcher is None:
@@ -124,11 +186,127 @@ class Webhooks:
                 kind=notice.event,
             )
             return
-        body = json.dumps(
-            {**asdict(notice), "time": format_time(now), "summary": _message(notice)}, sort_keys=True
-        ).encode()
-        for target in targets:
-            dispatcher.submit(Delivery(target.url, notice.app, notice.event, body))
+        bodies: dict[str, bytes] = {}
+        for target in chosen:
+            shape = target.format if target.format in RENDERERS else "generic"
+            if shape not in bodies:
+                bodies[shape] = json.dumps(RENDERERS[shape](notice, now), sort_keys=True).encode()
+            dispatcher.submit(Delivery(target.url, notice.app, notice.event, bodies[shape]))
+
+
+# --- message shapes -------------------------------------------------------------------------------
+
+
+def _without_credentials(notice: Notice) -> Notice:
+    """The notice with URL userinfo (user:token@) replaced in every text field and dropped from the
+    playbook link (so that it still opens)."""
+    link = urlsplit(notice.playbook)
+    playbook = (
+        urlunsplit(link._replace(netloc=link.netloc.rpartition("@")[2])) if "@" in link.netloc else notice.playbook
+    )
+    notice = dataclasses.replace(notice, playbook=playbook)
+    region = redact_text(notice.region) if notice.region is not None else None
+    wave = redact_text(notice.wave) if notice.wave is not None else None
+    return dataclasses.replace(
+        notice,
+        **{name: redact_text(getattr(notice, name)) for name in _TEXT_FIELDS},  # type: ignore[arg-type]
+        region=region,
+        wave=wave,
+    )
+
+
+_TEXT_FIELDS = ("event", "app", "release", "version", "reason", "owner", "contact", "playbook")
+
+
+def generic(notice: Notice, now: datetime) -> dict[str, Any]:
+    """The signed JSON: every field of the notice, the time and a one-line summary."""
+    notice = _without_credentials(notice)
+    return {**asdict(notice), "time": format_time(now), "summary": _message(notice)}
+
+
+def _title(notice: Notice) -> str:
+    where = f" in {notice.region}" if notice.region else ""
+    return f"[{severity(notice.event)}] {notice.app} {notice.version}: {notice.event}{where}"
+
+
+def _facts(notice: Notice) -> list[tuple[str, str]]:
+    owner = f"{notice.owner} ({notice.contact})" if notice.contact else notice.owner
+    return [
+        ("App", notice.app),
+        ("Version", notice.version),
+        ("Region", notice.region or "-"),
+        ("Wave", notice.wave or "-"),
+        ("Owner", owner or "-"),
+        ("Severity", severity(notice.event)),
+        ("Release", notice.release),
+        ("Playbook", notice.playbook or "-"),
+    ]
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack(notice: Notice, now: datetime) -> dict[str, Any]:
+    """A Slack incoming-webhook message: `text` (the notification's fallback) and Block Kit blocks,
+    a header (plain text, at most 150 characters), the reason, and the facts as section fields (at
+    most 10, each at most 2000 characters)."""
+    notice = _without_credentials(notice)
+    fields = [
+        {"type": "mrkdwn", "text": f"*{name}*\n{_slack_escape(value)}"[:2000]}
+        for name, value in _facts(notice)
+        if name != "Playbook"
+    ]
+    playbook = f"<{notice.playbook}|Open the playbook>" if notice.playbook else "no playbook"
+    return {
+        "text": _message(notice),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": _title(notice)[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(notice.reason or "-")[:3000]}},
+            {"type": "section", "fields": fields[:10]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"{playbook} · {format_time(now)}"}},
+        ],
+    }
+
+
+def teams(notice: Notice, now: datetime) -> dict[str, Any]:
+    """A Teams message carrying an Adaptive Card (version 1.4): what Teams Workflows webhooks accept
+    (they take no MessageCard, the retired Office 365 connectors' format)."""
+    notice = _without_credentials(notice)
+    critical = severity(notice.event) == "critical"
+    card: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": _title(notice),
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+                "color": "Attention" if critical else "Warning" if severity(notice.event) == "warning" else "Default",
+            },
+            {"type": "TextBlock", "text": notice.reason or "-", "wrap": True},
+            {"type": "FactSet", "facts": [{"title": n, "value": v} for n, v in _facts(notice)]},
+            {"type": "TextBlock", "text": format_time(now), "isSubtle": True, "size": "Small"},
+        ],
+    }
+    if notice.playbook:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the playbook", "url": notice.playbook}]
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
+
+
+RENDERERS: dict[str, Callable[[Notice, datetime], dict[str, Any]]] = {
+    "generic": generic,
+    "slack": slack,
+    "teams": teams,
+}
 
 
 # --- the operator's side: destinations and keys --------------------------------------------------

@@ -37,7 +37,7 @@ from regions.analysis.rate import DEFAULT_DRAIN_QUERY, request_rate
 from regions.traffic import GlobalTraffic
 from rollout import metrics
 from rollout.failures import permanent_reason
-from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
+from rollout.notify import EventSink, Notice, Webhooks, targets, wave_of
 from rollout.orchestrator import (
     Action,
     BeginRollback,
@@ -420,15 +420,14 @@ class ReleaseReconciler:
             playbook=plan.playbook,
             region=action.region,
             warning=action.warning,
+            wave=wave_of(work.stored.spec.waves, action.region, work.status.current_wave),
         )
         log.info(
             "release event", kind=action.event, release=work.stored.name, region=action.region, reason=action.reason
         )
         for sink in self.sinks:
             sink.emit(notice, work.now)
-        Webhooks([WebhookTarget(n.webhook, tuple(n.events), n.secret_env) for n in plan.notifications]).emit(
-            notice, work.now
-        )
+        Webhooks(targets(plan.notifications)).emit(notice, work.now)
         if action.event == "drained":
             drain = next((d for d in reversed(work.status.drains) if d.region == action.region), None)
             if drain is not None and drain.seconds is not None:

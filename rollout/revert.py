@@ -32,7 +32,7 @@ from config.times import format_time, parse_time
 from rollout.gitsync import GitError
 from rollout.gitsync.pure import is_full_sha
 from rollout.gitsync.push import PushRejected
-from rollout.notify import EventSink, Notice, Webhooks, WebhookTarget
+from rollout.notify import EventSink, Notice, Webhooks, targets, wave_of
 from rollout.release import ReleasePhase, ReleaseStatus, RevertRecord, RevertState
 from rollout.store import ReleaseStore, StatusConflict, StoredRelease
 from rollout.workspace import Workspace
@@ -285,11 +285,11 @@ class RevertWriter:
             playbook=plan.playbook if plan else "",
             region=release.status.failed_region,
             warning=warning,
+            wave=wave_of(release.spec.waves, release.status.failed_region),
         )
         (log.warning if warning else log.info)("revert settled", release=release.name, outcome=done.message)
         for sink in self.sinks:
             sink.emit(notice, now)
         # webhooks subscribed to rolledBack hear how the revert went (the schema has no separate event)
         if plan is not None:
-            targets = [WebhookTarget(n.webhook, tuple(n.events), n.secret_env) for n in plan.notifications]
-            Webhooks(targets).emit(dataclasses.replace(notice, event="rolledBack"), now)
+            Webhooks(targets(plan.notifications)).emit(dataclasses.replace(notice, event="rolledBack"), now)

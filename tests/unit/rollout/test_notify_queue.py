@@ -279,8 +279,9 @@ def test_the_installed_dispatcher_is_what_the_reconciler_reaches(servers: list[S
     worker = dispatcher(server.url)
     notify.install(worker)
     try:
-        Webhooks([WebhookTarget(server.url, ("failed",)), WebhookTarget(server.url, ("succeeded",))]).emit(NOTICE, NOW)
-        assert worker.join(5) and len(server.requests) == 1  # only the target subscribed to "failed"
+        paused = Notice(**{**NOTICE.__dict__, "event": "paused"})
+        Webhooks([WebhookTarget(server.url, ("paused",)), WebhookTarget(server.url, ("succeeded",))]).emit(paused, NOW)
+        assert worker.join(5) and len(server.requests) == 1  # only the target subscribed to "paused"
     finally:
         notify.install(None)
         worker.stop()
