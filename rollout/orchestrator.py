@@ -30,6 +30,7 @@ from strategies.model import Phase as StrategyPhase
 
 # A strategy may abort on its own (a canary's failed analysis step puts its weight to 0 at once and
 # restores the stable track); for the release that is a failure of the region all the same.
+IN_FLIGHT = frozenset({ReleasePhase.PENDING, ReleasePhase.PROGRESSING, ReleasePhase.PAUSED, ReleasePhase.ROLLING_BACK})
 STRATEGY_GAVE_UP = frozenset({StrategyPhase.FAILED, StrategyPhase.ROLLING_BACK, StrategyPhase.ROLLED_BACK})
 TOUCHED = frozenset(
     {
@@ -90,9 +91,41 @@ class Dependency:
     release: str
     regions: frozenset[str]  # every region of its waves
     passed: frozenset[str] = frozenset()  # regions where it passed (promoted, smoke window passed)
+    phase: str = ReleasePhase.PROGRESSING.value  # RollingBack / RolledBack: this release follows it back
+    started_at: str | None = None
+    completed_at: str | None = None
 
     def holds(self, region: str) -> bool:
-        return region in self.regions and region not in self.passed
+        return ReleasePhase(self.phase) in IN_FLIGHT and region in self.regions and region not in self.passed
+
+    def wait_text(self, region: str) -> str:
+        return f"waiting for {self.app} {self.version} to pass in {region}"
+
+    def rolled_back_during(self, status: ReleaseStatus) -> list[str]:
+        """The regions `status` (a dependent's release) started while this release was in flight,
+        when this one rolls (or rolled) back: the dependent's rollback follows. Empty otherwise."""
+        if ReleasePhase(self.phase) not in (ReleasePhase.ROLLING_BACK, ReleasePhase.ROLLED_BACK):
+            return []
+        began, ended = parse_time(self.started_at), parse_time(self.completed_at)
+        if began is None:
+            return []
+        return sorted(
+            name
+            for name, region in status.regions.items()
+            if (at := parse_time(region.started_at)) is not None and at >= began and (ended is None or at <= ended)
+        )
+
+
+@dataclass(frozen=True)
+class Dependent:
+    """A release in flight of an app that depends on this release's app, that started regions while
+    this release was in flight: when this release rolls back, that one rolls back first, region by
+    region (reverse dependency order). `regions`: where it has not rolled back yet."""
+
+    app: str
+    version: str
+    release: str
+    regions: frozenset[str]
 
     def wait_text(self, region: str) -> str:
         return f"waiting for {self.app} {self.version} to pass in {region}"
@@ -113,6 +146,8 @@ class ReleaseView:
     # The in-flight releases of the apps this one depends on: a region where one of them has not
     # passed yet does not start (rollbacks, drains and restores never wait for them).
     dependencies: tuple[Dependency, ...] = ()
+    # When this release rolls back: the dependents' releases that roll back before it, per region.
+    dependents: tuple[Dependent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +196,7 @@ def decide(view: ReleaseView, now: datetime) -> tuple[ReleaseStatus, list[Action
     out = Draft(copy.deepcopy(view.status))
     for request in view.requests:
         _apply_request(view, out, request, now)
+    _follow_dependency_back(view, out, now)
     phase = ReleasePhase(out.status.phase)
     if phase == ReleasePhase.PENDING:
         _start(view, out, now)
@@ -478,6 +514,40 @@ def _say_waiting(out: Draft, now: datetime) -> None:
         status.message = text
 
 
+def _follow_dependency_back(view: ReleaseView, out: Draft, now: datetime) -> None:
+    """A dependency's release rolls back (or rolled back) after this release started regions while
+    it was in flight: this release rolls back too (its rollback comes first in each region: the
+    dependency's waits for it, `_dependents_hold`). Quarantined by the plan's policy, as any rollback."""
+    status = out.status
+    if ReleasePhase(status.phase) not in (ReleasePhase.PROGRESSING, ReleasePhase.PAUSED):
+        return
+    for dependency in view.dependencies:
+        regions = dependency.rolled_back_during(status)
+        if regions:
+            reason = (
+                f"dependency {dependency.app} {dependency.version} rolled back; this release started "
+                f"{', '.join(regions)} while it was in flight and rolls back with it"
+            )
+            _fail(view, out, None, reason, now)
+            status.record(now, "failed", reason)
+            out.actions.append(Notify("failed", reason, warning=True))
+            return
+
+
+def _dependents_hold(view: ReleaseView, out: Draft, name: str, now: datetime) -> bool:
+    """Whether a dependent's release must roll back in region `name` before this release does
+    (reverse dependency order); said once per region in its message and the audit."""
+    waiting = [d for d in view.dependents if name in d.regions]
+    if not waiting:
+        return False
+    region = out.status.regions[name]
+    text = "rollback waits for " + ", ".join(f"{d.app} {d.version}" for d in waiting) + f" to roll back in {name} first"
+    if region.message != text:
+        region.message = text
+        out.status.record(now, "rollback-waits", text, name)
+    return True
+
+
 # --- approval gates (rollout/approvals.py) ----------------------------------------------------
 
 
@@ -556,6 +626,8 @@ def _roll_back(view: ReleaseView, out: Draft, now: datetime) -> None:
         if not seen.reachable:
             region.message = "cluster unreachable; rollback waits for it"
             return
+        if _dependents_hold(view, out, name, now):
+            return  # reverse dependency order: the dependents roll back in this region first
         region.move(RegionPhase.ROLLING_BACK)
         out.actions.append(BeginRollback(name, status.message))
         status.record(now, "rollback-start", f"rolling back to {status.previous_version or 'nothing'}", name)
@@ -608,27 +680,22 @@ def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetim
             )
             out.actions.append(SetRegionWeight(name, 0))
             return False
+        if _dependents_hold(view, out, name, now):
+            return False
         region.move(RegionPhase.ROLLING_BACK)
         out.actions.append(BeginRollback(name, status.message))
         status.record(now, "rollback-start", f"rolling back to {status.previous_version or 'nothing'}", name)
         return False
     if phase == RegionPhase.DRAINING:
         drain = _drain_of(status, name)
-        elapsed = (now - (parse_time(drain.started_at) or now)).total_seconds()
-        reached = seen.drain_moved is not None and seen.drain_moved * 100 >= view.policy.drain_percent
-        if not reached and elapsed < view.policy.drain_within_seconds:
-            return False
-        drain.completed_at = format_time(now)
-        drain.seconds = round(elapsed, 3)
-        drain.met = reached and elapsed <= view.policy.drain_within_seconds
-        moved = f"{seen.drain_moved * 100:.1f}%" if seen.drain_moved is not None else "unmeasured"
-        status.record(
-            now,
-            "drained",
-            f"{moved} of traffic moved in {elapsed:.1f}s ({'met' if drain.met else 'missed'} target)",
-            name,
-        )
-        out.actions.append(Notify("drained", f"{moved} moved in {elapsed:.1f}s", name))
+        if drain.completed_at is None:
+            elapsed = (now - (parse_time(drain.started_at) or now)).total_seconds()
+            reached = seen.drain_moved is not None and seen.drain_moved * 100 >= view.policy.drain_percent
+            if not reached and elapsed < view.policy.drain_within_seconds:
+                return False
+            _drained(view, out, name, drain, seen.drain_moved, reached, elapsed, now)
+        if _dependents_hold(view, out, name, now):
+            return False  # drained (never delayed); its rollback follows the dependents' here
         region.move(RegionPhase.ROLLING_BACK)
         out.actions.append(BeginRollback(name, status.message))
         status.record(now, "rollback-start", f"rolling back to {status.previous_version or 'nothing'}", name)
@@ -639,6 +706,30 @@ def _handle_failed_region(view: ReleaseView, out: Draft, name: str, now: datetim
         _region_rolled_back(out, name, now)
         return True
     return phase == RegionPhase.ROLLED_BACK
+
+
+def _drained(
+    view: ReleaseView,
+    out: Draft,
+    name: str,
+    drain: DrainRecord,
+    moved_share: float | None,
+    reached: bool,
+    elapsed: float,
+    now: datetime,
+) -> None:
+    """The failed region's drain reached its target (or its time): recorded once."""
+    drain.completed_at = format_time(now)
+    drain.seconds = round(elapsed, 3)
+    drain.met = reached and elapsed <= view.policy.drain_within_seconds
+    moved = f"{moved_share * 100:.1f}%" if moved_share is not None else "unmeasured"
+    out.status.record(
+        now,
+        "drained",
+        f"{moved} of traffic moved in {elapsed:.1f}s ({'met' if drain.met else 'missed'} target)",
+        name,
+    )
+    out.actions.append(Notify("drained", f"{moved} moved in {elapsed:.1f}s", name))
 
 
 def _region_rolled_back(out: Draft, name: str, now: datetime) -> None:

@@ -42,6 +42,7 @@ from rollout.orchestrator import (
     Action,
     BeginRollback,
     Dependency,
+    Dependent,
     Notify,
     Policy,
     RegionView,
@@ -156,7 +157,8 @@ class ReleaseReconciler:
                 self._blocker(stored, siblings),
                 work.previous,
                 self.freezes,
-                self._dependencies(app),
+                self._dependencies(app, work.status),
+                self._dependents(stored, work.status, repo),
             )
             status, actions = decide(view, now)
             work.status = status
@@ -449,30 +451,70 @@ class ReleaseReconciler:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _dependencies(self, app: AppSource) -> tuple[Dependency, ...]:
-        """The releases in flight of the apps `app` depends on (its plan's dependsOn at the release's
-        commit): where each goes and where it passed. A rollback that cannot go on (`wedged`) holds
-        nothing: only a responder can help it."""
+    def _dependencies(self, app: AppSource, status: ReleaseStatus) -> tuple[Dependency, ...]:
+        """The releases of the apps `app` depends on (its plan's dependsOn at the release's commit)
+        that are in flight, or that rolled back since this release started: where each goes and where
+        it passed. A rollback that cannot go on (`wedged`) holds no region."""
+        began = parse_time(status.started_at)
         out = []
         for name in app.plan.depends_on:
             for release in self.releases_by_app.get(name, ()):
                 phase = ReleasePhase(release.status.phase)
-                if phase not in ACTIVE or wedged(release):
+                ended = parse_time(release.status.completed_at)
+                if phase not in ACTIVE and not (
+                    phase == ReleasePhase.ROLLED_BACK and began and ended and ended >= began
+                ):
                     continue
                 out.append(
                     Dependency(
                         name,
                         release.spec.version,
                         release.name,
-                        frozenset(r for w in release.spec.waves for r in w.regions),
+                        frozenset() if wedged(release) else frozenset(r for w in release.spec.waves for r in w.regions),
                         frozenset(
                             n
                             for n, r in release.status.regions.items()
                             if RegionPhase(r.phase) == RegionPhase.SUCCEEDED
                         ),
+                        release.status.phase,
+                        release.status.started_at,
+                        release.status.completed_at,
                     )
                 )
         return tuple(out)
+
+    def _dependents(self, stored: StoredRelease, status: ReleaseStatus, repo: Repository) -> tuple[Dependent, ...]:
+        """The in-flight releases of apps depending on this release's app (by their own plan, at
+        their own commit) that started regions while this release was in flight: when it rolls back,
+        they roll back first in those regions (`Dependent.regions`: where they have not yet). Looked
+        for only when an app depends on this one at this release's commit (no scan without groups)."""
+        began = parse_time(status.started_at)
+        if began is None or ReleasePhase(status.phase) not in ACTIVE:
+            return ()
+        if not any(stored.spec.app in a.plan.depends_on for a in repo.apps.values()):
+            return ()
+        out = []
+        for app, releases in self.releases_by_app.items():
+            for release in releases:
+                phase = ReleasePhase(release.status.phase)
+                if app == stored.spec.app or phase not in ACTIVE or wedged(release):
+                    continue
+                left = frozenset(
+                    n
+                    for n, r in release.status.regions.items()
+                    if (at := parse_time(r.started_at)) is not None
+                    and at >= began
+                    and RegionPhase(r.phase) != RegionPhase.ROLLED_BACK
+                )
+                if left and stored.spec.app in self._depends_on(release):
+                    out.append(Dependent(app, release.spec.version, release.name, left))
+        return tuple(out)
+
+    def _depends_on(self, release: StoredRelease) -> list[str]:
+        try:
+            return list(self.workspace.repository(release.spec.commit).apps[release.spec.app].plan.depends_on)
+        except Exception:  # noqa: BLE001 - a release that cannot be loaded fails on its own; it depends on nothing here
+            return []
 
     @staticmethod
     def _retarget(work: Pass, siblings: Sequence[StoredRelease]) -> None:

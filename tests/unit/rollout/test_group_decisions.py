@@ -6,10 +6,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rollout.orchestrator import Dependency, Notify, RegionView, ReleaseView, Request, StartStrategy, decide
+from config.times import format_time
+from regions.analysis.model import Verdict
+from rollout.orchestrator import (
+    BeginRollback,
+    Dependency,
+    Dependent,
+    Notify,
+    RegionView,
+    ReleaseView,
+    Request,
+    SetRegionWeight,
+    StartStrategy,
+    decide,
+)
 from rollout.ui.model import waiting_on_person
 from strategies.model import Phase as S
-from tests.unit.rollout.test_orchestrator import DONE, PASS, SPEC, Replay
+from tests.unit.rollout.test_orchestrator import DONE, PASS, RUNNING, SPEC, T0, Replay
 
 EVERYWHERE = frozenset({"eu-canary", "eu-west", "ap-south", "us-east"})
 
@@ -22,6 +35,7 @@ class Grouped(Replay):
     def __init__(self) -> None:
         super().__init__()
         self.dependencies: tuple[Dependency, ...] = ()
+        self.dependents: tuple[Dependent, ...] = ()
 
     def step(self, seconds: float = 0, requests=(), blocked_by=None, **regions: RegionView):
         self.now += timedelta(seconds=seconds)
@@ -34,6 +48,7 @@ class Grouped(Replay):
             blocked_by,
             self.previous,
             dependencies=self.dependencies,
+            dependents=self.dependents,
         )
         self.status, actions = decide(view, self.now)
         return actions
@@ -113,7 +128,7 @@ def test_a_responders_rollback_request_is_not_held() -> None:
     assert r.phase() == "RollingBack" and r.status.waiting_for == ""
 
 
-def test_the_reconciler_reads_dependencies_from_the_index_in_flight_only() -> None:
+def test_the_reconciler_reads_dependencies_and_dependents_from_the_index() -> None:
     from dataclasses import replace
     from types import SimpleNamespace
 
@@ -121,21 +136,109 @@ def test_the_reconciler_reads_dependencies_from_the_index_in_flight_only() -> No
     from rollout.release import RegionStatus, ReleaseStatus
     from rollout.store import StoredRelease
 
-    def release(name: str, phase: str, **regions: str) -> StoredRelease:
-        spec = replace(SPEC, app="backend", version=name)
-        status = ReleaseStatus(phase=phase, regions={n: RegionStatus(phase=p) for n, p in regions.items()})
-        return StoredRelease(f"backend-{name}", "1", spec, status, "2026-11-29T12:00:00Z")
+    def at(seconds: float) -> str:
+        return format_time(T0 + timedelta(seconds=seconds))
+
+    def release(app: str, name: str, phase: str, started=None, completed=None, **regions) -> StoredRelease:
+        spec = replace(SPEC, app=app, version=name)
+        status = ReleaseStatus(
+            phase=phase,
+            started_at=started,
+            completed_at=completed,
+            regions={n.replace("_", "-"): RegionStatus(phase=p, started_at=s) for n, (p, s) in regions.items()},
+        )
+        return StoredRelease(f"{app}-{name}", "1", spec, status, "2026-11-29T12:00:00Z")
 
     index = {
         "backend": (
-            release("1.0.0", "Succeeded"),
-            release("2.0.0", "Progressing", eu_canary="Succeeded", eu_west="Smoke"),
-            release("3.0.0", "Pending"),
+            release("backend", "1.0.0", "Succeeded"),
+            release("backend", "1.1.0", "RolledBack", at(0), at(50)),  # before this release started
+            release("backend", "1.2.0", "RolledBack", at(60), at(120)),  # while it was in flight
+            release(
+                "backend", "2.0.0", "Progressing", at(130), eu_canary=("Succeeded", at(131)), eu_west=("Smoke", at(140))
+            ),
+            release("backend", "3.0.0", "Pending"),
         ),
-        "search": (release("9.0.0", "Progressing"),),
+        "frontend": (release("frontend", "1.0.0", "Progressing", at(200), eu_canary=("Progressing", at(201))),),
+        "search": (release("search", "9.0.0", "Progressing", at(200), eu_canary=("Progressing", at(201))),),
     }
-    reconciler = SimpleNamespace(releases_by_app=index)
+    reconciler = SimpleNamespace(
+        releases_by_app=index, _depends_on=lambda r: ["backend"] if r.spec.app == "frontend" else []
+    )
     app = SimpleNamespace(plan=SimpleNamespace(depends_on=["backend"]))
-    found = ReleaseReconciler._dependencies(reconciler, app)  # type: ignore[arg-type]
-    assert [(d.version, sorted(d.passed)) for d in found] == [("2.0.0", ["eu_canary"]), ("3.0.0", [])]
-    assert found[0].regions == EVERYWHERE
+    found = ReleaseReconciler._dependencies(reconciler, app, ReleaseStatus(started_at=at(55)))  # type: ignore[arg-type]
+    assert [(d.version, d.phase, sorted(d.passed)) for d in found] == [
+        ("1.2.0", "RolledBack", []),
+        ("2.0.0", "Progressing", ["eu-canary"]),
+        ("3.0.0", "Pending", []),
+    ]
+    assert found[1].regions == EVERYWHERE
+    backend = index["backend"][3]
+    group = SimpleNamespace(apps={"frontend": app, "backend": SimpleNamespace(plan=SimpleNamespace(depends_on=[]))})
+    dependents = ReleaseReconciler._dependents(reconciler, backend, backend.status, group)  # type: ignore[arg-type]
+    assert dependents == (Dependent("frontend", "1.0.0", "frontend-1.0.0", frozenset({"eu-canary"})),)
+    alone = SimpleNamespace(apps={"backend": SimpleNamespace(plan=SimpleNamespace(depends_on=[]))})
+    assert ReleaseReconciler._dependents(reconciler, backend, backend.status, alone) == ()  # type: ignore[arg-type]
+
+
+def rolling_back(started: float, completed: float | None = None) -> Dependency:
+    """backend's release, started `started` seconds after T0, rolling back (or rolled back at
+    `completed`)."""
+    return Dependency(
+        "backend",
+        "2.1.0",
+        "backend-abc",
+        EVERYWHERE,
+        frozenset(),
+        "RolledBack" if completed is not None else "RollingBack",
+        format_time(T0 + timedelta(seconds=started)),
+        format_time(T0 + timedelta(seconds=completed)) if completed is not None else None,
+    )
+
+
+def test_a_dependent_that_started_regions_during_its_dependencys_release_rolls_back_with_it() -> None:
+    r = Grouped()
+    r.step()
+    r.step(5, eu_canary=DONE)
+    r.step(61, eu_canary=PASS)  # eu-west and ap-south started at T0+66
+    r.dependencies = (rolling_back(started=-30),)
+    actions = r.step(1, eu_west=RUNNING, ap_south=RUNNING)
+    assert r.phase() == "RollingBack" and not any(isinstance(a, StartStrategy) for a in actions)
+    (failed,) = [a for a in actions if isinstance(a, Notify) and a.event == "failed"]
+    assert "dependency backend 2.1.0 rolled back" in failed.reason and "ap-south, eu-canary, eu-west" in failed.reason
+    assert [a for a in actions if isinstance(a, BeginRollback)] == [BeginRollback("eu-west", r.status.message)]
+    assert not any(isinstance(a, SetRegionWeight) for a in actions)  # nothing failed here: no drain
+
+
+def test_a_dependency_rolled_back_before_the_dependent_started_regions_is_not_followed() -> None:
+    r = Grouped()
+    r.step(100)  # eu-canary starts at T0+100
+    r.dependencies = (rolling_back(started=0, completed=50),)
+    r.step(1, eu_canary=RUNNING)
+    assert r.phase() == "Progressing"
+
+
+def test_a_dependency_rolls_back_after_its_dependents_in_each_region_and_drains_at_once() -> None:
+    r = Grouped()
+    r.step()
+    r.step(5, eu_canary=DONE)
+    r.step(61, eu_canary=PASS)
+    r.dependents = (Dependent("frontend", "1.5.0", "frontend-abc", frozenset({"eu-west", "eu-canary"})),)
+    bad = RegionView(strategy_phase=S.SUCCEEDED, smoke=Verdict.FAILURE, smoke_reason="errors")
+    r.step(1, eu_west=DONE, ap_south=DONE)
+    actions = r.step(2, eu_west=bad, ap_south=PASS)
+    assert SetRegionWeight("eu-west", 0) in actions  # the drain is never delayed
+    actions = r.step(1, eu_west=RegionView(drain_moved=1.0))
+    assert not any(isinstance(a, BeginRollback) for a in actions) and r.phase("eu-west") == "Draining"
+    assert r.status.drains[0].completed_at is not None
+    assert r.status.regions["eu-west"].message == "rollback waits for frontend 1.5.0 to roll back in eu-west first"
+    assert r.step(1, eu_west=RegionView(drain_moved=1.0)) == []  # said once
+    r.dependents = (Dependent("frontend", "1.5.0", "frontend-abc", frozenset({"eu-canary"})),)
+    actions = r.step(1, eu_west=RegionView(drain_moved=1.0))
+    assert BeginRollback("eu-west", r.status.message) in actions
+    r.step(1, eu_west=RegionView(strategy_phase=S.ROLLED_BACK))  # restored; ap-south next, not held
+    actions = r.step(1, ap_south=RegionView(strategy_phase=S.ROLLED_BACK))
+    assert r.phase("ap-south") == "RolledBack" and r.phase("eu-canary") == "Succeeded"  # eu-canary waits
+    r.dependents = ()
+    actions = r.step(1, eu_canary=RegionView(strategy_phase=S.SUCCEEDED))
+    assert BeginRollback("eu-canary", r.status.message) in actions
