@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from config.groups import release_order
 from rollout.release import ReleasePhase, ReleaseSpec
 from rollout.store import StoredRelease
 
@@ -42,13 +43,18 @@ class Candidate:
 
     spec: ReleaseSpec
     supersede: str  # the plan's policy: "unstarted" or "never"
+    depends_on: tuple[str, ...] = ()  # the plan's dependsOn: those apps' releases are created first
 
 
 def decide_intake(
     candidates: Mapping[str, Candidate], existing: Mapping[str, Sequence[StoredRelease]]
 ) -> list[IntakeAction]:
     actions: list[IntakeAction] = []
-    for app, candidate in sorted(candidates.items()):
+    # release groups: a dependency's release exists before its dependents' (the controller may read
+    # between two creations; a dependent seen alone would find nothing to wait for)
+    graph = {app: candidate.depends_on for app, candidate in candidates.items()}
+    for app in release_order(graph, candidates):
+        candidate = candidates[app]
         releases = list(existing.get(app, ()))
         digest = candidate.spec.content_digest
         if releases and releases[-1].spec.content_digest == digest and releases[-1].status.phase != ReleasePhase.FAILED:

@@ -68,7 +68,7 @@ def candidates_at(
             renderers=tuple(sorted(sources.renderers(app).items())),
             author=author,
         )
-        out[name] = Candidate(spec, app.plan.supersede)
+        out[name] = Candidate(spec, app.plan.supersede, tuple(app.plan.depends_on))
     return out
 
 

@@ -68,3 +68,12 @@ def test_a_newer_commit_supersedes_releases_that_have_not_started() -> None:
     assert decide_intake({"checkout": Candidate(spec("c", "d3"), "never")}, existing) == [
         CreateRelease(spec("c", "d3"))
     ]
+
+
+def test_a_dependencys_release_is_created_before_its_dependents() -> None:
+    def candidate(app: str, *depends_on: str) -> Candidate:
+        return Candidate(ReleaseSpec(app, "a" * 40, "1.0.0", "p", f"d-{app}", WAVES), "unstarted", depends_on)
+
+    candidates = {"api": candidate("api", "backend"), "backend": candidate("backend"), "web": candidate("web", "api")}
+    actions = decide_intake(candidates, {})
+    assert [a.spec.app for a in actions if isinstance(a, CreateRelease)] == ["backend", "api", "web"]
