@@ -48,6 +48,13 @@ MANAGER = "regional-rollout"
 EXTRA = "apps/guestbook/manifests/extra.yaml"  # an object only the first release has
 EXTRA_YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gb-extra\ndata:\n  note: dropped by 1.1.0\n"
 RELEASE_TIMEOUT_S = 600
+# The workloads and hooks are under test, not the waiting: the example's rolling update with a
+# progress deadline that still leaves KWOK's pods (Ready in about 2 s) ten times their time, and
+# 2-3 s smoke windows.
+PLAN_OVERRIDES = {
+    "strategy": {"rolling": {"maxSurge": "25%", "maxUnavailable": 0, "progressDeadline": "20s"}},
+    "smokeWindow": {"auto": {"floor": "2s", "ceiling": "3s"}},
+}
 
 
 @dataclass
@@ -115,7 +122,7 @@ def guestbook(lab: Lab, lab_traffic: Any, tmp_path_factory: pytest.TempPathFacto
     git = GitServer(state / "git").start()
     clone = git.clone(state / "clone")
     changes: dict[str, str | None] = dict(
-        single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(lab.region_contexts))
+        single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(lab.region_contexts), PLAN_OVERRIDES)
     )
     changes[EXTRA] = EXTRA_YAML
     git.commit_files(changes, "e2e: the guestbook only, at lab scale, with an extra ConfigMap")
