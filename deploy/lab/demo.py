@@ -48,9 +48,9 @@ def lab_scale_plans(read: Callable[[str], str]) -> dict[str, str]:
         plan = yaml.safe_load(read(path))
         if isinstance(plan["waves"], list):
             for wave in plan["waves"]:
-                wave["smokeWindow"] = "8s"
+                wave["smokeWindow"] = "5s"
         else:
-            plan["autoWaves"]["smokeWindow"] = {"auto": {"floor": "5s", "ceiling": "8s"}}
+            plan["autoWaves"]["smokeWindow"] = {"auto": {"floor": "3s", "ceiling": "5s"}}
         strategy = plan["strategy"]
         for kind in strategy.values():
             kind["progressDeadline"] = "60s"
