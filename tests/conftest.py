@@ -42,11 +42,28 @@ _STAGES = ("unit", "integration", "e2e")  # fastest first: a broken unit test fa
 _FIRST_LAB_TEST = Path("e2e") / "test_readme_demo.py"
 
 
+# The longest e2e modules first, so that two workers finish close together (longest job first).
+_LONGEST_E2E = ("test_promotion.py", "test_resilience.py", "test_guestbook.py")
+
+
 def _stage(item: pytest.Item) -> float:
     parts = item.path.relative_to(Path(__file__).parent).parts
     if Path(*parts) == _FIRST_LAB_TEST:
         return 0.5
-    return _STAGES.index(parts[0]) if parts and parts[0] in _STAGES else 0
+    stage = _STAGES.index(parts[0]) if parts and parts[0] in _STAGES else 0
+    if stage == 2 and parts[-1] in _LONGEST_E2E:
+        return 1.5 + _LONGEST_E2E.index(parts[-1]) / 10
+    return stage
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """The whole suite (no paths given: the README's command) runs in two worker processes, each
+    with a lab of its own: one lab keeps less than half of the 2 cores busy, most of a lab test's
+    time is a release waiting for its windows. A run of chosen files or tests stays in one process
+    (one lab). ROLLOUT_TEST_WORKERS overrides the count (0: one process)."""
+    whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    return int(os.environ.get("ROLLOUT_TEST_WORKERS", "2" if whole_suite else "0"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,3 +80,21 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     failed = item.session.testsfailed
     if failed:
         item.session.shouldfail = f"{failed} unit test(s) failed: the lab tests were not run"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With workers: the first failed unit test stops every worker (xdist's controller sees all
+    reports; one worker may already be in the lab tests while another runs the last unit files)."""
+    if not report.failed or not report.nodeid.startswith("tests/unit/") or _CONFIG is None:
+        return
+    dsession = _CONFIG.pluginmanager.getplugin("dsession")
+    if dsession is not None and not dsession.shouldstop:
+        dsession.shouldstop = f"unit test failed ({report.nodeid}): the lab tests were stopped"
+
+
+_CONFIG: pytest.Config | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _CONFIG
+    _CONFIG = config
