@@ -365,7 +365,8 @@ class Scale:
                 self.prom.url,
                 identity="scale",
                 poll_seconds=args.poll_seconds,
-                extra_args=["--analysis-window-seconds", "2"],
+                extra_args=["--analysis-window-seconds", "2"]
+                + (["--workers", str(args.workers)] if args.workers else []),
                 env={"ROLLOUT_WEBHOOK_SECRET": SECRET},
             )
             self.phases(args)
@@ -380,6 +381,7 @@ class Scale:
 
     def phases(self, args: argparse.Namespace) -> None:
         n, r = len(self.apps), len(self.regions)
+        self.figure("controller --workers", str(args.workers or "default (8)"))
         started = time.monotonic()
         self.proc.start().wait_healthy(60)
         self.wait_phase(GOOD, self.apps, {"Succeeded"}, args.timeout)
@@ -476,6 +478,7 @@ def main(argv: list[str] | None = None, run: Callable[[Scale], None] = Scale.run
     parser.add_argument("--poll-seconds", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds any one phase may take")
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
+    parser.add_argument("--workers", type=int, default=None, help="the controller's --workers (default: its own)")
     args = parser.parse_args(argv)
     if args.quick:
         args.apps, args.regions, args.in_flight, args.window = 20, 2, 10, 30.0
