@@ -163,6 +163,7 @@ class ReleaseReconciler:
             status, actions = decide(view, now)
             work.status = status
             self._prepare(work, actions)
+            self._restore_before_recording(work, actions)
             written, ok = self._write(stored, work.status)
             if ok:  # intent recorded first: a crash from here on is resumed, never repeated
                 self._perform(work, actions)
@@ -391,11 +392,20 @@ class ReleaseReconciler:
                 if rate:
                     work.status.regions[action.region].analysis["drainBaselineRate"] = rate
 
+    def _restore_before_recording(self, work: Pass, actions: Sequence[Action]) -> None:
+        """Traffic back in a region before its restore is recorded, unlike every other effect: the
+        record can end the release (RolledBack), a finished release is never reconciled again, and
+        a crash between the record and the effect left the region drained for good (seen in the
+        kill -9 test). Restoring twice is harmless; a crash before the record redoes the decision."""
+        restores = {a.region: a.weight for a in actions if isinstance(a, SetRegionWeight) and a.weight > 0}
+        if restores and self.may_write():
+            self.traffic.set_weights(work.stored.spec.app, restores)
+
     def _perform(self, work: Pass, actions: Sequence[Action]) -> None:
-        """Effects outside the Release, after its status recorded them."""
+        """Effects outside the Release, after its status recorded them (restores: before)."""
         spec = work.stored.spec
         for action in actions:
-            if isinstance(action, SetRegionWeight):
+            if isinstance(action, SetRegionWeight) and action.weight == 0:
                 self.traffic.set_weights(spec.app, {action.region: action.weight})
             elif isinstance(action, BeginRollback):
                 metrics.ROLLBACKS.labels(spec.app, action.region).inc()

@@ -164,3 +164,38 @@ def test_validate_refuses_what_the_controller_would_fail(repos) -> None:
     with pytest.raises(InvalidRepository) as info:
         load_repository(repos[BAD].root)
     assert "apps/search/rollout.yaml: strategy.trafficWorkload: blueGreen needs the Deployment" in str(info.value)
+
+
+class Killed(Exception):
+    """The controller killed (SIGKILL) while it writes a status."""
+
+
+class StoreKilledAtTheRestore(Store):
+    def write_status(self, stored: StoredRelease, status: ReleaseStatus) -> StoredRelease:
+        if any(d.restored_at for d in status.drains):
+            raise Killed
+        return super().write_status(stored, status)
+
+
+def test_a_restore_is_in_effect_before_it_is_recorded(repos) -> None:
+    """The kill -9 e2e found a region left drained: the restore was recorded (which can end the
+    release, and a finished release is never reconciled again) and the process was killed before
+    the weight went back to 100. The traffic must be back before the record."""
+    traffic = Traffic()
+    rec = ReleaseReconciler(
+        Workspace(repos),
+        StoreKilledAtTheRestore(),
+        Clusters(),
+        traffic,
+        None,
+        [Sink()],
+        lambda: True,  # type: ignore[arg-type]
+    )
+    bad = release(BAD, "2026-11-29T01:00:00Z", "1.3.0")
+    now = T0
+    with pytest.raises(Killed):
+        for _ in range(30):
+            bad = rec.reconcile(bad, [bad], [], now)
+            now += timedelta(seconds=5)
+    assert any(d.region == "eu-west" for d in bad.status.drains), "the region was drained first"
+    assert traffic.set == {"eu-west": 100}
