@@ -318,6 +318,10 @@ class Outcome:
     visible: set[str] = field(default_factory=set)
     region_started: dict[str, float] = field(default_factory=dict)
     region_done: dict[str, float] = field(default_factory=dict)
+    # a release that ended neither RolledBack nor Succeeded (paused, timed out): why, as its status
+    # said, and how the bench recovered from it as a responder would (empty: nothing to recover)
+    stop_reason: str = ""
+    recovery: str = ""
 
     def wave_of(self, region: str) -> int:
         return next((i for i, w in enumerate(self.waves) if region in w["regions"]), -1)
@@ -325,6 +329,10 @@ class Outcome:
     @property
     def first_visible_wave(self) -> int:
         return min((self.wave_of(r) for r in self.visible), default=-1)
+
+    @property
+    def promoted(self) -> bool:
+        return self.phase == "Succeeded"
 
     @property
     def stopped_in_first_wave(self) -> bool:
@@ -380,24 +388,111 @@ def run_release(world: World, s: Scenario, version: str, seed: int, log: Callabl
         changes.update(never_ready_in(lambda _: world.deployment_text, APP, regions))
     t0 = time.time()
     world.git.commit_files(changes, f"bench: {APP} {version} ({s.name})")
-    rel = world.wait_release(version, {"Succeeded", "RolledBack", "Failed", "Paused"})
+    timed_out = False
+    try:
+        rel: dict[str, Any] = world.wait_release(version, set(TERMINAL))
+    except procs.ProcessError:  # neither ended nor paused in time: recorded, then recovered from
+        timed_out = True
+        rel = world.release(version) or {}
     seconds = time.time() - t0
-    status = rel.get("status") or {}
-    waves = rel["spec"]["waves"]
-    if status.get("phase") == "RolledBack":
+    status = dict(rel.get("status") or {})
+    waves = (rel.get("spec") or {}).get("waves") or world.waves
+    phase = str(status.get("phase"))
+    recovery = ""
+    if phase == "RolledBack":
         _wait_quiet(world, version)
+    elif needs_responder(phase):
+        recovery = recover(world, rel, phase, log)
     out = measure(world, s, version, t0, time.time() + 1, status, waves)
     out.seconds = seconds
+    out.recovery = recovery
+    if needs_responder(phase):
+        out.stop_reason = stop_reason(status, seconds, timed_out)
     log(f"  {s.name}: {out.phase} in {seconds:.0f}s, failed in {out.failed_region}, blast {out.blast_pct:.2f} %")
     if out.failed_region is not None:
         log(f"    why: {_failing_measurement(status, out.failed_region) or status.get('message', '')}")
-    elif out.phase not in ("Succeeded", "RolledBack"):  # e.g. paused: what each region's checks said
-        log(f"    why: {status.get('message', '')}")
+    elif needs_responder(phase):  # e.g. paused: what each region's checks said
+        log(f"    why: {out.stop_reason}; recovery: {recovery}")
         for region, st in (status.get("regions") or {}).items():
             for key, run in (st.get("analysis") or {}).items():
                 if isinstance(run, dict) and run.get("reason"):
                     log(f"    {region} {key}: {run.get('outcome')}: {run['reason']}")
     return out
+
+
+TERMINAL = ("Succeeded", "RolledBack", "Failed", "Paused")
+NAMESPACE = "rollout-system"
+
+
+def needs_responder(phase: str) -> bool:
+    """Whether a release that stopped moving in `phase` leaves the app for a responder: anything but
+    rolled back by the controller or promoted fully (paused, failed, still progressing at the
+    timeout) may still serve the new version somewhere."""
+    return phase not in ("Succeeded", "RolledBack")
+
+
+def stop_reason(status: dict[str, Any], seconds: float, timed_out: bool) -> str:
+    """One line for the table: the phase, when, and the status message (why it stopped)."""
+    phase = status.get("phase") or "no release"
+    when = f"not ended after {seconds:.0f} s" if timed_out else f"at {seconds:.0f} s"
+    message = " ".join(str(status.get("message") or "").split())
+    return f"{phase} {when}" + (f": {message}" if message else "")
+
+
+def recover(world: World, rel: dict[str, Any], phase: str, log: Callable[[str], None]) -> str:
+    """As a responder would: a rollback ReleaseAction for the release (what `rollout rollback
+    checkout` creates, naming the release so that nothing else is rolled back), then wait until it
+    is rolled back and the version gets no more requests. Returns what happened (the bench stops
+    when it could not recover: "not recovered: ...")."""
+    try:
+        return _recover(world, rel, phase, log)
+    except Exception as exc:  # noqa: BLE001 - the run still reports what it measured, then stops
+        return f"not recovered: {type(exc).__name__}: {exc}"
+
+
+def _recover(world: World, rel: dict[str, Any], phase: str, log: Callable[[str], None]) -> str:
+    name = (rel.get("metadata") or {}).get("name")
+    version = (rel.get("spec") or {}).get("version")
+    if not name or phase in ("Pending", "None", "none"):
+        return f"not recovered: nothing to roll back ({phase})"
+    t = time.time()
+    body = {
+        "apiVersion": "rollout.dev/v1alpha1",
+        "kind": "ReleaseAction",
+        "metadata": {"generateName": f"rollback-{APP}-"},
+        "spec": {
+            "action": "rollback",
+            "app": APP,
+            "release": name,
+            "reason": f"release-safety bench: {version} {phase}",
+            "requestedBy": "release-safety-bench",
+        },
+    }
+    api = world.custom
+    created = as_object(
+        api.create_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, "releaseactions", body)
+    )
+    action = created["metadata"]["name"]
+    state: dict[str, Any] = {}
+
+    def acknowledged() -> str | None:
+        got = as_object(
+            api.get_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, "releaseactions", action)
+        )
+        state.update(got.get("status") or {})
+        return None if state.get("state") else "not handled yet"
+
+    try:
+        procs.wait_until(acknowledged, 60, f"rollback action {action} handled", max_delay_s=1.0)
+        if state.get("state") != "Done":
+            return f"not recovered: rollback {state.get('state')}: {state.get('message')}"
+        world.wait_release(str(version), {"RolledBack", "Failed"}, 180)
+        _wait_quiet(world, str(version))
+    except procs.ProcessError as exc:
+        return f"not recovered: {exc}"
+    done = f"rolled back by a ReleaseAction, drained in {time.time() - t:.0f} s"
+    log(f"    {version}: {done}")
+    return done
 
 
 def _failing_measurement(status: dict[str, Any], region: str) -> str | None:
@@ -755,7 +850,7 @@ def report(
         out(
             row(
                 o.scenario.name,
-                o.phase,
+                outcome_cell(o),
                 f"{o.failed_region or '-'} ({wave_name(o, failed_wave)})",
                 wave_name(o, o.first_visible_wave),
                 "yes" if o.stopped_in_first_wave else "NO",
@@ -767,9 +862,17 @@ def report(
     out(row("good release", "outcome", "promoted fully in"))
     out(row("---", "---", "---"))
     for o in good:
-        out(row(o.version, o.phase, f"{o.seconds:.0f}s"))
+        out(row(o.version, outcome_cell(o), f"{o.seconds:.0f}s" if o.promoted else "not promoted"))
+    stuck = [o for o in outcomes if o.stop_reason]
+    if stuck:
+        out("")
+        out("releases that ended neither rolled back nor promoted (counted as not stopped in the first wave,")
+        out("or as a false rollback for a good one), and how the bench recovered as a responder:")
+        for o in stuck:
+            out(f"- {o.version} ({o.scenario.name}): {o.stop_reason}; {o.recovery or 'no recovery needed'}")
     stopped = sum(o.stopped_in_first_wave for o in bad)
-    false_rb = our_alarms + sum(o.phase != "Succeeded" for o in good)
+    # a good release that did not promote (rolled back, or paused and rolled back by the responder)
+    false_rb = our_alarms + sum(not o.promoted for o in good)
     trials = noise_windows + len(good)
     blast = max((o.blast_pct for o in bad), default=0.0)
     detects = [d for o in bad if (d := o.detect_s) is not None and d >= 0]
@@ -821,6 +924,13 @@ def report(
         f"safety: stopped_in_first_wave={stopped}/{len(bad)} false_rollbacks={false_rb}/{trials} "
         f"max_blast_radius_pct={blast:.2f} median_detect_s={median:.1f}"
     )
+
+
+def outcome_cell(o: Outcome) -> str:
+    """The phase the release ended in by itself, and a responder's rollback where one was needed."""
+    if not o.stop_reason:
+        return o.phase
+    return f"{o.phase} ({'responder rolled back' if o.recovery.startswith('rolled back') else 'not recovered'})"
 
 
 def _by(n: int, unit: str) -> str:
@@ -901,8 +1011,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = _print) -> 
             outcomes.append(run_release(world, s, version, args.seed * 1000 + i, out))
             if outcomes[-1].phase == "Succeeded":
                 live = version
-            elif outcomes[-1].phase != "RolledBack":
-                out(f"  {version} ended {outcomes[-1].phase}: the bad version may still serve; stopping here")
+            elif outcomes[-1].recovery.startswith("not recovered"):
+                out(f"  {version} ended {outcomes[-1].phase}, {outcomes[-1].recovery}: stopping here")
                 break
         our_alarms = our_noise_alarms(windows, args.seed, canary_rps)
         base = baseline_rows(world, outcomes, windows, args.seed, canary_rps)
