@@ -202,7 +202,8 @@ def visible_regions(s: Scenario, waves: Sequence[dict[str, Any]]) -> set[str]:
     if s.never_ready_wave is not None:
         return {r for w in waves if w["name"] == s.never_ready_wave for r in w["regions"]}
     assert s.fault is not None
-    return set(s.fault.regions) if s.fault.regions else set(REGIONS)
+    present = {r for w in waves for r in w["regions"]}  # a lab may run fewer regions than REGIONS
+    return present & set(s.fault.regions) if s.fault.regions else present
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +220,11 @@ class World:
     deployment_text: str  # the app's deployment template as committed (restored after a Git fault)
     values_text: str  # the app's values.yaml as committed (only its version changes)
     waves: list[dict[str, Any]] = field(default_factory=list)  # as the first release resolved them
+
+    @property
+    def regions(self) -> list[str]:
+        """The app's regions in this lab (the waves' as the first release resolved them)."""
+        return [r for w in self.waves for r in w["regions"]] or [r for r in REGIONS if r in self.lab.region_contexts]
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -371,7 +377,16 @@ def _epoch(text: str | None) -> float | None:
     return parsed.timestamp() if parsed is not None else None
 
 
-def run_release(world: World, s: Scenario, version: str, seed: int, log: Callable[[str], None]) -> Outcome:
+def run_release(
+    world: World,
+    s: Scenario,
+    version: str,
+    seed: int,
+    log: Callable[[str], None],
+    extra: dict[str, str | None] | None = None,
+) -> Outcome:
+    """Release `version` with the scenario's fault (committed with `extra` files, e.g. a plan) and
+    measure it; a release that pauses is recovered from as a responder would."""
     sim = world.traffic.client()
     sim.clear_faults()
     sim.set_noise(noise(seed))
@@ -382,6 +397,7 @@ def run_release(world: World, s: Scenario, version: str, seed: int, log: Callabl
     changes: dict[str, str | None] = {
         values_path: set_app_version(world.values_text, version),
         deployment_path: world.deployment_text,
+        **(extra or {}),
     }
     if s.never_ready_wave is not None:
         regions = [r for w in world.waves if w["name"] == s.never_ready_wave for r in w["regions"]]
@@ -516,7 +532,7 @@ def _wait_baseline(world: World, live: str) -> None:
         rows = {r["metric"]["region"]: r["values"] for r in world.prom_range(promql, now - lookback_s, now)}
         short = [
             r
-            for r in REGIONS
+            for r in world.regions
             if len(rows.get(r, [])) < lookback_s - 1 or any(float(v) <= 0 for _, v in rows.get(r, []))
         ]
         return f"{live} not yet stable for {lookback_s:g}s in {short}" if short else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.release_safety import Outcome, Scenario, needs_responder, outcome_cell, report, stop_reason
+from bench.release_safety import Outcome, Scenario, needs_responder, outcome_cell, report, stop_reason, visible_regions
 from deploy.lab.simulator.model import FaultProfile
 
 WAVES = [
@@ -64,3 +64,13 @@ def test_report_counts_a_paused_good_release_as_not_promoted() -> None:
     assert line.startswith("safety: stopped_in_first_wave=1/2 false_rollbacks=1/12 ")
     assert any("not promoted" in x for x in lines)
     assert any(x.startswith("- 7.0.0 (good 1): Paused at 50 s") for x in lines)
+
+
+def test_visible_regions_are_the_labs_regions_the_fault_is_in() -> None:
+    three = WAVES[:3]  # a lab without ap-east (the e2e suite's default)
+    assert visible_regions(BAD, three) == {"eu-canary", "eu-west", "us-east"}
+    ja = Scenario("ja only", FaultProfile(error_ratio=0.05, regions=("ap-east",)))
+    assert visible_regions(ja, WAVES) == {"ap-east"}
+    assert visible_regions(ja, three) == set()
+    never = Scenario("never ready", never_ready_wave="low-traffic")
+    assert visible_regions(never, three) == {"eu-west"}
