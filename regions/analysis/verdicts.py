@@ -217,8 +217,13 @@ def assess(
                     Verdict.SUCCESS,
                     f"window ended; {counts[Verdict.SUCCESS]} of {len(ms)} measurements passed, the final one included",
                 )
-            return done(Verdict.INCONCLUSIVE, f"window ended on a {last.verdict.value} measurement: {last.reason}")
-        next_due = now  # the window's verdict needs a measurement taken at its end
+            if last.verdict is Verdict.FAILURE:
+                return done(Verdict.INCONCLUSIVE, f"window ended on a failure measurement: {last.reason}")
+            # No evidence at the end (too little traffic yet, no data, a failed query): measure again
+            # each interval until a conclusive one, within the limits checked above. A quiet region
+            # at night, or a scrape that lags, then costs an interval or two instead of a pause.
+        else:
+            next_due = now  # the window's verdict needs a measurement taken at its end
     else:
         next_due = min(next_due, ends_at)  # never sleep past the end of the window
     return CheckState(check.name, None, None, next_due=next_due, **tally)

@@ -133,14 +133,33 @@ def test_provider_down_mid_window_is_inconclusive_not_pass() -> None:
 
 
 def test_window_ending_during_outage_is_inconclusive() -> None:
+    """The final measurement fails to run: the window waits for a conclusive one, within
+    consecutiveErrorLimit (3), and an outage that lasts ends it Inconclusive, never a pass."""
     clock = Clock(T0)
     provider = FakeMetricsProvider(lambda q, t: down_after(t, at(45)))
 
     result = run_analysis(
         Analyzer(provider, TARGET), [check()], duration=timedelta(seconds=50), clock=clock, sleep=clock.sleep
     )
-    assert result.outcome is Verdict.INCONCLUSIVE and "window ended on a error" in result.state.reason
-    assert result.run.measurements[-1].at == at(50)
+    assert result.outcome is Verdict.INCONCLUSIVE and "4 consecutive errors" in result.state.reason
+    assert [m.at for m in result.run.measurements[-4:]] == [at(50), at(60), at(70), at(80)]
+
+
+def test_a_window_ending_on_too_little_traffic_waits_for_evidence_then_passes() -> None:
+    """A quiet region: the measurement at the window's end has fewer requests than minRequests. The
+    window is not passed on it, nor paused: the next interval's measurement (enough traffic) decides."""
+    clock = Clock(T0)
+
+    def answer(promql: str, when: datetime) -> tuple[float, ...]:
+        if "increase(http_requests_total" in promql:
+            return (10.0,) if at(45) <= when < at(55) else (400.0,)
+        return (0.0,)
+
+    analyzer = Analyzer(FakeMetricsProvider(answer), TARGET, min_requests=50)
+    result = run_analysis(analyzer, [check()], duration=timedelta(seconds=50), clock=clock, sleep=clock.sleep)
+    verdicts = [(m.at, m.verdict) for m in result.run.measurements]
+    assert result.outcome is Verdict.SUCCESS
+    assert verdicts[-2:] == [(at(50), Verdict.INCONCLUSIVE), (at(60), Verdict.SUCCESS)]
 
 
 def test_deadline_is_inconclusive_not_pass() -> None:

@@ -166,8 +166,12 @@ def test_assess_ignores_other_checks() -> None:
         ("ssss", 30, Verdict.SUCCESS, None),  # last measurement at the end
         ("sss", 30, None, 30),  # at(20) is before the end: measure at the end
         ("ss", 40, None, 40),  # late (the controller was down): take one more now
-        ("sssi", 30, Verdict.INCONCLUSIVE, None),  # ended on no data: never a pass
-        ("ssse", 30, Verdict.INCONCLUSIVE, None),  # ended on an error (Prometheus went away at the end)
+        ("sssi", 30, None, 40),  # ended on no data: never a pass; measured again an interval later
+        ("sssis", 40, Verdict.SUCCESS, None),  # the next conclusive measurement decides
+        ("sssii", 40, None, 50),  # still within inconclusiveLimit (2)
+        ("sssiii", 50, Verdict.INCONCLUSIVE, None),  # beyond it: inconclusive (pause)
+        ("ssse", 30, None, 40),  # ended on an error (Prometheus went away at the end): again
+        ("sssf", 30, Verdict.FAILURE, None),
         ("", 30, None, 30),
         ("ssf", 20, Verdict.FAILURE, None),  # a failure ends the window early
     ],
