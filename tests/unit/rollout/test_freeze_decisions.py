@@ -5,6 +5,7 @@ an override lets one release through; the status says why and until when, the Ev
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from config.freezes import Freeze, runtime_freeze
 from regions.analysis.model import Verdict
@@ -12,14 +13,12 @@ from rollout.orchestrator import (
     BeginRollback,
     Notify,
     RegionView,
-    ReleaseView,
     Request,
     SetRegionWeight,
     StartStrategy,
-    decide,
 )
 from strategies.model import Phase as S
-from tests.unit.rollout.test_orchestrator import DONE, PASS, RUNNING, SPEC, T0, Replay
+from tests.unit.rollout.test_orchestrator import DONE, PASS, RUNNING, T0, Replay
 
 END = T0 + timedelta(hours=2)
 ALL = runtime_freeze("freeze-abc", "incident INC-7", "alice", None, None, T0 - timedelta(minutes=1), END)
@@ -30,20 +29,8 @@ class Frozen(Replay):
         super().__init__()
         self.freezes = freezes
 
-    def step(self, seconds: float = 0, requests=(), blocked_by=None, **regions: RegionView):
-        self.now += timedelta(seconds=seconds)
-        view = ReleaseView(
-            SPEC,
-            self.status,
-            self.policy,
-            {k.replace("_", "-"): v for k, v in regions.items()},
-            tuple(requests),
-            blocked_by,
-            self.previous,
-            self.freezes,
-        )
-        self.status, actions = decide(view, self.now)
-        return actions
+    def context(self) -> dict[str, Any]:
+        return {"freezes": self.freezes}
 
 
 def frozen_notices(actions) -> list[Notify]:

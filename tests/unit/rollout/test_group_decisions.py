@@ -5,6 +5,7 @@ per dependency and region (status, audit, Event) and is not a person's wait; rol
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from config.times import format_time
 from regions.analysis.model import Verdict
@@ -14,11 +15,9 @@ from rollout.orchestrator import (
     Dependent,
     Notify,
     RegionView,
-    ReleaseView,
     Request,
     SetRegionWeight,
     StartStrategy,
-    decide,
 )
 from rollout.ui.model import waiting_on_person
 from strategies.model import Phase as S
@@ -37,21 +36,8 @@ class Grouped(Replay):
         self.dependencies: tuple[Dependency, ...] = ()
         self.dependents: tuple[Dependent, ...] = ()
 
-    def step(self, seconds: float = 0, requests=(), blocked_by=None, **regions: RegionView):
-        self.now += timedelta(seconds=seconds)
-        view = ReleaseView(
-            SPEC,
-            self.status,
-            self.policy,
-            {k.replace("_", "-"): v for k, v in regions.items()},
-            tuple(requests),
-            blocked_by,
-            self.previous,
-            dependencies=self.dependencies,
-            dependents=self.dependents,
-        )
-        self.status, actions = decide(view, self.now)
-        return actions
+    def context(self) -> dict[str, Any]:
+        return {"dependencies": self.dependencies, "dependents": self.dependents}
 
 
 def waits(actions) -> list[Notify]:

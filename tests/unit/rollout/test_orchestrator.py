@@ -4,6 +4,7 @@ would observe and checks the status and actions that come out."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -57,9 +58,14 @@ class Replay:
             tuple(requests),
             blocked_by,
             self.previous,
+            **self.context(),
         )
         self.status, actions = decide(view, self.now)
         return actions
+
+    def context(self) -> dict[str, Any]:
+        """What a subclass adds to every pass's view (freezes, dependencies...)."""
+        return {}
 
     def phase(self, region: str | None = None) -> str:
         return self.status.regions[region].phase if region else self.status.phase
