@@ -73,6 +73,7 @@ from deploy.lab.scenarios import never_ready_in  # noqa: E402
 from deploy.lab.simulator import faults  # noqa: E402
 from deploy.lab.simulator.model import AppSpec, FaultProfile, TrafficNoise  # noqa: E402
 from regions.analysis.verdicts import judge_window  # noqa: E402
+from rollout.cli.ops import Ops  # noqa: E402
 from rollout.store import as_object  # noqa: E402
 
 APP = "checkout"
@@ -481,7 +482,8 @@ def _recover(world: World, rel: dict[str, Any], phase: str, log: Callable[[str],
             "app": APP,
             "release": name,
             "reason": f"release-safety bench: {version} {phase}",
-            "requestedBy": "release-safety-bench",
+            # who the kubeconfig authenticates as: an admission policy may require it (the e2e lab's)
+            "requestedBy": Ops(str(world.lab.kubeconfig), world.lab.home_context, NAMESPACE).whoami(),
         },
     }
     api = world.custom
