@@ -58,13 +58,13 @@ def _stage(item: pytest.Item) -> float:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """ROLLOUT_TEST_WORKERS=N runs the whole suite (no paths given) in N worker processes, each with
-    a lab of its own; the default is one process. Two workers took the suite from 60 to 45 min
-    here, but on 2 cores the second lab's load made releases with 2-5 s windows flaky (a smoke
-    window ending with no request of the new version yet, read as inconclusive): not the default
-    until those windows are sized for it. A run of chosen files or tests always stays in one process."""
+    """The whole suite (no paths given) runs in two worker processes, each with a lab of its own,
+    when the machine has two cores or more: one lab leaves more than half of 2 cores idle (most of
+    an e2e test is a release waiting out its windows). ROLLOUT_TEST_WORKERS=N sets the number (0:
+    one process). A run of chosen files or tests always stays in one process."""
     whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS
-    return int(os.environ.get("ROLLOUT_TEST_WORKERS", "0")) if whole_suite else 0
+    default = "2" if (os.cpu_count() or 1) >= 2 else "0"
+    return int(os.environ.get("ROLLOUT_TEST_WORKERS", default)) if whole_suite else 0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
