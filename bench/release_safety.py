@@ -522,7 +522,7 @@ def _failing_measurement(status: dict[str, Any], region: str) -> str | None:
     return None
 
 
-def _wait_baseline(world: World, live: str) -> None:
+def _wait_baseline(world: World, live: str, regions: Sequence[str] | None = None) -> None:
     """Until every region has served `live` as stable for a judge's whole lookback (plus margin):
     right after a rollback the stable version's baseline window is short, and the next release's
     judge would find too few baseline samples and pause (seen in a run: canary 9, baseline 1)."""
@@ -534,7 +534,7 @@ def _wait_baseline(world: World, live: str) -> None:
         rows = {r["metric"]["region"]: r["values"] for r in world.prom_range(promql, now - lookback_s, now)}
         short = [
             r
-            for r in world.regions
+            for r in (regions or world.regions)
             if len(rows.get(r, [])) < lookback_s - 1 or any(float(v) <= 0 for _, v in rows.get(r, []))
         ]
         return f"{live} not yet stable for {lookback_s:g}s in {short}" if short else None
