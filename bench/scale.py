@@ -391,6 +391,12 @@ class Scale:
         self.figure("first sync: controller API calls per app-region", f"{sum(sync_calls.values()) / (n * r):.1f}")
         for key, value in busiest:
             self.figure(f"first sync: controller {'/'.join(key)}", f"{value:.0f}")
+        by_kind: dict[tuple[str, ...], float] = {}  # the region clusters summed: what one app-region costs
+        for (cluster, *rest), value in sync_calls.items():
+            key = ("home" if cluster == "home" else "regions", *rest)
+            by_kind[key] = by_kind.get(key, 0.0) + value
+        for key, value in sorted(by_kind.items(), key=lambda kv: -kv[1])[:10]:
+            self.figure(f"first sync: per app-region {'/'.join(key)}", f"{value / (n * r):.2f}")
         self.summary["first_sync_app_regions_per_s"] = n * r / took
         self.figure("first sync: start -> all Succeeded", f"{took:.1f}s for {n * r} app-regions")
         self.figure("first sync: app-regions per second", f"{n * r / took:.2f}")

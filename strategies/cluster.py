@@ -10,7 +10,9 @@ step with a reason).
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ from strategies.model import (
 )
 from strategies.observe import snapshot
 from strategies.prune import live_object
+from strategies.region_cache import KindCache
 
 T = TypeVar("T")
 OWNED_BY_ANOTHER_APP = "OwnedByAnotherApp"
@@ -96,6 +99,7 @@ class KubernetesCluster:
         backoff: Backoff | None = None,
         timeout: float = 15.0,
         sleep: Callable[[float], None] = time.sleep,
+        watch: bool = True,
     ):
         from kubernetes import client
         from kubernetes import config as kube_config  # not the project's config package
@@ -111,6 +115,44 @@ class KubernetesCluster:
         self._dynamic: Any = None
         self._namespaces: set[str] = set()
         self.writes = 0  # every write this adapter made (Events excluded): for tests and metrics
+        # watch-fed copies of the kinds observe reads every pass (strategies/region_cache.py), by
+        # kind: started the first time a release drives this cluster; off with watch=False
+        self._watch = watch
+        self._caches: dict[str, KindCache] = {}
+        self._caches_lock = threading.Lock()
+
+    def caches(self) -> dict[str, KindCache]:
+        """The kind caches, started on first use (reads fall back to the API until one is synced)."""
+        if not self._watch:
+            return {}
+        with self._caches_lock:
+            if not self._caches:
+                lists: dict[str, tuple[str, Callable[..., Any], bool]] = {
+                    "Deployment": ("apps/v1", self.apps.list_deployment_for_all_namespaces, True),
+                    "Service": ("v1", self.core.list_service_for_all_namespaces, True),
+                    # by name, labelled or not, as the GET it replaces
+                    "HTTPRoute": (
+                        f"{ROUTE_GROUP}/{ROUTE_VERSION}",
+                        functools.partial(
+                            self.custom.list_cluster_custom_object, ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL
+                        ),
+                        False,
+                    ),
+                }
+                for kind, (api_version, list_fn, labelled) in lists.items():
+                    cache = KindCache(list_fn, api_version, kind, cluster=self.context, labelled=labelled)
+                    cache.start()
+                    self._caches[kind] = cache
+            return self._caches
+
+    def close(self) -> None:
+        """Stop the watches (a test's adapter; the controller's live as long as the process)."""
+        for cache in self._caches.values():
+            cache.stop()
+
+    def _cached(self, ref: ObjectRef) -> KindCache | None:
+        cache = self._caches.get(ref.kind)
+        return cache if cache is not None and cache.store.api_version == ref.api_version else None
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -120,19 +162,29 @@ class KubernetesCluster:
         ns, app = rollout.namespace, rollout.app
         selector = f"{LABEL_NAME}={app}"
         objs: list[dict[str, Any]] = []
-        deps = self._call(
-            lambda: self.apps.list_namespaced_deployment(ns, label_selector=selector, _request_timeout=self.timeout)
-        )
-        objs += [self._plain(d, "apps/v1", "Deployment") for d in deps.items]
-        svcs = self._call(
-            lambda: self.core.list_namespaced_service(ns, label_selector=selector, _request_timeout=self.timeout)
-        )
-        objs += [self._plain(s, "v1", "Service") for s in svcs.items]
-        route = self._get_or_none(
-            lambda: self.custom.get_namespaced_custom_object(
-                ROUTE_GROUP, ROUTE_VERSION, ns, ROUTE_PLURAL, app, _request_timeout=self.timeout
+        caches = self.caches()
+        cached = caches["Deployment"].of_app(ns, app) if caches else None
+        if cached is None:
+            deps = self._call(
+                lambda: self.apps.list_namespaced_deployment(ns, label_selector=selector, _request_timeout=self.timeout)
             )
-        )
+            cached = [self._plain(d, "apps/v1", "Deployment") for d in deps.items]
+        objs += cached
+        cached = caches["Service"].of_app(ns, app) if caches else None
+        if cached is None:
+            svcs = self._call(
+                lambda: self.core.list_namespaced_service(ns, label_selector=selector, _request_timeout=self.timeout)
+            )
+            cached = [self._plain(s, "v1", "Service") for s in svcs.items]
+        objs += cached
+        known, route = caches["HTTPRoute"].lookup(ns, app) if caches else (False, None)
+        if not known:
+            found_route: object = self._get_or_none(
+                lambda: self.custom.get_namespaced_custom_object(
+                    ROUTE_GROUP, ROUTE_VERSION, ns, ROUTE_PLURAL, app, _request_timeout=self.timeout
+                )
+            )
+            route = found_route if isinstance(found_route, dict) else None
         if isinstance(route, dict):
             objs.append(route)
         for ref in other_refs(rollout):
@@ -230,7 +282,7 @@ class KubernetesCluster:
         if ref.namespace:
             self.ensure_namespace(ref.namespace)
         body = json.loads(json.dumps(obj))
-        self._call(
+        applied = self._call(
             lambda: self._resource(ref).server_side_apply(
                 body=body,
                 name=ref.name,
@@ -241,20 +293,26 @@ class KubernetesCluster:
             )
         )
         self.writes += 1
+        cache = self._cached(ref)
+        if cache is not None and applied is not None:  # read-your-writes: never decide from the copy before
+            cache.store.upsert(applied.to_dict() if hasattr(applied, "to_dict") else dict(applied))
 
     def check_ownership(self, app: str, actions: Sequence[Action]) -> None:
         """Raise OwnedByAnotherApp when any object the actions would change or delete carries
         another app's name label: an app never changes or deletes another app's objects."""
         for ref in action_targets(actions):
-            live = self._get_or_none(
-                lambda ref=ref: (
-                    self._resource(ref)
-                    .get(  # type: ignore[misc]
-                        name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout
+            cache = self._cached(ref)
+            known, live = cache.lookup(ref.namespace or "", ref.name) if cache is not None else (False, None)
+            if not known:
+                live = self._get_or_none(
+                    lambda ref=ref: (
+                        self._resource(ref)
+                        .get(  # type: ignore[misc]
+                            name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout
+                        )
+                        .to_dict()
                     )
-                    .to_dict()
                 )
-            )
             problem = owner_problem(app, ref, ((live or {}).get("metadata") or {}).get("labels") or {})
             if problem:
                 raise PermanentError(problem, reason=OWNED_BY_ANOTHER_APP)
@@ -268,6 +326,9 @@ class KubernetesCluster:
             )
         )
         self.writes += 1
+        cache = self._cached(ref)
+        if cache is not None:
+            cache.store.forget(ref.namespace or "", ref.name)
 
     def event(self, namespace: str, action: Event) -> None:
         now = datetime.now(UTC)
