@@ -192,6 +192,7 @@ class KindCache:
         self._start_lock = threading.Lock()
         self._response: Any = None  # the watch request in progress: shut down by stop()
         self.lists = 0  # full lists made: one at the start, then one per 410 Gone or error
+        self._told_unserved = False  # a 403/404 is logged once, then retried quietly
 
     @property
     def synced(self) -> bool:
@@ -259,12 +260,14 @@ class KindCache:
                     continue
                 self._synced.clear()  # the cluster may be down: readers must see their reads fail
                 if status in (403, 404):
-                    log.info(
-                        "region kind not watched; read per pass",
-                        cluster=self._cluster,
-                        kind=self.store.kind,
-                        status=status,
-                    )
+                    if not self._told_unserved:  # once: a namespaced grant is the default, not a fault
+                        log.info(
+                            "region kind not watched; read per pass",
+                            cluster=self._cluster,
+                            kind=self.store.kind,
+                            status=status,
+                        )
+                        self._told_unserved = True
                     self._stop.wait(UNSERVED_RETRY_SECONDS)
                     continue
                 failures += 1

@@ -44,6 +44,7 @@ class Region:
     deployer_api: Any  # ApiClient as rollout-deployer
     granted: str
     not_granted: str
+    kubeconfig: Path  # the deployer's
 
 
 def deployer_kubeconfig(lab: Any, context: str, token: str, path: Path) -> Path:
@@ -85,8 +86,9 @@ def region(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regio
 
     deployer_api = kconfig.new_client_from_config(config_file=str(kubeconfig), context=context)
     try:
-        yield Region(context, admin, deployer, deployer_api, granted, not_granted)
+        yield Region(context, admin, deployer, deployer_api, granted, not_granted, kubeconfig)
     finally:
+        deployer.close()
         for name in (granted, not_granted):
             with contextlib.suppress(ApiException):
                 core.delete_namespace(name)
@@ -210,3 +212,29 @@ def test_app_b_cannot_take_over_app_a_service_and_nothing_of_b_is_applied(region
     # The owner itself keeps applying its object (same label: the same app, same field manager).
     region.deployer.execute(a, [Apply((service("shared", ns, "app-a", 81),), "release")])
     assert [p.port for p in core.read_namespaced_service("shared", ns).spec.ports] == [81]
+
+
+def test_the_optional_watch_reader_grant_turns_the_deployers_reads_into_watches(region: Region, lab: Any) -> None:
+    """Without deploy/base/region/watch-reader.yaml the cluster-wide list+watch is refused (403) and
+    observe reads the API; with it the same identity's watch syncs and serves the app's objects."""
+    ns, app = region.granted, "watched"
+    region.deployer.apply(deployment("watched", ns, app))
+    plain = KubernetesCluster(str(region.kubeconfig), region.context)
+    try:
+        assert not plain.caches()["Deployment"].wait_synced(3), "a namespaced grant must not list cluster-wide"
+        names = [d.name for d in plain.observe(rollout_of(app, ns)).deployments]
+        assert names == ["watched"], names
+    finally:
+        plain.close()
+
+    lab.kubectl(region.context, "apply", "--server-side", "-f", str(DEPLOY / "watch-reader.yaml"))
+    watched = KubernetesCluster(str(region.kubeconfig), region.context)
+    try:
+        deployments = watched.caches()["Deployment"]
+        assert deployments.wait_synced(30), "the granted watch never synced"
+        assert [d["metadata"]["name"] for d in deployments.of_app(ns, app) or []] == ["watched"]
+        names = [d.name for d in watched.observe(rollout_of(app, ns)).deployments]
+        assert names == ["watched"], names
+    finally:
+        watched.close()
+        lab.kubectl(region.context, "delete", "-f", str(DEPLOY / "watch-reader.yaml"))
