@@ -365,7 +365,7 @@ class Scale:
                 self.prom.url,
                 identity="scale",
                 poll_seconds=args.poll_seconds,
-                extra_args=["--analysis-window-seconds", "2"]
+                extra_args=["--analysis-window-seconds", "2", "--region-watches"]
                 + (["--workers", str(args.workers)] if args.workers else []),
                 env={"ROLLOUT_WEBHOOK_SECRET": SECRET},
             )

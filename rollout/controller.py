@@ -93,6 +93,9 @@ class Settings:
     workers: int = 8  # reconciles of different apps at once (rollout/workers.py); 1: one after another
     drain_query: str = DEFAULT_DRAIN_QUERY
     analysis_window_seconds: float | None = None
+    # one watch per kind per region cluster for the reads of every pass (strategies/region_cache.py):
+    # only with the opt-in cluster-wide read grant; the deployer is bound per namespace by default
+    region_watches: bool = False
     regions_hint: list[str] = field(default_factory=list)
 
 
@@ -304,7 +307,9 @@ class Controller:
         traffic = DNSEndpointTraffic(self.home, regions, self.s.namespace)
         sinks = [KubernetesEvents(self.home, self.s.namespace)]
         window = timedelta(seconds=self.s.analysis_window_seconds) if self.s.analysis_window_seconds else None
-        clusters = ClusterPool(self.s.regions_kubeconfig or self.s.kubeconfig, pool_size(self.s.workers))
+        clusters = ClusterPool(
+            self.s.regions_kubeconfig or self.s.kubeconfig, pool_size(self.s.workers), watch=self.s.region_watches
+        )
         return ReleaseReconciler(
             self.workspace,
             self.store,

@@ -71,16 +71,17 @@ class ClusterPool:
     """One adapter per region context, created on first use (once, whichever worker asks first),
     its connection pool sized for the reconcile workers that share it."""
 
-    def __init__(self, kubeconfig: str | None, connections: int = 10):
+    def __init__(self, kubeconfig: str | None, connections: int = 10, watch: bool = False):
         self._kubeconfig = kubeconfig
         self._connections = connections
+        self._watch = watch  # region watches (`--region-watches`)
         self._clusters: dict[str, KubernetesCluster] = {}
         self._lock = threading.Lock()
 
     def get(self, context: str) -> KubernetesCluster:
         with self._lock:
             if context not in self._clusters:
-                cluster = KubernetesCluster(self._kubeconfig, context)
+                cluster = KubernetesCluster(self._kubeconfig, context, watch=self._watch)
                 metrics.instrument(sized(cluster.api_client, self._connections), context)
                 self._clusters[context] = cluster
             return self._clusters[context]

@@ -163,6 +163,13 @@ import click
     help="releases of different apps reconciled at once (one per app at a time; 1: one after another)",
 )
 @click.option(
+    "--region-watches/--no-region-watches",
+    default=False,
+    show_default=True,
+    help="read each region's Deployments, Services and HTTPRoutes from one watch per kind, shared by "
+    "every app (needs the read-only grant deploy/base/region/watch-reader.yaml; without it, reads per pass)",
+)
+@click.option(
     "--analysis-window-seconds",
     type=float,
     default=None,
