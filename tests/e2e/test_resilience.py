@@ -28,7 +28,7 @@ from tests.e2e.test_promotion import assert_promoted_in_wave_order, audit
 pytestmark = pytest.mark.e2e
 KILL_RUNS = int(os.environ.get("ROLLOUT_E2E_KILL_RUNS", "30"))
 MIN_PHASES = 6
-KILLS_PER_OPERATION = 10  # kills share an operation: more kills per minute of lab time (30 kills: 3 operations)
+KILLS_PER_OPERATION = 5  # kills share an operation: more kills per minute of lab time (30 kills: 6 operations)
 DRILL_REGION = "eu-west"
 # What is under test is the controller surviving kills, not a strategy: a quick one keeps runs short.
 PLAN_OVERRIDES = {
