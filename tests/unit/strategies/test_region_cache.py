@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from config.identity import LABEL_NAME
+from deploy.lab.procs import wait_until
 from strategies.cluster import KubernetesCluster
 from strategies.errors import Backoff
 from strategies.model import ObjectRef
@@ -119,10 +119,10 @@ class FakeApi:
 
 
 def until(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+    """The cache's thread reached `check` within `timeout` (the lab's deadline-bounded poll)."""
+    wait_until(
+        lambda: None if check() else "not yet", timeout, "the cache's condition", error=AssertionError, max_delay_s=0.02
+    )
 
 
 def gone() -> Exception:
