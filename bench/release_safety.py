@@ -473,24 +473,12 @@ def _recover(world: World, rel: dict[str, Any], phase: str, log: Callable[[str],
     if not name or phase in ("Pending", "None", "none"):
         return f"not recovered: nothing to roll back ({phase})"
     t = time.time()
-    body = {
-        "apiVersion": "rollout.dev/v1alpha1",
-        "kind": "ReleaseAction",
-        "metadata": {"generateName": f"rollback-{APP}-"},
-        "spec": {
-            "action": "rollback",
-            "app": APP,
-            "release": name,
-            "reason": f"release-safety bench: {version} {phase}",
-            # who the kubeconfig authenticates as: an admission policy may require it (the e2e lab's)
-            "requestedBy": Ops(str(world.lab.kubeconfig), world.lab.home_context, NAMESPACE).whoami(),
-        },
-    }
-    api = world.custom
-    created = as_object(
-        api.create_namespaced_custom_object("rollout.dev", "v1alpha1", NAMESPACE, "releaseactions", body)
-    )
+    # as a responder's CLI does: requested by whom the kubeconfig authenticates as (an admission
+    # policy may require it, as the e2e lab's does)
+    ops = Ops(str(world.lab.kubeconfig), world.lab.home_context, NAMESPACE)
+    created = ops.submit("rollback", APP, f"release-safety bench: {version} {phase}", release=str(name))
     action = created["metadata"]["name"]
+    api = world.custom
     state: dict[str, Any] = {}
 
     def acknowledged() -> str | None:

@@ -126,12 +126,14 @@ class Ops:
         to_release: str | None = None,
         until: str | None = None,
         wave: str | None = None,
+        release: str | None = None,
     ) -> dict[str, Any]:
         """Create the ReleaseAction (as the CLI and `rollout ui` do) and return it, unacknowledged.
         approve and refuse carry the requester's groups too (an approval gate may allow a group)."""
         user, groups = self.identity()
         spec: dict[str, Any] = {"action": action, "reason": reason, "requestedBy": user}
-        for key, value in (("app", app), ("region", region), ("toRelease", to_release), ("until", until)):
+        pairs = (("app", app), ("release", release), ("region", region), ("toRelease", to_release), ("until", until))
+        for key, value in pairs:
             if value:
                 spec[key] = value
         if wave:
