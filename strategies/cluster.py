@@ -163,20 +163,18 @@ class KubernetesCluster:
         selector = f"{LABEL_NAME}={app}"
         objs: list[dict[str, Any]] = []
         caches = self.caches()
-        cached = caches["Deployment"].of_app(ns, app) if caches else None
-        if cached is None:
-            deps = self._call(
-                lambda: self.apps.list_namespaced_deployment(ns, label_selector=selector, _request_timeout=self.timeout)
-            )
-            cached = [self._plain(d, "apps/v1", "Deployment") for d in deps.items]
-        objs += cached
-        cached = caches["Service"].of_app(ns, app) if caches else None
-        if cached is None:
-            svcs = self._call(
-                lambda: self.core.list_namespaced_service(ns, label_selector=selector, _request_timeout=self.timeout)
-            )
-            cached = [self._plain(s, "v1", "Service") for s in svcs.items]
-        objs += cached
+        lists: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+            ("apps/v1", "Deployment", self.apps.list_namespaced_deployment),
+            ("v1", "Service", self.core.list_namespaced_service),
+        )
+        for api_version, kind, list_namespaced in lists:
+            cached = caches[kind].of_app(ns, app) if caches else None
+            if cached is None:  # not watched or not synced: the API
+                listed: Any = self._call(
+                    functools.partial(list_namespaced, ns, label_selector=selector, _request_timeout=self.timeout)
+                )
+                cached = [self._plain(item, api_version, kind) for item in listed.items]
+            objs += cached
         known, route = caches["HTTPRoute"].lookup(ns, app) if caches else (False, None)
         if not known:
             found_route: object = self._get_or_none(
