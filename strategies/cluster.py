@@ -186,15 +186,7 @@ class KubernetesCluster:
         if isinstance(route, dict):
             objs.append(route)
         for ref in other_refs(rollout):
-            found = self._get_or_none(
-                lambda ref=ref: (
-                    self._resource(ref)
-                    .get(  # type: ignore[misc]
-                        name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout
-                    )
-                    .to_dict()
-                )
-            )
+            found = self._read(ref)
             if found is not None:
                 objs.append(found)
         return snapshot(objs, analysis=analysis, commands=commands)
@@ -233,6 +225,14 @@ class KubernetesCluster:
         if skipped:  # one line for all: a least-privilege deployer may list only a few kinds
             log.warning("prune: kinds not listed, their objects are not pruned", app=rollout.app, kinds=skipped)
         return tuple(out)
+
+    def _read(self, ref: ObjectRef) -> Any:
+        """The live object `ref` names, as plain JSON, or None when it does not exist."""
+        return self._get_or_none(
+            lambda: (
+                self._resource(ref).get(name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout).to_dict()
+            )
+        )
 
     def _list(self, resource: Any, namespace: str | None, selector: str) -> dict[str, Any]:
         def call() -> dict[str, Any]:
@@ -302,15 +302,7 @@ class KubernetesCluster:
             cache = self._cached(ref)
             known, live = cache.lookup(ref.namespace or "", ref.name) if cache is not None else (False, None)
             if not known:
-                live = self._get_or_none(
-                    lambda ref=ref: (
-                        self._resource(ref)
-                        .get(  # type: ignore[misc]
-                            name=ref.name, namespace=ref.namespace, _request_timeout=self.timeout
-                        )
-                        .to_dict()
-                    )
-                )
+                live = self._read(ref)
             problem = owner_problem(app, ref, ((live or {}).get("metadata") or {}).get("labels") or {})
             if problem:
                 raise PermanentError(problem, reason=OWNED_BY_ANOTHER_APP)
