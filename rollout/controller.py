@@ -44,6 +44,7 @@ from rollout.revert import RevertWriter, pending
 from rollout.shards import Fence, ShardLeases, shard_of
 from rollout.store import ACTIONS, GROUP, RELEASES, VERSION, ReleaseStore, StoredRelease, as_object
 from rollout.sync import SOURCES, GitSync
+from rollout.throttle import throttled
 from rollout.workers import AppPool, pool_size, sized
 from rollout.workspace import Workspace, needed_commits
 
@@ -91,6 +92,8 @@ class Settings:
     retry_seconds: int = 2
     shards: int = 1  # 1: one Lease (rollout-controller) for every app; S > 1: rollout/shards.py
     workers: int = 8  # reconciles of different apps at once (rollout/workers.py); 1: one after another
+    kube_api_qps: float = 50.0  # client-side request rate per cluster (rollout/throttle.py); 0: none
+    kube_api_burst: int = 100
     drain_query: str = DEFAULT_DRAIN_QUERY
     analysis_window_seconds: float | None = None
     # one watch per kind per region cluster for the reads of every pass (strategies/region_cache.py):
@@ -130,15 +133,13 @@ class Controller:
 
     def __init__(self, settings: Settings):
         self.s = settings
-        self.home = metrics.instrument(
-            sized(
-                kube_config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
-                if settings.kubeconfig or settings.home_context
-                else _in_cluster_client(),
-                pool_size(settings.workers),
-            ),
-            "home",
+        home = sized(
+            kube_config.new_client_from_config(config_file=settings.kubeconfig, context=settings.home_context)
+            if settings.kubeconfig or settings.home_context
+            else _in_cluster_client(),
+            pool_size(settings.workers),
         )
+        self.home = metrics.instrument(throttled(home, "home", settings.kube_api_qps, settings.kube_api_burst), "home")
         self.elector = LeaderElector(
             self.home,
             settings.namespace,
@@ -308,7 +309,10 @@ class Controller:
         sinks = [KubernetesEvents(self.home, self.s.namespace)]
         window = timedelta(seconds=self.s.analysis_window_seconds) if self.s.analysis_window_seconds else None
         clusters = ClusterPool(
-            self.s.regions_kubeconfig or self.s.kubeconfig, pool_size(self.s.workers), watch=self.s.region_watches
+            self.s.regions_kubeconfig or self.s.kubeconfig,
+            pool_size(self.s.workers),
+            watch=self.s.region_watches,
+            limit=(self.s.kube_api_qps, self.s.kube_api_burst),
         )
         return ReleaseReconciler(
             self.workspace,

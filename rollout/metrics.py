@@ -35,6 +35,12 @@ API_CALLS = Counter(
     ["cluster", "verb", "resource", "code"],
     registry=REGISTRY,
 )
+API_THROTTLE = Counter(
+    "rollout_api_throttle_seconds_total",
+    "Seconds Kubernetes API requests waited for the client-side rate limit (--kube-api-qps), by cluster",
+    ["cluster"],
+    registry=REGISTRY,
+)
 GIT_SYNCS = Counter("rollout_git_syncs_total", "Git syncs by outcome", ["outcome"], registry=REGISTRY)
 LEADER = Gauge("rollout_leader", "1 while this replica holds the lease", registry=REGISTRY)
 

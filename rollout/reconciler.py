@@ -54,6 +54,7 @@ from rollout.orchestrator import (
 )
 from rollout.release import RegionPhase, RegionStatus, ReleasePhase, ReleaseStatus
 from rollout.store import ReleaseStore, StatusConflict, StoredRelease
+from rollout.throttle import throttled
 from rollout.workers import sized
 from rollout.workspace import Workspace
 from strategies.cluster import KubernetesCluster
@@ -71,10 +72,13 @@ class ClusterPool:
     """One adapter per region context, created on first use (once, whichever worker asks first),
     its connection pool sized for the reconcile workers that share it."""
 
-    def __init__(self, kubeconfig: str | None, connections: int = 10, watch: bool = False):
+    def __init__(
+        self, kubeconfig: str | None, connections: int = 10, watch: bool = False, limit: tuple[float, int] = (0.0, 1)
+    ):
         self._kubeconfig = kubeconfig
         self._connections = connections
         self._watch = watch  # region watches (`--region-watches`)
+        self._limit = limit  # (qps, burst) per region cluster (rollout/throttle.py); qps 0: none
         self._clusters: dict[str, KubernetesCluster] = {}
         self._lock = threading.Lock()
 
@@ -82,7 +86,8 @@ class ClusterPool:
         with self._lock:
             if context not in self._clusters:
                 cluster = KubernetesCluster(self._kubeconfig, context, watch=self._watch)
-                metrics.instrument(sized(cluster.api_client, self._connections), context)
+                sized(cluster.api_client, self._connections)
+                metrics.instrument(throttled(cluster.api_client, context, *self._limit), context)
                 self._clusters[context] = cluster
             return self._clusters[context]
 

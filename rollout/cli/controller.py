@@ -163,6 +163,20 @@ import click
     help="releases of different apps reconciled at once (one per app at a time; 1: one after another)",
 )
 @click.option(
+    "--kube-api-qps",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    help="Kubernetes API requests per second per cluster, beyond the burst (0: no client-side limit)",
+)
+@click.option(
+    "--kube-api-burst",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Kubernetes API requests per cluster that may go at once before --kube-api-qps paces them",
+)
+@click.option(
     "--region-watches/--no-region-watches",
     default=False,
     show_default=True,
