@@ -144,7 +144,9 @@ class KubernetesEvents:
         self._component = component
 
     def emit(self, notice: Notice, now: datetime) -> None:
-        self.record("Release", notice.release, _reason(notice.event), _message(notice), notice.warning, now)
+        # the same redaction as the webhooks' bodies: an Event is readable by anyone who may list them
+        shown = _without_credentials(notice)
+        self.record("Release", notice.release, _reason(notice.event), _message(shown), notice.warning, now)
 
     def record(self, kind: str, name: str, reason: str, message: str, warning: bool, now: datetime) -> None:
         """An Event on one of our objects (rollout.dev/v1alpha1 `kind`/`name`)."""
@@ -583,7 +585,9 @@ def _reason(event: str) -> str:
 
 
 def _message(notice: Notice) -> str:
-    where = f" in {notice.region}" if notice.region else ""
+    # the wave too: "failed in eu-west" alone does not say how far the release had got
+    wave = f" (wave {notice.wave})" if notice.wave else ""
+    where = f" in {notice.region}{wave}" if notice.region else f" at wave {notice.wave}" if notice.wave else ""
     return (
         f"{notice.app} {notice.version}{where}: {notice.reason} "
         f"(owner {notice.owner}, {notice.contact}; playbook {notice.playbook})"

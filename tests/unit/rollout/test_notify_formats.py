@@ -73,7 +73,7 @@ def texts(value: Any) -> list[str]:
 
 def test_a_slack_message_is_an_incoming_webhook_body_with_a_header_and_fields() -> None:
     body = slack(NOTICE, NOW)
-    assert body["text"].startswith("checkout 1.6.0 in eu-west: ")  # the notification's fallback
+    assert body["text"].startswith("checkout 1.6.0 in eu-west (wave europe): ")  # the notification's fallback
     header, reason, facts, link = body["blocks"]
     assert header["type"] == "header" and header["text"]["type"] == "plain_text"
     assert header["text"]["text"] == "[critical] checkout 1.6.0: failed in eu-west"
@@ -281,3 +281,37 @@ def test_each_target_gets_its_format_failures_reach_all_and_no_credential_leaves
         shown = " ".join(texts(message))
         for value in ("checkout", "1.6.0", "eu-west", "europe", "payments", "error rate", "wiki.example.com/checkout"):
             assert value in shown, (value, shown)
+
+
+# --- Kubernetes Events ---------------------------------------------------------------------------------
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.created: list[Any] = []
+
+    def create_namespaced_event(self, namespace: str, body: Any) -> None:
+        self.created.append(body)
+
+
+def _event_message(notice: Notice) -> str:
+    from rollout.notify import KubernetesEvents
+
+    sink = KubernetesEvents.__new__(KubernetesEvents)  # no API client: the CoreV1Api is replaced below
+    sink._api = _Events()  # type: ignore[assignment]
+    sink._namespace, sink._component = "rollout-system", "rollout-controller"
+    sink.emit(notice, NOW)
+    (body,) = sink._api.created  # type: ignore[attr-defined]
+    assert body.involved_object.name == notice.release and body.type == "Warning"
+    return str(body.message)
+
+
+def test_an_event_names_the_region_and_its_wave_and_carries_no_credential() -> None:
+    message = _event_message(NOTICE)
+    assert "checkout 1.6.0 in eu-west (wave europe): error rate 4.1% > 1%" in message
+    assert TOKEN not in message and "#payments-oncall" in message
+
+
+def test_an_event_without_a_region_names_the_wave_the_release_is_at() -> None:
+    assert "checkout 1.6.0 at wave europe: " in _event_message(of("paused", region=None))
+    assert "checkout 1.6.0: " in _event_message(of("paused", region=None, wave=None))
