@@ -79,7 +79,7 @@ def detected_at(run: AnalysisRun, checks: Sequence[Check]) -> datetime | None:
     for i, m in enumerate(ms):
         if i + 1 < len(ms) and ms[i + 1].at == m.at:
             continue  # assess all measurements of one instant together
-        state = run_state(checks, ms[: i + 1], m.at, started_at=run.started_at, ends_at=run.ends_at)
+        state = run_state(checks, ms[: i + 1], m.at, started_at=run.started_at, ends_at=run.ends_at, folded=run.folded)
         if state.outcome is Verdict.FAILURE:
             return m.at
     return None

@@ -144,25 +144,57 @@ def _one_series(series: tuple[tuple[float, ...], ...]) -> tuple[float, ...]:
     return series[0] if series else ()
 
 
+# Measurements kept per check in a run's record. A smoke window of an hour with a check every 10 s
+# would otherwise write 360 measurements per check into the Release status on every pass, for
+# every region: the object grows past what etcd takes (1.5 MiB) and every status write costs more.
+# Older ones are folded into counts by verdict, which is all the verdicts read of them.
+KEEP_PER_CHECK = 30
+
+
 @dataclass(frozen=True)
 class AnalysisRun:
     """The record of one run: kept in the Release status, enough to resume after a restart.
 
     `ends_at` None: a strategy's analysis step (each check runs `count` measurements).
-    `ends_at` set: a smoke window (checks run every interval until then)."""
+    `ends_at` set: a smoke window (checks run every interval until then).
+    `folded`: per check, counts by verdict of the older measurements no longer kept."""
 
     started_at: datetime
     ends_at: datetime | None = None
     measurements: tuple[Measurement, ...] = field(default=())
+    folded: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def state(self, checks: Sequence[Check], now: datetime) -> RunState:
-        return run_state(checks, self.measurements, now, started_at=self.started_at, ends_at=self.ends_at)
+        return run_state(
+            checks, self.measurements, now, started_at=self.started_at, ends_at=self.ends_at, folded=self.folded
+        )
+
+    def compacted(self, checks: Sequence[Check]) -> AnalysisRun:
+        """The record with at most `keep` measurements per check, older ones folded into counts.
+        A check keeps more than its consecutiveErrorLimit, so a run of errors that ends it is
+        always counted from kept measurements; verdicts are the same as from the whole record."""
+        keep = {c.name: max(KEEP_PER_CHECK, c.consecutive_error_limit + 1) for c in checks}
+        seen: dict[str, int] = {}
+        kept: list[Measurement] = []
+        folded = {name: dict(counts) for name, counts in self.folded.items()}
+        for m in reversed(self.measurements):  # newest first: the newest of each check are kept
+            seen[m.check] = seen.get(m.check, 0) + 1
+            if seen[m.check] <= keep.get(m.check, KEEP_PER_CHECK):
+                kept.append(m)
+                continue
+            counts = folded.setdefault(m.check, {})
+            counts[m.verdict.value] = counts.get(m.verdict.value, 0) + 1
+        if len(kept) == len(self.measurements):
+            return self
+        return replace(self, measurements=tuple(reversed(kept)), folded=folded)
 
     def to_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "startedAt": format_time(self.started_at),
             "measurements": [m.to_json() for m in self.measurements],
         }
+        if self.folded:
+            out["folded"] = {name: dict(sorted(counts.items())) for name, counts in sorted(self.folded.items())}
         if self.ends_at is not None:
             out["endsAt"] = format_time(self.ends_at)
         return out
@@ -176,6 +208,10 @@ class AnalysisRun:
             started_at=started,
             ends_at=parse_time(data.get("endsAt")),
             measurements=tuple(Measurement.from_json(m) for m in data.get("measurements", [])),
+            folded={
+                str(name): {str(v): int(n) for v, n in (counts or {}).items()}
+                for name, counts in (data.get("folded") or {}).items()
+            },
         )
 
 
@@ -195,7 +231,7 @@ def poll(analyzer: Analyzer, checks: Sequence[Check], run: AnalysisRun, now: dat
     # In a smoke window a judge looks every interval: each look is tested at the level that keeps
     # the judge's stated false-alarm rate for the whole window (regions/analysis/sequential.py).
     fresh = tuple(analyzer.measure(c, now, window_level(c, run.started_at, run.ends_at)) for c in due)
-    run = replace(run, measurements=run.measurements + fresh)
+    run = replace(run, measurements=run.measurements + fresh).compacted(checks)
     return run, run.state(checks, now)
 
 

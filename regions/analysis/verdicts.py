@@ -9,7 +9,7 @@ when the check says `onInconclusive: fail`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -157,6 +157,7 @@ def assess(
     *,
     started_at: datetime,
     ends_at: datetime | None = None,
+    folded: Mapping[str, int] | None = None,
 ) -> CheckState:
     """The state of `check` from its measurements (others are ignored), oldest first.
 
@@ -166,9 +167,12 @@ def assess(
     a success (so an outage late in the window cannot pass it). In both modes, at any time: more failures than
     failureLimit fail the check; more inconclusive measurements than inconclusiveLimit, or more
     consecutive errors than consecutiveErrorLimit, end it inconclusive (-> onInconclusive).
+    `folded`: counts by verdict value of this check's older measurements that are no longer kept;
+    they count towards every limit (the newest ones, which decide the rest, are always kept).
     """
     ms = [m for m in measurements if m.check == check.name]
-    counts = {v: sum(1 for m in ms if m.verdict is v) for v in Verdict}
+    earlier = folded or {}
+    counts = {v: sum(1 for m in ms if m.verdict is v) + int(earlier.get(v.value, 0)) for v in Verdict}
     consecutive = 0
     for m in reversed(ms):
         if m.verdict is not Verdict.ERROR:
@@ -215,7 +219,8 @@ def assess(
             if last.verdict is Verdict.SUCCESS:
                 return done(
                     Verdict.SUCCESS,
-                    f"window ended; {counts[Verdict.SUCCESS]} of {len(ms)} measurements passed, the final one included",
+                    f"window ended; {counts[Verdict.SUCCESS]} of {sum(counts.values())} measurements passed, "
+                    "the final one included",
                 )
             if last.verdict is Verdict.FAILURE:
                 return done(Verdict.INCONCLUSIVE, f"window ended on a failure measurement: {last.reason}")
@@ -263,10 +268,14 @@ def run_state(
     *,
     started_at: datetime,
     ends_at: datetime | None = None,
+    folded: Mapping[str, Mapping[str, int]] | None = None,
 ) -> RunState:
-    """Assess every check and aggregate; `next_due` is the earliest measurement still to take."""
+    """Assess every check and aggregate; `next_due` is the earliest measurement still to take.
+    `folded`: per check, the counts by verdict of older measurements no longer kept (see
+    `runner.AnalysisRun.compacted`)."""
     ms = list(measurements)
-    states = tuple(assess(c, ms, now, started_at=started_at, ends_at=ends_at) for c in checks)
+    older = folded or {}
+    states = tuple(assess(c, ms, now, started_at=started_at, ends_at=ends_at, folded=older.get(c.name)) for c in checks)
     outcome = aggregate(states)
     due = [s.next_due for s in states if s.next_due is not None]
     next_due = min(due) if due and outcome is None else None

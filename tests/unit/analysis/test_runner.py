@@ -207,8 +207,9 @@ def test_judge_check_uses_range_queries_and_fails_a_step() -> None:
         Analyzer(provider, TARGET), [judged], duration=timedelta(minutes=5), clock=clock, sleep=clock.sleep
     )
     assert result.outcome is Verdict.FAILURE
+    folded = sum(result.run.folded.get("c", {}).values())  # the oldest looks, kept as counts only
     first = result.run.measurements[0]
-    assert first.at == at(20)  # minSamples x interval of data before the first judgement
+    assert first.at == at(20 + 2 * folded)  # minSamples x interval of data before the first judgement
     assert first.verdict is Verdict.SUCCESS and first.samples == 21  # 40 s lookback, both ends
     failed = result.run.measurements[-1]
     assert at(60) < failed.at <= at(80) and failed.p_value is not None and failed.p_value < 0.05
