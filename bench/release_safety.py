@@ -6,9 +6,10 @@ counts, per-region baseline errors, heavy-tailed latency, seeded), a Git server 
 example reduced to `checkout`, and the controller; then releases checkout again and again, one
 scenario after another (a fresh version each, a fault set on that version in the simulator or in
 Git). The plan is the example's at lab scale: 2 s check intervals (the example's 30 s / 15),
-16 s smoke windows, a canary step at 20 % guarded by fixed limits (errors > 5 %, p90 > 500 ms; 2
-measurements), and in the smoke windows also the sequential judge (Mann-Whitney, confidence 0.99,
-minSamples 5) on the error ratio and the p90 latency.
+a 40 s smoke window in the canary wave and 16 s in the others, a canary step at 20 % guarded by
+fixed limits (errors > 5 %, p90 > 500 ms; 2 measurements), and in the smoke windows also the
+sequential judge (Mann-Whitney, confidence 0.999, minSamples 5) on the error ratio and the p90
+latency.
 
 Measured from the world, per scenario (Prometheus: the simulator's request counters by version and
 region, never the controller's records, except the failing verdict's time and, for pods that never
@@ -31,7 +32,8 @@ failure limit of 5, (b) a 1-minute interval x 3 analysis (4 s here; error ratio 
 500 ms fails at once). Where a baseline needs more time than the bad version ran, the recorded
 series' last 10 s are repeated (the fault is assumed stationary).
 
-    .venv/bin/python -m bench.release_safety [--quick] [--seed 1]
+    .venv/bin/python bench/release_safety.py [--quick] [--seed 1]
+    .venv/bin/python bench/release_safety.py --tradeoff    # no lab: the plan's settings in process
 
 Run it under `flock /tmp/lab-tests.lock` (it starts real control planes). The last line is
 `safety: stopped_in_first_wave=X/Y false_rollbacks=A/B max_blast_radius_pct=Z median_detect_s=D`.
@@ -63,6 +65,7 @@ if __package__ in (None, ""):  # run as a script: the repository root on the pat
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.judge_false_alarm import START, Setup, Traffic, failed, run_window, series_provider  # noqa: E402
+from config.schema import Check  # noqa: E402
 from config.times import parse_time  # noqa: E402
 from deploy.lab import procs, services  # noqa: E402
 from deploy.lab.cluster import Lab, select_regions  # noqa: E402
@@ -72,7 +75,9 @@ from deploy.lab.gitserver import GitServer, set_app_version  # noqa: E402
 from deploy.lab.scenarios import never_ready_in  # noqa: E402
 from deploy.lab.simulator import faults  # noqa: E402
 from deploy.lab.simulator.model import AppSpec, FaultProfile, TrafficNoise  # noqa: E402
-from regions.analysis.verdicts import judge_window  # noqa: E402
+from regions.analysis.model import Verdict  # noqa: E402
+from regions.analysis.sequential import window_level  # noqa: E402
+from regions.analysis.verdicts import first_due, judge_window  # noqa: E402
 from rollout.cli.ops import Ops  # noqa: E402
 from rollout.store import as_object  # noqa: E402
 
@@ -81,9 +86,16 @@ REGIONS = ("eu-canary", "eu-west", "us-east", "ap-east")
 RATE_RPS = 10000.0  # global: the canary region (2 % of the example's shares) sees about 220 rps
 SCALE = 15.0  # the example's 30 s check interval -> 2 s here; the baselines' 60 s -> 4 s
 INTERVAL_S = 2.0
-SMOKE_S = 16.0
+SMOKE_S = 16.0  # every wave's smoke window but the canary's
+# The canary wave soaks longest, as real plans have it (the example's canary window is up to 30
+# min, the others' 10-15): more looks at the first region, where a fault costs least. Chosen with
+# the in-process trade-off (`--tradeoff`, docs/analysis.md "False rollbacks at this level").
+CANARY_SMOKE_S = 40.0
 MIN_SAMPLES = 5
-CONFIDENCE = 0.99  # per check and window: a release has 2 judged checks x 4 windows
+# Per judged check and smoke window. A quick run judges about 16 healthy check-windows in the lab
+# (good releases, regions a fault is not in) and 40 in-process (20 noise windows x 2 checks): at
+# 0.99 one of them fails in about 1 run in 3; at 0.999 in about 1 run in 100 (`--tradeoff`).
+CONFIDENCE = 0.999
 BASELINE_INTERVAL_S = 60.0 / SCALE
 SCRAPE_S = 1.0  # the lab Prometheus' scrape interval
 # Range of {{ interval }} in the queries: one interval plus one scrape. A rate sees the increments
@@ -117,7 +129,7 @@ def bench_plan() -> dict[str, Any]:
     judge = {"confidence": CONFIDENCE, "minSamples": MIN_SAMPLES}
     common = {"interval": f"{INTERVAL_S:g}s", "count": 2, "inconclusiveLimit": 20}
     return {
-        "smokeWindow": f"{SMOKE_S:g}s",
+        "smokeWindow": f"{SMOKE_S:g}s",  # the canary wave's: plan_changes
         "strategy": {
             "canary": {
                 "trafficRouter": "gatewayAPI",
@@ -158,6 +170,21 @@ def bench_plan() -> dict[str, Any]:
         },
         "rollback": {"drainFirst": True, "drainTarget": {"percent": 99, "within": "15s"}, "quarantine": True},
     }
+
+
+def plan_changes(
+    read: Callable[[str], str], lab_regions: set[str], overrides: dict[str, Any] | None = None
+) -> dict[str, str | None]:
+    """The example reduced to `checkout` at lab scale with the bench's plan (`overrides`, default
+    `bench_plan()`: every wave's smoke window SMOKE_S), the canary wave's window CANARY_SMOKE_S."""
+    changes = single_app_changes(APP, read, lab_regions, bench_plan() if overrides is None else overrides)
+    path = f"apps/{APP}/rollout.yaml"
+    plan = yaml.safe_load(changes[path] or "")
+    for wave in plan["waves"]:
+        if wave["name"] == "canary":
+            wave["smokeWindow"] = f"{CANARY_SMOKE_S:g}s"
+    changes[path] = yaml.safe_dump(plan, sort_keys=False)
+    return changes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +297,7 @@ def lab_world(state: Path, seed: int) -> Iterator[World]:
         sim.set_noise(noise(seed))
         git = GitServer(state / "git").start()
         clone = git.clone(state / "clone")
-        changes = single_app_changes(APP, lambda p: (clone.path / p).read_text(), set(REGIONS), bench_plan())
+        changes = plan_changes(lambda p: (clone.path / p).read_text(), set(REGIONS))
         git.commit_files(changes, "bench: checkout only, at lab scale, judged sequentially")
         install_crds(lab.kubeconfig, lab.home_context)
         controller = ControllerProcess(
@@ -588,7 +615,9 @@ def measure(
     out.region_started = {r: t for r, st in regions.items() if (t := _epoch(st.get("startedAt"))) is not None}
     # the region's whole time on the release had it passed: to the end of its smoke window
     out.region_done = {
-        r: t + SMOKE_S for r, st in regions.items() if (t := _epoch(st.get("smokeStartedAt"))) is not None
+        r: t + float(st.get("smokeSeconds") or SMOKE_S)
+        for r, st in regions.items()
+        if (t := _epoch(st.get("smokeStartedAt"))) is not None
     }
     if s.bad:
         out.visible = visible_regions(s, waves)
@@ -759,7 +788,7 @@ def our_noise_alarms(
     """Noise-only smoke windows (the lab's law at `rps`) our sequential judge fails, on either
     check: the bench plan's interval, window, minSamples and confidence, each sample taken as the
     lab's Prometheus takes it (`_lab_series`: a rate over `window_s` of 1 s scrapes)."""
-    setup = Setup(interval_s=INTERVAL_S, window_s=SMOKE_S, confidence=confidence, min_samples=MIN_SAMPLES)
+    setup = Setup(interval_s=INTERVAL_S, window_s=CANARY_SMOKE_S, confidence=confidence, min_samples=MIN_SAMPLES)
     check = setup.check
     law = Traffic(
         rps=rps,
@@ -775,7 +804,10 @@ def our_noise_alarms(
         for metric in ("error-ratio", "latency"):
             canary, baseline, origin = _draw(setup, metric, seed * 1_000_003 + w, law, window_s)
             run = run_window(
-                check, series_provider(canary, baseline, origin, step), timedelta(seconds=SMOKE_S), sequential=True
+                check,
+                series_provider(canary, baseline, origin, step),
+                timedelta(seconds=setup.window_s),
+                sequential=True,
             )
             alarm |= failed(run, check) is not None
         alarms += alarm
@@ -820,6 +852,352 @@ def _lab_series(
         chunk = latency[edges[k * stride] : edges[k * stride + span]]
         out[k] = float(np.quantile(chunk, 0.9)) if len(chunk) else np.nan
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan's settings, in process: release-level false alarms against catches (`--tradeoff`)
+#
+# A release judges 2 checks in each region's smoke window; the windows of healthy regions (all but
+# the fault's) and the noise-only windows can only fail by a false alarm. `tradeoff` measures, per
+# setting (confidence per check, the canary wave's window, failureLimit), the per-check-window
+# false-alarm rate at each region's traffic (the error ratio is discrete at low traffic, so its
+# rate depends on the volume; on a continuous metric the judge's null law does not) and the
+# catches of step faults in the canary window, with a vectorised copy of the judge (scipy's
+# Mann-Whitney per window, the engine's looks and levels) checked against the engine itself
+# (`validate_fast`: the same verdict at the same look on the same draws).
+
+
+@dataclass(frozen=True)
+class Setting:
+    confidence: float = CONFIDENCE
+    canary_s: float = SMOKE_S  # the canary wave's smoke window
+    failure_limit: int = 0
+    min_samples: int = MIN_SAMPLES
+
+    @property
+    def label(self) -> str:
+        return f"{self.confidence:g} / {self.canary_s:g}s / limit {self.failure_limit} / minSamples {self.min_samples}"
+
+    @property
+    def check(self) -> Check:
+        return judged_check(self.confidence, self.failure_limit, self.min_samples)
+
+
+@dataclass(frozen=True)
+class Law:
+    """One region's traffic in the lab (per second) and a step fault on the new version."""
+
+    rps: float
+    error_rate: float
+    extra_errors: float = 0.0  # the fault's error ratio, on top of the region's baseline
+    latency_factor: float = 1.0
+    onset_s: float = 0.0  # seconds into the smoke window (before: healthy); <= 0: from the start
+
+
+def judged_check(confidence: float, failure_limit: int = 0, min_samples: int = MIN_SAMPLES) -> Check:
+    return Check.model_validate(
+        {
+            "name": "judged",
+            "query": 'm{version="{{ version }}"}',
+            "baselineQuery": 'm{version="{{ version }}"}',
+            "judge": {"confidence": confidence, "minSamples": min_samples},
+            "interval": f"{INTERVAL_S:g}s",
+            "failureLimit": failure_limit,
+            "inconclusiveLimit": 1000,
+        }
+    )
+
+
+def look_times(check: Check, window_s: float) -> list[float]:
+    """Seconds into the window of each look (the engine's schedule: every interval from the
+    first due while before the end, and one at the end)."""
+    first = (first_due(check, START) - START).total_seconds()
+    times = [first + k * INTERVAL_S for k in range(int(math.ceil((window_s - first) / INTERVAL_S)))]
+    return [t for t in times if t < window_s] + [window_s]
+
+
+# Canary samples (the new version as `stable`) exist from this long before the window starts: the
+# smoke window starts once the region is fully on the version, so its first look (minSamples
+# intervals in) has minSamples + 1 of them.
+CANARY_SINCE_S = 0.0
+
+
+def draw_series(
+    law: Law,
+    windows: int,
+    window_s: float,
+    metric: str,
+    rng: np.random.Generator,
+    latency_requests: int = 0,
+    min_samples: int = MIN_SAMPLES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(canary, baseline) judge samples of `windows` smoke windows, one sample every interval as
+    the lab's query takes it (a rate over the interval plus one scrape: the increments of the
+    interval's seconds). Canary sample k is at `k x interval - lookback` seconds into the window
+    (NaN before CANARY_SINCE_S); baseline samples are the lookback before the region's rollout.
+    Latency: the p90 of `latency_requests` requests per sample (default: the law's volume)."""
+    lookback = 2 * min_samples * INTERVAL_S
+    n = int(round((lookback + window_s) / INTERVAL_S)) + 1
+    times = np.arange(n) * INTERVAL_S - lookback
+    per_sample = law.rps * INTERVAL_S
+    # a fault from the version's first traffic (onset <= 0) is in every canary sample; a later one
+    # in the samples whose seconds all follow it
+    faulty = times - INTERVAL_S >= law.onset_s if law.onset_s > 0 else np.ones(n, dtype=bool)
+    base_n = min_samples * 2 + 1
+    if metric == "error-ratio":
+
+        def ratios(k: int, extra: np.ndarray) -> np.ndarray:
+            requests = rng.poisson(per_sample, (windows, k))
+            errors = rng.binomial(requests, np.minimum(1.0, law.error_rate + extra))
+            return np.where(requests > 0, errors / np.maximum(requests, 1), np.nan)
+
+        canary = ratios(n, np.where(faulty, law.extra_errors, 0.0)[None, :])
+        baseline = ratios(base_n, np.zeros((1, base_n)))
+    else:
+        m = latency_requests or max(1, int(round(per_sample)))
+
+        def p90(k: int, factor: np.ndarray) -> np.ndarray:
+            median = LATENCY_MS / 1000 * factor[None, :, None]
+            body = np.exp(rng.normal(0.0, 0.25, (windows, k, m))) * median
+            tail = rng.random((windows, k, m)) < 0.02
+            slow = np.minimum(3 * median * (1 + rng.pareto(1.5, (windows, k, m))), 30.0)
+            return np.asarray(np.quantile(np.where(tail, slow, body), 0.9, axis=2))
+
+        canary = p90(n, np.where(faulty, law.latency_factor, 1.0))
+        baseline = p90(base_n, np.ones(base_n))
+    canary[:, times < CANARY_SINCE_S] = np.nan
+    return canary, baseline
+
+
+def fast_failures(
+    check: Check, canary: np.ndarray, baseline: np.ndarray, window_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds into the window at which each window fails (NaN: it did not), judged as the engine
+    judges a smoke window: each look compares the last 2 x minSamples + 1 canary samples with the
+    baseline's, one-sided Mann-Whitney as scipy computes it for one pair (exact without ties when
+    a side has at most 8 samples, else the normal approximation with tie correction), failing at
+    p < the sequential per-look level; the window fails once more than failureLimit looks failed.
+    Also which windows ended on a failing look within failureLimit (inconclusive: a pause)."""
+    from scipy.stats import mannwhitneyu
+
+    assert check.judge is not None
+    level = window_level(check, START, START + timedelta(seconds=window_s))
+    assert level is not None
+    w = 2 * check.judge.min_samples + 1
+    lookback = 2 * check.judge.min_samples * INTERVAL_S
+    failures = np.zeros(len(canary), dtype=int)
+    failed_at = np.full(len(canary), np.nan)
+    last_failed = np.zeros(len(canary), dtype=bool)
+    for t in look_times(check, window_s):
+        end = int(round((t + lookback) / INTERVAL_S))
+        c = canary[:, end - w + 1 : end + 1]
+        cols = ~np.isnan(c).any(axis=0)
+        if np.isnan(c[:, cols]).any() or np.isnan(c).all(axis=0).sum() != (~cols).sum():
+            raise ValueError("fast_failures needs gaps common to every window")
+        c = c[:, cols]
+        if c.shape[1] < check.judge.min_samples:
+            continue  # inconclusive look
+        both = np.sort(np.concatenate([c, baseline], axis=1), axis=1)
+        ties = (np.diff(both, axis=1) == 0).any(axis=1)
+        p = np.ones(len(c))
+        small = c.shape[1] <= 8 or baseline.shape[1] <= 8
+        for group, method in ((ties, "asymptotic"), (~ties, "exact" if small else "asymptotic")):
+            if group.any():
+                p[group] = mannwhitneyu(c[group], baseline[group], alternative="greater", axis=1, method=method).pvalue
+        p[both[:, 0] == both[:, -1]] = 1.0  # one constant for both sides: the judge passes
+        fresh = np.isnan(failed_at)
+        last_failed = (p < level) & fresh
+        failures += last_failed
+        failed_at[fresh & (failures > check.failure_limit)] = t
+    return failed_at, last_failed & np.isnan(failed_at)
+
+
+def engine_failures(
+    check: Check, canary: np.ndarray, baseline: np.ndarray, window_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same windows through the engine itself (`run_window`: Analyzer, evaluate, run state)."""
+    assert check.judge is not None
+    step = timedelta(seconds=INTERVAL_S)
+    lookback = timedelta(seconds=2 * check.judge.min_samples * INTERVAL_S)
+    out = np.full(len(canary), np.nan)
+    paused = np.zeros(len(canary), dtype=bool)
+    for i in range(len(canary)):
+        # the baseline's samples end at the window's start (the region just before its rollout)
+        base = np.concatenate([baseline[i], np.full(canary.shape[1] - baseline.shape[1], np.nan)])
+        run = run_window(
+            check,
+            series_provider(canary[i], base, START - lookback, step),
+            timedelta(seconds=window_s),
+            sequential=True,
+        )
+        state = run.state([check], run.measurements[-1].at)
+        failing = [m.at for m in run.measurements if m.verdict is Verdict.FAILURE]
+        if state.outcome is Verdict.FAILURE:
+            out[i] = (failing[check.failure_limit] - START).total_seconds()
+        paused[i] = state.outcome is Verdict.INCONCLUSIVE
+    return out, paused
+
+
+def validate_fast(windows: int, seed: int) -> tuple[list[str], int]:
+    """Disagreements between `fast_failures` and the engine on seeded windows (expected: none),
+    and how many of the windows failed or paused (so that the comparison covered verdicts)."""
+    rng = np.random.default_rng(seed)
+    wrong = []
+    stopped = 0
+    cases = [
+        (Setting(0.99), Law(222.0, 0.001), "error-ratio"),
+        (Setting(0.99), Law(222.0, 0.001, extra_errors=0.003), "error-ratio"),
+        (Setting(0.999, 40.0, 1), Law(889.0, 0.002, extra_errors=0.003, onset_s=8.0), "error-ratio"),
+        (Setting(0.99), Law(222.0, 0.001), "latency"),
+        (Setting(0.999, 30.0), Law(222.0, 0.001, latency_factor=1.2, onset_s=6.0), "latency"),
+        (Setting(0.999, 40.0, 0, 8), Law(222.0, 0.001, extra_errors=0.003), "error-ratio"),
+    ]
+    for setting, law, metric in cases:
+        check = setting.check
+        canary, baseline = draw_series(law, windows, setting.canary_s, metric, rng, 50, setting.min_samples)
+        fast, fast_paused = fast_failures(check, canary, baseline, setting.canary_s)
+        slow, slow_paused = engine_failures(check, canary, baseline, setting.canary_s)
+        stopped += int((~np.isnan(slow) | slow_paused).sum())
+        for i, (a, b) in enumerate(zip(fast, slow, strict=True)):
+            if not (a == b or (math.isnan(a) and math.isnan(b))) or fast_paused[i] != slow_paused[i]:
+                wrong.append(f"{setting.label} {law} {metric} window {i}: fast {a}, engine {b}")
+    return wrong, stopped
+
+
+def region_rps() -> dict[str, float]:
+    shares = {r: s for r, s in services.region_shares().items() if r in REGIONS}
+    return {r: RATE_RPS * s / sum(shares.values()) for r, s in shares.items()}
+
+
+# Step faults in the canary window: (name, metric, fault on the canary region's law)
+CANARY_FAULTS: tuple[tuple[str, str, dict[str, float]], ...] = (
+    ("errors +2 %", "error-ratio", {"extra_errors": 0.02}),
+    ("latency +20 %", "latency", {"latency_factor": 1.2}),
+    ("errors +0.3 pp", "error-ratio", {"extra_errors": 0.003}),
+    ("errors +2 % from 8 s in", "error-ratio", {"extra_errors": 0.02, "onset_s": 8.0}),
+)
+# Healthy regions' smoke windows a run judges (2 checks each), by region, when every fault is
+# caught in its first visible wave: the good releases' 4 regions; never-Ready's canary; locale
+# ja's canary, eu-west and us-east (the other faults are caught in the canary, the first region).
+HEALTHY_QUICK = {"eu-canary": 3, "eu-west": 2, "us-east": 2, "ap-east": 1}
+HEALTHY_FULL = {"eu-canary": 4, "eu-west": 3, "us-east": 3, "ap-east": 2}
+
+
+def null_rates(setting: Setting, windows: int, seed: int, chunk: int = 5000) -> dict[str, float]:
+    """Per-check-window false-alarm rates: 'eu-canary' (in the canary window) and the other
+    regions (16 s windows) for the error ratio at each one's traffic; 'latency' on a continuous
+    metric (the judge's null law is then distribution-free: iid normal samples stand for it), in
+    the canary window and in a 16 s one."""
+    rng = np.random.default_rng(seed)
+    check = setting.check
+    m = setting.min_samples
+    rps = region_rps()
+    out: dict[str, float] = {}
+    cells = [(r, r, rps[r], setting.canary_s if r == "eu-canary" else SMOKE_S) for r in REGIONS]
+    cells += [("latency (canary)", "", 0.0, setting.canary_s), ("latency", "", 0.0, SMOKE_S)]
+    for name, region, r_rps, length in cells:
+        alarms = 0
+        for start in range(0, windows, chunk):
+            n = min(chunk, windows - start)
+            if region:
+                law = Law(r_rps, REGION_ERROR_RATES[region])
+                canary, baseline = draw_series(law, n, length, "error-ratio", rng, min_samples=m)
+            else:
+                canary, baseline = draw_series(Law(222.0, 0.001), 1, length, "error-ratio", rng, min_samples=m)
+                canary = np.where(np.isnan(canary), np.nan, rng.normal(size=(n, canary.shape[1])))
+                baseline = rng.normal(size=(n, baseline.shape[1]))
+            failed_at, paused = fast_failures(check, canary, baseline, length)
+            alarms += int((~np.isnan(failed_at) | paused).sum())  # a pause stops a good release too
+        out[name] = alarms / windows
+    return out
+
+
+def catches(setting: Setting, windows: int, seed: int, chunk: int = 100) -> dict[str, tuple[float, float]]:
+    """Per canary fault: (share of windows failed at or after onset, median seconds from onset)."""
+    rng = np.random.default_rng(seed)
+    check = setting.check
+    canary_rps = region_rps()["eu-canary"]
+    out = {}
+    for name, metric, fault in CANARY_FAULTS:
+        law = Law(canary_rps, REGION_ERROR_RATES["eu-canary"], **fault)
+        at = np.concatenate(
+            [
+                fast_failures(
+                    check,
+                    *draw_series(law, min(chunk, windows - s), setting.canary_s, metric, rng, 0, setting.min_samples),
+                    setting.canary_s,
+                )[0]
+                for s in range(0, windows, chunk)
+            ]
+        )
+        hit = at[~np.isnan(at) & (at >= law.onset_s)]
+        out[name] = (len(hit) / windows, float(np.median(hit - law.onset_s)) if len(hit) else math.nan)
+    return out
+
+
+def release_level(rates: dict[str, float], healthy: dict[str, int], noise_windows: int) -> float:
+    """P(at least one false alarm in a run): every healthy region's 2 checks and every noise
+    window's (the canary's window) independent."""
+    ok = 1.0
+    for region, count in healthy.items():
+        lat = rates["latency (canary)"] if region == "eu-canary" else rates["latency"]
+        ok *= ((1 - rates[region]) * (1 - lat)) ** count
+    ok *= ((1 - rates["eu-canary"]) * (1 - rates["latency (canary)"])) ** noise_windows
+    return 1 - ok
+
+
+TRADEOFF_SETTINGS = (
+    Setting(0.99),
+    Setting(0.995),
+    Setting(0.999),
+    Setting(0.9995),
+    Setting(0.99, 40.0),
+    Setting(0.995, 40.0),
+    Setting(0.999, 40.0),
+    Setting(0.995, 60.0),
+    Setting(0.999, 60.0),
+    Setting(0.9995, 60.0),
+    Setting(0.999, 60.0, 1),
+    Setting(0.999, 60.0, 0, 8),
+    Setting(0.999, 90.0),
+)
+
+
+def tradeoff(
+    settings: Sequence[Setting], noise_windows: int, fault_windows: int, seed: int, out: Callable[[str], None]
+) -> None:
+    """The table of `--tradeoff`: per setting, per-check-window false alarms by region, the
+    chance of any false alarm in a quick and a full run, the chance of 0 in 100 noise windows,
+    and the canary window's catches (share caught in the window, median seconds from onset)."""
+    out(
+        row(
+            "confidence / canary window / failureLimit / minSamples",
+            "false alarms per check-window: errors eu-canary, eu-west, us-east, ap-east; latency",
+            "P(any) quick",
+            "P(any) full",
+            "P(0 of 100 noise)",
+            *(name for name, _, _ in CANARY_FAULTS),
+        )
+    )
+    out(row(*["---"] * (5 + len(CANARY_FAULTS))))
+    for i, setting in enumerate(settings):
+        began = time.monotonic()
+        rates = null_rates(setting, noise_windows, seed + i)
+        caught = catches(setting, fault_windows, seed + 1000 + i)
+        per_window = 1 - (1 - rates["eu-canary"]) * (1 - rates["latency (canary)"])
+        cells = [f"{100 * rates[r]:.3f}" for r in REGIONS]
+        cells.append(f"{100 * rates['latency (canary)']:.3f} ({100 * rates['latency']:.3f} in 16 s)")
+        out(
+            row(
+                setting.label,
+                ", ".join(cells) + " %",
+                f"{100 * release_level(rates, HEALTHY_QUICK, 20):.1f} %",
+                f"{100 * release_level(rates, HEALTHY_FULL, 100):.1f} %",
+                f"{100 * (1 - per_window) ** 100:.0f} %",
+                *(f"{100 * share:.0f} % ({fmt(median)})" for share, median in caught.values()),
+            )
+        )
+        print(f"  ({setting.label}: {time.monotonic() - began:.0f} s)", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -970,7 +1348,7 @@ def baseline_rows(
             if at is not None:
                 stopped += 1
                 detects.append(at)
-        alarms = baseline_noise_alarms(b, noise_windows, seed + 99, SMOKE_S, rps)
+        alarms = baseline_noise_alarms(b, noise_windows, seed + 99, CANARY_SMOKE_S, rps)
         rows[b.name] = {
             "stopped": stopped,
             "median": statistics.median(detects) if detects else math.nan,
@@ -992,7 +1370,16 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = _print) -> 
     parser.add_argument("--good", type=int, default=None, help="good releases (default: 1 quick, 3 full)")
     parser.add_argument("--noise-windows", type=int, default=None, help="default: 20 quick, 100 full")
     parser.add_argument("--state-dir", type=Path, default=None)
+    parser.add_argument(
+        "--tradeoff",
+        action="store_true",
+        help="no lab: the plan's settings in process (false alarms per region and per run, canary catches)",
+    )
+    parser.add_argument("--tradeoff-windows", type=int, default=20000, help="noise windows per region and setting")
     args = parser.parse_args(argv)
+    if args.tradeoff:
+        tradeoff(TRADEOFF_SETTINGS, args.tradeoff_windows, max(100, args.tradeoff_windows // 20), args.seed, out)
+        return 0
     t_start = time.monotonic()
     scenarios = bad_scenarios()[:4] if args.quick else bad_scenarios()
     good_n = args.good if args.good is not None else (1 if args.quick else 3)

@@ -2,11 +2,11 @@
 (`bench/release_safety.py`: its plan, `run_release`, `our_noise_alarms`, `report`) on a small
 scenario set in the session lab. Two bad releases the canary region can see (errors +2 %, and a
 time bomb: errors 20 % from 3 s after the version's first traffic) go through the controller with
-the bench's plan (fixed limits in the canary step, the sequential judge in 16 s smoke windows) on
-the simulator's noisy traffic, and 10 noise-only smoke windows are judged in-process. Asserts the
-suite's first two goals: every bad release stopped in the first wave that can see it, measured from
-Prometheus as the bench measures it (no region of a later wave ever served the version), and 0
-false rollbacks."""
+the bench's plan (fixed limits in the canary step, the sequential judge in the smoke windows, the
+canary's the longest) on the simulator's noisy traffic, and 10 noise-only smoke windows are judged
+in-process. Asserts the suite's first two goals: every bad release stopped in the first wave that
+can see it, measured from Prometheus as the bench measures it (no region of a later wave ever
+served the version), and 0 false rollbacks."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import pytest
 from bench import release_safety as bench
 from deploy.lab import services
 from deploy.lab.controllerproc import ControllerProcess
-from deploy.lab.demo import single_app_changes
 from deploy.lab.simulator import faults
 from deploy.lab.simulator.client import SimulatorClient
 from deploy.lab.simulator.model import AppSpec, FaultProfile
@@ -82,7 +81,7 @@ def test_bad_releases_stop_in_their_first_wave_and_noise_rolls_nothing_back(
     initial = world.wait_release("1.4.0", {"Succeeded"}, 120)
     world.waves = [{"name": w["name"], "regions": list(w["regions"])} for w in initial["spec"]["waves"]]
     plan_path = f"apps/{APP}/rollout.yaml"
-    plan = {plan_path: single_app_changes(APP, lambda p: (clone / p).read_text(), regions, PLAN)[plan_path]}
+    plan = {plan_path: bench.plan_changes(lambda p: (clone / p).read_text(), regions)[plan_path]}
     print(f"\n1.4.0 promoted at {time.monotonic() - began:.0f}s; waves {world.waves}")
 
     outcomes = []

@@ -1,9 +1,36 @@
-"""The release-safety bench's pure parts: how a release's end is classified and counted."""
+"""The release-safety bench's pure parts: how a release's end is classified and counted, its plan,
+and the in-process judge of `--tradeoff`."""
 
 from __future__ import annotations
 
-from bench.release_safety import Outcome, Scenario, needs_responder, outcome_cell, report, stop_reason, visible_regions
+import math
+from datetime import timedelta
+
+import yaml
+
+from bench.judge_false_alarm import START
+from bench.release_safety import (
+    CANARY_SMOKE_S,
+    CONFIDENCE,
+    HEALTHY_QUICK,
+    REGIONS,
+    SMOKE_S,
+    Outcome,
+    Scenario,
+    Setting,
+    look_times,
+    needs_responder,
+    outcome_cell,
+    plan_changes,
+    release_level,
+    report,
+    stop_reason,
+    validate_fast,
+    visible_regions,
+)
+from deploy.lab import services
 from deploy.lab.simulator.model import FaultProfile
+from regions.analysis.sequential import planned_looks
 
 WAVES = [
     {"name": "canary", "regions": ["eu-canary"]},
@@ -74,3 +101,38 @@ def test_visible_regions_are_the_labs_regions_the_fault_is_in() -> None:
     assert visible_regions(ja, three) == set()
     never = Scenario("never ready", never_ready_wave="low-traffic")
     assert visible_regions(never, three) == {"eu-west"}
+
+
+def test_the_vectorised_judge_agrees_with_the_engine() -> None:
+    """`--tradeoff`'s judge (scipy per window, the engine's looks and levels) gives the engine's
+    verdict at the engine's look on the same seeded draws: noise, small and late faults, a
+    failureLimit (and a window ending on a failing look within it: a pause), minSamples 8."""
+    wrong, stopped = validate_fast(4, 3)
+    assert wrong == []
+    assert stopped >= 3
+
+
+def test_look_times_are_the_engines_schedule() -> None:
+    for setting in (Setting(0.99), Setting(0.999, 60.0), Setting(0.999, 40.0, 1, 8), Setting(0.99, 17.0)):
+        looks = look_times(setting.check, setting.canary_s)
+        end = START + timedelta(seconds=setting.canary_s)
+        assert len(looks) == planned_looks(setting.check, START, end)
+        assert looks[-1] == setting.canary_s and looks == sorted(set(looks))
+
+
+def test_the_plan_gives_the_canary_wave_the_longest_window() -> None:
+    changes = plan_changes(lambda p: (services.EXAMPLE / p).read_text(), set(REGIONS))
+    plan = yaml.safe_load(changes["apps/checkout/rollout.yaml"] or "")
+    windows = {w["name"]: w["smokeWindow"] for w in plan["waves"]}
+    assert windows.pop("canary") == f"{CANARY_SMOKE_S:g}s"
+    assert set(windows.values()) == {f"{SMOKE_S:g}s"}
+    judged = [c for c in plan["analysis"]["checks"] if "judge" in c]
+    assert [c["judge"]["confidence"] for c in judged] == [CONFIDENCE, CONFIDENCE]
+
+
+def test_release_level_false_alarms_compound_over_check_windows() -> None:
+    zero = {r: 0.0 for r in REGIONS} | {"latency": 0.0, "latency (canary)": 0.0}
+    assert release_level(zero, HEALTHY_QUICK, 20) == 0.0
+    canary_only = zero | {"eu-canary": 0.01}
+    # the canary's error-ratio check: 3 healthy canary windows in the lab and 20 noise windows
+    assert math.isclose(release_level(canary_only, HEALTHY_QUICK, 20), 1 - 0.99**23)
