@@ -89,7 +89,7 @@ INTERVAL_S = 2.0
 SMOKE_S = 16.0  # every wave's smoke window but the canary's
 # The canary wave soaks longest, as real plans have it (the example's canary window is up to 30
 # min, the others' 10-15): more looks at the first region, where a fault costs least. Chosen with
-# the in-process trade-off (`--tradeoff`, docs/analysis.md "False rollbacks at this level").
+# the in-process trade-off (`--tradeoff`, docs/analysis.md "The plan's settings").
 CANARY_SMOKE_S = 40.0
 MIN_SAMPLES = 5
 # Per judged check and smoke window. A quick run judges about 16 healthy check-windows in the lab
@@ -129,7 +129,7 @@ def bench_plan() -> dict[str, Any]:
     judge = {"confidence": CONFIDENCE, "minSamples": MIN_SAMPLES}
     common = {"interval": f"{INTERVAL_S:g}s", "count": 2, "inconclusiveLimit": 20}
     return {
-        "smokeWindow": f"{SMOKE_S:g}s",  # the canary wave's: plan_changes
+        "smokeWindow": f"{SMOKE_S:g}s",  # every wave's; plan_changes gives the canary CANARY_SMOKE_S
         "strategy": {
             "canary": {
                 "trafficRouter": "gatewayAPI",
@@ -786,7 +786,7 @@ def our_noise_alarms(
     windows: int, seed: int, rps: float, window_s: float = ANALYSIS_WINDOW_S, confidence: float = CONFIDENCE
 ) -> int:
     """Noise-only smoke windows (the lab's law at `rps`) our sequential judge fails, on either
-    check: the bench plan's interval, window, minSamples and confidence, each sample taken as the
+    check: the bench plan's interval, canary window, minSamples and confidence, each sample taken as the
     lab's Prometheus takes it (`_lab_series`: a rate over `window_s` of 1 s scrapes)."""
     setup = Setup(interval_s=INTERVAL_S, window_s=CANARY_SMOKE_S, confidence=confidence, min_samples=MIN_SAMPLES)
     check = setup.check
