@@ -21,7 +21,7 @@ from config.freezes import FILE as FREEZES_FILE
 from config.freezes import Freeze, parse_freezes
 from config.grants import DEFAULT_POLICY, Policy
 from config.groups import dependency_issues
-from config.policies import repository_issues
+from config.policies import RenderMemo, repository_issues
 from config.repository import AppSource, Repository
 from config.sandbox import MAX_FILE_BYTES, MiB, YamlRefused, load_yaml
 from config.schema import AppValues, Plan, Region
@@ -31,9 +31,10 @@ M = TypeVar("M", bound=BaseModel)
 _UNREADABLE = object()  # read_yaml already reported why
 
 
-def load_repository(root: Path | str, grants: Policy = DEFAULT_POLICY) -> Repository:
+def load_repository(root: Path | str, grants: Policy = DEFAULT_POLICY, memo: RenderMemo | None = None) -> Repository:
     """Load `root` or raise InvalidRepository carrying every issue found; `grants` is the operator's
-    policy (config/grants.py) every render of this repository is checked against."""
+    policy (config/grants.py) every render of this repository is checked against. `memo`: apps
+    whose dry render passed in an earlier load, not rendered again while nothing they read changed."""
     root = Path(root)
     issues: list[Issue] = []
     if not root.is_dir():
@@ -43,7 +44,7 @@ def load_repository(root: Path | str, grants: Policy = DEFAULT_POLICY) -> Reposi
     issues += _dependency_issues(root, apps)
     freezes = _load_freezes(root, regions, apps, issues)
     repo = Repository(root=root, regions=regions, apps=apps, grants=grants, freezes=freezes)
-    issues += repository_issues(repo)
+    issues += repository_issues(repo, memo)
     if issues:
         raise InvalidRepository(issues)
     return repo

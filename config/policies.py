@@ -3,6 +3,9 @@ render of every app in every region it reaches (templates, images, well-formed o
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -12,7 +15,7 @@ from config.defaults import DEFAULT_CHECKS
 from config.errors import Issue
 from config.identity import ReleaseIdentity
 from config.render import RenderFailed, render_many
-from config.repository import AppSource, Repository
+from config.repository import AppSource, Repository, content_digest
 from config.schema import AppValues, Plan
 from config.templating import QUERY_VARIABLES, undeclared_variables
 from config.waves import plan_waves, wave_problems
@@ -20,14 +23,57 @@ from config.waves import plan_waves, wave_problems
 VALIDATION_COMMIT = "0" * 40  # validation renders with a placeholder identity
 
 
-def repository_issues(repo: Repository) -> list[Issue]:
+class RenderMemo:
+    """The apps whose dry render passed, by everything the render reads: the app's folder and the
+    regions (`content_digest`: templates, charts and overlays are confined to the app's folder) and
+    the operator's policy. A push that changes one app of a thousand then renders that one app, not
+    every app in every region again (each render is a sandboxed child process, ~10-70 ms). Only
+    passes are remembered: a render refused because a limit was hit on a busy machine is tried
+    again with the next load. Thread-safe; bounded (oldest forgotten first)."""
+
+    def __init__(self, size: int = 20_000):
+        self._size = size
+        self._passed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(repo: Repository, app: AppSource) -> tuple[str, str, str]:
+        policy = hashlib.sha256(repo.grants.model_dump_json().encode()).hexdigest()
+        return (app.name, content_digest(repo.root, app.name), policy)
+
+    def render_issues(self, repo: Repository, app: AppSource) -> list[Issue]:
+        """`_render_issues`, skipped for an app whose render passed with the same inputs."""
+        key = self.key(repo, app)
+        if self.passed(key):
+            return []
+        issues = _render_issues(repo, app)
+        if not issues:
+            self.remember(key)
+        return issues
+
+    def passed(self, key: tuple[str, str, str]) -> bool:
+        with self._lock:
+            if key in self._passed:
+                self._passed.move_to_end(key)
+                return True
+            return False
+
+    def remember(self, key: tuple[str, str, str]) -> None:
+        with self._lock:
+            self._passed[key] = None
+            self._passed.move_to_end(key)
+            while len(self._passed) > self._size:
+                self._passed.popitem(last=False)
+
+
+def repository_issues(repo: Repository, memo: RenderMemo | None = None) -> list[Issue]:
     issues: list[Issue] = []
     for app in repo.apps.values():
-        issues += app_issues(repo, app)
+        issues += app_issues(repo, app, memo)
     return issues
 
 
-def app_issues(repo: Repository, app: AppSource) -> list[Issue]:
+def app_issues(repo: Repository, app: AppSource, memo: RenderMemo | None = None) -> list[Issue]:
     plan_file = repo.relative(app.directory / "rollout.yaml")
     values_file = repo.relative(app.directory / "values.yaml")
     problems = wave_problems(app.plan, repo.regions)
@@ -44,7 +90,7 @@ def app_issues(repo: Repository, app: AppSource) -> list[Issue]:
         if name not in repo.regions
     ]
     if not problems:
-        issues += _render_issues(repo, app)
+        issues += _render_issues(repo, app) if memo is None else memo.render_issues(repo, app)
     return issues
 
 

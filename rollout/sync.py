@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from config import sources
 from config.errors import InvalidRepository
-from config.repository import Repository
+from config.repository import Repository, content_digest
 from config.schema import Approval
 from config.times import format_time, parse_time
 from config.waves import plan_waves
@@ -31,7 +31,7 @@ from rollout.metrics import GIT_SYNCS
 from rollout.notify import KubernetesEvents
 from rollout.release import ApprovalGate, PlannedWaveSpec, ReleasePhase, ReleaseSpec
 from rollout.store import GROUP, VERSION, ReleaseStore, StatusConflict, StoredRelease
-from rollout.workspace import Workspace, content_digest, file_digest
+from rollout.workspace import Workspace, file_digest
 
 log = structlog.get_logger("rollout.sync")
 SOURCES = "rolloutsources"

@@ -20,6 +20,7 @@ import structlog
 from config.errors import InvalidRepository
 from config.grants import DEFAULT_POLICY, Policy
 from config.loader import load_repository
+from config.policies import RenderMemo
 from config.repository import Repository
 from rollout.gitsync import GitSource
 from rollout.release import ReleasePhase
@@ -53,6 +54,7 @@ class Workspace:
     ):
         self.source = source
         self.grants = grants  # the operator's policy (`--policy`), checked by every render
+        self._memo = RenderMemo()  # apps whose dry render passed: a push renders only what changed
         self.cache_dir = Path(cache_dir)
         self._keep = keep
         self._loaded: dict[str, Repository] = {}
@@ -98,7 +100,7 @@ class Workspace:
                     return self._loaded[commit]
                 self._raise_if_invalid(commit)
             try:
-                repo = load_repository(self.tree(commit), self.grants)
+                repo = load_repository(self.tree(commit), self.grants, self._memo)
             except InvalidRepository as invalid:
                 with self._lock:
                     self._invalid[commit] = (invalid, time.monotonic() + INVALID_RETRY_SECONDS)
@@ -206,16 +208,6 @@ def _mtime(path: Path) -> float:
 def _trim(cache: dict[str, Any], keep: int) -> None:
     while len(cache) > keep:
         cache.pop(next(iter(cache)))
-
-
-def content_digest(root: Path, app: str) -> str:
-    """sha256 over everything that shapes an app's releases: its folder and the regions."""
-    digest = hashlib.sha256()
-    for folder in (root / "apps" / app, root / "regions"):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()):
-            digest.update(str(path.relative_to(root)).encode() + b"\0")
-            digest.update((path.readlink().as_posix().encode() if path.is_symlink() else path.read_bytes()) + b"\0")
-    return digest.hexdigest()
 
 
 def file_digest(path: Path) -> str:

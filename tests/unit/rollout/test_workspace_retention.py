@@ -119,10 +119,10 @@ def test_a_commit_being_loaded_is_never_removed(source: Trees, tmp_path: Path, m
     loading, release_load = threading.Event(), threading.Event()
     real_load = workspace_module.load_repository
 
-    def slow_load(root: Path, grants: object) -> Repository:
+    def slow_load(root: Path, grants: object, memo: object = None) -> Repository:
         loading.set()
         assert release_load.wait(30)
-        return real_load(root, grants)  # type: ignore[arg-type]
+        return real_load(root, grants, memo)  # type: ignore[arg-type]
 
     monkeypatch.setattr(workspace_module, "load_repository", slow_load)
     loader = threading.Thread(target=ws.repository, args=(COMMITS[0],))
