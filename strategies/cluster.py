@@ -57,6 +57,9 @@ NAMESPACE_POD_SECURITY = {
 }
 log = structlog.get_logger("strategies.cluster")
 ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
+# the prune copies' watch requests (see `KubernetesCluster.census`): about 30 kinds per cluster, so one
+# request per kind every 5 minutes at rest rather than every minute (bookmarks keep each resumable)
+CENSUS_WATCH_SECONDS = 300
 # kinds only controllers make from the app's objects (they copy its labels): never listed for pruning
 NEVER_PRUNED = frozenset({"Pod", "ReplicaSet", "ControllerRevision", "Event", "Endpoints", "EndpointSlice", "Lease"})
 
@@ -120,6 +123,9 @@ class KubernetesCluster:
         self._watch = watch
         self._caches: dict[str, KindCache] = {}
         self._caches_lock = threading.Lock()
+        # the prune step's listing from watches, by (group/version, kind): see `census`
+        self._census: dict[tuple[str, str], KindCache] = {}
+        self._census_started = False
 
     def caches(self) -> dict[str, KindCache]:
         """The kind caches, started on first use (reads fall back to the API until one is synced)."""
@@ -145,9 +151,74 @@ class KubernetesCluster:
                     self._caches[kind] = cache
             return self._caches
 
+    def census(self) -> dict[tuple[str, str], KindCache]:
+        """The prune step's copies of the app kinds, started the first time a prune step lists in
+        this cluster (with the region watches only): for every namespaced kind `inventory` lists,
+        one list and then one watch of the whole cluster by the managed-by label, shared by every app,
+        instead of one list per kind per app-region (about 30 calls each time). Metadata only (what
+        the prune rules read: labels, annotations, owners, deletion), and whole objects for Jobs (a
+        running one is kept). Deployments, Services and HTTPRoutes come from `caches`. A kind the
+        cluster will not let us list or watch cluster-wide (403) is not retried: it is listed per
+        app-region as before, as is every kind while its copy is not synced."""
+        if not self._watch:
+            return {}
+        with self._caches_lock:
+            if self._census_started:
+                return self._census
+        self._resource(ObjectRef("v1", "ConfigMap", None, "-"))  # the discovery client, once
+        observed = {(c.store.api_version, c.store.kind) for c in self.caches().values()}
+        with self._caches_lock:
+            if not self._census_started:
+                self._census_started = True
+                for res in self._prunable(namespaced_only=True):
+                    key = (str(res.group_version), str(res.kind))
+                    if key in observed or "watch" not in (getattr(res, "verbs", None) or ()):
+                        continue
+                    cache = KindCache(
+                        functools.partial(self._raw_list, str(res.path()), key[1] != "Job"),
+                        key[0],
+                        key[1],
+                        cluster=self.context,
+                        label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
+                        give_up_unserved=True,
+                        watch_seconds=CENSUS_WATCH_SECONDS,
+                        quiet=True,
+                    )
+                    cache.start()
+                    self._census[key] = cache
+            return self._census
+
+    def _raw_list(self, path: str, metadata_only: bool, **params: Any) -> Any:
+        """GET a kind's cluster-wide list or watch as raw JSON (the KindCache's list call), as object
+        metadata only when `metadata_only` (no data of ConfigMaps or Secrets is read or held)."""
+        from kubernetes.client.exceptions import ApiException
+
+        as_list = "PartialObjectMetadata" if params.get("watch") else "PartialObjectMetadataList"
+        accept = f"application/json;as={as_list};g=meta.k8s.io;v=v1,application/json" if metadata_only else None
+        names = {
+            "label_selector": "labelSelector",
+            "watch": "watch",
+            "resource_version": "resourceVersion",
+            "timeout_seconds": "timeoutSeconds",
+            "allow_watch_bookmarks": "allowWatchBookmarks",
+        }
+        query = [(names[k], str(v).lower() if isinstance(v, bool) else v) for k, v in params.items() if k in names]
+        request = self.api_client.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": accept or "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(*request, _request_timeout=params.get("_request_timeout"))
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
     def close(self) -> None:
         """Stop the watches (a test's adapter; the controller's live as long as the process)."""
-        for cache in self._caches.values():
+        for cache in [*self._caches.values(), *self._census.values()]:
             cache.stop()
 
     def _cached(self, ref: ObjectRef) -> KindCache | None:
@@ -199,18 +270,21 @@ class KubernetesCluster:
         the controller may not list is skipped with a warning (it cannot delete it either)."""
         selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_NAME}={rollout.app}"
         self._resource(ObjectRef("v1", "ConfigMap", None, "-"))  # the discovery client, once
+        copies: dict[tuple[str, str], KindCache] = {}
+        if self._watch:  # observe's copies, then the census'
+            copies = {(c.store.api_version, c.store.kind): c for c in list(self._caches.values())}
+            copies.update(self.census())
         out: list[LiveObject] = []
-        listed_kinds, skipped = 0, []
-        for res in self._dynamic.resources.search():
-            verbs = getattr(res, "verbs", None) or ()
-            kind = str(getattr(res, "kind", ""))
-            if not getattr(res, "preferred", False) or "list" not in verbs or "delete" not in verbs:
-                continue
-            if kind in NEVER_PRUNED or (not res.namespaced and kind not in rollout.prune.kinds):
-                continue
-            if getattr(res, "base_kind", None):  # discovery's `<Kind>List` entries: the kind itself is listed
-                continue
+        listed_kinds, from_watch, skipped = 0, 0, []
+        for res in self._prunable(namespaced_only=False, cluster_kinds=rollout.prune.kinds):
+            kind = str(res.kind)
             namespace = rollout.namespace if res.namespaced else None
+            shared = copies.get((str(res.group_version), kind)) if res.namespaced else None
+            held = shared.of_app(rollout.namespace, rollout.app) if shared is not None else None
+            if held is not None:  # the shared copy, synced: what the list by the selector would return
+                out += [live_object(o) for o in held if _labels(o).get(LABEL_MANAGED_BY) == MANAGED_BY]
+                from_watch += 1
+                continue
             try:
                 listed = self._list(res, namespace, selector)
                 listed_kinds += 1
@@ -221,10 +295,33 @@ class KubernetesCluster:
                 item.setdefault("apiVersion", res.group_version)
                 item.setdefault("kind", kind)
                 out.append(live_object(item))
-        log.info("prune: listed the app's objects", app=rollout.app, kinds=listed_kinds, objects=len(out))
+        log.info(
+            "prune: listed the app's objects",
+            app=rollout.app,
+            kinds=listed_kinds,
+            kinds_from_watches=from_watch,
+            objects=len(out),
+        )
         if skipped:  # one line for all: a least-privilege deployer may list only a few kinds
             log.warning("prune: kinds not listed, their objects are not pruned", app=rollout.app, kinds=skipped)
         return tuple(out)
+
+    def _prunable(self, *, namespaced_only: bool, cluster_kinds: Sequence[str] = ()) -> list[Any]:
+        """The kinds the prune step lists (discovery, cached by the client): preferred versions that
+        can be listed and deleted, not made only by controllers; cluster-scoped ones only when
+        named in `cluster_kinds` (the plan's prune.kinds)."""
+        out = []
+        for res in self._dynamic.resources.search():
+            verbs = getattr(res, "verbs", None) or ()
+            kind = str(getattr(res, "kind", ""))
+            if not getattr(res, "preferred", False) or "list" not in verbs or "delete" not in verbs:
+                continue
+            if kind in NEVER_PRUNED or (not res.namespaced and (namespaced_only or kind not in cluster_kinds)):
+                continue
+            if getattr(res, "base_kind", None):  # discovery's `<Kind>List` entries: the kind itself is listed
+                continue
+            out.append(res)
+        return out
 
     def _read(self, ref: ObjectRef) -> Any:
         """The live object `ref` names, as plain JSON, or None when it does not exist."""
@@ -291,9 +388,9 @@ class KubernetesCluster:
             )
         )
         self.writes += 1
-        cache = self._cached(ref)
-        if cache is not None and applied is not None:  # read-your-writes: never decide from the copy before
-            cache.store.upsert(applied.to_dict() if hasattr(applied, "to_dict") else dict(applied))
+        for cache in (self._cached(ref), self._census.get((ref.api_version, ref.kind))):
+            if cache is not None and applied is not None:  # read-your-writes: never decide from the copy before
+                cache.store.upsert(applied.to_dict() if hasattr(applied, "to_dict") else dict(applied))
 
     def check_ownership(self, app: str, actions: Sequence[Action]) -> None:
         """Raise OwnedByAnotherApp when any object the actions would change or delete carries
@@ -316,9 +413,9 @@ class KubernetesCluster:
             )
         )
         self.writes += 1
-        cache = self._cached(ref)
-        if cache is not None:
-            cache.store.forget(ref.namespace or "", ref.name)
+        for cache in (self._cached(ref), self._census.get((ref.api_version, ref.kind))):
+            if cache is not None:
+                cache.store.forget(ref.namespace or "", ref.name)
 
     def event(self, namespace: str, action: Event) -> None:
         now = datetime.now(UTC)
@@ -412,6 +509,11 @@ class KubernetesCluster:
                 log.warning("temporary cluster error, retrying", error=str(error), delay=round(delay, 2))
                 self.sleep(delay)
                 retry += 1
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    return labels
 
 
 def action_targets(actions: Sequence[Action]) -> list[ObjectRef]:

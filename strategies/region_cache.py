@@ -37,6 +37,7 @@ RETRY_SECONDS = 1.0  # after an error, before relisting (doubled for each error 
 MAX_RETRY_SECONDS = 30.0
 UNSERVED_RETRY_SECONDS = 60.0  # a kind the cluster does not serve (no CRD) or we may not list
 Obj = dict[str, Any]
+PARTIAL = "PartialObjectMetadata"  # the kind of an object listed or watched as metadata only
 Key = tuple[str, str]  # (namespace, name)
 _RUNNING: weakref.WeakSet[KindCache] = weakref.WeakSet()  # stopped at exit: no thread is left in a read
 
@@ -51,6 +52,52 @@ def _stop_all() -> None:
     deadline = time.monotonic() + 3.0
     for cache in caches:
         cache.join(max(0.0, deadline - time.monotonic()))
+
+
+# What is kept of each object (`slim`): only what a reader of the cache looks at. The readers:
+# strategies/observe.py `snapshot` (deployment_state, service_state, route_state, and `applied`:
+# ref_of and hash_of), KubernetesCluster.check_ownership (the name label), this module (name,
+# namespace, resourceVersion, the name label). A field a reader needs but `slim` drops would read as
+# absent: tests/unit/strategies/test_region_cache.py checks that a slim copy gives the same snapshot
+# as the whole object. The rest (the pod template, ports, clusterIPs, parentRefs, managedFields,
+# other tools' annotations) is most of an object's size.
+KEPT_METADATA = (
+    "name",
+    "namespace",
+    "resourceVersion",
+    "generation",
+    "labels",
+    "deletionTimestamp",
+    "ownerReferences",
+)
+KEPT_ANNOTATIONS = "rollout.dev/"  # the controller's own (the applied hash, the prune opt-out)
+KEPT_SPEC: dict[str, tuple[str, ...]] = {
+    "Deployment": ("replicas",),
+    "Service": ("selector",),
+    "HTTPRoute": ("rules",),  # each rule: its backendRefs only
+}
+
+
+def slim(obj: Obj) -> Obj:
+    """`obj` with only the fields the cache's readers use (a new dict; `obj` is not changed). A kind
+    not in KEPT_SPEC keeps its whole spec and status: nothing is dropped that no one looked at."""
+    meta = obj.get("metadata") or {}
+    out_meta: Obj = {k: meta[k] for k in KEPT_METADATA if k in meta}
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(KEPT_ANNOTATIONS)}
+    if notes:
+        out_meta["annotations"] = notes
+    out: Obj = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": out_meta}
+    kind = str(obj.get("kind"))
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and kind in KEPT_SPEC:
+        spec = {k: spec[k] for k in KEPT_SPEC[kind] if k in spec}
+        if kind == "HTTPRoute" and isinstance(spec.get("rules"), list):
+            spec["rules"] = [{"backendRefs": r.get("backendRefs") or []} for r in spec["rules"] if isinstance(r, dict)]
+    if spec is not None:
+        out["spec"] = spec
+    if "status" in obj and kind != "Service" and kind != "HTTPRoute":  # a Deployment's status: all of it is read
+        out["status"] = obj["status"]
+    return out
 
 
 def rv_of(obj: Obj) -> int:
@@ -77,11 +124,9 @@ class KindStore:
         self._lock = threading.Lock()
 
     def _typed(self, obj: Obj) -> Obj:
-        obj.setdefault("apiVersion", self.api_version)
-        obj.setdefault("kind", self.kind)
-        # the field managers' records: the largest part of an object and never read by a strategy
-        (obj.get("metadata") or {}).pop("managedFields", None)
-        return obj
+        if not obj.get("kind") or obj.get("kind") == PARTIAL:  # a metadata-only answer names its own type
+            obj = {**obj, "apiVersion": self.api_version, "kind": self.kind}
+        return slim({**obj, "apiVersion": obj.get("apiVersion") or self.api_version})
 
     def _put(self, key: Key, obj: Obj) -> None:
         self._drop(key)
@@ -179,13 +224,27 @@ class KindCache:
         watch_fn: Callable[[int], Iterable[dict[str, Any]]] | None = None,
         cluster: str = "",
         labelled: bool = True,
+        label_selector: str | None = None,
+        give_up_unserved: bool = False,
+        watch_seconds: int = WATCH_SECONDS,
+        quiet: bool = False,
     ):
         self.store = KindStore(api_version, kind)
         self._list_fn = list_fn
         self._watch_fn = watch_fn
         self._cluster = cluster
-        # only the objects with an app name label (Deployments, Services: observe lists by it), or all
-        self._selector: dict[str, str] = {"label_selector": LABEL_NAME} if labelled else {}
+        # only the objects with an app name label (Deployments, Services: observe lists by it), or all;
+        # `label_selector` instead: only the objects it selects
+        selector = label_selector if label_selector is not None else LABEL_NAME if labelled else None
+        self._selector: dict[str, str] = {"label_selector": selector} if selector else {}
+        # a kind the cluster does not serve or we may not list (403/404): stop for good instead of
+        # retrying every minute (a retry is an API call at rest); readers then always read the API
+        self._give_up_unserved = give_up_unserved
+        self.unserved = False
+        self._watch_seconds = watch_seconds  # one watch request's length: one request per this at rest
+        # an outage logged at debug level: for the many prune copies, whose readers fall back to the
+        # API as quietly as before (observe's copies of the same cluster already warn once)
+        self._quiet = quiet
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._thread: threading.Thread | None = None
@@ -259,6 +318,10 @@ class KindCache:
                     log.info("region watch expired; relisting", cluster=self._cluster, kind=self.store.kind)
                     continue
                 self._synced.clear()  # the cluster may be down: readers must see their reads fail
+                if status in (403, 404) and self._give_up_unserved:
+                    self.unserved = True
+                    log.debug("region kind not watched", cluster=self._cluster, kind=self.store.kind, status=status)
+                    return
                 if status in (403, 404):
                     if not self._told_unserved:  # once: a namespaced grant is the default, not a fault
                         log.info(
@@ -272,7 +335,7 @@ class KindCache:
                     continue
                 failures += 1
                 if failures == 1:  # once per outage: the reads' own errors say the rest
-                    log.warning(
+                    (log.debug if self._quiet else log.warning)(
                         "region watch interrupted; reads go to the API until it is back",
                         cluster=self._cluster,
                         kind=self.store.kind,
@@ -291,10 +354,10 @@ class KindCache:
             **self._selector,
             watch=True,
             resource_version=str(resource_version),
-            timeout_seconds=WATCH_SECONDS,
+            timeout_seconds=self._watch_seconds,
             allow_watch_bookmarks=True,
             _preload_content=False,
-            _request_timeout=WATCH_SECONDS + 15,  # a stalled stream ends as an error
+            _request_timeout=self._watch_seconds + 15,  # a stalled stream ends as an error
         )
         self._response = response
         if self._stop.is_set():  # stopped while the request was being made

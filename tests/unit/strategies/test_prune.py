@@ -441,6 +441,7 @@ def test_the_adapter_lists_each_served_kind_by_the_apps_labels_and_skips_what_it
     }
     adapter = KubernetesCluster.__new__(KubernetesCluster)
     adapter.backoff, adapter.timeout, adapter.sleep = Backoff(attempts=1), 1.0, lambda _: None
+    adapter._watch = False  # the listing from the region watches: test_prune_census.py
     discovery = type("R", (), {"search": lambda _s: list(resources.values()), "get": lambda _s, **_k: None})()
     adapter._dynamic = type("Dyn", (), {"resources": discovery})()
     found = adapter.inventory(R)

@@ -195,6 +195,7 @@ def adapter_with(cache: KindCache, returned: dict[str, Any]) -> KubernetesCluste
     adapter.writes = 0
     adapter._watch = True
     adapter._caches = {"Deployment": cache}
+    adapter._census = {}
     resource = type("Res", (), {"server_side_apply": lambda _s, **_k: Applied(returned)})()
     adapter._resource = lambda ref: resource  # type: ignore[method-assign]
     return adapter
