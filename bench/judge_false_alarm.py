@@ -70,7 +70,7 @@ class Traffic:
         return out
 
 
-def smoke_check(interval_s: float, confidence: float, min_samples: int) -> Check:
+def smoke_check(interval_s: float, confidence: float, min_samples: int, failure_limit: int = 0) -> Check:
     return Check.model_validate(
         {
             "name": "judged",
@@ -78,6 +78,7 @@ def smoke_check(interval_s: float, confidence: float, min_samples: int) -> Check
             "baselineQuery": 'm{version="{{ version }}"}',
             "judge": {"confidence": confidence, "minSamples": min_samples},
             "interval": f"{interval_s:g}s",
+            "failureLimit": failure_limit,
             "inconclusiveLimit": 1000,
         }
     )

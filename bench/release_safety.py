@@ -64,7 +64,15 @@ from kubernetes import client
 if __package__ in (None, ""):  # run as a script: the repository root on the path, like -m
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.judge_false_alarm import START, Setup, Traffic, failed, run_window, series_provider  # noqa: E402
+from bench.judge_false_alarm import (  # noqa: E402
+    START,
+    Setup,
+    Traffic,
+    failed,
+    run_window,
+    series_provider,
+    smoke_check,
+)
 from config.schema import Check  # noqa: E402
 from config.times import parse_time  # noqa: E402
 from deploy.lab import procs, services  # noqa: E402
@@ -895,17 +903,7 @@ class Law:
 
 
 def judged_check(confidence: float, failure_limit: int = 0, min_samples: int = MIN_SAMPLES) -> Check:
-    return Check.model_validate(
-        {
-            "name": "judged",
-            "query": 'm{version="{{ version }}"}',
-            "baselineQuery": 'm{version="{{ version }}"}',
-            "judge": {"confidence": confidence, "minSamples": min_samples},
-            "interval": f"{INTERVAL_S:g}s",
-            "failureLimit": failure_limit,
-            "inconclusiveLimit": 1000,
-        }
-    )
+    return smoke_check(INTERVAL_S, confidence, min_samples, failure_limit)
 
 
 def look_times(check: Check, window_s: float) -> list[float]:
