@@ -850,8 +850,13 @@ def test_controller_runs_with_the_manifests_args_and_only_service_account_tokens
             return None if {"checkout", "catalog", "search"} <= apps else f"releases at {head[:12]}: {sorted(apps)}"
 
         wait_until(releases_made, 120, "Releases created by the controller from Git")
-        source = custom.get_namespaced_custom_object(GROUP, "v1alpha1", NS, "rolloutsources", "default")
-        assert source["status"]["valid"] is True and source["status"]["commit"] == head
+
+        def source_synced() -> str | None:  # written after the sync's releases, not with them
+            source = custom.get_namespaced_custom_object(GROUP, "v1alpha1", NS, "rolloutsources", "default")
+            status = source.get("status") or {}
+            return None if status.get("valid") is True and status.get("commit") == head else f"status {status}"
+
+        wait_until(source_synced, 30, "the RolloutSource's status: valid, at the pushed commit")
         lease = client.CoordinationV1Api(admin_api).read_namespaced_lease("rollout-controller", NS)
         assert lease.spec.holder_identity == "rbac-e2e"
 
