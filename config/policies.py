@@ -13,6 +13,7 @@ import jinja2
 
 from config.defaults import DEFAULT_CHECKS
 from config.errors import Issue
+from config.grants import Policy
 from config.identity import ReleaseIdentity
 from config.render import RenderFailed, render_many
 from config.repository import AppSource, Repository, content_digest
@@ -35,11 +36,18 @@ class RenderMemo:
         self._size = size
         self._passed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._lock = threading.Lock()
+        self._policy: tuple[Policy, str] | None = None  # the last policy and its digest
 
-    @staticmethod
-    def key(repo: Repository, app: AppSource) -> tuple[str, str, str]:
-        policy = hashlib.sha256(repo.grants.model_dump_json().encode()).hexdigest()
-        return (app.name, content_digest(repo.root, app.name), policy)
+    def key(self, repo: Repository, app: AppSource) -> tuple[str, str, str]:
+        return (app.name, content_digest(repo.root, app.name), self._policy_digest(repo.grants))
+
+    def _policy_digest(self, grants: Policy) -> str:
+        """Computed once per policy (it is fixed for the process), not once per app."""
+        known = self._policy
+        if known is None or known[0] is not grants:
+            known = (grants, hashlib.sha256(grants.model_dump_json().encode()).hexdigest())
+            self._policy = known
+        return known[1]
 
     def render_issues(self, repo: Repository, app: AppSource) -> list[Issue]:
         """`_render_issues`, skipped for an app whose render passed with the same inputs."""

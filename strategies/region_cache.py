@@ -126,7 +126,9 @@ class KindStore:
     def _typed(self, obj: Obj) -> Obj:
         if not obj.get("kind") or obj.get("kind") == PARTIAL:  # a metadata-only answer names its own type
             obj = {**obj, "apiVersion": self.api_version, "kind": self.kind}
-        return slim({**obj, "apiVersion": obj.get("apiVersion") or self.api_version})
+        elif not obj.get("apiVersion"):
+            obj = {**obj, "apiVersion": self.api_version}
+        return slim(obj)  # a new dict: the caller's object is never changed
 
     def _put(self, key: Key, obj: Obj) -> None:
         self._drop(key)
